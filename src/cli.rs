@@ -1,0 +1,113 @@
+//! The command line: parses arguments and hands each subcommand to the module that does it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::data::{inspect, synth, CityDataset};
+use crate::error::{Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "opencarbon",
+    version,
+    about = "Urban carbon emission prediction from satellite tiles and POIs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run every job of an experiment that is not already finished.
+    Run {
+        /// The experiment file (YAML), e.g. experiments/baselines.yaml.
+        experiment: PathBuf,
+        /// Run finished jobs again, replacing their results.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the expanded job table without running anything.
+    Plan {
+        /// The experiment file (YAML).
+        experiment: PathBuf,
+    },
+    /// Rebuild summary.csv and the tables from the run directories.
+    Report {
+        /// An experiment file (YAML) or an experiment's results directory.
+        target: PathBuf,
+    },
+    /// Write a synthetic benchmark city as a dataset directory.
+    Synth {
+        /// The preset: london, beijing, yinchuan or tiny.
+        preset: String,
+        /// The output directory (created; must not hold a dataset already).
+        out: PathBuf,
+        /// Generator seed: the same seed always gives the same city.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Print a dataset's statistics: tiles, POIs per category, emission quantiles, share of
+    /// zero tiles, Moran's I of log emission, missing or extra images.
+    Inspect {
+        /// The dataset directory.
+        dataset: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are successes; everything else is bad usage (exit 2).
+            let _ = e.print();
+            return if e.use_stderr() {
+                Err(Error::Usage("see --help".into()))
+            } else {
+                Ok(())
+            };
+        }
+    };
+    match cli.command {
+        Command::Synth { preset, out, seed } => {
+            let p = synth::preset(&preset).ok_or_else(|| {
+                Error::Usage(format!(
+                    "unknown preset `{preset}`, expected one of {}",
+                    synth::preset_names().join(", ")
+                ))
+            })?;
+            if out.join("dataset.yaml").exists() {
+                return Err(Error::Usage(format!(
+                    "{} already holds a dataset",
+                    out.display()
+                )));
+            }
+            synth::SynthCity::generate(&p, seed).write(&out)?;
+            let ds = CityDataset::open(&out)?;
+            println!("wrote {}", out.display());
+            print!("{}", inspect::dataset_stats(&ds));
+            Ok(())
+        }
+        Command::Inspect { dataset, json } => {
+            let ds = CityDataset::open(&dataset)?;
+            let stats = inspect::dataset_stats(&ds);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&stats)
+                        .map_err(|e| Error::Internal(e.to_string()))?
+                );
+            } else {
+                print!("{stats}");
+            }
+            Ok(())
+        }
+        Command::Run { .. } | Command::Plan { .. } | Command::Report { .. } => {
+            Err(Error::Usage("not wired yet".into()))
+        }
+    }
+}

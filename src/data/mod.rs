@@ -1,0 +1,13 @@
+//! Datasets: the on-disk format, synthetic cities, rasterising, features, splits.
+
+pub mod features;
+pub mod format;
+pub mod geo;
+pub mod grid;
+pub mod inspect;
+pub mod raster;
+pub mod split;
+pub mod synth;
+
+pub use format::{CityDataset, SplitPart, Tile};
+pub use grid::TileGrid;

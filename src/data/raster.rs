@@ -1,0 +1,329 @@
+//! Decoded tile images and POI rasters, with an on-disk cache keyed by the dataset's content
+//! fingerprint and the requested size, so a second run does not decode PNGs again and a changed
+//! dataset never reuses stale arrays.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+
+use super::format::{CityDataset, Poi};
+use super::geo;
+use crate::error::{Error, Result};
+use crate::track::atomic_write;
+
+/// Every tile's RGB image at `size`×`size`, row-major HWC, u8.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageStack {
+    pub size: usize,
+    pub data: Vec<u8>,
+}
+
+impl ImageStack {
+    pub fn tile(&self, i: usize) -> &[u8] {
+        let n = self.size * self.size * 3;
+        &self.data[i * n..(i + 1) * n]
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() / (self.size * self.size * 3)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// One POI's cell in the raster of its tile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RasterCell {
+    pub channel: u16,
+    pub row: u16,
+    pub col: u16,
+    pub weight: f32,
+}
+
+/// The C×H×W POI rasters of all tiles, kept sparse (most cells of most tiles are empty).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoiRaster {
+    pub channels: usize,
+    pub size: usize,
+    /// Per tile, its POIs' cells (repeated cells add up).
+    pub cells: Vec<Vec<RasterCell>>,
+}
+
+impl PoiRaster {
+    /// Rasterise POIs per the dataset format: col = floor(frac_x·W), row = floor(frac_y·H).
+    pub fn build(ds: &CityDataset, size: usize) -> PoiRaster {
+        let mut cells = vec![Vec::new(); ds.tiles.len()];
+        for p in &ds.pois {
+            cells[p.tile as usize].push(cell_of(p, ds.meta.zoom, size));
+        }
+        PoiRaster {
+            channels: ds.meta.poi_categories.len(),
+            size,
+            cells,
+        }
+    }
+
+    /// Dense C×H×W raster of one tile.
+    pub fn dense(&self, tile: usize) -> Vec<f32> {
+        let hw = self.size * self.size;
+        let mut out = vec![0.0; self.channels * hw];
+        for c in &self.cells[tile] {
+            out[c.channel as usize * hw + c.row as usize * self.size + c.col as usize] += c.weight;
+        }
+        out
+    }
+
+    /// Weighted POI count per channel of one tile.
+    pub fn counts(&self, tile: usize) -> Vec<f64> {
+        let mut out = vec![0.0; self.channels];
+        for c in &self.cells[tile] {
+            out[c.channel as usize] += c.weight as f64;
+        }
+        out
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in [
+            self.channels as u64,
+            self.size as u64,
+            self.cells.len() as u64,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        for tile in &self.cells {
+            b.extend_from_slice(&(tile.len() as u64).to_le_bytes());
+            for c in tile {
+                b.extend_from_slice(&c.channel.to_le_bytes());
+                b.extend_from_slice(&c.row.to_le_bytes());
+                b.extend_from_slice(&c.col.to_le_bytes());
+                b.extend_from_slice(&c.weight.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<PoiRaster> {
+        let mut r = ByteReader { b, pos: 0 };
+        let channels = r.u64()? as usize;
+        let size = r.u64()? as usize;
+        let n = r.u64()? as usize;
+        let mut cells = Vec::with_capacity(n);
+        for _ in 0..n {
+            let m = r.u64()? as usize;
+            let mut tile = Vec::with_capacity(m);
+            for _ in 0..m {
+                tile.push(RasterCell {
+                    channel: r.u16()?,
+                    row: r.u16()?,
+                    col: r.u16()?,
+                    weight: f32::from_le_bytes(r.take(4)?.try_into().ok()?),
+                });
+            }
+            cells.push(tile);
+        }
+        (r.pos == b.len()).then_some(PoiRaster {
+            channels,
+            size,
+            cells,
+        })
+    }
+}
+
+struct ByteReader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl ByteReader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let s = self.b.get(self.pos..self.pos + n)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+}
+
+fn cell_of(p: &Poi, zoom: u8, size: usize) -> RasterCell {
+    let (fx, fy) = geo::lonlat_to_tile(p.lon, p.lat, zoom);
+    let clamp = |f: f64| ((f.fract() * size as f64).floor() as usize).min(size - 1) as u16;
+    RasterCell {
+        channel: p.category,
+        row: clamp(fy),
+        col: clamp(fx),
+        weight: p.weight,
+    }
+}
+
+/// Decode and resize one tile image to `size`×`size` RGB.
+pub fn decode_image(path: &Path, size: usize) -> Result<Vec<u8>> {
+    let img = image::open(path)
+        .map_err(|e| Error::dataset(path, None, format!("cannot decode image: {e}")))?
+        .to_rgb8();
+    if img.width() != img.height() {
+        return Err(Error::dataset(
+            path,
+            None,
+            format!(
+                "image is {}×{}, expected a square tile",
+                img.width(),
+                img.height()
+            ),
+        ));
+    }
+    let img = if img.width() as usize == size {
+        img
+    } else {
+        image::imageops::resize(&img, size as u32, size as u32, FilterType::Triangle)
+    };
+    Ok(img.into_raw())
+}
+
+/// The cache folder of one dataset's derived arrays.
+pub struct DerivedCache {
+    dir: PathBuf,
+}
+
+impl DerivedCache {
+    pub fn new(cache_root: &Path, fingerprint: &str) -> DerivedCache {
+        DerivedCache {
+            dir: cache_root.join("derived").join(fingerprint),
+        }
+    }
+
+    fn get_or_build(
+        &self,
+        name: &str,
+        build: impl FnOnce() -> Result<Vec<u8>>,
+        valid: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<u8>> {
+        let path = self.dir.join(name);
+        if let Ok(bytes) = fs::read(&path) {
+            if valid(&bytes) {
+                return Ok(bytes);
+            }
+        }
+        let bytes = build()?;
+        atomic_write(&path, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// All tile images of `ds` at `size` px, decoded once and cached.
+    pub fn images(&self, ds: &CityDataset, size: usize) -> Result<ImageStack> {
+        let expected = ds.tiles.len() * size * size * 3;
+        let data = self.get_or_build(
+            &format!("images_{size}.u8"),
+            || decode_all(ds, size),
+            |b| b.len() == expected,
+        )?;
+        Ok(ImageStack { size, data })
+    }
+
+    /// The POI rasters of `ds` at `size` px, built once and cached.
+    pub fn poi_raster(&self, ds: &CityDataset, size: usize) -> Result<PoiRaster> {
+        let bytes = self.get_or_build(
+            &format!("poi_raster_{size}.bin"),
+            || Ok(PoiRaster::build(ds, size).to_bytes()),
+            |b| PoiRaster::from_bytes(b).is_some(),
+        )?;
+        PoiRaster::from_bytes(&bytes)
+            .ok_or_else(|| Error::Internal("corrupt POI raster cache".into()))
+    }
+}
+
+/// Decode every image, spreading the work over the available cores.
+fn decode_all(ds: &CityDataset, size: usize) -> Result<Vec<u8>> {
+    let n = ds.tiles.len();
+    let per = size * size * 3;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(8);
+    let chunk = n.div_ceil(threads).max(1);
+    let mut data = vec![0u8; n * per];
+    std::thread::scope(|s| {
+        let handles: Vec<_> = data
+            .chunks_mut(chunk * per)
+            .enumerate()
+            .map(|(c, out)| {
+                s.spawn(move || -> Result<()> {
+                    for (k, dst) in out.chunks_mut(per).enumerate() {
+                        dst.copy_from_slice(&decode_image(&ds.image_path(c * chunk + k), size)?);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| Error::Internal("image decoder panicked".into()))?
+        })
+    })?;
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poi_cell_follows_the_spec_formula() {
+        // A point 30 % east and 70 % south inside its zoom-15 tile lands in col 19, row 44 of 64.
+        let zoom = 15;
+        let (x, y) = (16372.0 + 0.3, 10896.0 + 0.7);
+        let lon = geo::tile_x_to_lon(x, zoom);
+        let lat = geo::tile_y_to_lat(y, zoom);
+        let p = Poi {
+            lon,
+            lat,
+            category: 2,
+            weight: 1.5,
+            tile: 0,
+        };
+        let c = cell_of(&p, zoom, 64);
+        assert_eq!((c.channel, c.row, c.col, c.weight), (2, 44, 19, 1.5));
+    }
+
+    #[test]
+    fn raster_bytes_round_trip() {
+        let r = PoiRaster {
+            channels: 3,
+            size: 8,
+            cells: vec![
+                vec![RasterCell {
+                    channel: 1,
+                    row: 2,
+                    col: 3,
+                    weight: 0.5,
+                }],
+                vec![],
+                vec![
+                    RasterCell {
+                        channel: 0,
+                        row: 7,
+                        col: 7,
+                        weight: 1.0,
+                    },
+                    RasterCell {
+                        channel: 0,
+                        row: 7,
+                        col: 7,
+                        weight: 2.0,
+                    },
+                ],
+            ],
+        };
+        let back = PoiRaster::from_bytes(&r.to_bytes()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.dense(2)[7 * 8 + 7], 3.0);
+        assert_eq!(back.counts(0), vec![0.0, 0.5, 0.0]);
+        assert!(PoiRaster::from_bytes(&r.to_bytes()[..20]).is_none());
+    }
+}

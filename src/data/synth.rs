@@ -1,0 +1,918 @@
+//! Synthetic benchmark cities: the embedded default data, generated deterministically from a
+//! seed. The generative story is documented in docs/synthetic-cities.md; in short, latent
+//! urban fields (density, commercial vibrancy, land use, roads) drive both what a satellite
+//! sees and where POIs are, and emissions come from sectors that each modality sees
+//! differently:
+//!
+//! | sector              | driven by                               | seen by image | seen by POIs |
+//! |---------------------|-----------------------------------------|---------------|--------------|
+//! | residential heating | built density of residential cells      | roofs         | weakly       |
+//! | commercial          | activity = density × hidden vibrancy    | barely        | strongly     |
+//! | industry            | industrial land × hidden site intensity | big roofs     | weakly       |
+//! | road transport      | road cells × traffic drawn from the 5×5 | roads         | via activity |
+//! |                     | neighbourhood's activity (spillover)    |               |              |
+//! | point sources       | a few plants, heavy-tailed              | towers        | one POI      |
+//!
+//! Nothing here is tuned to make a particular model win: the constants describe plausible
+//! cities and were set by looking at maps and at `opencarbon inspect`, not at model scores.
+
+use std::f64::consts::PI;
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, LogNormal, Poisson};
+
+use super::format::{CityDataset, DatasetMeta, PoiRecord, TargetMeta, Tile, FORMAT_TAG};
+use super::geo;
+use crate::error::{Error, Result};
+
+/// Cells per tile edge: land use is decided per cell (about 95 m at zoom 15).
+pub const CELLS: usize = 8;
+/// Image pixels per cell edge; images are CELLS·PX = 64 px.
+pub const PX: usize = 8;
+pub const IMAGE_SIZE: usize = CELLS * PX;
+pub const ZOOM: u8 = 15;
+/// Bumped whenever the generator's output changes, so cached cities are regenerated.
+pub const GENERATOR_VERSION: u32 = 1;
+
+pub const POI_CATEGORIES: [&str; 15] = [
+    "food",
+    "shopping",
+    "education",
+    "health",
+    "transport",
+    "office",
+    "residential",
+    "industrial",
+    "leisure",
+    "hotel",
+    "finance",
+    "government",
+    "religion",
+    "sport",
+    "other",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LandUse {
+    Water,
+    Park,
+    Farmland,
+    Residential,
+    Commercial,
+    Industrial,
+    Road,
+}
+
+/// A centre of activity: position in units of the city's half-extent, strength, radius (tiles).
+#[derive(Debug, Clone, Copy)]
+struct Centre {
+    u: f64,
+    v: f64,
+    strength: f64,
+    radius: f64,
+}
+
+/// Emission factors per sector (t CO2 / year per unit of the sector's driver).
+#[derive(Debug, Clone, Copy)]
+struct SectorMix {
+    residential: f64,
+    commercial: f64,
+    industry: f64,
+    road: f64,
+    /// Median of one point source, and their count.
+    point_source: f64,
+    point_sources: usize,
+    /// Log-scale noise of the whole tile (measurement and unmodelled activity).
+    noise_sigma: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Preset {
+    pub name: &'static str,
+    pub description: &'static str,
+    lon: f64,
+    lat: f64,
+    tiles: usize,
+    aspect: f64,
+    centres: &'static [Centre],
+    /// River: amplitude and wavelength (tiles), offset of its axis (half-extents), width (cells),
+    /// and whether it runs north-south instead of west-east.
+    river: Option<(f64, f64, f64, f64, bool)>,
+    lake_share: f64,
+    park_share: f64,
+    /// The continuous built-up area: radius (half-extents) and the density it adds.
+    urban_extent: (f64, f64),
+    /// Industrial zones: (u, v, radius in tiles).
+    industrial_zones: &'static [(f64, f64, f64)],
+    /// Ring roads at these radii (tiles); square rings when `square_rings`.
+    rings: &'static [f64],
+    square_rings: bool,
+    radials: usize,
+    mix: SectorMix,
+    roof: [u8; 3],
+    /// POIs per unit of activity (data-source coverage differs between cities).
+    poi_rate: f64,
+}
+
+const LONDON_CENTRES: [Centre; 5] = [
+    Centre {
+        u: 0.05,
+        v: -0.05,
+        strength: 0.9,
+        radius: 6.0,
+    },
+    Centre {
+        u: 0.35,
+        v: 0.05,
+        strength: 0.35,
+        radius: 3.0,
+    },
+    Centre {
+        u: -0.45,
+        v: -0.3,
+        strength: 0.3,
+        radius: 3.5,
+    },
+    Centre {
+        u: -0.2,
+        v: 0.5,
+        strength: 0.25,
+        radius: 3.5,
+    },
+    Centre {
+        u: 0.5,
+        v: -0.55,
+        strength: 0.25,
+        radius: 3.0,
+    },
+];
+const BEIJING_CENTRES: [Centre; 6] = [
+    Centre {
+        u: 0.0,
+        v: 0.0,
+        strength: 0.7,
+        radius: 5.0,
+    },
+    Centre {
+        u: 0.3,
+        v: 0.05,
+        strength: 0.7,
+        radius: 3.5,
+    },
+    Centre {
+        u: -0.35,
+        v: -0.35,
+        strength: 0.6,
+        radius: 4.0,
+    },
+    Centre {
+        u: 0.3,
+        v: -0.45,
+        strength: 0.5,
+        radius: 3.5,
+    },
+    Centre {
+        u: -0.1,
+        v: 0.55,
+        strength: 0.45,
+        radius: 4.0,
+    },
+    Centre {
+        u: 0.55,
+        v: 0.5,
+        strength: 0.4,
+        radius: 3.5,
+    },
+];
+const YINCHUAN_CENTRES: [Centre; 3] = [
+    Centre {
+        u: 0.35,
+        v: 0.0,
+        strength: 0.7,
+        radius: 3.5,
+    },
+    Centre {
+        u: -0.35,
+        v: 0.05,
+        strength: 0.6,
+        radius: 3.5,
+    },
+    Centre {
+        u: 0.0,
+        v: -0.55,
+        strength: 0.3,
+        radius: 2.5,
+    },
+];
+
+pub fn presets() -> Vec<Preset> {
+    vec![
+        Preset {
+            name: "london",
+            description: "monocentric, meandering river west-east, docklands industry east, large parks, orbital ring; heating and commercial heavy",
+            lon: -0.1278,
+            lat: 51.5074,
+            tiles: 1300,
+            aspect: 1.25,
+            centres: &LONDON_CENTRES,
+            river: Some((1.6, 19.0, 0.05, 3.0, false)),
+            lake_share: 0.0,
+            park_share: 0.14,
+            urban_extent: (0.8, 0.4),
+            industrial_zones: &[(0.75, 0.15, 4.5), (-0.7, 0.45, 2.5)],
+            rings: &[6.0, 15.0],
+            square_rings: false,
+            radials: 10,
+            mix: SectorMix {
+                residential: 27000.0,
+                commercial: 78000.0,
+                industry: 45000.0,
+                road: 21000.0,
+                point_source: 120_000.0,
+                point_sources: 3,
+                noise_sigma: 0.25,
+            },
+            roof: [150, 95, 80],
+            poi_rate: 2.5,
+        },
+        Preset {
+            name: "beijing",
+            description: "polycentric, square ring roads, lakes instead of a river, industrial belt south-east and a steel works west; industry and traffic heavy",
+            lon: 116.4074,
+            lat: 39.9042,
+            tiles: 1560,
+            aspect: 1.0,
+            centres: &BEIJING_CENTRES,
+            river: None,
+            lake_share: 0.025,
+            park_share: 0.10,
+            urban_extent: (0.75, 0.38),
+            industrial_zones: &[(0.6, -0.65, 5.0), (-0.8, -0.1, 3.0), (0.7, 0.7, 2.5)],
+            rings: &[4.0, 8.0, 12.5, 17.0],
+            square_rings: true,
+            radials: 8,
+            mix: SectorMix {
+                residential: 33000.0,
+                commercial: 48000.0,
+                industry: 105000.0,
+                road: 36000.0,
+                point_source: 400_000.0,
+                point_sources: 5,
+                noise_sigma: 0.3,
+            },
+            roof: [128, 132, 138],
+            poi_rate: 2.0,
+        },
+        Preset {
+            name: "yinchuan",
+            description: "small twin-centred city elongated west-east, Yellow River north-south on the east edge, industrial park north, farmland; industry and point sources dominate",
+            lon: 106.2309,
+            lat: 38.4872,
+            tiles: 540,
+            aspect: 1.7,
+            centres: &YINCHUAN_CENTRES,
+            river: Some((1.2, 16.0, 0.7, 4.0, true)),
+            lake_share: 0.015,
+            park_share: 0.07,
+            urban_extent: (0.55, 0.3),
+            industrial_zones: &[(0.0, 0.75, 4.0), (-0.75, -0.5, 2.5)],
+            rings: &[9.0],
+            square_rings: false,
+            radials: 6,
+            mix: SectorMix {
+                residential: 30000.0,
+                commercial: 27000.0,
+                industry: 150000.0,
+                road: 27000.0,
+                point_source: 600_000.0,
+                point_sources: 4,
+                noise_sigma: 0.3,
+            },
+            roof: [112, 124, 150],
+            poi_rate: 1.4,
+        },
+        Preset {
+            name: "tiny",
+            description: "a 64-tile test city with every land use, for fast tests",
+            lon: 9.52,
+            lat: 47.14,
+            tiles: 64,
+            aspect: 1.0,
+            centres: &[Centre { u: 0.0, v: 0.0, strength: 0.9, radius: 2.0 }],
+            river: Some((0.8, 5.0, 0.5, 2.0, false)),
+            lake_share: 0.0,
+            park_share: 0.1,
+            urban_extent: (0.7, 0.35),
+            industrial_zones: &[(-0.6, -0.6, 1.5)],
+            rings: &[2.5],
+            square_rings: false,
+            radials: 4,
+            mix: SectorMix {
+                residential: 27000.0,
+                commercial: 60000.0,
+                industry: 75000.0,
+                road: 24000.0,
+                point_source: 100_000.0,
+                point_sources: 1,
+                noise_sigma: 0.3,
+            },
+            roof: [140, 100, 90],
+            poi_rate: 2.5,
+        },
+    ]
+}
+
+pub fn preset(name: &str) -> Option<Preset> {
+    presets().into_iter().find(|p| p.name == name)
+}
+
+pub fn preset_names() -> Vec<&'static str> {
+    presets().iter().map(|p| p.name).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Smooth noise
+
+fn hash01(ix: i64, iy: i64, seed: u64) -> f64 {
+    let mut h = seed
+        ^ (ix as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (iy as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^= h >> 33;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn value_noise(x: f64, y: f64, seed: u64) -> f64 {
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = (x - x0, y - y0);
+    let s = |t: f64| t * t * (3.0 - 2.0 * t);
+    let (sx, sy) = (s(fx), s(fy));
+    let (ix, iy) = (x0 as i64, y0 as i64);
+    let a = hash01(ix, iy, seed);
+    let b = hash01(ix + 1, iy, seed);
+    let c = hash01(ix, iy + 1, seed);
+    let d = hash01(ix + 1, iy + 1, seed);
+    let top = a + (b - a) * sx;
+    let bottom = c + (d - c) * sx;
+    2.0 * (top + (bottom - top) * sy) - 1.0
+}
+
+/// Fractal noise in about [-1, 1]; `scale` is the size of the largest features in tiles.
+fn fbm(u: f64, v: f64, scale: f64, seed: u64) -> f64 {
+    let (mut sum, mut amp, mut norm, mut f) = (0.0, 1.0, 0.0, 1.0 / scale);
+    for octave in 0..4 {
+        sum += amp * value_noise(u * f, v * f, seed.wrapping_add(octave * 7919));
+        norm += amp;
+        amp *= 0.5;
+        f *= 2.0;
+    }
+    sum / norm
+}
+
+// ---------------------------------------------------------------------------------------------
+// The city
+
+/// Everything the generator decides about one cell.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    land: LandUse,
+    /// Built density in [0, 1].
+    density: f64,
+    /// Commercial activity (density × hidden vibrancy), >= 0.
+    activity: f64,
+}
+
+pub struct SynthCity {
+    pub meta: DatasetMeta,
+    pub tiles: Vec<Tile>,
+    pub pois: Vec<PoiRecord>,
+    /// Per tile, its CELLS×CELLS cells, row-major.
+    cells: Vec<Vec<Cell>>,
+    /// Tiles holding a point source.
+    plants: Vec<bool>,
+    roof: [u8; 3],
+    seed: u64,
+}
+
+struct Frame {
+    w: usize,
+    h: usize,
+    x0: u32,
+    y0: u32,
+}
+
+impl Frame {
+    /// Position of a point (in tile units from the frame's north-west corner) relative to the
+    /// centre, in half-extents: u east, v north.
+    fn uv(&self, px: f64, py: f64) -> (f64, f64) {
+        let hw = self.w as f64 / 2.0;
+        let hh = self.h as f64 / 2.0;
+        ((px - hw) / hw, (hh - py) / hh)
+    }
+}
+
+fn road_distance(p: &Preset, frame: &Frame, px: f64, py: f64) -> f64 {
+    let cx = frame.w as f64 / 2.0;
+    let cy = frame.h as f64 / 2.0;
+    let (dx, dy) = (px - cx, py - cy);
+    let r = if p.square_rings {
+        dx.abs().max(dy.abs())
+    } else {
+        (dx * dx + dy * dy).sqrt()
+    };
+    let mut d = f64::INFINITY;
+    for &ring in p.rings {
+        d = d.min((r - ring).abs());
+    }
+    let angle = dy.atan2(dx);
+    let rr = (dx * dx + dy * dy).sqrt();
+    for k in 0..p.radials {
+        let a = k as f64 * 2.0 * PI / p.radials as f64 + 0.3;
+        let mut diff = (angle - a).rem_euclid(2.0 * PI);
+        if diff > PI {
+            diff = 2.0 * PI - diff;
+        }
+        if diff < PI / 2.0 {
+            d = d.min(rr * diff.sin());
+        }
+    }
+    d
+}
+
+impl SynthCity {
+    pub fn generate(p: &Preset, seed: u64) -> SynthCity {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0000 ^ hash_name(p.name));
+        let s = rng.gen::<u64>();
+        // The frame is larger than the city; the city is the `p.tiles` tiles with the highest
+        // "inside" score (a noisy ellipse), which gives an irregular boundary.
+        let area = p.tiles as f64 * 1.3;
+        let h = (area / p.aspect).sqrt().ceil() as usize;
+        let w = (h as f64 * p.aspect).ceil() as usize;
+        let (cx, cy) = geo::lonlat_to_tile(p.lon, p.lat, ZOOM);
+        let frame = Frame {
+            w,
+            h,
+            x0: cx as u32 - w as u32 / 2,
+            y0: cy as u32 - h as u32 / 2,
+        };
+        let mut inside: Vec<(f64, usize, usize)> = Vec::new();
+        for j in 0..h {
+            for i in 0..w {
+                let (u, v) = frame.uv(i as f64 + 0.5, j as f64 + 0.5);
+                let score =
+                    1.0 - (u * u + v * v).sqrt() + 0.3 * fbm(i as f64, j as f64, 6.0, s ^ 1);
+                inside.push((score, i, j));
+            }
+        }
+        inside.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        let mut chosen: Vec<(usize, usize)> = inside[..p.tiles.min(inside.len())]
+            .iter()
+            .map(|t| (t.1, t.2))
+            .collect();
+        chosen.sort_by_key(|&(i, j)| (j, i));
+
+        let cell_at = |gx: f64, gy: f64| -> Cell {
+            // gx, gy: cell centre in tile units from the frame's corner.
+            let (u, v) = frame.uv(gx, gy);
+            let hw = w as f64 / 2.0;
+            let mut density = 0.0;
+            for c in p.centres {
+                let d = ((u - c.u).powi(2) + (v - c.v).powi(2)).sqrt() * hw;
+                density += c.strength * (-d / c.radius).exp();
+            }
+            let (extent, level) = p.urban_extent;
+            let r = (u * u + v * v).sqrt();
+            density += level / (1.0 + ((r - extent) * hw / 1.5).exp());
+            density = (density + 0.18 * fbm(gx, gy, 4.0, s ^ 2)).clamp(0.0, 1.0);
+            // Vibrancy: commercial life that no roof shows, smooth over a few tiles.
+            let vibrancy = (0.9 * fbm(gx, gy, 3.0, s ^ 3)).exp();
+            let activity = density.powf(1.6) * vibrancy;
+
+            let mut water = false;
+            if let Some((amp, wavelength, offset, width, north_south)) = p.river {
+                let (along, across, half) = if north_south {
+                    (gy, gx, hw)
+                } else {
+                    (gx, gy, h as f64 / 2.0)
+                };
+                let axis = half * (1.0 + offset * if north_south { 1.0 } else { -1.0 })
+                    + amp * (along / wavelength * 2.0 * PI).sin()
+                    + 0.5 * amp * (along / (wavelength * 0.37) * 2.0 * PI + 1.0).sin();
+                water = (across - axis).abs() < width / CELLS as f64 / 2.0;
+            }
+            if p.lake_share > 0.0 && fbm(gx, gy, 4.0, s ^ 4) > 1.0 - 14.0 * p.lake_share {
+                water = true;
+            }
+            let industrial_zone = p.industrial_zones.iter().any(|&(zu, zv, r)| {
+                let d = ((u - zu).powi(2) + (v - zv).powi(2)).sqrt() * hw;
+                d < r * (1.0 + 0.4 * fbm(gx, gy, 1.5, s ^ 5))
+            });
+            let park = fbm(gx, gy, 3.5, s ^ 6) > 1.0 - 4.0 * p.park_share && density < 0.85;
+            let road = road_distance(p, &frame, gx, gy) < 0.55 / CELLS as f64;
+            let land = if water {
+                LandUse::Water
+            } else if road {
+                LandUse::Road
+            } else if industrial_zone && density > 0.08 {
+                LandUse::Industrial
+            } else if park {
+                LandUse::Park
+            } else if density < 0.14 + 0.08 * value_noise(gx * 3.0, gy * 3.0, s ^ 7) {
+                LandUse::Farmland
+            } else if activity > 0.6 {
+                LandUse::Commercial
+            } else {
+                LandUse::Residential
+            };
+            Cell {
+                land,
+                density,
+                activity,
+            }
+        };
+
+        let mut cells = Vec::with_capacity(chosen.len());
+        for &(i, j) in &chosen {
+            let mut tile_cells = Vec::with_capacity(CELLS * CELLS);
+            for r in 0..CELLS {
+                for c in 0..CELLS {
+                    let gx = i as f64 + (c as f64 + 0.5) / CELLS as f64;
+                    let gy = j as f64 + (r as f64 + 0.5) / CELLS as f64;
+                    tile_cells.push(cell_at(gx, gy));
+                }
+            }
+            cells.push(tile_cells);
+        }
+
+        // Per-tile sector drivers.
+        let n = chosen.len();
+        let frac = |t: usize, l: LandUse| {
+            cells[t].iter().filter(|c| c.land == l).count() as f64 / (CELLS * CELLS) as f64
+        };
+        let sum_over = |t: usize, f: &dyn Fn(&Cell) -> f64| {
+            cells[t].iter().map(f).sum::<f64>() / (CELLS * CELLS) as f64
+        };
+        let activity: Vec<f64> = (0..n)
+            .map(|t| {
+                sum_over(t, &|c| {
+                    if matches!(c.land, LandUse::Commercial | LandUse::Residential) {
+                        c.activity
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let index: std::collections::HashMap<(usize, usize), usize> =
+            chosen.iter().enumerate().map(|(k, &c)| (c, k)).collect();
+        // Traffic on a tile's roads is drawn by the activity of its 5×5 neighbourhood.
+        let traffic: Vec<f64> = chosen
+            .iter()
+            .map(|&(i, j)| {
+                let mut a = 0.0;
+                for dj in -2i64..=2 {
+                    for di in -2i64..=2 {
+                        let key = ((i as i64 + di) as usize, (j as i64 + dj) as usize);
+                        if let Some(&k) = index.get(&key) {
+                            a += activity[k];
+                        }
+                    }
+                }
+                0.2 + a / 25.0 * 4.0
+            })
+            .collect();
+
+        let industrial_tiles: Vec<usize> = (0..n)
+            .filter(|&t| frac(t, LandUse::Industrial) > 0.3)
+            .collect();
+        let mut plants = vec![false; n];
+        for _ in 0..p.mix.point_sources {
+            if industrial_tiles.is_empty() {
+                break;
+            }
+            plants[industrial_tiles[rng.gen_range(0..industrial_tiles.len())]] = true;
+        }
+        let site = LogNormal::new(0.0, 0.8).expect("valid lognormal");
+        let plant_size = LogNormal::new(p.mix.point_source.ln(), 0.7).expect("valid lognormal");
+        let noise = LogNormal::new(0.0, 0.7 * p.mix.noise_sigma).expect("valid lognormal");
+
+        let mut tiles = Vec::with_capacity(n);
+        for (t, &(i, j)) in chosen.iter().enumerate() {
+            let res = sum_over(t, &|c| {
+                if c.land == LandUse::Residential {
+                    c.density
+                } else {
+                    0.0
+                }
+            });
+            let com = activity[t];
+            let ind = frac(t, LandUse::Industrial);
+            let road = frac(t, LandUse::Road);
+            let site_intensity = site.sample(&mut rng);
+            // Scattered farms and villages heat and drive a little too.
+            let rural = 0.04 * frac(t, LandUse::Farmland);
+            let mut e = p.mix.residential * (res + rural)
+                + p.mix.commercial * com
+                + p.mix.industry * ind * site_intensity
+                + p.mix.road * road * traffic[t] * 8.0;
+            if plants[t] {
+                e += plant_size.sample(&mut rng);
+            }
+            // Unmodelled activity: partly spatially smooth (a neighbourhood's habits and
+            // economy), partly tile-specific.
+            let smooth = 1.5 * fbm(i as f64, j as f64, 3.0, s ^ 8);
+            e *= (p.mix.noise_sigma * smooth).exp() * noise.sample(&mut rng);
+            // Tiles that are mostly water or park, with little built, emit nothing.
+            let open = frac(t, LandUse::Water) + frac(t, LandUse::Park);
+            let built = frac(t, LandUse::Residential)
+                + frac(t, LandUse::Commercial)
+                + frac(t, LandUse::Industrial);
+            if open > 0.5 && built < 0.2 && !plants[t] {
+                e = 0.0;
+            }
+            tiles.push(Tile {
+                x: frame.x0 + i as u32,
+                y: frame.y0 + j as u32,
+                emission: (e * 1000.0).round() / 1000.0,
+            });
+        }
+
+        let pois = generate_pois(p, &tiles, &cells, &plants, &mut rng);
+        SynthCity {
+            meta: DatasetMeta {
+                format: FORMAT_TAG.into(),
+                name: p.name.into(),
+                zoom: ZOOM,
+                target: TargetMeta {
+                    name: "co2".into(),
+                    unit: "t CO2 / year".into(),
+                },
+                poi_categories: POI_CATEGORIES.iter().map(|s| s.to_string()).collect(),
+                source: Some(format!(
+                    "opencarbon synthetic benchmark city `{}` (generator v{GENERATOR_VERSION}, seed {seed}): {}",
+                    p.name, p.description
+                )),
+            },
+            tiles,
+            pois,
+            cells,
+            plants,
+            roof: p.roof,
+            seed,
+        }
+    }
+
+    /// Render tile `t` as an RGB image of IMAGE_SIZE px.
+    pub fn render(&self, t: usize) -> Vec<u8> {
+        let mut img = vec![0u8; IMAGE_SIZE * IMAGE_SIZE * 3];
+        let tile = self.tiles[t];
+        let s = self.seed ^ ((tile.x as u64) << 32 | tile.y as u64);
+        // Imaging conditions vary from tile to tile (haze, sun angle).
+        let brightness =
+            1.0 + 0.03 * (hash01(tile.x as i64, tile.y as i64, self.seed ^ 99) - 0.5) * 2.0;
+        for (k, cell) in self.cells[t].iter().enumerate() {
+            let (cr, cc) = (k / CELLS, k % CELLS);
+            for py in 0..PX {
+                for px in 0..PX {
+                    let gy = (cr * PX + py) as i64;
+                    let gx = (cc * PX + px) as i64;
+                    let h = hash01(gx, gy, s);
+                    let rgb = pixel(
+                        cell,
+                        px,
+                        py,
+                        h,
+                        hash01(cc as i64, cr as i64, s ^ 5),
+                        self.roof,
+                    );
+                    let o = (gy as usize * IMAGE_SIZE + gx as usize) * 3;
+                    for ch in 0..3 {
+                        let noise = (hash01(gx * 3 + ch as i64, gy, s ^ 11) - 0.5) * 14.0;
+                        img[o + ch] = (rgb[ch] as f64 * brightness + noise).clamp(0.0, 255.0) as u8;
+                    }
+                }
+            }
+        }
+        if self.plants[t] {
+            // Cooling towers / tanks: bright discs.
+            for &(ox, oy, r) in &[(20.0, 22.0, 7.0), (42.0, 24.0, 6.0), (30.0, 44.0, 6.5)] {
+                for y in 0..IMAGE_SIZE {
+                    for x in 0..IMAGE_SIZE {
+                        let d = ((x as f64 - ox).powi(2) + (y as f64 - oy).powi(2)).sqrt();
+                        if d < r {
+                            let o = (y * IMAGE_SIZE + x) * 3;
+                            let shade = if d > r - 1.5 { 170 } else { 225 };
+                            img[o..o + 3].copy_from_slice(&[shade, shade, shade - 5]);
+                        }
+                    }
+                }
+            }
+        }
+        img
+    }
+
+    /// Write the city as a dataset directory (format v1).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        CityDataset::write(dir, &self.meta, &self.tiles, &self.pois, |t| {
+            encode_png(&self.render(t), IMAGE_SIZE)
+        })
+    }
+}
+
+fn hash_name(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The colour of one pixel of a cell. `h` is per-pixel randomness, `hc` per-cell randomness.
+fn pixel(cell: &Cell, px: usize, py: usize, h: f64, hc: f64, roof: [u8; 3]) -> [u8; 3] {
+    let edge = px == 0 || py == 0;
+    match cell.land {
+        LandUse::Water => [38, 72 + (h * 10.0) as u8, 118 + (h * 12.0) as u8],
+        LandUse::Park => {
+            if h < 0.35 {
+                [46, 88, 44]
+            } else {
+                [82, 128, 66]
+            }
+        }
+        LandUse::Farmland => {
+            // Fields: one crop colour per cell, furrows every other row.
+            let base = if hc < 0.5 {
+                [150, 160, 90]
+            } else {
+                [120, 140, 70]
+            };
+            if py % 2 == 0 {
+                base
+            } else {
+                [base[0] - 15, base[1] - 15, base[2] - 10]
+            }
+        }
+        LandUse::Road => {
+            if py == PX / 2 && px % 3 != 0 {
+                [200, 200, 190]
+            } else {
+                [78, 78, 82]
+            }
+        }
+        LandUse::Residential => {
+            if edge {
+                return [112, 112, 112]; // street grid
+            }
+            // Houses of 3×3 px in a 2×2 layout; more of them where density is higher.
+            let house = (px - 1) / 3 + 2 * ((py - 1) / 3);
+            let filled = hash01(house as i64, (hc * 1e6) as i64, 17) < 0.25 + 0.75 * cell.density;
+            let in_roof = (px - 1) % 3 != 2 && (py - 1) % 3 != 2 && px < 7 && py < 7;
+            if filled && in_roof {
+                roof
+            } else if cell.density < 0.45 {
+                [96, 132, 80] // gardens
+            } else {
+                [150, 148, 140]
+            }
+        }
+        LandUse::Commercial => {
+            if edge {
+                return [104, 104, 104];
+            }
+            // One large flat roof per cell with a lighter rim.
+            if px == 1 || py == 1 || px == 7 || py == 7 {
+                [176, 176, 170]
+            } else {
+                let g = 120 + (hc * 40.0) as u8;
+                [g, g, g + 6]
+            }
+        }
+        LandUse::Industrial => {
+            if hc < 0.6 {
+                if edge || px == 7 {
+                    [140, 138, 130] // yard
+                } else {
+                    [190, 196, 204] // big light roof
+                }
+            } else if h < 0.15 {
+                [90, 86, 80]
+            } else {
+                [160, 150, 130] // storage yard
+            }
+        }
+    }
+}
+
+fn generate_pois(
+    p: &Preset,
+    tiles: &[Tile],
+    cells: &[Vec<Cell>],
+    plants: &[bool],
+    rng: &mut ChaCha8Rng,
+) -> Vec<PoiRecord> {
+    use LandUse::*;
+    let cell_area = 1.0 / (CELLS * CELLS) as f64;
+    let mut pois = Vec::new();
+    for (t, tile) in tiles.iter().enumerate() {
+        for (k, c) in cells[t].iter().enumerate() {
+            let built_res = matches!(c.land, Residential | Commercial);
+            let com = if c.land == Commercial { 1.0 } else { 0.35 };
+            let a = if built_res { c.activity } else { 0.0 };
+            let d = if built_res { c.density } else { 0.0 };
+            // Expected POIs per category in this cell (per unit of tile area).
+            let rates: [f64; 15] = [
+                3.0 * a,            // food
+                2.5 * a * com,      // shopping
+                0.25 * d,           // education
+                0.25 * d + 0.3 * a, // health
+                if c.land == Road {
+                    0.6 * c.density
+                } else {
+                    0.15 * a
+                }, // transport
+                2.0 * a * a * com,  // office
+                0.6 * d * if c.land == Residential { 1.0 } else { 0.2 }, // residential
+                if c.land == Industrial { 0.5 } else { 0.0 }, // industrial
+                if c.land == Park { 0.4 } else { 0.5 * a }, // leisure
+                0.8 * a * a,        // hotel
+                1.2 * a * a * com,  // finance
+                0.1 * d,            // government
+                0.12 * d,           // religion
+                if c.land == Park { 0.5 } else { 0.1 * d }, // sport
+                0.3 * d + 0.3 * a,  // other
+            ];
+            for (cat, &r) in rates.iter().enumerate() {
+                let lambda = r * p.poi_rate * cell_area * 8.0;
+                if lambda <= 0.0 {
+                    continue;
+                }
+                let count = Poisson::new(lambda)
+                    .map(|d| d.sample(rng) as usize)
+                    .unwrap_or(0);
+                for _ in 0..count {
+                    let fx = ((k % CELLS) as f64 + rng.gen::<f64>()) / CELLS as f64;
+                    let fy = ((k / CELLS) as f64 + rng.gen::<f64>()) / CELLS as f64;
+                    pois.push(poi_at(tile, fx, fy, POI_CATEGORIES[cat]));
+                }
+            }
+        }
+        if plants[t] {
+            pois.push(poi_at(tile, 0.5, 0.5, "industrial"));
+        }
+    }
+    pois
+}
+
+fn poi_at(tile: &Tile, fx: f64, fy: f64, category: &str) -> PoiRecord {
+    PoiRecord {
+        lon: geo::tile_x_to_lon(tile.x as f64 + fx, ZOOM),
+        lat: geo::tile_y_to_lat(tile.y as f64 + fy, ZOOM),
+        category: category.into(),
+        weight: 1.0,
+    }
+}
+
+pub fn encode_png(rgb: &[u8], size: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let enc = image::codecs::png::PngEncoder::new(&mut out);
+    image::ImageEncoder::write_image(
+        enc,
+        rgb,
+        size as u32,
+        size as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// The dataset directory of a preset in the cache, generating it on first use.
+pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::path::PathBuf> {
+    let p = preset(name).ok_or_else(|| {
+        Error::Usage(format!(
+            "unknown preset `{name}`, expected one of {}",
+            preset_names().join(", ")
+        ))
+    })?;
+    let dir = cache_root
+        .join("cities")
+        .join(format!("{name}-s{seed}-v{GENERATOR_VERSION}"));
+    if dir.join("dataset.yaml").is_file() {
+        return Ok(dir);
+    }
+    let tmp = cache_root
+        .join("cities")
+        .join(format!(".tmp-{name}-s{seed}-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    SynthCity::generate(&p, seed).write(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
+    Ok(dir)
+}

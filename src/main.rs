@@ -1,0 +1,12 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match opencarbon::cli::main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The one place errors are printed.
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

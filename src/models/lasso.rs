@@ -1,0 +1,198 @@
+//! LASSO: linfa-elasticnet with l1 ratio 1 (the LASSO of record: it matches scikit-learn's
+//! `Lasso` objective, 1/(2n)·‖y − Xw‖² + α‖w‖₁, and gives exact zeros), and smartcore's
+//! LASSO beside it for comparison (its α is not on the same scale and it leaves no zeros).
+
+use linfa::prelude::*;
+use linfa_elasticnet::ElasticNetParams;
+use ndarray::{Array1, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+use smartcore::linalg::basic::matrix::DenseMatrix;
+use smartcore::linear::lasso::{Lasso, LassoParameters};
+
+use super::{coefficients_json, FieldProblem, FittedModel};
+use crate::error::{Error, Result};
+
+fn default_max_iter() -> u32 {
+    10_000
+}
+fn default_tol() -> f64 {
+    1e-6
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LassoConfig {
+    /// L1 penalty α (scikit-learn's scale).
+    pub alpha: f64,
+    #[serde(default = "default_max_iter")]
+    pub max_iter: u32,
+    #[serde(default = "default_tol")]
+    pub tol: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LassoSmartcoreConfig {
+    /// L1 penalty α (smartcore's scale: about twice scikit-learn's for the same fit).
+    pub alpha: f64,
+    #[serde(default = "default_max_iter")]
+    pub max_iter: u32,
+    #[serde(default = "default_tol")]
+    pub tol: f64,
+}
+
+fn check_common(alpha: f64, max_iter: u32, tol: f64) -> Vec<FieldProblem> {
+    let mut p = Vec::new();
+    if !(alpha.is_finite() && alpha > 0.0) {
+        p.push(("alpha", format!("is {alpha}, expected a number > 0")));
+    }
+    if max_iter == 0 {
+        p.push(("max_iter", "is 0, expected at least 1".into()));
+    }
+    if !(tol.is_finite() && tol > 0.0) {
+        p.push(("tol", format!("is {tol}, expected a number > 0")));
+    }
+    p
+}
+
+impl LassoConfig {
+    pub fn check(&self) -> Vec<FieldProblem> {
+        check_common(self.alpha, self.max_iter, self.tol)
+    }
+
+    pub fn fit(&self, x: ArrayView2<f64>, y: &Array1<f64>) -> Result<Box<dyn FittedModel>> {
+        // linfa-elasticnet 0.8 centres y but not X, so its intercept is only right for centred
+        // features: centre them here and fold the means back into the intercept.
+        let x_mean = x
+            .mean_axis(Axis(0))
+            .ok_or_else(|| Error::Model("lasso: no training rows".into()))?;
+        let data = Dataset::new(&x - &x_mean, y.clone());
+        let model = ElasticNetParams::new()
+            .penalty(self.alpha)
+            .l1_ratio(1.0)
+            .max_iterations(self.max_iter)
+            .tolerance(self.tol)
+            .fit(&data)
+            .map_err(|e| Error::Model(format!("lasso: {e}")))?;
+        let intercept = model.intercept() - x_mean.dot(model.hyperplane());
+        Ok(Box::new(FittedLinfaLasso {
+            coef: model.hyperplane().clone(),
+            intercept,
+        }))
+    }
+}
+
+struct FittedLinfaLasso {
+    coef: Array1<f64>,
+    intercept: f64,
+}
+
+impl FittedModel for FittedLinfaLasso {
+    fn predict(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+        Ok(x.dot(&self.coef) + self.intercept)
+    }
+
+    fn describe(&self, names: &[String]) -> serde_json::Value {
+        coefficients_json(names, &self.coef.to_vec(), self.intercept)
+    }
+}
+
+pub(crate) fn to_dense(x: ArrayView2<f64>) -> Result<DenseMatrix<f64>> {
+    let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
+    DenseMatrix::from_2d_vec(&rows).map_err(|e| Error::Model(format!("smartcore matrix: {e}")))
+}
+
+impl LassoSmartcoreConfig {
+    pub fn check(&self) -> Vec<FieldProblem> {
+        check_common(self.alpha, self.max_iter, self.tol)
+    }
+
+    pub fn fit(&self, x: ArrayView2<f64>, y: &Array1<f64>) -> Result<Box<dyn FittedModel>> {
+        let params = LassoParameters::default()
+            .with_alpha(self.alpha)
+            .with_normalize(false)
+            .with_max_iter(self.max_iter as usize)
+            .with_tol(self.tol);
+        let model = Lasso::fit(&to_dense(x)?, &y.to_vec(), params)
+            .map_err(|e| Error::Model(format!("lasso_smartcore: {e}")))?;
+        Ok(Box::new(FittedSmartcoreLasso(model)))
+    }
+}
+
+struct FittedSmartcoreLasso(Lasso<f64, f64, DenseMatrix<f64>, Vec<f64>>);
+
+impl FittedModel for FittedSmartcoreLasso {
+    fn predict(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
+        self.0
+            .predict(&to_dense(x)?)
+            .map(Array1::from)
+            .map_err(|e| Error::Model(format!("lasso_smartcore: {e}")))
+    }
+
+    fn describe(&self, names: &[String]) -> serde_json::Value {
+        use smartcore::linalg::basic::arrays::Array;
+        let c = self.0.coefficients();
+        let coef: Vec<f64> = (0..names.len()).map(|i| *c.get((i, 0))).collect();
+        coefficients_json(names, &coef, *self.0.intercept())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::r2;
+    use crate::models::oracle;
+
+    #[test]
+    fn linfa_lasso_matches_scikit_learn() {
+        let f = oracle::regression();
+        let e = &f.expected["lasso"];
+        let cfg = LassoConfig {
+            alpha: e["alpha"].as_f64().unwrap(),
+            max_iter: 100_000,
+            tol: 1e-10,
+        };
+        let m = cfg.fit(f.x_train.view(), &f.y_train).unwrap();
+        let pred = m.predict(f.x_test.view()).unwrap();
+        let got = r2(f.y_test.as_slice().unwrap(), pred.as_slice().unwrap());
+        let want = e["r2_test"].as_f64().unwrap();
+        assert!((got - want).abs() < 0.01, "R² {got} vs scikit-learn {want}");
+        let names: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
+        let d = m.describe(&names);
+        for (i, c) in e["coef"].as_array().unwrap().iter().enumerate() {
+            let got = d["coefficients"][&names[i]].as_f64().unwrap();
+            let want = c.as_f64().unwrap();
+            assert!((got - want).abs() < 1e-4, "coef {i}: {got} vs {want}");
+            assert_eq!(got == 0.0, want == 0.0, "coef {i} zero pattern differs");
+        }
+        let intercept = e["intercept"].as_f64().unwrap();
+        assert!((d["intercept"].as_f64().unwrap() - intercept).abs() < 1e-4);
+    }
+
+    #[test]
+    fn smartcore_lasso_reaches_the_same_fit_quality() {
+        let f = oracle::regression();
+        let e = &f.expected["lasso"];
+        let cfg = LassoSmartcoreConfig {
+            alpha: e["alpha"].as_f64().unwrap(),
+            max_iter: 100_000,
+            tol: 1e-8,
+        };
+        let m = cfg.fit(f.x_train.view(), &f.y_train).unwrap();
+        let pred = m.predict(f.x_test.view()).unwrap();
+        let got = r2(f.y_test.as_slice().unwrap(), pred.as_slice().unwrap());
+        let want = e["r2_test"].as_f64().unwrap();
+        assert!((got - want).abs() < 0.03, "R² {got} vs scikit-learn {want}");
+    }
+
+    #[test]
+    fn bad_alpha_is_reported() {
+        let c = LassoConfig {
+            alpha: -1.0,
+            max_iter: 0,
+            tol: 1e-6,
+        };
+        let fields: Vec<&str> = c.check().iter().map(|p| p.0).collect();
+        assert_eq!(fields, vec!["alpha", "max_iter"]);
+    }
+}

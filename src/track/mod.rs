@@ -1,0 +1,235 @@
+//! Run directories: where a job's results live, written so that an interrupted run leaves
+//! nothing half-written behind.
+//!
+//! A job works in `results/<experiment>/.tmp-<run-id>-<pid>/`; the directory is renamed to
+//! `<run-id>/` only when the job ends, with `DONE` written last on success. A killed job leaves
+//! only a hidden temporary directory, which the next attempt at the same job removes.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Write `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader never sees a partial file.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+pub const DONE_MARKER: &str = "DONE";
+
+/// True when `dir` holds a finished run.
+pub fn is_done(dir: &Path) -> bool {
+    dir.join(DONE_MARKER).is_file()
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Done,
+    Failed,
+}
+
+/// `manifest.json`: where and how a run was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub run_id: String,
+    pub experiment: String,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub seed: u64,
+    pub crate_version: &'static str,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub host: String,
+    pub started: String,
+    pub ended: String,
+    pub wall_seconds: f64,
+    pub datasets: Vec<DatasetStamp>,
+}
+
+/// Which dataset a run read, and its content fingerprint at the time.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetStamp {
+    pub name: String,
+    pub path: String,
+    pub fingerprint: String,
+}
+
+/// A job's working directory while it runs.
+pub struct RunDir {
+    final_dir: PathBuf,
+    work_dir: PathBuf,
+    started: SystemTime,
+    clock: Instant,
+    log: fs::File,
+}
+
+impl RunDir {
+    /// Start a run of `run_id` under `experiment_dir`, clearing leftovers of earlier attempts.
+    pub fn begin(experiment_dir: &Path, run_id: &str) -> Result<RunDir> {
+        fs::create_dir_all(experiment_dir).map_err(|e| Error::io(experiment_dir, e))?;
+        remove_stale_attempts(experiment_dir, run_id)?;
+        let work_dir = experiment_dir.join(format!(".tmp-{run_id}-{}", std::process::id()));
+        fs::create_dir_all(&work_dir).map_err(|e| Error::io(&work_dir, e))?;
+        let log_path = work_dir.join("run.log");
+        let log = fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        Ok(RunDir {
+            final_dir: experiment_dir.join(run_id),
+            work_dir,
+            started: SystemTime::now(),
+            clock: Instant::now(),
+            log,
+        })
+    }
+
+    pub fn final_dir(&self) -> &Path {
+        &self.final_dir
+    }
+
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
+    pub fn elapsed_seconds(&self) -> f64 {
+        self.clock.elapsed().as_secs_f64()
+    }
+
+    /// Append a line to the run's `run.log`.
+    pub fn log(&mut self, line: &str) {
+        // A log line that cannot be written must not fail the run; the result files still are.
+        let _ = writeln!(self.log, "{line}");
+    }
+
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        atomic_write(&self.work_dir.join(name), bytes)
+    }
+
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        let text =
+            serde_json::to_string_pretty(value).map_err(|e| Error::Internal(e.to_string()))?;
+        self.write(name, text.as_bytes())
+    }
+
+    /// Close the run: write the manifest, `DONE` when it succeeded, and move the directory to
+    /// its final name (replacing a failed or unfinished earlier attempt).
+    pub fn finish(mut self, manifest: &Manifest) -> Result<PathBuf> {
+        self.write_json("manifest.json", manifest)?;
+        if manifest.status == RunStatus::Done {
+            self.write(DONE_MARKER, b"")?;
+        }
+        let _ = self.log.flush();
+        if self.final_dir.exists() {
+            fs::remove_dir_all(&self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
+        }
+        fs::rename(&self.work_dir, &self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
+        Ok(self.final_dir.clone())
+    }
+}
+
+fn remove_stale_attempts(experiment_dir: &Path, run_id: &str) -> Result<()> {
+    let prefix = format!(".tmp-{run_id}-");
+    for entry in fs::read_dir(experiment_dir).map_err(|e| Error::io(experiment_dir, e))? {
+        let entry = entry.map_err(|e| Error::io(experiment_dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let p = entry.path();
+            fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+pub fn host_name() -> String {
+    fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The commit of the working directory's git checkout and whether it has uncommitted changes;
+/// `None` when there is no git or no repository.
+pub fn git_state() -> (Option<String>, Option<bool>) {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "HEAD"]) {
+        Some(commit) => {
+            let dirty =
+                run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
+            (Some(commit), dirty)
+        }
+        None => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_run_replaces_failed_attempt_and_leaves_no_temp_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let exp = root.path();
+        let stamp = |status| Manifest {
+            run_id: "abc".into(),
+            experiment: "e".into(),
+            status,
+            error: None,
+            seed: 1,
+            crate_version: "0",
+            git_commit: None,
+            git_dirty: None,
+            host: "h".into(),
+            started: "s".into(),
+            ended: "e".into(),
+            wall_seconds: 0.0,
+            datasets: vec![],
+        };
+        let run = RunDir::begin(exp, "abc").unwrap();
+        run.write("metrics.json", b"{}").unwrap();
+        let dir = run.finish(&stamp(RunStatus::Failed)).unwrap();
+        assert!(!is_done(&dir));
+        // An attempt killed half-way leaves a hidden temp dir; the next attempt clears it.
+        fs::create_dir_all(exp.join(".tmp-abc-999999")).unwrap();
+        let run = RunDir::begin(exp, "abc").unwrap();
+        assert!(!exp.join(".tmp-abc-999999").exists());
+        let dir = run.finish(&stamp(RunStatus::Done)).unwrap();
+        assert!(is_done(&dir));
+        assert!(
+            !dir.join("metrics.json").exists(),
+            "old attempt's files must be gone"
+        );
+        let names: Vec<_> = fs::read_dir(exp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("abc")]);
+    }
+}
