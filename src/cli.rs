@@ -4,8 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::{self, Plan};
 use crate::data::{inspect, synth, CityDataset};
 use crate::error::{Error, Result};
+use crate::report;
+use crate::train::{self, RunOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,8 +109,39 @@ pub fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Run { .. } | Command::Plan { .. } | Command::Report { .. } => {
-            Err(Error::Usage("not wired yet".into()))
+        Command::Plan { experiment } => {
+            let plan = Plan::new(config::load_experiment(&experiment)?);
+            print!("{}", plan.table());
+            Ok(())
+        }
+        Command::Run { experiment, force } => {
+            let plan = Plan::new(config::load_experiment(&experiment)?);
+            let result = train::run_experiment(&plan, RunOptions { force });
+            // Tables are rebuilt even when some jobs failed, from the runs that finished.
+            let dir = plan.experiment.experiment_dir();
+            if dir.exists()
+                && report::collect_runs(&dir)
+                    .map(|r| !r.is_empty())
+                    .unwrap_or(false)
+            {
+                report::write_report(&dir, &plan.experiment.name)?;
+                eprintln!("report: {}", dir.join("report.md").display());
+            }
+            result.map(|_| ())
+        }
+        Command::Report { target } => {
+            let (dir, title) = if target.is_dir() {
+                let title = target
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (target, title)
+            } else {
+                let e = config::load_experiment(&target)?;
+                (e.experiment_dir(), e.name)
+            };
+            print!("{}", report::write_report(&dir, &title)?);
+            Ok(())
         }
     }
 }

@@ -98,9 +98,13 @@ pub fn tile_features(
         .map(|t| {
             let block: Vec<usize> = grid.block(t, 1).into_iter().flatten().collect();
             let mut row = own[t].clone();
-            for f in 0..own[t].len() {
-                row.push(block.iter().map(|&b| own[b][f]).sum::<f64>() / block.len() as f64);
+            let mut mean = vec![0.0; own[t].len()];
+            for &b in &block {
+                for (m, v) in mean.iter_mut().zip(&own[b]) {
+                    *m += v / block.len() as f64;
+                }
             }
+            row.extend(mean);
             // How many of the 9 slots exist: edge tiles see fewer neighbours.
             row.push(block.len() as f64 / 9.0);
             row

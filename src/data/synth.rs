@@ -11,7 +11,7 @@
 //! | industry            | industrial land × hidden site intensity | big roofs     | weakly       |
 //! | road transport      | road cells × traffic drawn from the 5×5 | roads         | via activity |
 //! |                     | neighbourhood's activity (spillover)    |               |              |
-//! | point sources       | a few plants, heavy-tailed              | towers        | one POI      |
+//! | point sources       | a few plants, heavy-tailed              | half: towers  | one POI      |
 //!
 //! Nothing here is tuned to make a particular model win: the constants describe plausible
 //! cities and were set by looking at maps and at `opencarbon inspect`, not at model scores.
@@ -33,8 +33,10 @@ pub const CELLS: usize = 8;
 pub const PX: usize = 8;
 pub const IMAGE_SIZE: usize = CELLS * PX;
 pub const ZOOM: u8 = 15;
+/// Log-scale standard deviation of the inventory's per-tile error (see docs/synthetic-cities.md).
+pub const INVENTORY_LOG_SIGMA: f64 = 0.45;
 /// Bumped whenever the generator's output changes, so cached cities are regenerated.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 3;
 
 pub const POI_CATEGORIES: [&str; 15] = [
     "food",
@@ -393,7 +395,7 @@ pub struct SynthCity {
     pub pois: Vec<PoiRecord>,
     /// Per tile, its CELLS×CELLS cells, row-major.
     cells: Vec<Vec<Cell>>,
-    /// Tiles holding a point source.
+    /// Tiles holding a point source that is recognisable from above (drawn as towers).
     plants: Vec<bool>,
     roof: [u8; 3],
     seed: u64,
@@ -599,9 +601,10 @@ impl SynthCity {
         }
         let site = LogNormal::new(0.0, 0.8).expect("valid lognormal");
         let plant_size = LogNormal::new(p.mix.point_source.ln(), 0.7).expect("valid lognormal");
-        let noise = LogNormal::new(0.0, 0.7 * p.mix.noise_sigma).expect("valid lognormal");
+        let inventory_error = LogNormal::new(0.0, INVENTORY_LOG_SIGMA).expect("valid lognormal");
 
-        let mut tiles = Vec::with_capacity(n);
+        // Raw emission of each tile, before the inventory's own spatial smearing.
+        let mut raw = Vec::with_capacity(n);
         for (t, &(i, j)) in chosen.iter().enumerate() {
             let res = sum_over(t, &|c| {
                 if c.land == LandUse::Residential {
@@ -616,17 +619,43 @@ impl SynthCity {
             let site_intensity = site.sample(&mut rng);
             // Scattered farms and villages heat and drive a little too.
             let rural = 0.04 * frac(t, LandUse::Farmland);
-            let mut e = p.mix.residential * (res + rural)
-                + p.mix.commercial * com
+            // Buildings' energy intensity (age, insulation, coal or gas heating) varies by
+            // district and is invisible from above and in POIs.
+            let intensity = (1.0 * fbm(i as f64, j as f64, 4.0, s ^ 9)).exp();
+            let mut e = intensity * (p.mix.residential * (res + rural) + p.mix.commercial * com)
                 + p.mix.industry * ind * site_intensity
                 + p.mix.road * road * traffic[t] * 8.0;
             if plants[t] {
                 e += plant_size.sample(&mut rng);
             }
-            // Unmodelled activity: partly spatially smooth (a neighbourhood's habits and
-            // economy), partly tile-specific.
+            // Unmodelled activity, spatially smooth (a neighbourhood's habits and economy).
             let smooth = 1.5 * fbm(i as f64, j as f64, 3.0, s ^ 8);
-            e *= (p.mix.noise_sigma * smooth).exp() * noise.sample(&mut rng);
+            e *= (p.mix.noise_sigma * smooth).exp();
+            raw.push(e);
+        }
+
+        // An inventory like ODIAC is built on a 1 km grid that is not aligned with the tiles
+        // and spreads emissions with night-light blooming: a tile reports a mix of its own
+        // and its neighbours' emission.
+        let mut tiles = Vec::with_capacity(n);
+        for (t, &(i, j)) in chosen.iter().enumerate() {
+            let mut nb = (0.0, 0usize);
+            for dj in -1i64..=1 {
+                for di in -1i64..=1 {
+                    let key = ((i as i64 + di) as usize, (j as i64 + dj) as usize);
+                    if let Some(&k) = index.get(&key).filter(|&&k| k != t) {
+                        nb = (nb.0 + raw[k], nb.1 + 1);
+                    }
+                }
+            }
+            let mut e = if nb.1 > 0 {
+                0.6 * raw[t] + 0.4 * nb.0 / nb.1 as f64
+            } else {
+                raw[t]
+            };
+            // The inventory's own error at 1 km, which its authors put at tens of per cent
+            // and more: a log-normal factor per tile.
+            e *= inventory_error.sample(&mut rng);
             // Tiles that are mostly water or park, with little built, emit nothing.
             let open = frac(t, LandUse::Water) + frac(t, LandUse::Park);
             let built = frac(t, LandUse::Residential)
@@ -641,6 +670,8 @@ impl SynthCity {
                 emission: (e * 1000.0).round() / 1000.0,
             });
         }
+        // Not every plant is recognisable from above (a gas turbine hall looks like a shed).
+        let visible_plants: Vec<bool> = plants.iter().map(|&p| p && rng.gen_bool(0.5)).collect();
 
         let pois = generate_pois(p, &tiles, &cells, &plants, &mut rng);
         SynthCity {
@@ -661,7 +692,7 @@ impl SynthCity {
             tiles,
             pois,
             cells,
-            plants,
+            plants: visible_plants,
             roof: p.roof,
             seed,
         }

@@ -1,0 +1,650 @@
+//! Experiment files: raw YAML → validated `Experiment` → `Plan` of jobs.
+//!
+//! Validation reports every problem it can find, each with its YAML path (`models[1].alpha`),
+//! before any work starts. Structural problems (unknown fields, wrong types) are found per list
+//! element, so one typo does not hide the problems of the other elements.
+
+pub mod plan;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+use crate::data::split::SplitSpec;
+use crate::data::synth;
+use crate::error::{ConfigProblem, Error, Result};
+use crate::models::ModelConfig;
+
+pub use plan::{Job, Plan};
+
+/// The top level of an experiment file. Lists hold raw YAML so that each element is checked
+/// on its own (see the module comment).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExperiment {
+    name: String,
+    #[serde(default = "default_results_dir")]
+    results_dir: PathBuf,
+    #[serde(default = "default_cache_dir")]
+    cache_dir: PathBuf,
+    #[serde(default = "default_image_size")]
+    image_size: usize,
+    #[serde(default = "default_image_size")]
+    poi_raster_size: usize,
+    datasets: Vec<Value>,
+    models: Vec<Value>,
+    splits: Vec<Value>,
+    seeds: Vec<u64>,
+}
+
+fn default_results_dir() -> PathBuf {
+    PathBuf::from("results")
+}
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from(".cache")
+}
+fn default_image_size() -> usize {
+    64
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPresetDataset {
+    preset: String,
+    #[serde(default)]
+    seed: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathDataset {
+    path: PathBuf,
+}
+
+fn default_fractions() -> [f64; 3] {
+    [0.6, 0.2, 0.2]
+}
+fn default_block_tiles() -> u32 {
+    4
+}
+fn default_valid_fraction() -> f64 {
+    0.2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRandomSplit {
+    #[serde(default = "default_fractions")]
+    fractions: [f64; 3],
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlockSplit {
+    #[serde(default = "default_block_tiles")]
+    block_tiles: u32,
+    #[serde(default = "default_fractions")]
+    fractions: [f64; 3],
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPredefinedSplit {
+    file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrossCitySplit {
+    train: Vec<String>,
+    test: Vec<String>,
+    #[serde(default = "default_valid_fraction")]
+    valid_fraction: f64,
+    #[serde(default)]
+    target_train_fraction: f64,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+/// Where a job's dataset comes from; part of the job's identity (and so of its run id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(untagged)]
+pub enum DatasetSource {
+    /// A synthetic benchmark city, generated into the cache on first use.
+    Preset {
+        preset: String,
+        seed: u64,
+        generator: u32,
+    },
+    /// A dataset directory on disk.
+    Path { path: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetEntry {
+    /// The dataset's name (the preset's, or dataset.yaml's), unique within an experiment.
+    pub name: String,
+    pub source: DatasetSource,
+}
+
+/// A validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub file: PathBuf,
+    pub name: String,
+    pub results_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub image_size: usize,
+    pub poi_raster_size: usize,
+    pub datasets: Vec<DatasetEntry>,
+    /// Every model configuration after grid expansion, with the index of its YAML entry.
+    pub models: Vec<(usize, ModelConfig)>,
+    pub splits: Vec<SplitSpec>,
+    pub seeds: Vec<u64>,
+}
+
+impl Experiment {
+    pub fn experiment_dir(&self) -> PathBuf {
+        self.results_dir.join(&self.name)
+    }
+}
+
+/// Collects problems with their YAML paths.
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Join a YAML path and a child path reported by serde (`.` means "here").
+fn join_path(base: &str, child: &str) -> String {
+    match (base.is_empty(), child.is_empty() || child == ".") {
+        (_, true) => base.to_string(),
+        (true, false) => child.to_string(),
+        (false, false) if child.starts_with('[') => format!("{base}{child}"),
+        (false, false) => format!("{base}.{child}"),
+    }
+}
+
+/// Deserialise `value` into `T`, reporting the exact path of the first problem in it.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: Value,
+    base: &str,
+    problems: &mut Problems,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = join_path(base, &e.path().to_string());
+            problems.add(path, e.into_inner().to_string());
+            None
+        }
+    }
+}
+
+fn read_yaml(file: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    serde_yaml::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {}", l.line()))
+            .unwrap_or_default();
+        Error::config(file, at, format!("not valid YAML: {e}"))
+    })
+}
+
+/// Replace `use: <file>` in a list element by the mapping in that file, with the element's
+/// other keys overriding the file's.
+fn resolve_use(element: Value, path: &str, problems: &mut Problems) -> Option<Mapping> {
+    let Value::Mapping(mut map) = element else {
+        problems.add(path, "expected a mapping");
+        return None;
+    };
+    let Some(use_value) = map.remove("use") else {
+        return Some(map);
+    };
+    let Some(file) = use_value.as_str() else {
+        problems.add(join_path(path, "use"), "expected a file path");
+        return None;
+    };
+    let base = match read_yaml(Path::new(file)) {
+        Ok(Value::Mapping(m)) => m,
+        Ok(_) => {
+            problems.add(
+                join_path(path, "use"),
+                format!("{file} does not hold a mapping"),
+            );
+            return None;
+        }
+        Err(e) => {
+            problems.add(join_path(path, "use"), e.to_string());
+            return None;
+        }
+    };
+    let mut merged = base;
+    if merged.contains_key("use") {
+        problems.add(
+            join_path(path, "use"),
+            format!("{file} uses another file; only one level of `use` is allowed"),
+        );
+        return None;
+    }
+    for (k, v) in map {
+        merged.insert(k, v);
+    }
+    Some(merged)
+}
+
+/// Expand a mapping whose values may be lists of alternatives into every combination, in
+/// key order (the last key varies fastest).
+fn expand_grid(map: &Mapping) -> Vec<Mapping> {
+    let mut out = vec![Mapping::new()];
+    for (k, v) in map {
+        let alternatives: Vec<Value> = match v {
+            Value::Sequence(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        out = out
+            .into_iter()
+            .flat_map(|m| {
+                alternatives.iter().map(move |a| {
+                    let mut m = m.clone();
+                    m.insert(k.clone(), a.clone());
+                    m
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn check_fractions(f: &[f64; 3], path: &str, problems: &mut Problems) {
+    if f.iter().any(|v| !v.is_finite() || *v < 0.0) {
+        problems.add(
+            join_path(path, "fractions"),
+            format!("{f:?} has a negative or non-finite share"),
+        );
+    } else if (f.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+        problems.add(
+            join_path(path, "fractions"),
+            format!("{f:?} sums to {}, expected 1", f.iter().sum::<f64>()),
+        );
+    } else if f[0] <= 0.0 || f[2] <= 0.0 {
+        problems.add(
+            join_path(path, "fractions"),
+            "train and test shares must be > 0",
+        );
+    }
+}
+
+fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<DatasetEntry> {
+    let map = resolve_use(element, path, problems)?;
+    if map.contains_key("preset") {
+        let raw: RawPresetDataset = typed(Value::Mapping(map), path, problems)?;
+        if synth::preset(&raw.preset).is_none() {
+            problems.add(
+                join_path(path, "preset"),
+                format!(
+                    "unknown preset `{}`, expected one of {}",
+                    raw.preset,
+                    synth::preset_names().join(", ")
+                ),
+            );
+            return None;
+        }
+        Some(DatasetEntry {
+            name: raw.preset.clone(),
+            source: DatasetSource::Preset {
+                preset: raw.preset,
+                seed: raw.seed,
+                generator: synth::GENERATOR_VERSION,
+            },
+        })
+    } else if map.contains_key("path") {
+        let raw: RawPathDataset = typed(Value::Mapping(map), path, problems)?;
+        let meta_file = raw.path.join("dataset.yaml");
+        let name = match read_yaml(&meta_file) {
+            Ok(v) => v.get("name").and_then(|n| n.as_str()).map(str::to_string),
+            Err(_) => None,
+        };
+        match name {
+            Some(name) => Some(DatasetEntry {
+                name,
+                source: DatasetSource::Path { path: raw.path },
+            }),
+            None => {
+                problems.add(
+                    join_path(path, "path"),
+                    format!(
+                        "{} is not a dataset (no readable dataset.yaml with a name)",
+                        raw.path.display()
+                    ),
+                );
+                None
+            }
+        }
+    } else {
+        problems.add(
+            path,
+            "expected `preset: <name>` or `path: <dataset dir>` (or `use: <file>`)",
+        );
+        None
+    }
+}
+
+fn parse_model(element: Value, path: &str, problems: &mut Problems) -> Vec<ModelConfig> {
+    let Some(mut map) = resolve_use(element, path, problems) else {
+        return Vec::new();
+    };
+    let kind = match map.remove("kind") {
+        Some(Value::String(k)) => k,
+        Some(_) => {
+            problems.add(join_path(path, "kind"), "expected a model name");
+            return Vec::new();
+        }
+        None => {
+            problems.add(
+                path,
+                format!(
+                    "missing `kind`, expected one of {}",
+                    crate::models::MODEL_KINDS.join(", ")
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for combo in expand_grid(&map) {
+        match ModelConfig::from_yaml(&kind, Value::Mapping(combo)) {
+            Ok(m) => {
+                for (field, msg) in m.check() {
+                    problems.add(join_path(path, field), msg);
+                }
+                out.push(m);
+            }
+            Err((field, msg)) => {
+                problems.add(join_path(path, &field), msg);
+                return Vec::new();
+            }
+        }
+    }
+    out
+}
+
+fn parse_split(
+    element: Value,
+    path: &str,
+    names: &BTreeSet<String>,
+    problems: &mut Problems,
+) -> Option<SplitSpec> {
+    let mut map = resolve_use(element, path, problems)?;
+    let kind = match map.remove("kind") {
+        Some(Value::String(k)) => k,
+        _ => {
+            problems.add(
+                join_path(path, "kind"),
+                "expected one of random, block, predefined, cross_city",
+            );
+            return None;
+        }
+    };
+    let body = Value::Mapping(map);
+    match kind.as_str() {
+        "random" => {
+            let r: RawRandomSplit = typed(body, path, problems)?;
+            check_fractions(&r.fractions, path, problems);
+            Some(SplitSpec::Random {
+                fractions: r.fractions,
+                seed: r.seed,
+            })
+        }
+        "block" => {
+            let r: RawBlockSplit = typed(body, path, problems)?;
+            check_fractions(&r.fractions, path, problems);
+            if r.block_tiles == 0 {
+                problems.add(join_path(path, "block_tiles"), "is 0, expected at least 1");
+            }
+            Some(SplitSpec::Block {
+                block_tiles: r.block_tiles,
+                fractions: r.fractions,
+                seed: r.seed,
+            })
+        }
+        "predefined" => {
+            let r: RawPredefinedSplit = typed(body, path, problems)?;
+            Some(SplitSpec::Predefined { file: r.file })
+        }
+        "cross_city" => {
+            let r: RawCrossCitySplit = typed(body, path, problems)?;
+            for (field, list) in [("train", &r.train), ("test", &r.test)] {
+                if list.is_empty() {
+                    problems.add(
+                        join_path(path, field),
+                        "is empty, expected at least one dataset name",
+                    );
+                }
+                for (i, n) in list.iter().enumerate() {
+                    if !names.contains(n) {
+                        problems.add(
+                            format!("{}[{i}]", join_path(path, field)),
+                            format!(
+                                "`{n}` is not one of this experiment's datasets ({})",
+                                names.iter().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            if r.train.iter().any(|n| r.test.contains(n)) {
+                problems.add(path, "a dataset is both in train and test");
+            }
+            if !(0.0..1.0).contains(&r.valid_fraction) {
+                problems.add(
+                    join_path(path, "valid_fraction"),
+                    format!("is {}, expected 0 <= share < 1", r.valid_fraction),
+                );
+            }
+            if !(0.0..1.0).contains(&r.target_train_fraction) {
+                problems.add(
+                    join_path(path, "target_train_fraction"),
+                    format!("is {}, expected 0 <= share < 1", r.target_train_fraction),
+                );
+            }
+            Some(SplitSpec::CrossCity {
+                train: r.train,
+                test: r.test,
+                valid_fraction: r.valid_fraction,
+                target_train_fraction: r.target_train_fraction,
+                seed: r.seed,
+            })
+        }
+        other => {
+            problems.add(
+                join_path(path, "kind"),
+                format!("unknown split `{other}`, expected one of random, block, predefined, cross_city"),
+            );
+            None
+        }
+    }
+}
+
+/// Read and validate an experiment file.
+pub fn load_experiment(file: &Path) -> Result<Experiment> {
+    let value = read_yaml(file)?;
+    let mut problems = Problems::default();
+    let fail = |problems: Problems| Error::Config {
+        file: file.to_path_buf(),
+        problems: problems.0,
+    };
+    let Some(raw) = typed::<RawExperiment>(value, "", &mut problems) else {
+        return Err(fail(problems));
+    };
+
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        problems.add(
+            "name",
+            format!(
+                "`{}` is not a valid experiment name, expected [A-Za-z0-9_-]+",
+                raw.name
+            ),
+        );
+    }
+    for (field, v) in [
+        ("image_size", raw.image_size),
+        ("poi_raster_size", raw.poi_raster_size),
+    ] {
+        if !(8..=1024).contains(&v) {
+            problems.add(field, format!("is {v}, expected 8..1024"));
+        }
+    }
+    for (field, len) in [
+        ("datasets", raw.datasets.len()),
+        ("models", raw.models.len()),
+        ("splits", raw.splits.len()),
+        ("seeds", raw.seeds.len()),
+    ] {
+        if len == 0 {
+            problems.add(field, "is empty, expected at least one entry");
+        }
+    }
+    let mut seen_seeds = BTreeSet::new();
+    for (i, s) in raw.seeds.iter().enumerate() {
+        if !seen_seeds.insert(*s) {
+            problems.add(format!("seeds[{i}]"), format!("seed {s} is repeated"));
+        }
+    }
+
+    let mut datasets: Vec<DatasetEntry> = Vec::new();
+    for (i, d) in raw.datasets.into_iter().enumerate() {
+        let path = format!("datasets[{i}]");
+        if let Some(entry) = parse_dataset(d, &path, &mut problems) {
+            if datasets.iter().any(|e| e.name == entry.name) {
+                problems.add(path, format!("dataset name `{}` is used twice", entry.name));
+            } else {
+                datasets.push(entry);
+            }
+        }
+    }
+    let names: BTreeSet<String> = datasets.iter().map(|d| d.name.clone()).collect();
+
+    let mut models = Vec::new();
+    for (i, m) in raw.models.into_iter().enumerate() {
+        for cfg in parse_model(m, &format!("models[{i}]"), &mut problems) {
+            models.push((i, cfg));
+        }
+    }
+    let mut splits = Vec::new();
+    for (i, s) in raw.splits.into_iter().enumerate() {
+        if let Some(spec) = parse_split(s, &format!("splits[{i}]"), &names, &mut problems) {
+            splits.push(spec);
+        }
+    }
+
+    if !problems.0.is_empty() {
+        return Err(fail(problems));
+    }
+    Ok(Experiment {
+        file: file.to_path_buf(),
+        name: raw.name,
+        results_dir: raw.results_dir,
+        cache_dir: raw.cache_dir,
+        image_size: raw.image_size,
+        poi_raster_size: raw.poi_raster_size,
+        datasets,
+        models,
+        splits,
+        seeds: raw.seeds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems_of(yaml: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("e.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        match load_experiment(&f) {
+            Ok(_) => vec![],
+            Err(Error::Config { problems, .. }) => problems.iter().map(|p| p.to_string()).collect(),
+            Err(e) => vec![format!("other error: {e}")],
+        }
+    }
+
+    const GOOD: &str = "name: t\ndatasets: [{preset: tiny}]\nmodels: [{kind: lasso, alpha: [0.01, 0.1]}, {kind: ols}]\nsplits: [{kind: random}]\nseeds: [0, 1]\n";
+
+    #[test]
+    fn a_good_file_expands_the_grid() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("e.yaml");
+        std::fs::write(&f, GOOD).unwrap();
+        let e = load_experiment(&f).unwrap();
+        assert_eq!(e.models.len(), 3);
+        assert_eq!(e.models[1].1.label(), "lasso(a=0.1)");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let p = problems_of(
+            "name: t\ndatasets: [{preset: atlantis}]\nmodels: [{kind: lasso, alpah: 1}, {kind: random_forest, n_trees: many}, {kind: lasso, alpha: -1}, {kind: svm}]\nsplits: [{kind: random, fractions: [0.5, 0.2, 0.2]}]\nseeds: [0]\n",
+        );
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("datasets[0].preset: unknown preset `atlantis`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("models[0].alpah: unknown field `alpah`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("models[1].n_trees: invalid type"),
+            "{joined}"
+        );
+        assert!(joined.contains("models[2].alpha: is -1"), "{joined}");
+        assert!(
+            joined.contains("models[3].kind: unknown model `svm`"),
+            "{joined}"
+        );
+        assert!(joined.contains("splits[0].fractions"), "{joined}");
+        assert_eq!(p.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn top_level_typo_is_named() {
+        let p = problems_of(&GOOD.replace("seeds:", "seedz:"));
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("seedz: unknown field `seedz`"), "{p:?}");
+    }
+
+    #[test]
+    fn cross_city_names_must_exist() {
+        let p = problems_of(&GOOD.replace(
+            "splits: [{kind: random}]",
+            "splits: [{kind: cross_city, train: [tiny], test: [paris]}]",
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("splits[0].test[0]: `paris` is not one of"),
+            "{p:?}"
+        );
+    }
+}

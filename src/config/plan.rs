@@ -1,0 +1,173 @@
+//! The plan: every job of an experiment (split × dataset × model × seed), each with a run id
+//! that is a hash of its resolved configuration.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{DatasetEntry, Experiment};
+use crate::data::format::hex;
+use crate::data::split::SplitSpec;
+use crate::models::ModelConfig;
+use crate::track;
+
+/// Bump when the meaning of a job changes in a way its configuration does not show (new
+/// features, a fixed bug in a model), so old results are not mistaken for new ones.
+pub const JOB_FORMAT: u32 = 1;
+
+/// Everything that determines a job's result; its hash is the run id.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobConfig {
+    pub job_format: u32,
+    pub datasets: Vec<DatasetEntry>,
+    pub model: ModelConfig,
+    pub split: SplitSpec,
+    pub seed: u64,
+    pub image_size: usize,
+    pub poi_raster_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub index: usize,
+    pub run_id: String,
+    pub config: JobConfig,
+}
+
+impl Job {
+    /// The dataset column of tables: one name, or `train>test` for cross-city jobs.
+    pub fn dataset_label(&self) -> String {
+        match &self.config.split {
+            SplitSpec::CrossCity { .. } => self.config.split.label(),
+            _ => self.config.datasets[0].name.clone(),
+        }
+    }
+}
+
+pub struct Plan {
+    pub experiment: Experiment,
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Done,
+    Failed,
+    Pending,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+            JobStatus::Pending => "pending",
+        }
+    }
+}
+
+fn run_id(config: &JobConfig) -> String {
+    let json = serde_json::to_string(config).expect("job configs serialise");
+    hex(&Sha256::digest(json.as_bytes())[..5])
+}
+
+impl Plan {
+    pub fn new(experiment: Experiment) -> Plan {
+        let mut jobs = Vec::new();
+        let e = &experiment;
+        for split in &e.splits {
+            let dataset_groups: Vec<Vec<DatasetEntry>> = match split {
+                SplitSpec::CrossCity { train, test, .. } => {
+                    let pick = |n: &String| e.datasets.iter().find(|d| &d.name == n).cloned();
+                    vec![train.iter().chain(test.iter()).filter_map(pick).collect()]
+                }
+                _ => e.datasets.iter().map(|d| vec![d.clone()]).collect(),
+            };
+            for datasets in dataset_groups {
+                for (_, model) in &e.models {
+                    for &seed in &e.seeds {
+                        let config = JobConfig {
+                            job_format: JOB_FORMAT,
+                            datasets: datasets.clone(),
+                            model: model.clone(),
+                            split: split.clone(),
+                            seed,
+                            image_size: e.image_size,
+                            poi_raster_size: e.poi_raster_size,
+                        };
+                        jobs.push(Job {
+                            index: jobs.len(),
+                            run_id: run_id(&config),
+                            config,
+                        });
+                    }
+                }
+            }
+        }
+        Plan { experiment, jobs }
+    }
+
+    pub fn run_dir(&self, job: &Job) -> PathBuf {
+        self.experiment.experiment_dir().join(&job.run_id)
+    }
+
+    pub fn status(&self, job: &Job) -> JobStatus {
+        let dir = self.run_dir(job);
+        if track::is_done(&dir) {
+            JobStatus::Done
+        } else if dir.exists() {
+            JobStatus::Failed
+        } else {
+            JobStatus::Pending
+        }
+    }
+
+    /// The job table `opencarbon plan` prints.
+    pub fn table(&self) -> String {
+        let mut rows = vec![[
+            "#".to_string(),
+            "run id".into(),
+            "dataset".into(),
+            "model".into(),
+            "split".into(),
+            "seed".into(),
+            "status".into(),
+        ]];
+        for j in &self.jobs {
+            rows.push([
+                j.index.to_string(),
+                j.run_id.clone(),
+                j.dataset_label(),
+                j.config.model.label(),
+                j.config.split.label(),
+                j.config.seed.to_string(),
+                self.status(j).as_str().into(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..7)
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for r in &rows {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        let done = self
+            .jobs
+            .iter()
+            .filter(|j| self.status(j) == JobStatus::Done)
+            .count();
+        out.push_str(&format!(
+            "{} jobs, {done} done, {} to run\n",
+            self.jobs.len(),
+            self.jobs.len() - done
+        ));
+        out
+    }
+}

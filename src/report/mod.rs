@@ -1,0 +1,377 @@
+//! Reports: `summary.csv` (one row per finished run) and the paper-style tables
+//! (rows: models; columns: city × metric; cells: mean ± std over seeds, with n), built with
+//! polars from the run directories alone, so a report can be rebuilt at any time.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::track::{atomic_write, is_done};
+use crate::train::RunMetrics;
+
+/// The metrics shown in tables, in order.
+pub const TABLE_METRICS: [(&str, &str); 4] = [
+    ("r2", "R²"),
+    ("rmse", "RMSE"),
+    ("mae", "MAE"),
+    ("mape", "MAPE"),
+];
+
+fn polars_err(e: PolarsError) -> Error {
+    Error::Internal(format!("polars: {e}"))
+}
+
+/// Read `metrics.json` of every finished run under `experiment_dir`, in plan order.
+pub fn collect_runs(experiment_dir: &Path) -> Result<Vec<RunMetrics>> {
+    let mut runs = Vec::new();
+    let entries = fs::read_dir(experiment_dir).map_err(|e| Error::io(experiment_dir, e))?;
+    for entry in entries {
+        let dir = entry.map_err(|e| Error::io(experiment_dir, e))?.path();
+        if !dir.is_dir() || !is_done(&dir) {
+            continue;
+        }
+        let file = dir.join("metrics.json");
+        let text = fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+        let m: RunMetrics = serde_json::from_str(&text).map_err(|e| {
+            Error::dataset(
+                &file,
+                Some(e.line() as u64),
+                format!("not a metrics file: {e}"),
+            )
+        })?;
+        runs.push(m);
+    }
+    runs.sort_by_key(|r| (r.job_index, r.run_id.clone()));
+    Ok(runs)
+}
+
+/// One row per run, with every metric of every part as a column.
+pub fn summary_frame(runs: &[RunMetrics]) -> Result<DataFrame> {
+    let mut columns: Vec<Column> = vec![
+        Column::new(
+            "run_id".into(),
+            runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "dataset".into(),
+            runs.iter().map(|r| r.dataset.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "model".into(),
+            runs.iter().map(|r| r.model.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "split".into(),
+            runs.iter().map(|r| r.split.clone()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "seed".into(),
+            runs.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "fit_seconds".into(),
+            runs.iter().map(|r| r.fit_seconds).collect::<Vec<_>>(),
+        ),
+    ];
+    for (part, get) in [
+        (
+            "train",
+            (|r: &RunMetrics| r.train) as fn(&RunMetrics) -> Option<Metrics>,
+        ),
+        ("valid", |r: &RunMetrics| r.valid),
+        ("test", |r: &RunMetrics| r.test),
+    ] {
+        columns.push(Column::new(
+            format!("{part}_n").into(),
+            runs.iter()
+                .map(|r| get(r).map(|m| m.n as u64))
+                .collect::<Vec<_>>(),
+        ));
+        for name in crate::metrics::METRIC_NAMES {
+            columns.push(Column::new(
+                format!("{part}_{name}").into(),
+                runs.iter()
+                    .map(|r| get(r).and_then(|m| m.get(name)))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+    }
+    DataFrame::new_infer_height(columns).map_err(polars_err)
+}
+
+/// Mean, standard deviation (ddof 1) and count of the test metrics per (split, dataset, model).
+#[allow(deprecated)] // polars' eager group-by aggregations; the lazy API would double build time
+pub fn aggregate(summary: &DataFrame) -> Result<DataFrame> {
+    let metric_cols: Vec<String> = TABLE_METRICS
+        .iter()
+        .map(|(m, _)| format!("test_{m}"))
+        .collect();
+    let gb = summary
+        .group_by_stable(["split", "dataset", "model"])
+        .map_err(polars_err)?;
+    let gb = gb.select(metric_cols.clone());
+    let mean = gb.mean().map_err(polars_err)?;
+    let std = gb.std(1).map_err(polars_err)?;
+    let count = gb.count().map_err(polars_err)?;
+    let mut out = mean;
+    for c in &metric_cols {
+        let mut col = std
+            .column(&format!("{c}_agg_std"))
+            .map_err(polars_err)?
+            .clone();
+        col.rename(format!("{c}_std").into());
+        out.with_column(col).map_err(polars_err)?;
+    }
+    out.with_column(
+        count
+            .column(&format!("{}_count", metric_cols[0]))
+            .map_err(polars_err)?
+            .clone(),
+    )
+    .map_err(polars_err)?;
+    Ok(out)
+}
+
+fn str_at(df: &DataFrame, col: &str, i: usize) -> Result<String> {
+    let c = df.column(col).map_err(polars_err)?;
+    Ok(c.str()
+        .map_err(polars_err)?
+        .get(i)
+        .unwrap_or("")
+        .to_string())
+}
+
+fn f64_at(df: &DataFrame, col: &str, i: usize) -> Result<Option<f64>> {
+    let c = df
+        .column(col)
+        .map_err(polars_err)?
+        .cast(&DataType::Float64)
+        .map_err(polars_err)?;
+    Ok(c.f64().map_err(polars_err)?.get(i))
+}
+
+/// One aggregated cell: mean, sample standard deviation (none for a single run), runs.
+pub type Cell = (f64, Option<f64>, u64);
+
+/// One table per split: rows models, columns dataset × metric.
+pub struct Table {
+    pub split: String,
+    pub datasets: Vec<String>,
+    pub models: Vec<String>,
+    /// cells[model][dataset][metric] = (mean, std, n)
+    pub cells: Vec<Vec<Vec<Option<Cell>>>>,
+}
+
+pub fn tables(agg: &DataFrame) -> Result<Vec<Table>> {
+    let mut out: Vec<Table> = Vec::new();
+    for i in 0..agg.height() {
+        let split = str_at(agg, "split", i)?;
+        let dataset = str_at(agg, "dataset", i)?;
+        let model = str_at(agg, "model", i)?;
+        let idx = match out.iter().position(|t| t.split == split) {
+            Some(k) => k,
+            None => {
+                out.push(Table {
+                    split: split.clone(),
+                    datasets: vec![],
+                    models: vec![],
+                    cells: vec![],
+                });
+                out.len() - 1
+            }
+        };
+        let t = &mut out[idx];
+        if !t.datasets.contains(&dataset) {
+            t.datasets.push(dataset.clone());
+            for row in &mut t.cells {
+                row.push(vec![None; TABLE_METRICS.len()]);
+            }
+        }
+        if !t.models.contains(&model) {
+            t.models.push(model.clone());
+            t.cells
+                .push(vec![vec![None; TABLE_METRICS.len()]; t.datasets.len()]);
+        }
+        let (mi, di) = (
+            t.models.iter().position(|m| m == &model).unwrap(),
+            t.datasets.iter().position(|d| d == &dataset).unwrap(),
+        );
+        let n = f64_at(agg, "test_r2_count", i)?.unwrap_or(0.0) as u64;
+        for (k, (m, _)) in TABLE_METRICS.iter().enumerate() {
+            if let Some(mean) = f64_at(agg, &format!("test_{m}_mean"), i)? {
+                let std = f64_at(agg, &format!("test_{m}_std"), i)?;
+                t.cells[mi][di][k] = Some((mean, std, n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A cell: mean ± std, with the number of runs only where it differs from the table's usual n.
+fn cell_text(c: &Option<Cell>, usual_n: u64) -> String {
+    let n_note = |n: &u64| {
+        if *n == usual_n {
+            String::new()
+        } else {
+            format!(" (n={n})")
+        }
+    };
+    match c {
+        Some((mean, Some(std), n)) => format!("{mean:.3} ± {std:.3}{}", n_note(n)),
+        Some((mean, None, n)) => format!("{mean:.3}{}", n_note(n)),
+        None => "–".into(),
+    }
+}
+
+impl Table {
+    /// The most common number of runs per cell.
+    fn usual_n(&self) -> u64 {
+        let mut counts: std::collections::BTreeMap<u64, usize> = Default::default();
+        for c in self.cells.iter().flatten().flatten().flatten() {
+            *counts.entry(c.2).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|&(n, k)| (k, n))
+            .map_or(0, |(n, _)| n)
+    }
+
+    pub fn markdown(&self, title: &str) -> String {
+        let usual_n = self.usual_n();
+        let mut s = format!(
+            "### {title}: split `{}`\n\nTest metrics on log emission, mean ± std over seeds, n = {usual_n} runs per cell unless marked. R² higher is better; RMSE, MAE, MAPE lower.\n\n| model |",
+            self.split
+        );
+        for d in &self.datasets {
+            for (_, label) in TABLE_METRICS {
+                write!(s, " {d} {label} |").unwrap();
+            }
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---:|".repeat(self.datasets.len() * TABLE_METRICS.len()));
+        s.push('\n');
+        for (mi, model) in self.models.iter().enumerate() {
+            write!(s, "| {model} |").unwrap();
+            for di in 0..self.datasets.len() {
+                for k in 0..TABLE_METRICS.len() {
+                    write!(s, " {} |", cell_text(&self.cells[mi][di][k], usual_n)).unwrap();
+                }
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn csv(&self) -> String {
+        let mut s = String::from("model,dataset,metric,mean,std,n\n");
+        for (mi, model) in self.models.iter().enumerate() {
+            for (di, d) in self.datasets.iter().enumerate() {
+                for (k, (m, _)) in TABLE_METRICS.iter().enumerate() {
+                    if let Some((mean, std, n)) = self.cells[mi][di][k] {
+                        let std = std.map_or(String::new(), |v| format!("{v}"));
+                        writeln!(s, "{model},{d},{m},{mean},{std},{n}").unwrap();
+                    }
+                }
+            }
+        }
+        s
+    }
+}
+
+fn file_safe(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Rebuild `summary.csv` and `tables/` of an experiment directory. Returns the Markdown of all
+/// tables.
+pub fn write_report(experiment_dir: &Path, title: &str) -> Result<String> {
+    let runs = collect_runs(experiment_dir)?;
+    if runs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{} holds no finished runs",
+            experiment_dir.display()
+        )));
+    }
+    let mut summary = summary_frame(&runs)?;
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf)
+        .finish(&mut summary)
+        .map_err(polars_err)?;
+    atomic_write(&experiment_dir.join("summary.csv"), &buf)?;
+
+    let agg = aggregate(&summary)?;
+    let tables_dir: PathBuf = experiment_dir.join("tables");
+    let mut all = format!("# {title}\n\n{} finished runs.\n\n", runs.len());
+    for t in tables(&agg)? {
+        let md = t.markdown(title);
+        let name = file_safe(&t.split);
+        atomic_write(&tables_dir.join(format!("{name}.md")), md.as_bytes())?;
+        atomic_write(&tables_dir.join(format!("{name}.csv")), t.csv().as_bytes())?;
+        all.push_str(&md);
+        all.push('\n');
+    }
+    atomic_write(&experiment_dir.join("report.md"), all.as_bytes())?;
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, model: &str, seed: u64, r2: f64) -> RunMetrics {
+        let m = Metrics {
+            n: 10,
+            r2,
+            rmse: 1.0 - r2,
+            mae: 0.5,
+            mape: 0.1,
+            spearman: 0.9,
+        };
+        RunMetrics {
+            run_id: id.into(),
+            job_index: 0,
+            dataset: "london".into(),
+            model: model.into(),
+            model_kind: model.into(),
+            split: "random".into(),
+            seed,
+            train: Some(m),
+            valid: None,
+            test: Some(m),
+            fit_seconds: 0.1,
+        }
+    }
+
+    #[test]
+    fn mean_and_sample_std_over_seeds() {
+        let runs = vec![
+            run("a", "ols", 0, 0.5),
+            run("b", "ols", 1, 0.7),
+            run("c", "lasso", 0, 0.9),
+        ];
+        let agg = aggregate(&summary_frame(&runs).unwrap()).unwrap();
+        let t = &tables(&agg).unwrap()[0];
+        assert_eq!(t.models, vec!["ols", "lasso"]);
+        let (mean, std, n) = t.cells[0][0][0].unwrap();
+        assert!((mean - 0.6).abs() < 1e-12);
+        assert!((std.unwrap() - 0.02f64.sqrt()).abs() < 1e-12); // sample std of 0.5, 0.7
+        assert_eq!(n, 2);
+        let md = t.markdown("x");
+        assert!(md.contains("n = 2 runs per cell"), "{md}");
+        assert!(md.contains("| ols | 0.600 ± 0.141 |"), "{md}");
+        assert!(md.contains("| lasso | 0.900 (n=1) |"), "{md}");
+    }
+}

@@ -1,0 +1,273 @@
+//! Running an experiment: prepare every dataset a pending job needs (so bad data fails before
+//! any job starts), then run each job into its run directory.
+
+mod tabular;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::plan::JobStatus;
+use crate::config::{DatasetEntry, DatasetSource, Job, Plan};
+use crate::data::features::{tile_features, FeatureTable};
+use crate::data::format::{content_fingerprint, CityDataset};
+use crate::data::raster::DerivedCache;
+use crate::data::split::SplitSpec;
+use crate::data::{synth, TileGrid};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::track::{self, DatasetStamp, Manifest, RunDir, RunStatus};
+
+/// A dataset ready for jobs: validated, with its derived arrays.
+pub struct PreparedDataset {
+    pub entry: DatasetEntry,
+    pub path: PathBuf,
+    pub data: CityDataset,
+    pub fingerprint: String,
+    pub features: FeatureTable,
+}
+
+/// Resolve a dataset entry to a directory, generating a preset city on first use.
+pub fn dataset_dir(entry: &DatasetEntry, cache_dir: &std::path::Path) -> Result<PathBuf> {
+    match &entry.source {
+        DatasetSource::Preset { preset, seed, .. } => {
+            synth::ensure_preset(cache_dir, preset, *seed)
+        }
+        DatasetSource::Path { path } => Ok(path.clone()),
+    }
+}
+
+fn prepare(entry: &DatasetEntry, plan: &Plan) -> Result<PreparedDataset> {
+    let e = &plan.experiment;
+    let path = dataset_dir(entry, &e.cache_dir)?;
+    let data = CityDataset::open(&path)?;
+    for w in &data.warnings {
+        eprintln!("warning: {w}");
+    }
+    let fingerprint = content_fingerprint(&data)?;
+    let cache = DerivedCache::new(&e.cache_dir, &fingerprint);
+    let images = cache.images(&data, e.image_size)?;
+    let pois = cache.poi_raster(&data, e.poi_raster_size)?;
+    let grid = TileGrid::new(&data.tiles);
+    let features = tile_features(&grid, &images, &pois, &data.meta.poi_categories);
+    Ok(PreparedDataset {
+        entry: entry.clone(),
+        path,
+        data,
+        fingerprint,
+        features,
+    })
+}
+
+/// Checks that need the datasets themselves: predefined split files, matching POI categories.
+fn check_against_data(plan: &Plan, prepared: &BTreeMap<String, PreparedDataset>) -> Result<()> {
+    let mut problems = Vec::new();
+    for (i, split) in plan.experiment.splits.iter().enumerate() {
+        match split {
+            SplitSpec::Predefined { file } => {
+                for d in prepared.values() {
+                    if !d.data.split_names.contains(file) {
+                        problems.push(crate::error::ConfigProblem {
+                            path: format!("splits[{i}].file"),
+                            message: format!("dataset `{}` has no splits/{file}.csv", d.entry.name),
+                        });
+                    }
+                }
+            }
+            SplitSpec::CrossCity { train, test, .. } => {
+                let cats: Vec<&Vec<String>> = train
+                    .iter()
+                    .chain(test)
+                    .filter_map(|n| prepared.get(n))
+                    .map(|d| &d.data.meta.poi_categories)
+                    .collect();
+                if cats.windows(2).any(|w| w[0] != w[1]) {
+                    problems.push(crate::error::ConfigProblem {
+                        path: format!("splits[{i}]"),
+                        message: "cross-city datasets must have the same poi_categories, in the same order".into(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            file: plan.experiment.file.clone(),
+            problems,
+        })
+    }
+}
+
+/// What `metrics.json` holds: the job's identity and its metrics per part.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RunMetrics {
+    pub run_id: String,
+    /// Position of the job in its experiment's plan; orders the rows and columns of tables.
+    pub job_index: usize,
+    pub dataset: String,
+    pub model: String,
+    pub model_kind: String,
+    pub split: String,
+    pub seed: u64,
+    pub train: Option<Metrics>,
+    pub valid: Option<Metrics>,
+    pub test: Option<Metrics>,
+    pub fit_seconds: f64,
+}
+
+/// Which jobs `run` should run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub force: bool,
+}
+
+/// Run the experiment's unfinished jobs (all with `force`). Returns the number of jobs run.
+pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
+    let todo: Vec<&Job> = plan
+        .jobs
+        .iter()
+        .filter(|j| options.force || plan.status(j) != JobStatus::Done)
+        .collect();
+    let skipped = plan.jobs.len() - todo.len();
+    if todo.is_empty() {
+        eprintln!(
+            "all {} jobs of `{}` are done; nothing to run",
+            plan.jobs.len(),
+            plan.experiment.name
+        );
+        return Ok(0);
+    }
+    eprintln!(
+        "experiment `{}`: {} jobs to run, {skipped} already done",
+        plan.experiment.name,
+        todo.len()
+    );
+
+    // Every dataset that a pending job reads is opened, validated and featurised first.
+    let mut prepared: BTreeMap<String, PreparedDataset> = BTreeMap::new();
+    for job in &todo {
+        for entry in &job.config.datasets {
+            if !prepared.contains_key(&entry.name) {
+                let t = Instant::now();
+                eprintln!("preparing dataset `{}` ...", entry.name);
+                let p = prepare(entry, plan)?;
+                eprintln!(
+                    "  {} tiles, {} POIs, {} features ({:.1} s)",
+                    p.data.tiles.len(),
+                    p.data.pois.len(),
+                    p.features.names.len(),
+                    t.elapsed().as_secs_f64()
+                );
+                prepared.insert(entry.name.clone(), p);
+            }
+        }
+    }
+    check_against_data(plan, &prepared)?;
+
+    let started = Instant::now();
+    let mut failed = 0;
+    for (k, job) in todo.iter().enumerate() {
+        let datasets: Vec<&PreparedDataset> = job
+            .config
+            .datasets
+            .iter()
+            .map(|d| &prepared[&d.name])
+            .collect();
+        let t = Instant::now();
+        let outcome = run_job(plan, job, &datasets)?;
+        let eta = started.elapsed().as_secs_f64() / (k + 1) as f64 * (todo.len() - k - 1) as f64;
+        match outcome {
+            Ok(m) => eprintln!(
+                "[{}/{}] {} {:<10} {:<28} {:<14} seed {:<3} test R² {:>6.3}  ({:.1} s, ETA {:.0} s)",
+                k + 1,
+                todo.len(),
+                job.run_id,
+                job.dataset_label(),
+                job.config.model.label(),
+                job.config.split.label(),
+                job.config.seed,
+                m.test.map_or(f64::NAN, |t| t.r2),
+                t.elapsed().as_secs_f64(),
+                eta
+            ),
+            Err(msg) => {
+                failed += 1;
+                eprintln!("[{}/{}] {} FAILED: {msg}", k + 1, todo.len(), job.run_id);
+            }
+        }
+    }
+    eprintln!(
+        "ran {} jobs in {:.1} s into {}",
+        todo.len(),
+        started.elapsed().as_secs_f64(),
+        plan.experiment.experiment_dir().display()
+    );
+    if failed > 0 {
+        return Err(Error::JobsFailed {
+            failed,
+            total: todo.len(),
+        });
+    }
+    Ok(todo.len())
+}
+
+/// Run one job. The outer `Result` is for failures of the results store itself (which stop
+/// the experiment); the inner one for failures of the job (recorded in its run directory).
+fn run_job(
+    plan: &Plan,
+    job: &Job,
+    datasets: &[&PreparedDataset],
+) -> Result<std::result::Result<RunMetrics, String>> {
+    let exp_dir = plan.experiment.experiment_dir();
+    let mut run = RunDir::begin(&exp_dir, &job.run_id)?;
+    let resolved = serde_yaml::to_string(&serde_json::json!({
+        "experiment": plan.experiment.name,
+        "run_id": job.run_id,
+        "job": job.config,
+    }))
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    run.write("config.yaml", resolved.as_bytes())?;
+    run.log(&format!(
+        "job {} of experiment `{}`",
+        job.run_id, plan.experiment.name
+    ));
+
+    let result = tabular::fit_and_evaluate(job, datasets, &mut run);
+    let (status, error, metrics) = match result {
+        Ok(m) => (RunStatus::Done, None, Ok(m)),
+        Err(e) => {
+            run.log(&format!("FAILED: {e}"));
+            (RunStatus::Failed, Some(e.to_string()), Err(e.to_string()))
+        }
+    };
+    let (git_commit, git_dirty) = track::git_state();
+    let manifest = Manifest {
+        run_id: job.run_id.clone(),
+        experiment: plan.experiment.name.clone(),
+        status,
+        error,
+        seed: job.config.seed,
+        crate_version: env!("CARGO_PKG_VERSION"),
+        git_commit,
+        git_dirty,
+        host: track::host_name(),
+        started: track::rfc3339(run.started()),
+        ended: track::rfc3339(SystemTime::now()),
+        wall_seconds: run.elapsed_seconds(),
+        datasets: datasets
+            .iter()
+            .map(|d| DatasetStamp {
+                name: d.entry.name.clone(),
+                path: d.path.display().to_string(),
+                fingerprint: d.fingerprint.clone(),
+            })
+            .collect(),
+    };
+    run.finish(&manifest)?;
+    Ok(metrics)
+}
