@@ -195,7 +195,7 @@ fn typed<T: serde::de::DeserializeOwned>(
 }
 
 fn read_yaml(file: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let text = std::fs::read_to_string(file).map_err(|e| Error::config(file, "", format!("cannot read: {e}")))?;
     serde_yaml::from_str(&text).map_err(|e| {
         let at = e
             .location()

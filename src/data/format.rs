@@ -126,7 +126,7 @@ fn csv_error(file: &Path, e: csv::Error) -> Error {
 
 /// Open a CSV file and check that its header is one of `allowed` (exact column names and order).
 fn open_csv(file: &Path, allowed: &[&[&str]]) -> Result<(csv::Reader<fs::File>, usize)> {
-    let f = fs::File::open(file).map_err(|e| Error::io(file, e))?;
+    let f = fs::File::open(file).map_err(|e| Error::dataset(file, None, format!("cannot read: {e}")))?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(f);
     let header: Vec<String> = rdr
         .headers()
@@ -240,7 +240,8 @@ impl CityDataset {
             return Err(Error::dataset(&root, None, "is not a dataset directory"));
         }
         let meta_path = root.join("dataset.yaml");
-        let text = fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let text = fs::read_to_string(&meta_path)
+            .map_err(|e| Error::dataset(&meta_path, None, format!("cannot read: {e}")))?;
         let meta: DatasetMeta = serde_yaml::from_str(&text).map_err(|e| {
             let line = e.location().map(|l| l.line() as u64);
             Error::dataset(&meta_path, line, e.to_string())
