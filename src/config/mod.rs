@@ -15,7 +15,7 @@ use serde_yaml::{Mapping, Value};
 use crate::data::split::SplitSpec;
 use crate::data::synth;
 use crate::error::{ConfigProblem, Error, Result};
-use crate::models::ModelConfig;
+use crate::models::{Inputs, ModelConfig, ModelSpec};
 
 pub use plan::{Job, Plan};
 
@@ -144,7 +144,7 @@ pub struct Experiment {
     pub poi_raster_size: usize,
     pub datasets: Vec<DatasetEntry>,
     /// Every model configuration after grid expansion, with the index of its YAML entry.
-    pub models: Vec<(usize, ModelConfig)>,
+    pub models: Vec<(usize, ModelSpec)>,
     pub splits: Vec<SplitSpec>,
     pub seeds: Vec<u64>,
 }
@@ -195,7 +195,8 @@ fn typed<T: serde::de::DeserializeOwned>(
 }
 
 fn read_yaml(file: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::config(file, "", format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::config(file, "", format!("cannot read: {e}")))?;
     serde_yaml::from_str(&text).map_err(|e| {
         let at = e
             .location()
@@ -344,7 +345,7 @@ fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<
     }
 }
 
-fn parse_model(element: Value, path: &str, problems: &mut Problems) -> Vec<ModelConfig> {
+fn parse_model(element: Value, path: &str, problems: &mut Problems) -> Vec<ModelSpec> {
     let Some(mut map) = resolve_use(element, path, problems) else {
         return Vec::new();
     };
@@ -366,13 +367,37 @@ fn parse_model(element: Value, path: &str, problems: &mut Problems) -> Vec<Model
         }
     };
     let mut out = Vec::new();
-    for combo in expand_grid(&map) {
+    for mut combo in expand_grid(&map) {
+        // The input switches are common to every model; the rest is the model's own.
+        let mut inputs = Inputs::default();
+        for key in Inputs::KEYS {
+            let Some(v) = combo.remove(key) else { continue };
+            let Some(on) = v.as_bool() else {
+                problems.add(
+                    join_path(path, key),
+                    format!("invalid type: expected true or false, found {v:?}"),
+                );
+                return Vec::new();
+            };
+            match key {
+                "image" => inputs.image = on,
+                "poi" => inputs.poi = on,
+                _ => inputs.neighborhood = on,
+            }
+        }
+        if !inputs.image && !inputs.poi {
+            problems.add(
+                path,
+                "`image: false` and `poi: false` leave the model no input",
+            );
+            return Vec::new();
+        }
         match ModelConfig::from_yaml(&kind, Value::Mapping(combo)) {
-            Ok(m) => {
-                for (field, msg) in m.check() {
+            Ok(model) => {
+                for (field, msg) in model.check() {
                     problems.add(join_path(path, field), msg);
                 }
-                out.push(m);
+                out.push(ModelSpec { model, inputs });
             }
             Err((field, msg)) => {
                 problems.add(join_path(path, &field), msg);
@@ -599,6 +624,16 @@ mod tests {
         let e = load_experiment(&f).unwrap();
         assert_eq!(e.models.len(), 3);
         assert_eq!(e.models[1].1.label(), "lasso(a=0.1)");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("e.yaml");
+        std::fs::write(
+            &f,
+            GOOD.replace("{kind: ols}", "{kind: ols, image: [true, false]}"),
+        )
+        .unwrap();
+        let e = load_experiment(&f).unwrap();
+        assert_eq!(e.models.len(), 4);
+        assert_eq!(e.models[3].1.label(), "ols[poi-only]");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::{DatasetEntry, Experiment};
 use crate::data::format::hex;
 use crate::data::split::SplitSpec;
-use crate::models::ModelConfig;
+use crate::models::ModelSpec;
 use crate::track;
 
 /// Bump when the meaning of a job changes in a way its configuration does not show (new
@@ -21,7 +21,7 @@ pub const JOB_FORMAT: u32 = 1;
 pub struct JobConfig {
     pub job_format: u32,
     pub datasets: Vec<DatasetEntry>,
-    pub model: ModelConfig,
+    pub model: ModelSpec,
     pub split: SplitSpec,
     pub seed: u64,
     pub image_size: usize,

@@ -126,7 +126,8 @@ fn csv_error(file: &Path, e: csv::Error) -> Error {
 
 /// Open a CSV file and check that its header is one of `allowed` (exact column names and order).
 fn open_csv(file: &Path, allowed: &[&[&str]]) -> Result<(csv::Reader<fs::File>, usize)> {
-    let f = fs::File::open(file).map_err(|e| Error::dataset(file, None, format!("cannot read: {e}")))?;
+    let f = fs::File::open(file)
+        .map_err(|e| Error::dataset(file, None, format!("cannot read: {e}")))?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(f);
     let header: Vec<String> = rdr
         .headers()

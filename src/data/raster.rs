@@ -327,3 +327,51 @@ mod tests {
         assert!(PoiRaster::from_bytes(&r.to_bytes()[..20]).is_none());
     }
 }
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::data::format::content_fingerprint;
+    use crate::data::synth::{encode_png, preset, SynthCity};
+
+    #[test]
+    fn cache_is_reused_and_invalidated_when_the_dataset_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("city");
+        SynthCity::generate(&preset("tiny").unwrap(), 2)
+            .write(&data)
+            .unwrap();
+        let ds = CityDataset::open(&data).unwrap();
+        let fp = content_fingerprint(&ds).unwrap();
+        let cache = DerivedCache::new(&dir.path().join("cache"), &fp);
+        let first = cache.images(&ds, 32).unwrap();
+        assert_eq!(first.len(), ds.tiles.len());
+        assert_eq!(
+            first.tile(0),
+            &decode_image(&ds.image_path(0), 32).unwrap()[..]
+        );
+        let cached = dir
+            .path()
+            .join("cache/derived")
+            .join(&fp)
+            .join("images_32.u8");
+        assert!(cached.is_file());
+        // A second load reads the cache, not the PNGs: prove it by breaking a PNG.
+        std::fs::write(ds.image_path(0), b"not a png").unwrap();
+        assert_eq!(cache.images(&ds, 32).unwrap(), first);
+        // Changing an image changes the fingerprint, so a fresh cache entry is used.
+        std::fs::write(
+            ds.image_path(0),
+            encode_png(&vec![0u8; 64 * 64 * 3], 64).unwrap(),
+        )
+        .unwrap();
+        let fp2 = content_fingerprint(&ds).unwrap();
+        assert_ne!(fp, fp2);
+        let fresh = DerivedCache::new(&dir.path().join("cache"), &fp2)
+            .images(&ds, 32)
+            .unwrap();
+        assert!(fresh.tile(0).iter().all(|&v| v == 0));
+        let raster = cache.poi_raster(&ds, 16).unwrap();
+        assert_eq!(raster, PoiRaster::build(&ds, 16));
+    }
+}

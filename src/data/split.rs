@@ -202,3 +202,83 @@ pub fn part_counts(a: &Assignment) -> [usize; 3] {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::{preset, SynthCity};
+
+    fn tiny() -> (tempfile::TempDir, CityDataset) {
+        let dir = tempfile::tempdir().unwrap();
+        SynthCity::generate(&preset("tiny").unwrap(), 1)
+            .write(dir.path())
+            .unwrap();
+        let ds = CityDataset::open(dir.path()).unwrap();
+        (dir, ds)
+    }
+
+    #[test]
+    fn random_split_covers_every_target_once_with_the_right_shares() {
+        let (_d, ds) = tiny();
+        let a = random_split(&ds, [0.6, 0.2, 0.2], 5);
+        let targets = ds.tiles.iter().filter(|t| t.is_target()).count();
+        let [tr, va, te] = part_counts(&a);
+        assert_eq!(tr + va + te, targets);
+        assert_eq!(tr, (0.6 * targets as f64).round() as usize);
+        for (t, p) in ds.tiles.iter().zip(&a) {
+            assert_eq!(p.is_some(), t.is_target());
+        }
+        assert_eq!(
+            a,
+            random_split(&ds, [0.6, 0.2, 0.2], 5),
+            "same seed, same split"
+        );
+        assert_ne!(a, random_split(&ds, [0.6, 0.2, 0.2], 6));
+    }
+
+    #[test]
+    fn block_split_never_cuts_a_block() {
+        let (_d, ds) = tiny();
+        let a = block_split(&ds, 2, [0.6, 0.2, 0.2], 3);
+        let mut block_part = std::collections::HashMap::new();
+        for (t, p) in ds.tiles.iter().zip(&a) {
+            if let Some(p) = p {
+                let prev = block_part.insert((t.x / 2, t.y / 2), *p);
+                assert!(
+                    prev.is_none() || prev == Some(*p),
+                    "block ({}, {}) is cut",
+                    t.x / 2,
+                    t.y / 2
+                );
+            }
+        }
+        let [tr, va, te] = part_counts(&a);
+        let n = (tr + va + te) as f64;
+        // Whole blocks of up to 4 tiles: shares within a block or two of the target.
+        assert!(
+            (tr as f64 / n - 0.6).abs() < 0.1 && te > 0 && va > 0,
+            "{tr} {va} {te}"
+        );
+    }
+
+    #[test]
+    fn cross_city_tests_on_the_other_city_and_can_lend_it_to_training() {
+        let (_d, ds) = tiny();
+        let mut other = ds.clone();
+        other.meta.name = "other".into();
+        let spec = SplitSpec::CrossCity {
+            train: vec!["tiny".into()],
+            test: vec!["other".into()],
+            valid_fraction: 0.2,
+            target_train_fraction: 0.1,
+            seed: None,
+        };
+        let a = assign(&spec, &[&ds, &other], 0).unwrap();
+        let [tr0, va0, te0] = part_counts(&a[0]);
+        let [tr1, va1, te1] = part_counts(&a[1]);
+        assert!(tr0 > 0 && va0 > 0 && te0 == 0);
+        assert!(va1 == 0 && te1 > 0);
+        assert_eq!(tr1, (0.1 * (tr1 + te1) as f64).round() as usize);
+        assert_eq!(spec.label(), "tiny>other+10%");
+    }
+}

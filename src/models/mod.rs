@@ -27,6 +27,71 @@ pub enum ModelConfig {
     RandomForest(RandomForestConfig),
 }
 
+/// Which inputs a model may use: the ablation switches every model accepts in YAML
+/// (`image: false`, `poi: false`, `neighborhood: false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    pub image: bool,
+    pub poi: bool,
+    pub neighborhood: bool,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs {
+            image: true,
+            poi: true,
+            neighborhood: true,
+        }
+    }
+}
+
+impl Inputs {
+    pub const KEYS: [&'static str; 3] = ["image", "poi", "neighborhood"];
+
+    /// Empty for the full input set, else e.g. `[poi-only]`, `[no-nb]`.
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        match (self.image, self.poi) {
+            (true, false) => parts.push("image-only"),
+            (false, true) => parts.push("poi-only"),
+            _ => {}
+        }
+        if !self.neighborhood {
+            parts.push("no-nb");
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", parts.join(","))
+        }
+    }
+
+    /// Whether a handcrafted feature (by its name in `data::features`) is allowed.
+    pub fn allows_feature(&self, name: &str) -> bool {
+        let own = name.strip_prefix("nb_");
+        if own.is_some() && !self.neighborhood {
+            return false;
+        }
+        let base = own.unwrap_or(name);
+        (self.image || !base.starts_with("img_")) && (self.poi || !base.starts_with("poi_"))
+    }
+}
+
+/// A model with the inputs it may use: one entry of an experiment's model list after grid
+/// expansion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelSpec {
+    pub model: ModelConfig,
+    pub inputs: Inputs,
+}
+
+impl ModelSpec {
+    pub fn label(&self) -> String {
+        format!("{}{}", self.model.label(), self.inputs.label())
+    }
+}
+
 /// The model kinds a YAML file may name.
 pub const MODEL_KINDS: [&str; 4] = ["lasso", "lasso_smartcore", "ols", "random_forest"];
 
@@ -158,6 +223,29 @@ fn coefficients_json(names: &[String], coef: &[f64], intercept: f64) -> serde_js
         "non_zero": coef.iter().filter(|c| **c != 0.0).count(),
         "coefficients": named,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_select_features_by_name() {
+        let poi_only = Inputs {
+            image: false,
+            poi: true,
+            neighborhood: true,
+        };
+        assert!(poi_only.allows_feature("poi_food") && poi_only.allows_feature("nb_poi_food"));
+        assert!(!poi_only.allows_feature("img_mean_r") && !poi_only.allows_feature("nb_img_edges"));
+        let no_nb = Inputs {
+            neighborhood: false,
+            ..Inputs::default()
+        };
+        assert!(no_nb.allows_feature("img_mean_r") && !no_nb.allows_feature("nb_present"));
+        assert_eq!(poi_only.label(), "[poi-only]");
+        assert_eq!(Inputs::default().label(), "");
+    }
 }
 
 #[cfg(test)]

@@ -61,15 +61,28 @@ pub(super) fn fit_and_evaluate(
     }
     run.write("split.csv", split_csv.as_bytes())?;
 
-    let p = datasets[0].features.names.len();
+    let inputs = job.config.model.inputs;
+    let names = &datasets[0].features.names;
+    let columns: Vec<usize> = (0..names.len())
+        .filter(|&c| inputs.allows_feature(&names[c]))
+        .collect();
+    let used_names: Vec<String> = columns.iter().map(|&c| names[c].clone()).collect();
+    run.log(&format!(
+        "{} of {} features: {}",
+        columns.len(),
+        names.len(),
+        used_names.join(" ")
+    ));
     let matrix = |part: SplitPart| -> (Array2<f64>, Array1<f64>) {
         let sel: Vec<&Row> = rows.iter().filter(|r| r.part == part).collect();
-        let mut x = Array2::zeros((sel.len(), p));
+        let mut x = Array2::zeros((sel.len(), columns.len()));
         let mut y = Array1::zeros(sel.len());
         for (i, r) in sel.iter().enumerate() {
             let d = datasets[r.dataset];
-            x.row_mut(i)
-                .assign(&ndarray::ArrayView1::from(&d.features.rows[r.tile]));
+            let features = &d.features.rows[r.tile];
+            for (k, &c) in columns.iter().enumerate() {
+                x[[i, k]] = features[c];
+            }
             y[i] = d.data.tiles[r.tile].emission.ln();
         }
         (x, y)
@@ -83,7 +96,7 @@ pub(super) fn fit_and_evaluate(
     }
     let scaler = Standardizer::fit(x_train.view());
     let t = Instant::now();
-    let model = job.config.model.fit(
+    let model = job.config.model.model.fit(
         scaler.apply(x_train.view()).view(),
         &y_train,
         job.config.seed,
@@ -135,14 +148,14 @@ pub(super) fn fit_and_evaluate(
         }
     }
     run.write("predictions.csv", predictions.as_bytes())?;
-    run.write_json("model.json", &model.describe(&datasets[0].features.names))?;
+    run.write_json("model.json", &model.describe(&used_names))?;
     let [train, valid, test] = metrics;
     let result = RunMetrics {
         run_id: job.run_id.clone(),
         job_index: job.index,
         dataset: job.dataset_label(),
         model: job.config.model.label(),
-        model_kind: job.config.model.kind().into(),
+        model_kind: job.config.model.model.kind().into(),
         split: job.config.split.label(),
         seed: job.config.seed,
         train,

@@ -17,7 +17,13 @@ fn replace_line(cli: &Cli, file: &str, line_no: usize, f: impl Fn(&str) -> Strin
     let out: Vec<String> = text
         .lines()
         .enumerate()
-        .map(|(i, l)| if i + 1 == line_no { f(l) } else { l.to_string() })
+        .map(|(i, l)| {
+            if i + 1 == line_no {
+                f(l)
+            } else {
+                l.to_string()
+            }
+        })
         .collect();
     cli.write(file, &(out.join("\n") + "\n"));
 }
@@ -46,7 +52,11 @@ fn assert_rejected(r: &super::Ran, must_contain: &[&str]) {
 #[test]
 fn missing_image() {
     let (_, r) = inspect_corrupted(|cli| {
-        let first = read(&cli.path("city/tiles.csv")).lines().nth(1).unwrap().to_string();
+        let first = read(&cli.path("city/tiles.csv"))
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string();
         let f: Vec<&str> = first.split(',').collect();
         std::fs::remove_file(cli.path(&format!("city/images/{}_{}.png", f[0], f[1]))).unwrap();
     });
@@ -60,13 +70,26 @@ fn duplicate_tile() {
         let first = text.lines().nth(1).unwrap().to_string();
         cli.write("city/tiles.csv", &format!("{text}{first}\n"));
     });
-    assert_rejected(&r, &["city/tiles.csv:66:", "duplicate tile", "first listed on line 2"]);
+    assert_rejected(
+        &r,
+        &[
+            "city/tiles.csv:66:",
+            "duplicate tile",
+            "first listed on line 2",
+        ],
+    );
 }
 
 #[test]
 fn negative_emission() {
     let (_, r) = inspect_corrupted(set_emission("-5"));
-    assert_rejected(&r, &["city/tiles.csv:3:", "emission is -5, expected a finite number >= 0"]);
+    assert_rejected(
+        &r,
+        &[
+            "city/tiles.csv:3:",
+            "emission is -5, expected a finite number >= 0",
+        ],
+    );
 }
 
 #[test]
@@ -78,32 +101,52 @@ fn nan_emission() {
 #[test]
 fn non_numeric_emission() {
     let (_, r) = inspect_corrupted(set_emission("lots"));
-    assert_rejected(&r, &["city/tiles.csv:3:", "emission `lots` is not a number"]);
+    assert_rejected(
+        &r,
+        &["city/tiles.csv:3:", "emission `lots` is not a number"],
+    );
 }
 
 #[test]
 fn unknown_poi_category() {
-    let (_, r) = inspect_corrupted(|cli| replace_line(cli, "city/pois.csv", 5, |l| {
-        let mut f: Vec<&str> = l.split(',').collect();
-        f[2] = "casino";
-        f.join(",")
-    }));
+    let (_, r) = inspect_corrupted(|cli| {
+        replace_line(cli, "city/pois.csv", 5, |l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f[2] = "casino";
+            f.join(",")
+        })
+    });
     assert_rejected(&r, &["city/pois.csv:5:", "unknown POI category `casino`"]);
 }
 
 #[test]
 fn wrong_csv_header() {
-    let (_, r) = inspect_corrupted(|cli| replace_line(cli, "city/tiles.csv", 1, |_| "x,y,co2".into()));
-    assert_rejected(&r, &["city/tiles.csv:1:", "header is `x,y,co2`, expected `x,y,emission`"]);
+    let (_, r) =
+        inspect_corrupted(|cli| replace_line(cli, "city/tiles.csv", 1, |_| "x,y,co2".into()));
+    assert_rejected(
+        &r,
+        &[
+            "city/tiles.csv:1:",
+            "header is `x,y,co2`, expected `x,y,emission`",
+        ],
+    );
 }
 
 #[test]
 fn wrong_format_tag() {
     let (_, r) = inspect_corrupted(|cli| {
-        let text = read(&cli.path("city/dataset.yaml")).replace("opencarbon-city/1", "opencarbon-city/2");
+        let text =
+            read(&cli.path("city/dataset.yaml")).replace("opencarbon-city/1", "opencarbon-city/2");
         cli.write("city/dataset.yaml", &text);
     });
-    assert_rejected(&r, &["city/dataset.yaml", "field `format`", "expected `opencarbon-city/1`"]);
+    assert_rejected(
+        &r,
+        &[
+            "city/dataset.yaml",
+            "field `format`",
+            "expected `opencarbon-city/1`",
+        ],
+    );
 }
 
 #[test]
@@ -123,7 +166,10 @@ fn a_bad_dataset_stops_the_run_before_any_job() {
         &r.without_progress(),
         &["city/tiles.csv:3:", "emission is -1"],
     );
-    assert!(!cli.path("results/e").exists(), "no run directory may be left behind");
+    assert!(
+        !cli.path("results/e").exists(),
+        "no run directory may be left behind"
+    );
 }
 
 const GOOD: &str = "name: e\ndatasets: [{preset: tiny}]\nmodels: [{kind: lasso, alpha: 0.1}]\nsplits: [{kind: random, fractions: [0.6, 0.2, 0.2]}]\nseeds: [0]\n";
@@ -138,36 +184,62 @@ fn run_experiment_text(text: &str) -> (Cli, super::Ran) {
 fn assert_config_rejected(text: &str, must_contain: &[&str]) {
     let (cli, r) = run_experiment_text(text);
     assert_rejected(&r, must_contain);
-    assert!(!cli.path("results").exists(), "no run directory may be left behind");
-    assert!(!cli.path(".cache").exists(), "no work may start before the config is valid");
+    assert!(
+        !cli.path("results").exists(),
+        "no run directory may be left behind"
+    );
+    assert!(
+        !cli.path(".cache").exists(),
+        "no work may start before the config is valid"
+    );
 }
 
 #[test]
 fn yaml_field_typo() {
-    assert_config_rejected(&GOOD.replace("alpha: 0.1", "alpah: 0.1"), &["exp.yaml: models[0].alpah: unknown field `alpah`"]);
+    assert_config_rejected(
+        &GOOD.replace("alpha: 0.1", "alpah: 0.1"),
+        &["exp.yaml: models[0].alpah: unknown field `alpah`"],
+    );
 }
 
 #[test]
 fn yaml_wrong_type() {
-    assert_config_rejected(&GOOD.replace("alpha: 0.1", "alpha: strong"), &["models[0].alpha: invalid type: string \"strong\", expected f64"]);
+    assert_config_rejected(
+        &GOOD.replace("alpha: 0.1", "alpha: strong"),
+        &["models[0].alpha: invalid type: string \"strong\", expected f64"],
+    );
 }
 
 #[test]
 fn yaml_unknown_model() {
-    assert_config_rejected(&GOOD.replace("kind: lasso", "kind: svm"), &["models[0].kind: unknown model `svm`"]);
+    assert_config_rejected(
+        &GOOD.replace("kind: lasso", "kind: svm"),
+        &["models[0].kind: unknown model `svm`"],
+    );
 }
 
 #[test]
 fn yaml_fractions_must_sum_to_one() {
-    assert_config_rejected(&GOOD.replace("[0.6, 0.2, 0.2]", "[0.6, 0.3, 0.2]"), &["splits[0].fractions", "expected 1"]);
+    assert_config_rejected(
+        &GOOD.replace("[0.6, 0.2, 0.2]", "[0.6, 0.3, 0.2]"),
+        &["splits[0].fractions", "expected 1"],
+    );
 }
 
 #[test]
 fn yaml_several_problems_are_all_listed() {
-    let (_, r) = run_experiment_text(&GOOD.replace("alpha: 0.1", "alpha: -0.1").replace("[0.6, 0.2, 0.2]", "[0.6, 0.3, 0.2]"));
+    let (_, r) = run_experiment_text(
+        &GOOD
+            .replace("alpha: 0.1", "alpha: -0.1")
+            .replace("[0.6, 0.2, 0.2]", "[0.6, 0.3, 0.2]"),
+    );
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("2 problems"), "{}", r.stderr);
-    assert!(r.stderr.contains("models[0].alpha: is -0.1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("models[0].alpha: is -0.1"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("splits[0].fractions"), "{}", r.stderr);
 }
 

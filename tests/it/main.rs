@@ -23,7 +23,12 @@ impl Ran {
         Ran {
             code: self.code,
             stdout: self.stdout.clone(),
-            stderr: self.stderr.lines().filter(|l| l.starts_with("error: ")).collect::<Vec<_>>().join("\n"),
+            stderr: self
+                .stderr
+                .lines()
+                .filter(|l| l.starts_with("error: "))
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 
@@ -38,7 +43,9 @@ impl Ran {
 
 impl Cli {
     pub fn new() -> Cli {
-        Cli { dir: tempfile::tempdir().unwrap() }
+        Cli {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

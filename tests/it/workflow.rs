@@ -35,18 +35,35 @@ fn plan_run_rerun_and_report() {
 
     let plan = cli.run(&["plan", "exp.yaml"]);
     assert_eq!(plan.code, 0, "{}", plan.stderr);
-    assert!(plan.stdout.contains("12 jobs, 0 done, 12 to run"), "{}", plan.stdout);
-    assert!(!cli.path("results").exists(), "plan must not write anything");
+    assert!(
+        plan.stdout.contains("12 jobs, 0 done, 12 to run"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !cli.path("results").exists(),
+        "plan must not write anything"
+    );
 
     let run = cli.run(&["run", "exp.yaml"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let dirs = run_dirs(&cli);
     assert_eq!(dirs.len(), 12);
     for d in &dirs {
-        for f in ["config.yaml", "manifest.json", "metrics.json", "predictions.csv", "split.csv", "run.log", "DONE", "model.json"] {
+        for f in [
+            "config.yaml",
+            "manifest.json",
+            "metrics.json",
+            "predictions.csv",
+            "split.csv",
+            "run.log",
+            "DONE",
+            "model.json",
+        ] {
             assert!(d.join(f).is_file(), "{} lacks {f}", d.display());
         }
-        let manifest: serde_json::Value = serde_json::from_str(&read(&d.join("manifest.json"))).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_str(&read(&d.join("manifest.json"))).unwrap();
         assert_eq!(manifest["status"], "done");
         assert!(manifest["wall_seconds"].as_f64().unwrap() >= 0.0);
         assert_eq!(manifest["datasets"][0]["name"], "tiny");
@@ -56,23 +73,46 @@ fn plan_run_rerun_and_report() {
     }
     assert!(cli.path("results/tiny_exp/summary.csv").is_file());
     let table = read(&cli.path("results/tiny_exp/tables/block2.md"));
-    assert!(table.contains("| lasso(a=0.01) |") && table.contains("tiny R²"), "{table}");
+    assert!(
+        table.contains("| lasso(a=0.01) |") && table.contains("tiny R²"),
+        "{table}"
+    );
     assert!(table.contains("n = 2 runs per cell"), "{table}");
 
     // A rerun skips every finished job and touches none of them.
-    let done_before = std::fs::metadata(dirs[0].join("DONE")).unwrap().modified().unwrap();
+    let done_before = std::fs::metadata(dirs[0].join("DONE"))
+        .unwrap()
+        .modified()
+        .unwrap();
     let rerun = cli.run(&["run", "exp.yaml"]);
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
     assert!(rerun.stderr.contains("nothing to run"), "{}", rerun.stderr);
-    assert_eq!(std::fs::metadata(dirs[0].join("DONE")).unwrap().modified().unwrap(), done_before);
-    assert!(cli.run(&["plan", "exp.yaml"]).stdout.contains("12 jobs, 12 done, 0 to run"));
+    assert_eq!(
+        std::fs::metadata(dirs[0].join("DONE"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        done_before
+    );
+    assert!(cli
+        .run(&["plan", "exp.yaml"])
+        .stdout
+        .contains("12 jobs, 12 done, 0 to run"));
 
     // Same seed, same numbers: --force reruns everything and reproduces the metrics.
     let metrics_before = read(&dirs[5].join("metrics.json"));
     let forced = cli.run(&["run", "exp.yaml", "--force"]);
     assert_eq!(forced.code, 0, "{}", forced.stderr);
-    let strip_time = |s: &str| s.lines().filter(|l| !l.contains("fit_seconds")).collect::<Vec<_>>().join("\n");
-    assert_eq!(strip_time(&read(&dirs[5].join("metrics.json"))), strip_time(&metrics_before));
+    let strip_time = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("fit_seconds"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip_time(&read(&dirs[5].join("metrics.json"))),
+        strip_time(&metrics_before)
+    );
 
     // The report rebuilds from the run directories, given the experiment or its directory.
     std::fs::remove_dir_all(cli.path("results/tiny_exp/tables")).unwrap();
@@ -101,18 +141,35 @@ fn an_interrupted_job_is_redone_and_a_changed_config_gets_its_own_run() {
     assert!(plan.stdout.contains("failed"), "{}", plan.stdout);
     let run = cli.run(&["run", "exp.yaml"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("1 jobs to run, 11 already done"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("1 jobs to run, 11 already done"),
+        "{}",
+        run.stderr
+    );
     assert!(dirs[3].join("DONE").is_file());
     let leftovers: Vec<_> = std::fs::read_dir(cli.path("results/tiny_exp"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".tmp"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp")
+        })
         .collect();
     assert!(leftovers.is_empty());
 
     // Changing a hyperparameter makes new run ids; old results stay untouched.
-    cli.write("exp.yaml", &EXPERIMENT.replace("n_trees: 10", "n_trees: 12"));
+    cli.write(
+        "exp.yaml",
+        &EXPERIMENT.replace("n_trees: 10", "n_trees: 12"),
+    );
     let run = cli.run(&["run", "exp.yaml"]);
-    assert!(run.stderr.contains("4 jobs to run, 8 already done"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("4 jobs to run, 8 already done"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run_dirs(&cli).len(), 16);
 }
 
@@ -130,10 +187,17 @@ fn synth_inspect_and_a_dataset_path_experiment() {
 
     // A dataset given by path, with a predefined split file.
     let mut split = String::from("x,y,split\n");
-    for (i, line) in read(&cli.path("city/tiles.csv")).lines().skip(1).enumerate() {
+    for (i, line) in read(&cli.path("city/tiles.csv"))
+        .lines()
+        .skip(1)
+        .enumerate()
+    {
         let mut f = line.split(',');
         let (x, y) = (f.next().unwrap(), f.next().unwrap());
-        split.push_str(&format!("{x},{y},{}\n", ["train", "train", "valid", "test"][i % 4]));
+        split.push_str(&format!(
+            "{x},{y},{}\n",
+            ["train", "train", "valid", "test"][i % 4]
+        ));
     }
     cli.write("city/splits/fixed.csv", &split);
     cli.write(
@@ -161,7 +225,11 @@ fn every_subcommand_explains_itself() {
     for sub in ["run", "plan", "report", "synth", "inspect"] {
         let r = cli.run(&[sub, "--help"]);
         assert_eq!(r.code, 0, "{sub}: {}", r.stderr);
-        assert!(r.stdout.contains("Usage: opencarbon"), "{sub}: {}", r.stdout);
+        assert!(
+            r.stdout.contains("Usage: opencarbon"),
+            "{sub}: {}",
+            r.stdout
+        );
     }
     let r = cli.run(&["frobnicate"]);
     assert_eq!(r.code, 2);
