@@ -156,6 +156,7 @@ mod tests {
         let pred = m.predict(f.x_test.view()).unwrap();
         let got = r2(f.y_test.as_slice().unwrap(), pred.as_slice().unwrap());
         let want = e["r2_test"].as_f64().unwrap();
+        eprintln!("oracle lasso (linfa): test R² {got:.6}, scikit-learn {want:.6}");
         assert!((got - want).abs() < 0.01, "R² {got} vs scikit-learn {want}");
         let names: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
         let d = m.describe(&names);
@@ -182,6 +183,7 @@ mod tests {
         let pred = m.predict(f.x_test.view()).unwrap();
         let got = r2(f.y_test.as_slice().unwrap(), pred.as_slice().unwrap());
         let want = e["r2_test"].as_f64().unwrap();
+        eprintln!("oracle lasso (smartcore): test R² {got:.6}, scikit-learn {want:.6}");
         assert!((got - want).abs() < 0.03, "R² {got} vs scikit-learn {want}");
     }
 

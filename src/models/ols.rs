@@ -52,6 +52,7 @@ mod tests {
         let pred = m.predict(f.x_test.view()).unwrap();
         let got = r2(f.y_test.as_slice().unwrap(), pred.as_slice().unwrap());
         let want = e["r2_test"].as_f64().unwrap();
+        eprintln!("oracle ols: test R² {got:.6}, scikit-learn {want:.6}");
         assert!((got - want).abs() < 1e-6, "R² {got} vs scikit-learn {want}");
         let names: Vec<String> = (0..8).map(|i| format!("f{i}")).collect();
         let d = m.describe(&names);

@@ -5,7 +5,7 @@ use super::{read, Cli};
 
 /// Apply `corrupt` to a fresh tiny city and return what `inspect` says.
 fn inspect_corrupted(corrupt: impl FnOnce(&Cli)) -> (Cli, super::Ran) {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     cli.tiny_city("city");
     corrupt(&cli);
     let r = cli.run(&["inspect", "city"]);
@@ -157,7 +157,7 @@ fn empty_tiles_csv() {
 
 #[test]
 fn a_bad_dataset_stops_the_run_before_any_job() {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     cli.tiny_city("city");
     set_emission("-1")(&cli);
     cli.write("exp.yaml", "name: e\ndatasets: [{path: city}]\nmodels: [{kind: ols}]\nsplits: [{kind: random}]\nseeds: [0]\n");
@@ -175,7 +175,7 @@ fn a_bad_dataset_stops_the_run_before_any_job() {
 const GOOD: &str = "name: e\ndatasets: [{preset: tiny}]\nmodels: [{kind: lasso, alpha: 0.1}]\nsplits: [{kind: random, fractions: [0.6, 0.2, 0.2]}]\nseeds: [0]\n";
 
 fn run_experiment_text(text: &str) -> (Cli, super::Ran) {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     cli.write("exp.yaml", text);
     let r = cli.run(&["run", "exp.yaml"]);
     (cli, r)
@@ -245,7 +245,7 @@ fn yaml_several_problems_are_all_listed() {
 
 #[test]
 fn missing_experiment_file() {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     let r = cli.run(&["plan", "nope.yaml"]);
     assert_rejected(&r, &["nope.yaml: cannot read: No such file"]);
 }

@@ -42,7 +42,7 @@ impl Ran {
 }
 
 impl Cli {
-    pub fn new() -> Cli {
+    pub fn in_temp_dir() -> Cli {
         Cli {
             dir: tempfile::tempdir().unwrap(),
         }

@@ -30,7 +30,7 @@ fn run_dirs(cli: &Cli) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn plan_run_rerun_and_report() {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     cli.write("exp.yaml", EXPERIMENT);
 
     let plan = cli.run(&["plan", "exp.yaml"]);
@@ -125,7 +125,7 @@ fn plan_run_rerun_and_report() {
 
 #[test]
 fn an_interrupted_job_is_redone_and_a_changed_config_gets_its_own_run() {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     cli.write("exp.yaml", EXPERIMENT);
     assert_eq!(cli.run(&["run", "exp.yaml"]).code, 0);
     let dirs = run_dirs(&cli);
@@ -175,7 +175,7 @@ fn an_interrupted_job_is_redone_and_a_changed_config_gets_its_own_run() {
 
 #[test]
 fn synth_inspect_and_a_dataset_path_experiment() {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     cli.tiny_city("city");
     let r = cli.run(&["inspect", "city"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -221,7 +221,7 @@ fn run_dirs_of(cli: &Cli, rel: &str) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn every_subcommand_explains_itself() {
-    let cli = Cli::new();
+    let cli = Cli::in_temp_dir();
     for sub in ["run", "plan", "report", "synth", "inspect"] {
         let r = cli.run(&[sub, "--help"]);
         assert_eq!(r.code, 0, "{sub}: {}", r.stderr);
