@@ -46,18 +46,14 @@ pub(super) fn fit_and_evaluate(
         }
     }
 
+    // "dataset,x,y" of a row: the key columns of split.csv and predictions.csv.
+    let key = |r: &Row| {
+        let t = datasets[r.dataset].data.tiles[r.tile];
+        format!("{},{},{}", datasets[r.dataset].entry.name, t.x, t.y)
+    };
     let mut split_csv = String::from("dataset,x,y,split\n");
     for r in &rows {
-        let t = datasets[r.dataset].data.tiles[r.tile];
-        writeln!(
-            split_csv,
-            "{},{},{},{}",
-            datasets[r.dataset].entry.name,
-            t.x,
-            t.y,
-            r.part.as_str()
-        )
-        .unwrap();
+        writeln!(split_csv, "{},{}", key(r), r.part.as_str()).unwrap();
     }
     run.write("split.csv", split_csv.as_bytes())?;
 
@@ -133,13 +129,10 @@ pub(super) fn fit_and_evaluate(
         ));
         metrics[part as usize] = Some(m);
         for (i, r) in rows.iter().filter(|r| r.part == part).enumerate() {
-            let tile = datasets[r.dataset].data.tiles[r.tile];
             writeln!(
                 predictions,
-                "{},{},{},{},{:.6},{:.6}",
-                datasets[r.dataset].entry.name,
-                tile.x,
-                tile.y,
+                "{},{},{:.6},{:.6}",
+                key(r),
                 part.as_str(),
                 y[i],
                 pred[i]

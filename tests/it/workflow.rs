@@ -19,13 +19,7 @@ seeds: [0, 1]
 ";
 
 fn run_dirs(cli: &Cli) -> Vec<std::path::PathBuf> {
-    let mut dirs: Vec<_> = std::fs::read_dir(cli.path("results/tiny_exp"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && p.file_name().unwrap() != "tables")
-        .collect();
-    dirs.sort();
-    dirs
+    run_dirs_of(cli, "results/tiny_exp")
 }
 
 #[test]
@@ -211,12 +205,15 @@ fn synth_inspect_and_a_dataset_path_experiment() {
     assert!(split_csv.lines().skip(1).all(|l| l.starts_with("tiny,")));
 }
 
+/// The run directories of an experiment, sorted (so indices are stable between calls).
 fn run_dirs_of(cli: &Cli, rel: &str) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(cli.path(rel))
+    let mut dirs: Vec<_> = std::fs::read_dir(cli.path(rel))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir() && p.file_name().unwrap() != "tables")
-        .collect()
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 #[test]
