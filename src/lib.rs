@@ -6,6 +6,7 @@ pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod models;
+pub mod nn;
 pub mod report;
 pub mod track;
 pub mod train;

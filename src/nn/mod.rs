@@ -1,0 +1,259 @@
+//! Neural-network layers with run-time shapes on dfdx tensors and its tape, for the models
+//! whose sizes come from configuration (OpenCarbon, GraphSAGE). dfdx's own layer sizes are
+//! const generics, and its convolution needs a nightly compiler, so the layers that need
+//! their own kernels live here, behind `LayerKernels`: the device-generic interface a CUDA
+//! build implements for `Cuda` without touching model code.
+
+pub mod conv;
+
+use dfdx::prelude::{
+    Cpu, Gradients, HasShape, PutTape, SplitTape, Storage, Tape, Tensor, TensorFromVec,
+};
+
+pub use conv::Conv2dGeometry;
+
+/// Run-time NCHW shape.
+pub type Shape4 = (usize, usize, usize, usize);
+pub type Tensor4<D, T = dfdx::prelude::NoneTape> = Tensor<Shape4, f32, D, T>;
+pub type Tensor1<D, T = dfdx::prelude::NoneTape> = Tensor<(usize,), f32, D, T>;
+
+/// Gradients of one convolution call.
+pub struct ConvGrads<D: Storage<f32>> {
+    pub x: Tensor4<D>,
+    pub w: Tensor4<D>,
+    pub bias: Option<Tensor1<D>>,
+}
+
+/// The kernels our own layers need from a device.
+pub trait LayerKernels: Storage<f32> + Clone + 'static {
+    fn conv2d_forward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &Tensor4<Self>,
+        w: &Tensor4<Self>,
+        bias: Option<&Tensor1<Self>>,
+    ) -> Result<Tensor4<Self>, Self::Err>;
+
+    fn conv2d_backward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &Tensor4<Self>,
+        w: &Tensor4<Self>,
+        has_bias: bool,
+        grad_out: &Tensor4<Self>,
+    ) -> Result<ConvGrads<Self>, Self::Err>;
+
+    /// dst += src, elementwise (dst is a gradient buffer of the same length).
+    fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>);
+}
+
+impl LayerKernels for Cpu {
+    fn conv2d_forward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &Tensor4<Self>,
+        w: &Tensor4<Self>,
+        bias: Option<&Tensor1<Self>>,
+    ) -> Result<Tensor4<Self>, Self::Err> {
+        let b = bias.map(|b| b.as_vec());
+        let y = conv::conv2d_forward(g, &x.as_vec(), &w.as_vec(), b.as_deref());
+        self.try_tensor_from_vec(y, (g.batch, g.out_channels, g.out_height(), g.out_width()))
+    }
+
+    fn conv2d_backward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &Tensor4<Self>,
+        w: &Tensor4<Self>,
+        has_bias: bool,
+        grad_out: &Tensor4<Self>,
+    ) -> Result<ConvGrads<Self>, Self::Err> {
+        let (mut gx, mut gw) = (vec![0.0; g.input_len()], vec![0.0; g.weight_len()]);
+        let mut gb = has_bias.then(|| vec![0.0; g.out_channels]);
+        conv::conv2d_backward(
+            g,
+            &x.as_vec(),
+            &w.as_vec(),
+            &grad_out.as_vec(),
+            conv::Conv2dGrads {
+                x: Some(&mut gx),
+                w: &mut gw,
+                bias: gb.as_deref_mut(),
+            },
+        );
+        Ok(ConvGrads {
+            x: self.try_tensor_from_vec(gx, (g.batch, g.in_channels, g.height, g.width))?,
+            w: self.try_tensor_from_vec(gw, (g.out_channels, g.in_channels, g.kernel, g.kernel))?,
+            bias: gb
+                .map(|b| self.try_tensor_from_vec(b, (g.out_channels,)))
+                .transpose()?,
+        })
+    }
+
+    fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>) {
+        for (d, s) in dst.iter_mut().zip(src.as_vec()) {
+            *d += s;
+        }
+    }
+}
+
+/// 2-D convolution of `x` [N, C, H, W] with `w` [out, C, k, k] and an optional bias, recorded
+/// on `x`'s tape; `w` and `bias` receive gradients by their ids (they are parameters).
+pub fn conv2d<D: LayerKernels, T: Tape<f32, D>>(
+    x: Tensor4<D, T>,
+    w: &Tensor4<D>,
+    bias: Option<&Tensor1<D>>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor4<D, T>, D::Err> {
+    let (n, c, h, wd) = *x.shape();
+    let (o, ci, k, k2) = *w.shape();
+    assert_eq!(
+        (c, k),
+        (ci, k2),
+        "conv2d: input has {c} channels, weight expects {ci}; kernel must be square"
+    );
+    let g = Conv2dGeometry {
+        batch: n,
+        in_channels: c,
+        height: h,
+        width: wd,
+        out_channels: o,
+        kernel: k,
+        stride,
+        padding,
+    };
+    if let Err(e) = g.check() {
+        panic!("conv2d: {e}");
+    }
+    let (x, mut tape) = x.split_tape();
+    let dev = x.device().clone();
+    let y = dev.conv2d_forward(&g, &x, w, bias)?;
+    let (y_ghost, w_param, b_param) = (y.ghost(), w.clone(), bias.cloned());
+    tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
+        grads.try_alloc_for(&y_ghost)?;
+        let grad_out = grads.get(&y_ghost);
+        let gr = dev.conv2d_backward(&g, &x, &w_param, b_param.is_some(), &grad_out)?;
+        dev.accumulate(grads.get_or_alloc_mut(&x)?, &gr.x);
+        dev.accumulate(grads.get_or_alloc_mut(&w_param)?, &gr.w);
+        if let (Some(b), Some(gb)) = (&b_param, &gr.bias) {
+            dev.accumulate(grads.get_or_alloc_mut(b)?, gb);
+        }
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
+}
+
+#[cfg(test)]
+pub(crate) mod torch_fixture {
+    //! Reader of the PyTorch fixtures written by scripts/make_torch_fixtures.py.
+    use std::path::Path;
+
+    pub struct Array {
+        pub shape: Vec<usize>,
+        pub data: Vec<f32>,
+    }
+
+    pub fn load(name: &str) -> serde_json::Value {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/torch")
+            .join(name);
+        serde_json::from_str(
+            &std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+        )
+        .unwrap()
+    }
+
+    pub fn array(v: &serde_json::Value) -> Array {
+        Array {
+            shape: v["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap() as usize)
+                .collect(),
+            data: v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_f64().unwrap() as f32)
+                .collect(),
+        }
+    }
+
+    pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
+        assert_eq!(got.len(), want.len(), "{name}: length");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{name}[{i}]: {a} vs PyTorch {b}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::torch_fixture::{array, assert_close, load};
+    use super::*;
+    use dfdx::prelude::*;
+
+    fn shape4(s: &[usize]) -> Shape4 {
+        (s[0], s[1], s[2], s[3])
+    }
+
+    #[test]
+    fn conv2d_matches_pytorch_outputs_and_gradients() {
+        let dev = Cpu::default();
+        for name in [
+            "conv2d_k3s2p1.json",
+            "conv2d_k7s3p3.json",
+            "conv2d_k3s1p1.json",
+            "conv2d_k3s3p1_nobias.json",
+        ] {
+            let f = load(name);
+            let (stride, padding) = (
+                f["stride"].as_u64().unwrap() as usize,
+                f["padding"].as_u64().unwrap() as usize,
+            );
+            let x = array(&f["inputs"]["x"]);
+            let w = array(&f["params"]["weight"]);
+            let xt = dev.tensor_from_vec(x.data.clone(), shape4(&x.shape));
+            let wt = dev.tensor_from_vec(w.data.clone(), shape4(&w.shape));
+            let bt = f["params"].get("bias").map(|b| {
+                let b = array(b);
+                dev.tensor_from_vec(b.data, (b.shape[0],))
+            });
+            let y = conv2d(xt.leaky_trace(), &wt, bt.as_ref(), stride, padding).unwrap();
+            assert_close(
+                &format!("{name} y"),
+                &y.as_vec(),
+                &array(&f["output"]).data,
+                1e-5,
+            );
+            let r = array(&f["upstream"]);
+            let rt = dev.tensor_from_vec(r.data, *y.shape());
+            let grads = (y * rt).sum().backward();
+            assert_close(
+                &format!("{name} grad x"),
+                &grads.get(&xt).as_vec(),
+                &array(&f["grads"]["x"]).data,
+                1e-4,
+            );
+            assert_close(
+                &format!("{name} grad w"),
+                &grads.get(&wt).as_vec(),
+                &array(&f["grads"]["weight"]).data,
+                1e-4,
+            );
+            if let Some(bt) = &bt {
+                assert_close(
+                    &format!("{name} grad b"),
+                    &grads.get(bt).as_vec(),
+                    &array(&f["grads"]["bias"]).data,
+                    1e-4,
+                );
+            }
+        }
+    }
+}
