@@ -5,6 +5,8 @@
 //! build implements for `Cuda` without touching model code.
 
 pub mod conv;
+pub mod layers;
+pub mod params;
 
 use dfdx::prelude::{
     Cpu, Gradients, HasShape, PutTape, SplitTape, Storage, Tape, Tensor, TensorFromVec,

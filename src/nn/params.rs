@@ -1,0 +1,312 @@
+//! Parameters of run-time-shaped models: a named, ordered list of tensor references that the
+//! optimiser and the checkpoint code walk. Adam is ours because dfdx's optimisers need the
+//! const-generic `TensorCollection` machinery that run-time-shaped models do not have.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use dfdx::prelude::*;
+
+use super::layers::{AggregateAttention, BatchNorm, Conv2d, Linear, SqueezeExcite, TokenAttention};
+use super::{LayerKernels, Tensor1, Tensor4};
+use crate::error::{Error, Result};
+
+/// A mutable reference to one parameter tensor, whatever its rank.
+pub enum ParamRef<'a, D: Storage<f32>> {
+    R1(&'a mut Tensor1<D>),
+    R2(&'a mut Tensor<(usize, usize), f32, D>),
+    R4(&'a mut Tensor4<D>),
+}
+
+impl<D: Device<f32>> ParamRef<'_, D> {
+    pub fn values(&self) -> Vec<f32> {
+        match self {
+            ParamRef::R1(t) => t.as_vec(),
+            ParamRef::R2(t) => t.as_vec(),
+            ParamRef::R4(t) => t.as_vec(),
+        }
+    }
+
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            ParamRef::R1(t) => vec![t.shape().0],
+            ParamRef::R2(t) => vec![t.shape().0, t.shape().1],
+            ParamRef::R4(t) => {
+                let s = t.shape();
+                vec![s.0, s.1, s.2, s.3]
+            }
+        }
+    }
+
+    /// The gradient of this parameter after a backward pass (zeros when the pass did not
+    /// reach it, e.g. a branch an ablation switched off).
+    pub fn grad(&self, grads: &mut Gradients<f32, D>) -> std::result::Result<Vec<f32>, D::Err> {
+        Ok(match self {
+            ParamRef::R1(t) => {
+                grads.try_alloc_for(*t)?;
+                grads.get(*t).as_vec()
+            }
+            ParamRef::R2(t) => {
+                grads.try_alloc_for(*t)?;
+                grads.get(*t).as_vec()
+            }
+            ParamRef::R4(t) => {
+                grads.try_alloc_for(*t)?;
+                grads.get(*t).as_vec()
+            }
+        })
+    }
+
+    pub fn set(&mut self, values: &[f32]) {
+        match self {
+            ParamRef::R1(t) => t.copy_from(values),
+            ParamRef::R2(t) => t.copy_from(values),
+            ParamRef::R4(t) => t.copy_from(values),
+        }
+    }
+}
+
+/// Something with parameters, visited in a fixed order with stable names.
+pub trait HasParams<D: Storage<f32>> {
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>);
+}
+
+impl<D: Device<f32>> HasParams<D> for Linear<D> {
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        out.push((format!("{prefix}.weight"), ParamRef::R2(&mut self.weight)));
+        out.push((format!("{prefix}.bias"), ParamRef::R1(&mut self.bias)));
+    }
+}
+
+impl<D: Device<f32> + LayerKernels> HasParams<D> for Conv2d<D> {
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        out.push((format!("{prefix}.weight"), ParamRef::R4(&mut self.weight)));
+        if let Some(b) = &mut self.bias {
+            out.push((format!("{prefix}.bias"), ParamRef::R1(b)));
+        }
+    }
+}
+
+impl<D: Device<f32>> HasParams<D> for BatchNorm<D> {
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        out.push((format!("{prefix}.gamma"), ParamRef::R1(&mut self.gamma)));
+        out.push((format!("{prefix}.beta"), ParamRef::R1(&mut self.beta)));
+    }
+}
+
+impl<D: Device<f32>> HasParams<D> for SqueezeExcite<D> {
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        self.reduce.params(&format!("{prefix}.reduce"), out);
+        self.expand.params(&format!("{prefix}.expand"), out);
+    }
+}
+
+impl<D: Device<f32>> HasParams<D> for AggregateAttention<D> {
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        self.proj.params(&format!("{prefix}.proj"), out);
+        out.push((format!("{prefix}.v"), ParamRef::R1(&mut self.v)));
+    }
+}
+
+impl<D: Device<f32>> HasParams<D> for TokenAttention<D> {
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        for (name, t) in [
+            ("wq", &mut self.wq),
+            ("bq", &mut self.bq),
+            ("wk", &mut self.wk),
+            ("bk", &mut self.bk),
+            ("wv", &mut self.wv),
+            ("bv", &mut self.bv),
+        ] {
+            out.push((format!("{prefix}.{name}"), ParamRef::R1(t)));
+        }
+        self.out.params(&format!("{prefix}.out"), out);
+    }
+}
+
+/// Adam (PyTorch's `torch.optim.Adam`): L2 weight decay added to the gradient, bias-corrected
+/// moments. State is kept per parameter position, so the visiting order must not change.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    pub lr: f32,
+    pub betas: (f32, f32),
+    pub eps: f32,
+    pub weight_decay: f32,
+    step: i32,
+    moments: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Adam {
+    pub fn new(lr: f32, weight_decay: f32) -> Adam {
+        Adam {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            moments: Vec::new(),
+        }
+    }
+
+    /// One update of every parameter from `grads`; returns the global gradient norm.
+    pub fn step<D: Device<f32>>(
+        &mut self,
+        params: &mut [(String, ParamRef<'_, D>)],
+        grads: &mut Gradients<f32, D>,
+    ) -> std::result::Result<f32, D::Err> {
+        self.step += 1;
+        let (b1, b2) = self.betas;
+        let c1 = 1.0 - b1.powi(self.step);
+        let c2 = 1.0 - b2.powi(self.step);
+        let mut norm2 = 0.0f64;
+        for (k, (_, p)) in params.iter_mut().enumerate() {
+            let g = p.grad(grads)?;
+            let mut w = p.values();
+            if self.moments.len() <= k {
+                self.moments.push((vec![0.0; w.len()], vec![0.0; w.len()]));
+            }
+            let (m, v) = &mut self.moments[k];
+            for i in 0..w.len() {
+                norm2 += (g[i] as f64).powi(2);
+                let gi = g[i] + self.weight_decay * w[i];
+                m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+                w[i] -= self.lr * (m[i] / c1) / ((v[i] / c2).sqrt() + self.eps);
+            }
+            p.set(&w);
+        }
+        Ok(norm2.sqrt() as f32)
+    }
+}
+
+/// Save parameters (and extra named vectors such as batch-norm running statistics) as
+/// safetensors, written atomically.
+pub fn save_safetensors<D: Device<f32>>(
+    path: &Path,
+    params: &[(String, ParamRef<'_, D>)],
+    extra: &[(String, Vec<f32>)],
+) -> Result<()> {
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, p) in params {
+        owned.push((
+            name.clone(),
+            p.shape(),
+            p.values().iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+    }
+    for (name, v) in extra {
+        owned.push((
+            name.clone(),
+            vec![v.len()],
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    let views: Vec<(String, ::safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, shape, bytes)| {
+            ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Internal(format!("checkpoint tensor {n}: {e:?}")))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = ::safetensors::serialize(views, &None)
+        .map_err(|e| Error::Internal(format!("checkpoint: {e:?}")))?;
+    crate::track::atomic_write(path, &bytes)
+}
+
+/// Read a safetensors file into name → (shape, values).
+pub fn load_safetensors(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = ::safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::dataset(path, None, format!("not a safetensors checkpoint: {e:?}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// Set every parameter from a checkpoint, checking names and shapes.
+pub fn restore<D: Device<f32>>(
+    path: &Path,
+    params: &mut [(String, ParamRef<'_, D>)],
+    stored: &HashMap<String, (Vec<usize>, Vec<f32>)>,
+) -> Result<()> {
+    for (name, p) in params.iter_mut() {
+        let (shape, values) = stored.get(name).ok_or_else(|| {
+            Error::dataset(path, None, format!("checkpoint has no tensor `{name}`"))
+        })?;
+        if *shape != p.shape() {
+            return Err(Error::dataset(
+                path,
+                None,
+                format!(
+                    "tensor `{name}` has shape {shape:?}, the model expects {:?}",
+                    p.shape()
+                ),
+            ));
+        }
+        p.set(values);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adam_minimises_a_quadratic_and_matches_the_update_rule() {
+        let dev = Cpu::default();
+        let mut w: Tensor1<Cpu> = dev.tensor_from_vec(vec![1.0, -2.0], (2,));
+        let mut opt = Adam::new(0.1, 0.0);
+        // First step of Adam moves every coordinate by lr·sign(g) (bias correction cancels).
+        let loss = w.leaky_trace().square().sum();
+        let mut g = loss.backward();
+        let mut params = vec![("w".to_string(), ParamRef::R1(&mut w))];
+        let norm = opt.step(&mut params, &mut g).unwrap();
+        assert!((norm - (4.0f32 + 16.0).sqrt()).abs() < 1e-5);
+        drop(params);
+        let after = w.as_vec();
+        assert!(
+            (after[0] - 0.9).abs() < 1e-6 && (after[1] + 1.9).abs() < 1e-6,
+            "{after:?}"
+        );
+        for _ in 0..300 {
+            let loss = w.leaky_trace().square().sum();
+            let mut g = loss.backward();
+            let mut params = vec![("w".to_string(), ParamRef::R1(&mut w))];
+            opt.step(&mut params, &mut g).unwrap();
+        }
+        assert!(
+            w.as_vec().iter().all(|v| v.abs() < 0.05),
+            "{:?}",
+            w.as_vec()
+        );
+    }
+
+    #[test]
+    fn checkpoint_round_trip() {
+        let dev = Cpu::default();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("best.safetensors");
+        let mut lin = Linear::new(&dev, 3, 2);
+        let mut ps = Vec::new();
+        lin.params("head", &mut ps);
+        save_safetensors(&path, &ps, &[("bn.running_mean".into(), vec![0.5, 1.5])]).unwrap();
+        let stored = load_safetensors(&path).unwrap();
+        assert_eq!(stored["bn.running_mean"].1, vec![0.5, 1.5]);
+        let mut other = Linear::new(&dev, 3, 2);
+        let mut ps2 = Vec::new();
+        other.params("head", &mut ps2);
+        restore(&path, &mut ps2, &stored).unwrap();
+        drop(ps2);
+        drop(ps);
+        assert_eq!(other.weight.as_vec(), lin.weight.as_vec());
+    }
+}
