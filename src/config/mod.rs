@@ -250,10 +250,17 @@ fn resolve_use(element: Value, path: &str, problems: &mut Problems) -> Option<Ma
 
 /// Expand a mapping whose values may be lists of alternatives into every combination, in
 /// key order (the last key varies fastest).
-fn expand_grid(map: &Mapping) -> Vec<Mapping> {
+fn expand_grid(map: &Mapping, list_fields: &[&str]) -> Vec<Mapping> {
     let mut out = vec![Mapping::new()];
     for (k, v) in map {
+        let native_list = k.as_str().is_some_and(|k| list_fields.contains(&k));
         let alternatives: Vec<Value> = match v {
+            // A list-valued field takes a list; only a list of lists gives alternatives.
+            Value::Sequence(items)
+                if native_list && (items.is_empty() || !items.iter().all(|i| i.is_sequence())) =>
+            {
+                vec![v.clone()]
+            }
             Value::Sequence(items) => items.clone(),
             other => vec![other.clone()],
         };
@@ -367,7 +374,7 @@ fn parse_model(element: Value, path: &str, problems: &mut Problems) -> Vec<Model
         }
     };
     let mut out = Vec::new();
-    for mut combo in expand_grid(&map) {
+    for mut combo in expand_grid(&map, ModelConfig::list_fields(&kind)) {
         // The input switches are common to every model; the rest is the model's own.
         let mut inputs = Inputs::default();
         for key in Inputs::KEYS {

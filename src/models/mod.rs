@@ -6,6 +6,7 @@
 
 pub mod lasso;
 pub mod ols;
+pub mod opencarbon;
 pub mod random_forest;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
@@ -25,6 +26,7 @@ pub enum ModelConfig {
     LassoSmartcore(LassoSmartcoreConfig),
     Ols(OlsConfig),
     RandomForest(RandomForestConfig),
+    OpenCarbon(opencarbon::OpenCarbonConfig),
 }
 
 /// Which inputs a model may use: the ablation switches every model accepts in YAML
@@ -93,7 +95,13 @@ impl ModelSpec {
 }
 
 /// The model kinds a YAML file may name.
-pub const MODEL_KINDS: [&str; 4] = ["lasso", "lasso_smartcore", "ols", "random_forest"];
+pub const MODEL_KINDS: [&str; 5] = [
+    "lasso",
+    "lasso_smartcore",
+    "ols",
+    "random_forest",
+    "opencarbon",
+];
 
 /// A problem with one hyperparameter: (field, message).
 pub type FieldProblem = (&'static str, String);
@@ -105,6 +113,7 @@ impl ModelConfig {
             ModelConfig::LassoSmartcore(_) => "lasso_smartcore",
             ModelConfig::Ols(_) => "ols",
             ModelConfig::RandomForest(_) => "random_forest",
+            ModelConfig::OpenCarbon(_) => "opencarbon",
         }
     }
 
@@ -130,6 +139,7 @@ impl ModelConfig {
             "lasso_smartcore" => ModelConfig::LassoSmartcore(parse(body)?),
             "ols" => ModelConfig::Ols(parse(body)?),
             "random_forest" => ModelConfig::RandomForest(parse(body)?),
+            "opencarbon" => ModelConfig::OpenCarbon(parse(body)?),
             other => {
                 return Err((
                     "kind".into(),
@@ -142,6 +152,15 @@ impl ModelConfig {
         })
     }
 
+    /// Fields of `kind` whose value is itself a list; for them a list of lists gives grid
+    /// alternatives.
+    pub fn list_fields(kind: &str) -> &'static [&'static str] {
+        match kind {
+            "opencarbon" => &opencarbon::LIST_FIELDS,
+            _ => &[],
+        }
+    }
+
     /// Range checks of the hyperparameters.
     pub fn check(&self) -> Vec<FieldProblem> {
         match self {
@@ -149,6 +168,7 @@ impl ModelConfig {
             ModelConfig::LassoSmartcore(c) => c.check(),
             ModelConfig::Ols(_) => Vec::new(),
             ModelConfig::RandomForest(c) => c.check(),
+            ModelConfig::OpenCarbon(c) => c.check(),
         }
     }
 
@@ -163,6 +183,7 @@ impl ModelConfig {
                 c.n_trees,
                 c.max_depth.map_or("none".to_string(), |d| d.to_string())
             ),
+            ModelConfig::OpenCarbon(c) => c.label(),
         }
     }
 
@@ -178,6 +199,9 @@ impl ModelConfig {
             ModelConfig::LassoSmartcore(c) => c.fit(x, y),
             ModelConfig::Ols(c) => c.fit(x, y),
             ModelConfig::RandomForest(c) => c.fit(x, y, seed),
+            ModelConfig::OpenCarbon(_) => Err(crate::error::Error::Internal(
+                "OpenCarbon is trained by models::opencarbon::train, not as a tabular model".into(),
+            )),
         }
     }
 }

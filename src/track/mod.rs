@@ -116,6 +116,11 @@ impl RunDir {
         let _ = writeln!(self.log, "{line}");
     }
 
+    /// Where a file of this run is written while the run is in progress.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.work_dir.join(name)
+    }
+
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
         atomic_write(&self.work_dir.join(name), bytes)
     }

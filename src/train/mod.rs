@@ -1,6 +1,7 @@
 //! Running an experiment: prepare every dataset a pending job needs (so bad data fails before
 //! any job starts), then run each job into its run directory.
 
+pub mod job;
 mod tabular;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,9 @@ pub struct PreparedDataset {
     pub data: CityDataset,
     pub fingerprint: String,
     pub features: FeatureTable,
+    pub grid: TileGrid,
+    pub images: crate::data::raster::ImageStack,
+    pub pois: crate::data::raster::PoiRaster,
 }
 
 /// Resolve a dataset entry to a directory, generating a preset city on first use.
@@ -58,6 +62,9 @@ fn prepare(entry: &DatasetEntry, plan: &Plan) -> Result<PreparedDataset> {
         data,
         fingerprint,
         features,
+        grid,
+        images,
+        pois,
     })
 }
 
@@ -237,7 +244,7 @@ fn run_job(
         job.run_id, plan.experiment.name
     ));
 
-    let result = tabular::fit_and_evaluate(job, datasets, &mut run);
+    let result = job::fit_and_evaluate(job, datasets, &mut run);
     let (status, error, metrics) = match result {
         Ok(m) => (RunStatus::Done, None, Ok(m)),
         Err(e) => {

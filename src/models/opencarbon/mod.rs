@@ -1,0 +1,154 @@
+//! OpenCarbon: the contrastive, cross-modality model with a neighbourhood module
+//! (../shared/spec/opencarbon-model.md). `network` is the model, `train` the loop.
+
+pub mod network;
+pub mod train;
+
+use serde::{Deserialize, Serialize};
+
+use super::FieldProblem;
+
+fn d_embedding() -> usize {
+    32
+}
+fn d_k() -> usize {
+    1
+}
+fn d_widths() -> Vec<usize> {
+    vec![16, 32, 64]
+}
+fn d_true() -> bool {
+    true
+}
+fn d_alpha() -> f64 {
+    0.001
+}
+fn d_temperature() -> f64 {
+    0.07
+}
+fn d_contrastive_epoch() -> usize {
+    100
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_weight_decay() -> f64 {
+    5e-3
+}
+fn d_batch() -> usize {
+    32
+}
+fn d_max_epochs() -> usize {
+    3000
+}
+fn d_valid_every() -> usize {
+    5
+}
+fn d_patience() -> usize {
+    30
+}
+fn d_min_epochs() -> usize {
+    100
+}
+
+/// Hyperparameters of one OpenCarbon job. Defaults are the authors' settings, except the
+/// image encoder, which is the small residual CNN for CPU runs (`image_widths`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenCarbonConfig {
+    #[serde(default = "d_embedding")]
+    pub embedding_dim: usize,
+    /// Neighbourhood half-size: M = 2k + 1.
+    #[serde(default = "d_k")]
+    pub neighborhood_k: usize,
+    /// Channels of the image encoder's stride-2 stages.
+    #[serde(default = "d_widths")]
+    pub image_widths: Vec<usize>,
+    /// Squeeze-and-excitation blocks in the POI encoder.
+    #[serde(default = "d_true")]
+    pub se: bool,
+    /// The InfoNCE term between the centre tiles' image and POI embeddings.
+    #[serde(default = "d_true")]
+    pub contrastive: bool,
+    #[serde(default = "d_alpha")]
+    pub alpha: f64,
+    #[serde(default = "d_temperature")]
+    pub temperature: f64,
+    /// First epoch with the contrastive term.
+    #[serde(default = "d_contrastive_epoch")]
+    pub contrastive_epoch: usize,
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    #[serde(default = "d_max_epochs")]
+    pub max_epochs: usize,
+    /// Validate every this many epochs.
+    #[serde(default = "d_valid_every")]
+    pub valid_every: usize,
+    /// Stop after this many validations without a better validation R² ...
+    #[serde(default = "d_patience")]
+    pub patience: usize,
+    /// ... but never before this epoch.
+    #[serde(default = "d_min_epochs")]
+    pub min_epochs: usize,
+}
+
+/// Fields whose value is itself a list (a list of lists gives grid alternatives).
+pub const LIST_FIELDS: [&str; 1] = ["image_widths"];
+
+impl OpenCarbonConfig {
+    pub fn check(&self) -> Vec<FieldProblem> {
+        let mut p = Vec::new();
+        let mut positive = |name: &'static str, v: usize| {
+            if v == 0 {
+                p.push((name, "is 0, expected at least 1".to_string()));
+            }
+        };
+        positive("embedding_dim", self.embedding_dim);
+        positive("batch_size", self.batch_size);
+        positive("max_epochs", self.max_epochs);
+        positive("valid_every", self.valid_every);
+        positive("patience", self.patience);
+        if self.image_widths.is_empty() || self.image_widths.contains(&0) {
+            p.push((
+                "image_widths",
+                format!(
+                    "is {:?}, expected non-empty positive channel counts",
+                    self.image_widths
+                ),
+            ));
+        }
+        for (name, v) in [("alpha", self.alpha), ("weight_decay", self.weight_decay)] {
+            if !(v.is_finite() && v >= 0.0) {
+                p.push((name, format!("is {v}, expected a number >= 0")));
+            }
+        }
+        for (name, v) in [("temperature", self.temperature), ("lr", self.lr)] {
+            if !(v.is_finite() && v > 0.0) {
+                p.push((name, format!("is {v}, expected a number > 0")));
+            }
+        }
+        if self.batch_size == 1 {
+            p.push(("batch_size", "is 1; batch norm needs at least 2".into()));
+        }
+        p
+    }
+
+    pub fn label(&self) -> String {
+        let mut flags = Vec::new();
+        if !self.se {
+            flags.push("no-se");
+        }
+        if !self.contrastive {
+            flags.push("no-cl");
+        }
+        if flags.is_empty() {
+            "opencarbon".into()
+        } else {
+            format!("opencarbon[{}]", flags.join(","))
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! The OpenCarbon network (../shared/spec/opencarbon-model.md), with run-time sizes, and the
+//! deliberate deviations from the reference code: missing neighbours are zero embeddings
+//! (never another tile's data), every distinct tile of a batch is encoded once and its
+//! embedding shared by all neighbourhoods that contain it.
+
+use dfdx::prelude::*;
+
+use super::OpenCarbonConfig;
+use crate::models::Inputs;
+use crate::nn::layers::{
+    global_avg_pool, AggregateAttention, BatchNorm, Conv2d, Linear, SqueezeExcite, Tensor2, Tensor3,
+};
+use crate::nn::params::{HasParams, ParamRef};
+use crate::nn::{LayerKernels, Tensor4};
+
+/// conv → batch norm → ReLU.
+#[derive(Debug, Clone)]
+pub struct ConvBnRelu<D: Storage<f32>> {
+    pub conv: Conv2d<D>,
+    pub bn: BatchNorm<D>,
+}
+
+impl<D: Device<f32> + LayerKernels> ConvBnRelu<D> {
+    fn new(dev: &D, cin: usize, cout: usize, k: usize, stride: usize, pad: usize) -> Self {
+        ConvBnRelu {
+            conv: Conv2d::new(dev, cin, cout, k, stride, pad, false),
+            bn: BatchNorm::new(dev, cout),
+        }
+    }
+
+    fn forward<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        x: Tensor4<D, T>,
+        train: bool,
+    ) -> Tensor4<D, T> {
+        self.bn.forward4(self.conv.forward(x), train).relu()
+    }
+}
+
+/// The small residual image encoder for CPU runs: three stride-2 stages, a residual block on
+/// the last, global average pooling, Linear(width → d).
+#[derive(Debug, Clone)]
+pub struct ImageEncoder<D: Storage<f32>> {
+    pub stages: Vec<ConvBnRelu<D>>,
+    pub res_a: ConvBnRelu<D>,
+    pub res_b: ConvBnRelu<D>,
+    pub proj: Linear<D>,
+}
+
+impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
+    pub fn new(dev: &D, widths: &[usize], dim: usize) -> Self {
+        let mut stages = Vec::new();
+        let mut cin = 3;
+        for &w in widths {
+            stages.push(ConvBnRelu::new(dev, cin, w, 3, 2, 1));
+            cin = w;
+        }
+        ImageEncoder {
+            stages,
+            res_a: ConvBnRelu::new(dev, cin, cin, 3, 1, 1),
+            res_b: ConvBnRelu::new(dev, cin, cin, 3, 1, 1),
+            proj: Linear::new(dev, cin, dim),
+        }
+    }
+
+    pub fn forward<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        mut x: Tensor4<D, T>,
+        train: bool,
+    ) -> Tensor2<D, T> {
+        for s in &mut self.stages {
+            x = s.forward(x, train);
+        }
+        let skip = x.retaped::<T>();
+        let y = self.res_b.forward(self.res_a.forward(x, train), train);
+        self.proj.forward(global_avg_pool(y + skip))
+    }
+}
+
+/// The reference's POI encoder ("SE-CNN"), sized to the raster: conv k7 s3 p3 → BN → ReLU →
+/// SE → conv k7 s3 p1 → BN → ReLU → SE → conv k3 s3 p1 → flatten → Linear(→ d).
+#[derive(Debug, Clone)]
+pub struct PoiEncoder<D: Storage<f32>> {
+    pub c1: ConvBnRelu<D>,
+    pub se1: Option<SqueezeExcite<D>>,
+    pub c2: ConvBnRelu<D>,
+    pub se2: Option<SqueezeExcite<D>>,
+    pub c3: Conv2d<D>,
+    pub proj: Linear<D>,
+}
+
+fn conv_out(size: usize, k: usize, s: usize, p: usize) -> usize {
+    (size + 2 * p - k) / s + 1
+}
+
+impl<D: Device<f32> + LayerKernels> PoiEncoder<D> {
+    pub fn new(dev: &D, channels: usize, raster: usize, dim: usize, se: bool) -> Self {
+        let s1 = conv_out(raster, 7, 3, 3);
+        let s2 = conv_out(s1, 7, 3, 1);
+        let s3 = conv_out(s2, 3, 3, 1);
+        PoiEncoder {
+            c1: ConvBnRelu::new(dev, channels, 32, 7, 3, 3),
+            se1: se.then(|| SqueezeExcite::new(dev, 32)),
+            c2: ConvBnRelu::new(dev, 32, 32, 7, 3, 1),
+            se2: se.then(|| SqueezeExcite::new(dev, 32)),
+            c3: Conv2d::new(dev, 32, 1, 3, 3, 1, true),
+            proj: Linear::new(dev, s3 * s3, dim),
+        }
+    }
+
+    pub fn forward<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        x: Tensor4<D, T>,
+        train: bool,
+    ) -> Tensor2<D, T> {
+        let mut h = self.c1.forward(x, train);
+        if let Some(se) = &self.se1 {
+            h = se.forward(h).0;
+        }
+        h = self.c2.forward(h, train);
+        if let Some(se) = &self.se2 {
+            h = se.forward(h).0;
+        }
+        let h = self.c3.forward(h);
+        let (n, _, a, b) = *h.shape();
+        self.proj.forward(h.reshape_like(&(n, a * b)))
+    }
+}
+
+/// The neighbourhood module for one modality: the M×M embeddings as a d-channel picture,
+/// conv 3×3 → ReLU → conv 3×3 → ReLU → global average → Linear(128 → d).
+#[derive(Debug, Clone)]
+pub struct NeighbourhoodCnn<D: Storage<f32>> {
+    pub c1: Conv2d<D>,
+    pub c2: Conv2d<D>,
+    pub proj: Linear<D>,
+}
+
+impl<D: Device<f32> + LayerKernels> NeighbourhoodCnn<D> {
+    pub fn new(dev: &D, dim: usize) -> Self {
+        NeighbourhoodCnn {
+            c1: Conv2d::new(dev, dim, 64, 3, 1, 1, true),
+            c2: Conv2d::new(dev, 64, 128, 3, 1, 1, true),
+            proj: Linear::new(dev, 128, dim),
+        }
+    }
+
+    pub fn forward<T: Tape<f32, D> + Merge<T>>(&self, x: Tensor4<D, T>) -> Tensor2<D, T> {
+        let h = self.c2.forward(self.c1.forward(x).relu()).relu();
+        self.proj.forward(global_avg_pool(h))
+    }
+}
+
+/// One batch as the network sees it: the distinct tiles' inputs and, per target, which of
+/// them fill its (2k+1)² neighbourhood (`None` slots are missing neighbours).
+pub struct BatchInputs<D: Storage<f32>> {
+    /// (U, 3, S, S), normalised.
+    pub images: Option<Tensor4<D>>,
+    /// (U, C, R, R), log1p of counts.
+    pub pois: Option<Tensor4<D>>,
+    /// Per target, the local index of its centre tile.
+    pub centres: Vec<usize>,
+    /// Per target, M² local indices (row-major block), `None` for a missing neighbour.
+    pub blocks: Vec<Vec<Option<usize>>>,
+}
+
+/// What a forward pass returns.
+pub struct Forward<D: Storage<f32>, T> {
+    /// (B,) predicted log emission.
+    pub prediction: Tensor<(usize,), f32, D, T>,
+    /// Centre-tile image and POI embeddings (B, d) when both modalities are on (for InfoNCE).
+    pub centre_pair: Option<(Tensor2<D, T>, Tensor2<D, T>)>,
+    /// Centre fusion weights β (B, 2) [image, POI], when both modalities are on.
+    pub modality_weights: Option<Tensor2<D>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenCarbonNet<D: Storage<f32>> {
+    pub dim: usize,
+    pub k: usize,
+    pub inputs: Inputs,
+    pub image: Option<ImageEncoder<D>>,
+    pub poi: Option<PoiEncoder<D>>,
+    pub fuse_centre: AggregateAttention<D>,
+    pub nb_image: NeighbourhoodCnn<D>,
+    pub nb_poi: NeighbourhoodCnn<D>,
+    pub fuse_nb: AggregateAttention<D>,
+    pub attn_g: crate::nn::layers::TokenAttention<D>,
+    pub attn_n: crate::nn::layers::TokenAttention<D>,
+    pub attn_c: crate::nn::layers::TokenAttention<D>,
+    pub head1: Linear<D>,
+    pub head_bn: BatchNorm<D>,
+    pub head2: Linear<D>,
+}
+
+/// Rows `idx` of `x`, with index `x.rows` meaning a zero row (a missing neighbour).
+fn gather_rows<D: Device<f32>, T: Tape<f32, D> + Merge<NoneTape>>(
+    x: Tensor2<D, T>,
+    idx: &[Option<usize>],
+) -> Tensor2<D, T> {
+    let (u, d) = *x.shape();
+    let dev = x.device().clone();
+    let zero: Tensor2<D> = dev.zeros_like(&(1, d));
+    let padded = (x, zero).concat_along(Axis::<0>);
+    let index: Tensor<(usize,), usize, D> =
+        dev.tensor_from_vec(idx.iter().map(|i| i.unwrap_or(u)).collect(), (idx.len(),));
+    padded.gather(index)
+}
+
+/// Stack two (B, d) tensors into (B, 2, d).
+fn stack2<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
+    a: Tensor2<D, T>,
+    b: Tensor2<D, T>,
+) -> Tensor3<D, T> {
+    let (n, d) = *a.shape();
+    (a.reshape_like(&(n, 1, d)), b.reshape_like(&(n, 1, d))).concat_along(Axis::<1>)
+}
+
+impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
+    pub fn new(
+        dev: &D,
+        cfg: &OpenCarbonConfig,
+        inputs: Inputs,
+        poi_channels: usize,
+        poi_raster: usize,
+    ) -> Self {
+        let d = cfg.embedding_dim;
+        let head_in = if inputs.neighborhood { 2 * d } else { d };
+        OpenCarbonNet {
+            dim: d,
+            k: cfg.neighborhood_k,
+            inputs,
+            image: inputs
+                .image
+                .then(|| ImageEncoder::new(dev, &cfg.image_widths, d)),
+            poi: inputs
+                .poi
+                .then(|| PoiEncoder::new(dev, poi_channels, poi_raster, d, cfg.se)),
+            fuse_centre: AggregateAttention::new(dev, d),
+            nb_image: NeighbourhoodCnn::new(dev, d),
+            nb_poi: NeighbourhoodCnn::new(dev, d),
+            fuse_nb: AggregateAttention::new(dev, d),
+            attn_g: crate::nn::layers::TokenAttention::new(dev, 2),
+            attn_n: crate::nn::layers::TokenAttention::new(dev, 2),
+            attn_c: crate::nn::layers::TokenAttention::new(dev, 2),
+            head1: Linear::new(dev, head_in, d),
+            head_bn: BatchNorm::new(dev, d),
+            head2: Linear::new(dev, d, 1),
+        }
+    }
+
+    /// Encode the distinct tiles: (U, d) per enabled modality.
+    pub fn encode<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        images: Option<Tensor4<D, T>>,
+        pois: Option<Tensor4<D, T>>,
+        train: bool,
+    ) -> (Option<Tensor2<D, T>>, Option<Tensor2<D, T>>) {
+        let xs = match (&mut self.image, images) {
+            (Some(enc), Some(x)) => Some(enc.forward(x, train)),
+            _ => None,
+        };
+        let xp = match (&mut self.poi, pois) {
+            (Some(enc), Some(x)) => Some(enc.forward(x, train)),
+            _ => None,
+        };
+        (xs, xp)
+    }
+
+    /// Everything after the encoders, from the distinct tiles' embeddings.
+    pub fn head_from_embeddings<T: Tape<f32, D> + Merge<T> + Merge<NoneTape>>(
+        &mut self,
+        xs: Option<Tensor2<D, T>>,
+        xp: Option<Tensor2<D, T>>,
+        centres: &[usize],
+        blocks: &[Vec<Option<usize>>],
+        train: bool,
+    ) -> Forward<D, T> {
+        let b = centres.len();
+        let m = 2 * self.k + 1;
+        let d = self.dim;
+        let centre_idx: Vec<Option<usize>> = centres.iter().map(|&c| Some(c)).collect();
+        let slots: Vec<Option<usize>> = blocks.iter().flatten().copied().collect();
+
+        let centre_of = |x: &Tensor2<D, T>| gather_rows(x.retaped::<T>(), &centre_idx);
+        let xs_c = xs.as_ref().map(centre_of);
+        let xp_c = xp.as_ref().map(centre_of);
+        let (x_g, centre_pair, modality_weights) = match (xs_c, xp_c) {
+            (Some(s), Some(p)) => {
+                let pair = (s.retaped::<T>(), p.retaped::<T>());
+                let (fused, beta) = self.fuse_centre.forward(stack2(s, p));
+                (fused, Some(pair), Some(beta.retaped::<NoneTape>()))
+            }
+            (Some(s), None) => (s, None, None),
+            (None, Some(p)) => (p, None, None),
+            (None, None) => unreachable!("config validation requires at least one modality"),
+        };
+
+        let hidden = if self.inputs.neighborhood {
+            let nb = |x: Tensor2<D, T>, cnn: &NeighbourhoodCnn<D>| {
+                let picture = gather_rows(x, &slots)
+                    .reshape_like(&(b, m, m, d))
+                    .permute::<_, Axes4<0, 3, 1, 2>>();
+                cnn.forward(picture)
+            };
+            let x_ns = xs.map(|x| nb(x, &self.nb_image));
+            let x_np = xp.map(|x| nb(x, &self.nb_poi));
+            let x_n = match (x_ns, x_np) {
+                (Some(s), Some(p)) => self.fuse_nb.forward(stack2(s, p)).0,
+                (Some(s), None) => s,
+                (None, Some(p)) => p,
+                (None, None) => unreachable!(),
+            };
+            let x_g2 = self.attn_g.forward(x_g.retaped::<T>(), x_g.retaped::<T>()) + x_g;
+            let x_n2 = self.attn_n.forward(x_n.retaped::<T>(), x_n.retaped::<T>()) + x_n;
+            let x_f = self.attn_c.forward(x_n2.retaped::<T>(), x_g2);
+            (x_f, x_n2).concat_along(Axis::<1>)
+        } else {
+            x_g
+        };
+        let h = self
+            .head_bn
+            .forward2(self.head1.forward(hidden).relu(), train);
+        let prediction = self.head2.forward(h).reshape_like(&(b,));
+        Forward {
+            prediction,
+            centre_pair,
+            modality_weights,
+        }
+    }
+
+    /// Names and references of every parameter, in a fixed order.
+    pub fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        if let Some(enc) = &mut self.image {
+            for (i, s) in enc.stages.iter_mut().enumerate() {
+                s.conv.params(&format!("image.stage{i}.conv"), out);
+                s.bn.params(&format!("image.stage{i}.bn"), out);
+            }
+            for (name, s) in [("res_a", &mut enc.res_a), ("res_b", &mut enc.res_b)] {
+                s.conv.params(&format!("image.{name}.conv"), out);
+                s.bn.params(&format!("image.{name}.bn"), out);
+            }
+            enc.proj.params("image.proj", out);
+        }
+        if let Some(enc) = &mut self.poi {
+            enc.c1.conv.params("poi.c1.conv", out);
+            enc.c1.bn.params("poi.c1.bn", out);
+            if let Some(se) = &mut enc.se1 {
+                se.params("poi.se1", out);
+            }
+            enc.c2.conv.params("poi.c2.conv", out);
+            enc.c2.bn.params("poi.c2.bn", out);
+            if let Some(se) = &mut enc.se2 {
+                se.params("poi.se2", out);
+            }
+            enc.c3.params("poi.c3", out);
+            enc.proj.params("poi.proj", out);
+        }
+        self.fuse_centre.params("fuse_centre", out);
+        if self.inputs.neighborhood {
+            for (name, cnn) in [
+                ("nb_image", &mut self.nb_image),
+                ("nb_poi", &mut self.nb_poi),
+            ] {
+                cnn.c1.params(&format!("{name}.c1"), out);
+                cnn.c2.params(&format!("{name}.c2"), out);
+                cnn.proj.params(&format!("{name}.proj"), out);
+            }
+            self.fuse_nb.params("fuse_nb", out);
+            self.attn_g.params("attn_g", out);
+            self.attn_n.params("attn_n", out);
+            self.attn_c.params("attn_c", out);
+        }
+        self.head1.params("head1", out);
+        self.head_bn.params("head_bn", out);
+        self.head2.params("head2", out);
+    }
+
+    /// Every batch norm's running statistics, named, for checkpoints.
+    pub fn running_stats(&mut self) -> Vec<(String, &mut BatchNorm<D>)> {
+        let mut out: Vec<(String, &mut BatchNorm<D>)> = Vec::new();
+        if let Some(enc) = &mut self.image {
+            for (i, s) in enc.stages.iter_mut().enumerate() {
+                out.push((format!("image.stage{i}.bn"), &mut s.bn));
+            }
+            out.push(("image.res_a.bn".into(), &mut enc.res_a.bn));
+            out.push(("image.res_b.bn".into(), &mut enc.res_b.bn));
+        }
+        if let Some(enc) = &mut self.poi {
+            out.push(("poi.c1.bn".into(), &mut enc.c1.bn));
+            out.push(("poi.c2.bn".into(), &mut enc.c2.bn));
+        }
+        out.push(("head_bn".into(), &mut self.head_bn));
+        out
+    }
+}

@@ -1,0 +1,358 @@
+//! Training OpenCarbon: mini-batches of target tiles whose neighbourhoods' distinct tiles are
+//! encoded once, L1 loss (summed over the batch) plus α·InfoNCE after the warm-up epoch,
+//! Adam with weight decay, validation every few epochs, early stopping on validation R²,
+//! the best parameters kept, checkpointed as safetensors and used for the final predictions.
+//! Evaluation encodes every tile of a city once and then gathers neighbourhoods.
+
+use std::collections::HashMap;
+
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::network::OpenCarbonNet;
+use super::OpenCarbonConfig;
+use crate::data::SplitPart;
+use crate::error::{Error, Result};
+use crate::metrics::r2;
+use crate::models::Inputs;
+use crate::nn::layers::{info_nce, Tensor2};
+use crate::nn::params::{save_safetensors, Adam, ParamRef};
+use crate::nn::Tensor4;
+use crate::track::RunDir;
+use crate::train::job::{Fitted, Row};
+use crate::train::PreparedDataset;
+
+type Dev = Cpu;
+
+/// Per-channel image statistics of the training datasets (for normalisation).
+struct ImageNorm {
+    mean: [f32; 3],
+    std: [f32; 3],
+}
+
+fn image_norm(datasets: &[&PreparedDataset]) -> ImageNorm {
+    let (mut sum, mut sq, mut n) = ([0f64; 3], [0f64; 3], 0f64);
+    for d in datasets {
+        for px in d.images.data.chunks_exact(3) {
+            for c in 0..3 {
+                let v = px[c] as f64 / 255.0;
+                sum[c] += v;
+                sq[c] += v * v;
+            }
+            n += 1.0;
+        }
+    }
+    let mut norm = ImageNorm {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+    };
+    for c in 0..3 {
+        let m = sum[c] / n;
+        norm.mean[c] = m as f32;
+        norm.std[c] = ((sq[c] / n - m * m).max(1e-8)).sqrt() as f32;
+    }
+    norm
+}
+
+/// The tensors of a set of tiles (dataset, tile): images (U, 3, S, S) and POI rasters
+/// (U, C, R, R), as the enabled modalities need them.
+fn tile_inputs(
+    dev: &Dev,
+    datasets: &[&PreparedDataset],
+    tiles: &[(usize, usize)],
+    inputs: Inputs,
+    norm: &ImageNorm,
+) -> (Option<Tensor4<Dev>>, Option<Tensor4<Dev>>) {
+    let images = inputs.image.then(|| {
+        let s = datasets[0].images.size;
+        let mut data = Vec::with_capacity(tiles.len() * 3 * s * s);
+        for &(d, t) in tiles {
+            let img = datasets[d].images.tile(t);
+            for c in 0..3 {
+                data.extend(
+                    img.chunks_exact(3)
+                        .map(|px| (px[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c]),
+                );
+            }
+        }
+        dev.tensor_from_vec(data, (tiles.len(), 3, s, s))
+    });
+    let pois = inputs.poi.then(|| {
+        let r = &datasets[0].pois;
+        let mut data = Vec::with_capacity(tiles.len() * r.channels * r.size * r.size);
+        for &(d, t) in tiles {
+            data.extend(datasets[d].pois.dense(t).into_iter().map(f32::ln_1p));
+        }
+        dev.tensor_from_vec(data, (tiles.len(), r.channels, r.size, r.size))
+    });
+    (images, pois)
+}
+
+/// A batch of targets laid out for the network: distinct tiles, centres and blocks.
+struct Layout {
+    tiles: Vec<(usize, usize)>,
+    centres: Vec<usize>,
+    blocks: Vec<Vec<Option<usize>>>,
+}
+
+fn layout(datasets: &[&PreparedDataset], targets: &[(usize, usize)], k: usize) -> Layout {
+    let mut local: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut tiles = Vec::new();
+    let mut id = |key: (usize, usize), tiles: &mut Vec<(usize, usize)>| {
+        *local.entry(key).or_insert_with(|| {
+            tiles.push(key);
+            tiles.len() - 1
+        })
+    };
+    let mut centres = Vec::with_capacity(targets.len());
+    let mut blocks = Vec::with_capacity(targets.len());
+    for &(d, t) in targets {
+        centres.push(id((d, t), &mut tiles));
+        let block = datasets[d].grid.block(t, k);
+        blocks.push(
+            block
+                .into_iter()
+                .map(|s| s.map(|n| id((d, n), &mut tiles)))
+                .collect(),
+        );
+    }
+    Layout {
+        tiles,
+        centres,
+        blocks,
+    }
+}
+
+/// Predict log emission for `targets` in evaluation mode: every distinct tile is encoded
+/// once (in chunks), then neighbourhoods are gathered.
+fn predict(
+    net: &mut OpenCarbonNet<Dev>,
+    dev: &Dev,
+    datasets: &[&PreparedDataset],
+    targets: &[(usize, usize)],
+    inputs: Inputs,
+    norm: &ImageNorm,
+) -> Vec<f64> {
+    let lay = layout(datasets, targets, net.k);
+    let chunk = 256;
+    let mut xs_parts: Vec<Tensor2<Dev>> = Vec::new();
+    let mut xp_parts: Vec<Tensor2<Dev>> = Vec::new();
+    for tiles in lay.tiles.chunks(chunk) {
+        let (img, poi) = tile_inputs(dev, datasets, tiles, inputs, norm);
+        let (xs, xp) = net.encode(img, poi, false);
+        xs_parts.extend(xs);
+        xp_parts.extend(xp);
+    }
+    let join = |parts: Vec<Tensor2<Dev>>| -> Option<Tensor2<Dev>> {
+        parts
+            .into_iter()
+            .reduce(|a, b| (a, b).concat_along(Axis::<0>))
+    };
+    let (xs, xp) = (join(xs_parts), join(xp_parts));
+    let mut out = Vec::with_capacity(targets.len());
+    let step = 512;
+    for start in (0..targets.len()).step_by(step) {
+        let end = (start + step).min(targets.len());
+        let f = net.head_from_embeddings(
+            xs.clone(),
+            xp.clone(),
+            &lay.centres[start..end],
+            &lay.blocks[start..end],
+            false,
+        );
+        out.extend(f.prediction.as_vec().into_iter().map(|v| v as f64));
+    }
+    out
+}
+
+/// Snapshot of every parameter and running statistic (the best model so far).
+struct Snapshot {
+    params: Vec<Vec<f32>>,
+    running: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+fn snapshot(net: &mut OpenCarbonNet<Dev>) -> Snapshot {
+    let running = net
+        .running_stats()
+        .into_iter()
+        .map(|(_, bn)| (bn.running_mean.clone(), bn.running_var.clone()))
+        .collect();
+    let mut ps = Vec::new();
+    net.params(&mut ps);
+    Snapshot {
+        params: ps.iter().map(|(_, p)| p.values()).collect(),
+        running,
+    }
+}
+
+fn restore(net: &mut OpenCarbonNet<Dev>, s: &Snapshot) {
+    for ((_, bn), (m, v)) in net.running_stats().into_iter().zip(&s.running) {
+        bn.running_mean = m.clone();
+        bn.running_var = v.clone();
+    }
+    let mut ps = Vec::new();
+    net.params(&mut ps);
+    for ((_, p), values) in ps.iter_mut().zip(&s.params) {
+        p.set(values);
+    }
+}
+
+pub fn fit_predict(
+    cfg: &OpenCarbonConfig,
+    inputs: Inputs,
+    seed: u64,
+    datasets: &[&PreparedDataset],
+    rows: &[Row],
+    run: &mut RunDir,
+) -> Result<Fitted> {
+    let dev = Dev::seed_from_u64(seed);
+    let channels = datasets[0].pois.channels;
+    let raster = datasets[0].pois.size;
+    let mut net = OpenCarbonNet::new(&dev, cfg, inputs, channels, raster);
+    let norm = image_norm(datasets);
+    let mut opt = Adam::new(cfg.lr as f32, cfg.weight_decay as f32);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0C_A2B0);
+    let log_emission = |&(d, t): &(usize, usize)| datasets[d].data.tiles[t].emission.ln();
+
+    let part = |p: SplitPart| -> Vec<(usize, usize)> {
+        rows.iter()
+            .filter(|r| r.part == p)
+            .map(|r| (r.dataset, r.tile))
+            .collect()
+    };
+    let mut train = part(SplitPart::Train);
+    let valid = part(SplitPart::Valid);
+    let valid_y: Vec<f64> = valid.iter().map(log_emission).collect();
+    // Deliberate deviation: the network learns the standardised log emission (training mean
+    // and deviation), so its output layer starts at the right scale instead of spending
+    // hundreds of epochs moving a bias from 0 to ~10.
+    let train_y: Vec<f64> = train.iter().map(log_emission).collect();
+    let y_mean = train_y.iter().sum::<f64>() / train_y.len() as f64;
+    let y_std = (train_y.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / train_y.len() as f64)
+        .sqrt()
+        .max(1e-6);
+    let target_of = |t: &(usize, usize)| (log_emission(t) - y_mean) / y_std;
+    let unscale = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|p| p * y_std + y_mean).collect() };
+    let use_contrastive = cfg.contrastive && inputs.image && inputs.poi;
+    {
+        let mut ps = Vec::new();
+        net.params(&mut ps);
+        let n: usize = ps
+            .iter()
+            .map(|(_, p)| p.shape().iter().product::<usize>())
+            .sum();
+        run.log(&format!(
+            "opencarbon: {} parameter tensors, {n} values; {} train, {} valid tiles",
+            ps.len(),
+            train.len(),
+            valid.len()
+        ));
+    }
+
+    let mut best: Option<(f64, usize, Snapshot)> = None;
+    let mut since_best = 0;
+    let started = std::time::Instant::now();
+    for epoch in 0..cfg.max_epochs {
+        train.shuffle(&mut rng);
+        let (mut loss_sum, mut count, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
+        for batch in train.chunks(cfg.batch_size) {
+            if batch.len() < 2 {
+                continue; // batch norm needs two samples
+            }
+            let lay = layout(datasets, batch, cfg.neighborhood_k);
+            let (img, poi) = tile_inputs(&dev, datasets, &lay.tiles, inputs, &norm);
+            let grads = Gradients::leaky();
+            let (img, poi) = match (img, poi) {
+                (Some(i), p) => (
+                    Some(i.traced(grads)),
+                    p.map(|p| p.retaped::<OwnedTape<f32, Dev>>()),
+                ),
+                (None, Some(p)) => (None, Some(p.traced(grads))),
+                (None, None) => return Err(Error::Internal("no input modality".into())),
+            };
+            let (xs, xp) = net.encode(img, poi, true);
+            let f = net.head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
+            let y: Tensor<(usize,), f32, Dev> = dev.tensor_from_vec(
+                batch.iter().map(|t| target_of(t) as f32).collect(),
+                (batch.len(),),
+            );
+            let l1 = (f.prediction - y).abs().sum();
+            let loss = match f.centre_pair {
+                Some((s, p)) if use_contrastive && epoch >= cfg.contrastive_epoch => {
+                    l1 + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
+                }
+                _ => l1,
+            };
+            loss_sum += loss.array() as f64;
+            count += batch.len();
+            let mut grads = loss.backward();
+            let mut ps: Vec<(String, ParamRef<'_, Dev>)> = Vec::new();
+            net.params(&mut ps);
+            grad_norm = opt
+                .step(&mut ps, &mut grads)
+                .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
+        }
+        let last = epoch + 1 == cfg.max_epochs;
+        if (epoch + 1) % cfg.valid_every == 0 || last {
+            let score = if valid.is_empty() {
+                -(loss_sum / count.max(1) as f64) // no validation tiles: track the training loss
+            } else {
+                r2(
+                    &valid_y,
+                    &unscale(predict(&mut net, &dev, datasets, &valid, inputs, &norm)),
+                )
+            };
+            run.log(&format!(
+                "epoch {:>4}: train L1/tile (standardised) {:.4}, grad norm {grad_norm:.3}, valid R² {score:.4} ({:.0} s)",
+                epoch + 1,
+                loss_sum / count.max(1) as f64,
+                started.elapsed().as_secs_f64()
+            ));
+            if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+                best = Some((score, epoch + 1, snapshot(&mut net)));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if epoch + 1 >= cfg.min_epochs && since_best >= cfg.patience {
+                    run.log(&format!("early stop after epoch {}: no better validation R² for {since_best} validations", epoch + 1));
+                    break;
+                }
+            }
+        }
+    }
+    let (best_score, best_epoch, snap) =
+        best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
+    restore(&mut net, &snap);
+    run.log(&format!(
+        "best validation R² {best_score:.4} at epoch {best_epoch}"
+    ));
+    let mut ps = Vec::new();
+    let running: Vec<(String, Vec<f32>)> = net
+        .running_stats()
+        .into_iter()
+        .flat_map(|(name, bn)| {
+            [
+                (format!("{name}.running_mean"), bn.running_mean.clone()),
+                (format!("{name}.running_var"), bn.running_var.clone()),
+            ]
+        })
+        .collect();
+    net.params(&mut ps);
+    save_safetensors(&run.path("best.safetensors"), &ps, &running)?;
+    drop(ps);
+
+    let all: Vec<(usize, usize)> = rows.iter().map(|r| (r.dataset, r.tile)).collect();
+    let predictions = unscale(predict(&mut net, &dev, datasets, &all, inputs, &norm));
+    Ok(Fitted {
+        predictions,
+        description: serde_json::json!({
+            "best_epoch": best_epoch,
+            "best_validation_score": best_score,
+            "checkpoint": "best.safetensors",
+            "image_norm": { "mean": norm.mean, "std": norm.std },
+            "target_norm": { "mean": y_mean, "std": y_std },
+        }),
+    })
+}
