@@ -214,8 +214,11 @@ pub fn save_safetensors<D: Device<f32>>(
     crate::track::atomic_write(path, &bytes)
 }
 
+/// Stored tensors by name: (shape, values).
+pub type StoredTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Read a safetensors file into name → (shape, values).
-pub fn load_safetensors(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn load_safetensors(path: &Path) -> Result<StoredTensors> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let st = ::safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::dataset(path, None, format!("not a safetensors checkpoint: {e:?}")))?;
@@ -235,7 +238,7 @@ pub fn load_safetensors(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<
 pub fn restore<D: Device<f32>>(
     path: &Path,
     params: &mut [(String, ParamRef<'_, D>)],
-    stored: &HashMap<String, (Vec<usize>, Vec<f32>)>,
+    stored: &StoredTensors,
 ) -> Result<()> {
     for (name, p) in params.iter_mut() {
         let (shape, values) = stored.get(name).ok_or_else(|| {

@@ -45,15 +45,25 @@ pub fn dataset_dir(entry: &DatasetEntry, cache_dir: &std::path::Path) -> Result<
 
 fn prepare(entry: &DatasetEntry, plan: &Plan) -> Result<PreparedDataset> {
     let e = &plan.experiment;
-    let path = dataset_dir(entry, &e.cache_dir)?;
+    prepare_dataset(entry, &e.cache_dir, e.image_size, e.poi_raster_size)
+}
+
+/// Open, validate and featurise one dataset, with its decoded images and POI rasters.
+pub fn prepare_dataset(
+    entry: &DatasetEntry,
+    cache_dir: &std::path::Path,
+    image_size: usize,
+    poi_raster_size: usize,
+) -> Result<PreparedDataset> {
+    let path = dataset_dir(entry, cache_dir)?;
     let data = CityDataset::open(&path)?;
     for w in &data.warnings {
         eprintln!("warning: {w}");
     }
     let fingerprint = content_fingerprint(&data)?;
-    let cache = DerivedCache::new(&e.cache_dir, &fingerprint);
-    let images = cache.images(&data, e.image_size)?;
-    let pois = cache.poi_raster(&data, e.poi_raster_size)?;
+    let cache = DerivedCache::new(cache_dir, &fingerprint);
+    let images = cache.images(&data, image_size)?;
+    let pois = cache.poi_raster(&data, poi_raster_size)?;
     let grid = TileGrid::new(&data.tiles);
     let features = tile_features(&grid, &images, &pois, &data.meta.poi_categories);
     Ok(PreparedDataset {

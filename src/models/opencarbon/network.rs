@@ -151,6 +151,9 @@ impl<D: Device<f32> + LayerKernels> NeighbourhoodCnn<D> {
     }
 }
 
+/// Image and POI embeddings (U, d) of the distinct tiles, per enabled modality.
+pub type Embeddings<D, T> = (Option<Tensor2<D, T>>, Option<Tensor2<D, T>>);
+
 /// One batch as the network sees it: the distinct tiles' inputs and, per target, which of
 /// them fill its (2k+1)² neighbourhood (`None` slots are missing neighbours).
 pub struct BatchInputs<D: Storage<f32>> {
@@ -255,7 +258,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
         images: Option<Tensor4<D, T>>,
         pois: Option<Tensor4<D, T>>,
         train: bool,
-    ) -> (Option<Tensor2<D, T>>, Option<Tensor2<D, T>>) {
+    ) -> Embeddings<D, T> {
         let xs = match (&mut self.image, images) {
             (Some(enc), Some(x)) => Some(enc.forward(x, train)),
             _ => None,

@@ -356,3 +356,171 @@ pub fn fit_predict(
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DatasetEntry, DatasetSource};
+    use crate::data::synth::GENERATOR_VERSION;
+    use crate::train::prepare_dataset;
+
+    fn tiny(cache: &std::path::Path) -> PreparedDataset {
+        let entry = DatasetEntry {
+            name: "tiny".into(),
+            source: DatasetSource::Preset {
+                preset: "tiny".into(),
+                seed: 0,
+                generator: GENERATOR_VERSION,
+            },
+        };
+        prepare_dataset(&entry, cache, 32, 32).unwrap()
+    }
+
+    fn small_config(epochs: usize) -> OpenCarbonConfig {
+        let mut cfg: OpenCarbonConfig = serde_yaml::from_str("{}").unwrap();
+        cfg.embedding_dim = 16;
+        cfg.image_widths = vec![8, 16];
+        cfg.max_epochs = epochs;
+        cfg.valid_every = 10;
+        cfg.min_epochs = epochs;
+        cfg.contrastive_epoch = 5;
+        cfg.alpha = 0.01;
+        cfg.batch_size = 10;
+        cfg.lr = 3e-3;
+        cfg.weight_decay = 0.0;
+        cfg
+    }
+
+    fn rows_for(ds: &PreparedDataset, n_train: usize, n_valid: usize) -> Vec<Row> {
+        let targets: Vec<usize> = (0..ds.data.tiles.len())
+            .filter(|&t| ds.data.tiles[t].is_target())
+            .collect();
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Row {
+                dataset: 0,
+                tile: t,
+                part: if i < n_train {
+                    SplitPart::Train
+                } else {
+                    SplitPart::Valid
+                },
+            })
+            .take(n_train + n_valid)
+            .collect()
+    }
+
+    #[test]
+    fn a_small_model_overfits_twenty_tiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = tiny(&dir.path().join("cache"));
+        // No validation tiles: the best epoch is then the one with the lowest training loss.
+        let rows = rows_for(&ds, 20, 0);
+        let mut run = RunDir::begin(&dir.path().join("runs"), "overfit").unwrap();
+        let mut cfg = small_config(300);
+        cfg.batch_size = 20; // one batch: batch-norm running statistics settle on these tiles
+        let fitted = fit_predict(&cfg, Inputs::default(), 0, &[&ds], &rows, &mut run).unwrap();
+        let (mut y, mut p) = (vec![], vec![]);
+        for (r, pred) in rows.iter().zip(&fitted.predictions) {
+            if r.part == SplitPart::Train {
+                y.push(ds.data.tiles[r.tile].emission.ln());
+                p.push(*pred);
+            }
+        }
+        let fit = r2(&y, &p);
+        eprintln!("overfit: train R² {fit:.4} on {} tiles", y.len());
+        assert!(fit > 0.95, "train R² {fit}");
+        assert!(run.path("best.safetensors").is_file());
+    }
+
+    #[test]
+    fn the_same_seed_gives_identical_predictions() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = tiny(&dir.path().join("cache"));
+        let rows = rows_for(&ds, 20, 8);
+        let go = |seed: u64, name: &str| {
+            let mut run = RunDir::begin(&dir.path().join("runs"), name).unwrap();
+            fit_predict(
+                &small_config(10),
+                Inputs::default(),
+                seed,
+                &[&ds],
+                &rows,
+                &mut run,
+            )
+            .unwrap()
+            .predictions
+        };
+        let a = go(3, "a");
+        assert_eq!(a, go(3, "b"));
+        assert_ne!(a, go(4, "c"));
+    }
+
+    #[test]
+    fn missing_neighbours_are_masked_and_isolated_tiles_predict() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = tiny(&dir.path().join("cache"));
+        let dev = Dev::seed_from_u64(1);
+        let cfg = small_config(1);
+        let mut net = OpenCarbonNet::new(
+            &dev,
+            &cfg,
+            Inputs::default(),
+            ds.pois.channels,
+            ds.pois.size,
+        );
+        let norm = image_norm(&[&ds]);
+        // A corner-ish tile: the first one with a missing neighbour.
+        let edge = (0..ds.data.tiles.len())
+            .find(|&t| {
+                ds.data.tiles[t].is_target() && ds.grid.block(t, 1).iter().any(|s| s.is_none())
+            })
+            .unwrap();
+        let before = predict(
+            &mut net,
+            &dev,
+            &[&ds],
+            &[(0, edge)],
+            Inputs::default(),
+            &norm,
+        )[0];
+        assert!(before.is_finite());
+        // Change every tile outside the edge tile's block (all the data a reference
+        // implementation might have put into a missing slot): the prediction must not move.
+        let block: Vec<usize> = ds.grid.block(edge, 1).into_iter().flatten().collect();
+        let mut changed = ds;
+        for t in 0..changed.data.tiles.len() {
+            if !block.contains(&t) {
+                let n = changed.images.size * changed.images.size * 3;
+                changed.images.data[t * n..(t + 1) * n].fill(255);
+                changed.pois.cells[t].clear();
+            }
+        }
+        let after = predict(
+            &mut net,
+            &dev,
+            &[&changed],
+            &[(0, edge)],
+            Inputs::default(),
+            &norm,
+        )[0];
+        assert_eq!(before, after);
+        // A tile with no neighbours at all still gets a finite prediction.
+        let lonely = crate::data::TileGrid::new(&[changed.data.tiles[edge]]);
+        changed.grid = lonely;
+        let mut only = changed;
+        only.images.data = only.images.tile(edge).to_vec();
+        only.pois.cells = vec![only.pois.cells[edge].clone()];
+        only.data.tiles = vec![only.data.tiles[edge]];
+        let p = predict(
+            &mut net,
+            &dev,
+            &[&only],
+            &[(0, 0)],
+            Inputs::default(),
+            &norm,
+        )[0];
+        assert!(p.is_finite());
+    }
+}
