@@ -15,7 +15,7 @@ fn main() {
     let w: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(o, c, 3, 3));
     let b: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(o,));
     let step = || {
-        let y = conv2d(x.leaky_trace(), &w, Some(&b), 1, 1).unwrap();
+        let y = conv2d(x.leaky_trace(), &w, Some(&b), 1, 1, true).unwrap();
         let g = y.sum().backward();
         g.get(&w).as_vec()[0]
     };

@@ -5,7 +5,7 @@
 
 use dfdx::prelude::*;
 
-use super::{conv2d, LayerKernels, Shape4, Tensor1, Tensor4};
+use super::{conv2d, sparse_conv2d, LayerKernels, Shape4, SparseBatch, Tensor1, Tensor4};
 
 pub type Tensor2<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
 pub type Tensor3<D, T = NoneTape> = Tensor<(usize, usize, usize), f32, D, T>;
@@ -50,6 +50,8 @@ pub struct Conv2d<D: Storage<f32>> {
     pub bias: Option<Tensor1<D>>,
     pub stride: usize,
     pub padding: usize,
+    /// Whether to compute the gradient of the input (not for a first layer, fed with data).
+    pub input_grad: bool,
 }
 
 impl<D: Device<f32> + LayerKernels> Conv2d<D> {
@@ -69,6 +71,7 @@ impl<D: Device<f32> + LayerKernels> Conv2d<D> {
             bias: bias.then(|| uniform_init(dev, (outputs,), fan_in)),
             stride,
             padding,
+            input_grad: true,
         }
     }
 
@@ -79,8 +82,21 @@ impl<D: Device<f32> + LayerKernels> Conv2d<D> {
             self.bias.as_ref(),
             self.stride,
             self.padding,
+            self.input_grad,
         )
         .expect("conv2d on the CPU cannot fail")
+    }
+
+    /// The same convolution of sparse input data, on a new tape of type `T`.
+    pub fn forward_sparse<T: Tape<f32, D>>(&self, x: &SparseBatch) -> Tensor4<D, T> {
+        sparse_conv2d(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+        )
+        .expect("sparse conv2d on the CPU cannot fail")
     }
 }
 

@@ -12,16 +12,16 @@ use dfdx::prelude::{
     Cpu, Gradients, HasShape, PutTape, SplitTape, Storage, Tape, Tensor, TensorFromVec,
 };
 
-pub use conv::Conv2dGeometry;
+pub use conv::{Conv2dGeometry, SparseBatch};
 
 /// Run-time NCHW shape.
 pub type Shape4 = (usize, usize, usize, usize);
 pub type Tensor4<D, T = dfdx::prelude::NoneTape> = Tensor<Shape4, f32, D, T>;
 pub type Tensor1<D, T = dfdx::prelude::NoneTape> = Tensor<(usize,), f32, D, T>;
 
-/// Gradients of one convolution call.
+/// Gradients of one convolution call (`x` only when asked for).
 pub struct ConvGrads<D: Storage<f32>> {
-    pub x: Tensor4<D>,
+    pub x: Option<Tensor4<D>>,
     pub w: Tensor4<D>,
     pub bias: Option<Tensor1<D>>,
 }
@@ -41,6 +41,25 @@ pub trait LayerKernels: Storage<f32> + Clone + 'static {
         g: &Conv2dGeometry,
         x: &Tensor4<Self>,
         w: &Tensor4<Self>,
+        has_bias: bool,
+        need_x: bool,
+        grad_out: &Tensor4<Self>,
+    ) -> Result<ConvGrads<Self>, Self::Err>;
+
+    /// Convolution of a sparse input (data, so no input gradient).
+    fn sparse_conv2d_forward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &SparseBatch,
+        w: &Tensor4<Self>,
+        bias: Option<&Tensor1<Self>>,
+    ) -> Result<Tensor4<Self>, Self::Err>;
+
+    /// Weight (and bias) gradients of `sparse_conv2d_forward`.
+    fn sparse_conv2d_backward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &SparseBatch,
         has_bias: bool,
         grad_out: &Tensor4<Self>,
     ) -> Result<ConvGrads<Self>, Self::Err>;
@@ -68,9 +87,11 @@ impl LayerKernels for Cpu {
         x: &Tensor4<Self>,
         w: &Tensor4<Self>,
         has_bias: bool,
+        need_x: bool,
         grad_out: &Tensor4<Self>,
     ) -> Result<ConvGrads<Self>, Self::Err> {
-        let (mut gx, mut gw) = (vec![0.0; g.input_len()], vec![0.0; g.weight_len()]);
+        let mut gx = need_x.then(|| vec![0.0; g.input_len()]);
+        let mut gw = vec![0.0; g.weight_len()];
         let mut gb = has_bias.then(|| vec![0.0; g.out_channels]);
         conv::conv2d_backward(
             g,
@@ -78,13 +99,46 @@ impl LayerKernels for Cpu {
             &w.as_vec(),
             &grad_out.as_vec(),
             conv::Conv2dGrads {
-                x: Some(&mut gx),
+                x: gx.as_deref_mut(),
                 w: &mut gw,
                 bias: gb.as_deref_mut(),
             },
         );
         Ok(ConvGrads {
-            x: self.try_tensor_from_vec(gx, (g.batch, g.in_channels, g.height, g.width))?,
+            x: gx
+                .map(|gx| self.try_tensor_from_vec(gx, (g.batch, g.in_channels, g.height, g.width)))
+                .transpose()?,
+            w: self.try_tensor_from_vec(gw, (g.out_channels, g.in_channels, g.kernel, g.kernel))?,
+            bias: gb
+                .map(|b| self.try_tensor_from_vec(b, (g.out_channels,)))
+                .transpose()?,
+        })
+    }
+
+    fn sparse_conv2d_forward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &SparseBatch,
+        w: &Tensor4<Self>,
+        bias: Option<&Tensor1<Self>>,
+    ) -> Result<Tensor4<Self>, Self::Err> {
+        let b = bias.map(|b| b.as_vec());
+        let y = conv::sparse_conv2d_forward(g, x, &w.as_vec(), b.as_deref());
+        self.try_tensor_from_vec(y, (g.batch, g.out_channels, g.out_height(), g.out_width()))
+    }
+
+    fn sparse_conv2d_backward(
+        &self,
+        g: &Conv2dGeometry,
+        x: &SparseBatch,
+        has_bias: bool,
+        grad_out: &Tensor4<Self>,
+    ) -> Result<ConvGrads<Self>, Self::Err> {
+        let mut gw = vec![0.0; g.weight_len()];
+        let mut gb = has_bias.then(|| vec![0.0; g.out_channels]);
+        conv::sparse_conv2d_backward(g, x, &grad_out.as_vec(), &mut gw, gb.as_deref_mut());
+        Ok(ConvGrads {
+            x: None,
             w: self.try_tensor_from_vec(gw, (g.out_channels, g.in_channels, g.kernel, g.kernel))?,
             bias: gb
                 .map(|b| self.try_tensor_from_vec(b, (g.out_channels,)))
@@ -101,12 +155,14 @@ impl LayerKernels for Cpu {
 
 /// 2-D convolution of `x` [N, C, H, W] with `w` [out, C, k, k] and an optional bias, recorded
 /// on `x`'s tape; `w` and `bias` receive gradients by their ids (they are parameters).
+/// `input_grad: false` skips the input gradient (for a first layer, whose input is data).
 pub fn conv2d<D: LayerKernels, T: Tape<f32, D>>(
     x: Tensor4<D, T>,
     w: &Tensor4<D>,
     bias: Option<&Tensor1<D>>,
     stride: usize,
     padding: usize,
+    input_grad: bool,
 ) -> Result<Tensor4<D, T>, D::Err> {
     let (n, c, h, wd) = *x.shape();
     let (o, ci, k, k2) = *w.shape();
@@ -135,13 +191,66 @@ pub fn conv2d<D: LayerKernels, T: Tape<f32, D>>(
     tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
         grads.try_alloc_for(&y_ghost)?;
         let grad_out = grads.get(&y_ghost);
-        let gr = dev.conv2d_backward(&g, &x, &w_param, b_param.is_some(), &grad_out)?;
-        dev.accumulate(grads.get_or_alloc_mut(&x)?, &gr.x);
-        dev.accumulate(grads.get_or_alloc_mut(&w_param)?, &gr.w);
-        if let (Some(b), Some(gb)) = (&b_param, &gr.bias) {
-            dev.accumulate(grads.get_or_alloc_mut(b)?, gb);
+        let gr = dev.conv2d_backward(&g, &x, &w_param, b_param.is_some(), input_grad, &grad_out)?;
+        if let Some(gx) = &gr.x {
+            dev.accumulate(grads.get_or_alloc_mut(&x)?, gx);
         }
-        Ok(())
+        add_param_grads(&dev, grads, &w_param, b_param.as_ref(), &gr)
+    });
+    Ok(y.put_tape(tape))
+}
+
+fn add_param_grads<D: LayerKernels>(
+    dev: &D,
+    grads: &mut Gradients<f32, D>,
+    w: &Tensor4<D>,
+    bias: Option<&Tensor1<D>>,
+    gr: &ConvGrads<D>,
+) -> Result<(), D::Err> {
+    dev.accumulate(grads.get_or_alloc_mut(w)?, &gr.w);
+    if let (Some(b), Some(gb)) = (bias, &gr.bias) {
+        dev.accumulate(grads.get_or_alloc_mut(b)?, gb);
+    }
+    Ok(())
+}
+
+/// Convolution of sparse input data (e.g. POI rasters), starting a new tape of type `T`
+/// (merged with the other branches' tapes downstream); only `w` and `bias` get gradients.
+pub fn sparse_conv2d<D: LayerKernels, T: Tape<f32, D>>(
+    x: &SparseBatch,
+    w: &Tensor4<D>,
+    bias: Option<&Tensor1<D>>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor4<D, T>, D::Err> {
+    let (o, ci, k, _) = *w.shape();
+    assert_eq!(
+        x.channels, ci,
+        "sparse_conv2d: input has {} channels, weight expects {ci}",
+        x.channels
+    );
+    let g = Conv2dGeometry {
+        batch: x.batch,
+        in_channels: x.channels,
+        height: x.size,
+        width: x.size,
+        out_channels: o,
+        kernel: k,
+        stride,
+        padding,
+    };
+    if let Err(e) = g.check() {
+        panic!("sparse_conv2d: {e}");
+    }
+    let dev = w.device().clone();
+    let y = dev.sparse_conv2d_forward(&g, x, w, bias)?;
+    let mut tape = T::default();
+    let (y_ghost, w_param, b_param, x) = (y.ghost(), w.clone(), bias.cloned(), x.clone());
+    tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
+        grads.try_alloc_for(&y_ghost)?;
+        let grad_out = grads.get(&y_ghost);
+        let gr = dev.sparse_conv2d_backward(&g, &x, b_param.is_some(), &grad_out)?;
+        add_param_grads(&dev, grads, &w_param, b_param.as_ref(), &gr)
     });
     Ok(y.put_tape(tape))
 }
@@ -226,7 +335,7 @@ mod tests {
                 let b = array(b);
                 dev.tensor_from_vec(b.data, (b.shape[0],))
             });
-            let y = conv2d(xt.leaky_trace(), &wt, bt.as_ref(), stride, padding).unwrap();
+            let y = conv2d(xt.leaky_trace(), &wt, bt.as_ref(), stride, padding, true).unwrap();
             assert_close(
                 &format!("{name} y"),
                 &y.as_vec(),

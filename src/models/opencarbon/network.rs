@@ -11,7 +11,7 @@ use crate::nn::layers::{
     global_avg_pool, AggregateAttention, BatchNorm, Conv2d, Linear, SqueezeExcite, Tensor2, Tensor3,
 };
 use crate::nn::params::{HasParams, ParamRef};
-use crate::nn::{LayerKernels, Tensor4};
+use crate::nn::{LayerKernels, SparseBatch, Tensor4};
 
 /// conv → batch norm → ReLU.
 #[derive(Debug, Clone)]
@@ -53,6 +53,9 @@ impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
         let mut cin = 3;
         for &w in widths {
             stages.push(ConvBnRelu::new(dev, cin, w, 3, 2, 1));
+            if stages.len() == 1 {
+                stages[0].conv.input_grad = false; // its input is the image itself
+            }
             cin = w;
         }
         ImageEncoder {
@@ -108,12 +111,17 @@ impl<D: Device<f32> + LayerKernels> PoiEncoder<D> {
         }
     }
 
+    /// `x`: the tiles' POI rasters, sparse (log1p of counts); the branch starts its own tape.
     pub fn forward<T: Tape<f32, D> + Merge<T>>(
         &mut self,
-        x: Tensor4<D, T>,
+        x: &SparseBatch,
         train: bool,
     ) -> Tensor2<D, T> {
-        let mut h = self.c1.forward(x, train);
+        let mut h = self
+            .c1
+            .bn
+            .forward4(self.c1.conv.forward_sparse::<T>(x), train)
+            .relu();
         if let Some(se) = &self.se1 {
             h = se.forward(h).0;
         }
@@ -153,19 +161,6 @@ impl<D: Device<f32> + LayerKernels> NeighbourhoodCnn<D> {
 
 /// Image and POI embeddings (U, d) of the distinct tiles, per enabled modality.
 pub type Embeddings<D, T> = (Option<Tensor2<D, T>>, Option<Tensor2<D, T>>);
-
-/// One batch as the network sees it: the distinct tiles' inputs and, per target, which of
-/// them fill its (2k+1)² neighbourhood (`None` slots are missing neighbours).
-pub struct BatchInputs<D: Storage<f32>> {
-    /// (U, 3, S, S), normalised.
-    pub images: Option<Tensor4<D>>,
-    /// (U, C, R, R), log1p of counts.
-    pub pois: Option<Tensor4<D>>,
-    /// Per target, the local index of its centre tile.
-    pub centres: Vec<usize>,
-    /// Per target, M² local indices (row-major block), `None` for a missing neighbour.
-    pub blocks: Vec<Vec<Option<usize>>>,
-}
 
 /// What a forward pass returns.
 pub struct Forward<D: Storage<f32>, T> {
@@ -256,7 +251,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
     pub fn encode<T: Tape<f32, D> + Merge<T>>(
         &mut self,
         images: Option<Tensor4<D, T>>,
-        pois: Option<Tensor4<D, T>>,
+        pois: Option<&SparseBatch>,
         train: bool,
     ) -> Embeddings<D, T> {
         let xs = match (&mut self.image, images) {

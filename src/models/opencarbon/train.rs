@@ -19,7 +19,7 @@ use crate::metrics::r2;
 use crate::models::Inputs;
 use crate::nn::layers::{info_nce, Tensor2};
 use crate::nn::params::{save_safetensors, Adam, ParamRef};
-use crate::nn::Tensor4;
+use crate::nn::{SparseBatch, Tensor4};
 use crate::track::RunDir;
 use crate::train::job::{Fitted, Row};
 use crate::train::PreparedDataset;
@@ -56,15 +56,15 @@ fn image_norm(datasets: &[&PreparedDataset]) -> ImageNorm {
     norm
 }
 
-/// The tensors of a set of tiles (dataset, tile): images (U, 3, S, S) and POI rasters
-/// (U, C, R, R), as the enabled modalities need them.
+/// The inputs of a set of tiles (dataset, tile): images (U, 3, S, S), normalised, and POI
+/// rasters (U, C, R, R) as log1p of the counts, sparse; each only if its modality is on.
 fn tile_inputs(
     dev: &Dev,
     datasets: &[&PreparedDataset],
     tiles: &[(usize, usize)],
     inputs: Inputs,
     norm: &ImageNorm,
-) -> (Option<Tensor4<Dev>>, Option<Tensor4<Dev>>) {
+) -> (Option<Tensor4<Dev>>, Option<SparseBatch>) {
     let images = inputs.image.then(|| {
         let s = datasets[0].images.size;
         let mut data = Vec::with_capacity(tiles.len() * 3 * s * s);
@@ -81,11 +81,27 @@ fn tile_inputs(
     });
     let pois = inputs.poi.then(|| {
         let r = &datasets[0].pois;
-        let mut data = Vec::with_capacity(tiles.len() * r.channels * r.size * r.size);
-        for &(d, t) in tiles {
-            data.extend(datasets[d].pois.dense(t).into_iter().map(f32::ln_1p));
+        let mut batch = SparseBatch {
+            batch: tiles.len(),
+            channels: r.channels,
+            size: r.size,
+            entries: Vec::new(),
+        };
+        for (n, &(d, t)) in tiles.iter().enumerate() {
+            // Several POIs can share a cell: add their weights before the log.
+            let mut cells: HashMap<(u16, u16, u16), f32> = HashMap::new();
+            for c in &datasets[d].pois.cells[t] {
+                *cells.entry((c.channel, c.row, c.col)).or_default() += c.weight;
+            }
+            let mut cells: Vec<_> = cells.into_iter().collect();
+            cells.sort_by_key(|(k, _)| *k);
+            batch.entries.extend(
+                cells
+                    .into_iter()
+                    .map(|((c, row, col), w)| (n as u32, c, row, col, w.ln_1p())),
+            );
         }
-        dev.tensor_from_vec(data, (tiles.len(), r.channels, r.size, r.size))
+        batch
     });
     (images, pois)
 }
@@ -141,7 +157,7 @@ fn predict(
     let mut xp_parts: Vec<Tensor2<Dev>> = Vec::new();
     for tiles in lay.tiles.chunks(chunk) {
         let (img, poi) = tile_inputs(dev, datasets, tiles, inputs, norm);
-        let (xs, xp) = net.encode(img, poi, false);
+        let (xs, xp) = net.encode(img, poi.as_ref(), false);
         xs_parts.extend(xs);
         xp_parts.extend(xp);
     }
@@ -263,16 +279,10 @@ pub fn fit_predict(
             }
             let lay = layout(datasets, batch, cfg.neighborhood_k);
             let (img, poi) = tile_inputs(&dev, datasets, &lay.tiles, inputs, &norm);
-            let grads = Gradients::leaky();
-            let (img, poi) = match (img, poi) {
-                (Some(i), p) => (
-                    Some(i.traced(grads)),
-                    p.map(|p| p.retaped::<OwnedTape<f32, Dev>>()),
-                ),
-                (None, Some(p)) => (None, Some(p.traced(grads))),
-                (None, None) => return Err(Error::Internal("no input modality".into())),
-            };
-            let (xs, xp) = net.encode(img, poi, true);
+            // The image branch starts on a tape with a gradient store; the POI branch starts
+            // its own tape in its first (sparse) convolution; the loss merges them.
+            let img = img.map(|i| i.traced(Gradients::leaky()));
+            let (xs, xp) = net.encode(img, poi.as_ref(), true);
             let f = net.head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
             let y: Tensor<(usize,), f32, Dev> = dev.tensor_from_vec(
                 batch.iter().map(|t| target_of(t) as f32).collect(),
