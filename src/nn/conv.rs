@@ -110,6 +110,15 @@ fn gemm(
     }
 }
 
+/// The output columns `ox` whose input column `ox·stride − pad + kj` lies inside the picture.
+fn valid_range(g: &Conv2dGeometry, kj: usize, out_len: usize) -> std::ops::Range<usize> {
+    let (s, p) = (g.stride as isize, g.padding as isize);
+    let lo = (p - kj as isize).max(0);
+    let lo = ((lo + s - 1) / s) as usize;
+    let hi = (g.width as isize - 1 + p - kj as isize).div_euclid(s) + 1;
+    lo.min(out_len)..(hi.max(0) as usize).min(out_len).max(lo.min(out_len))
+}
+
 /// cols[(c·k + ki)·k + kj][s·P + oy·OW + ox] = x[n0 + s][c][oy·stride − pad + ki][ox·stride − pad + kj]
 fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, cols: &mut [f32]) {
     let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
@@ -118,24 +127,28 @@ fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, cols: &mut [
         for ki in 0..k {
             for kj in 0..k {
                 let row = &mut cols[((c * k + ki) * k + kj) * np..][..np];
+                let valid = valid_range(g, kj, ow);
+                // First input column of the valid range.
+                let ix0 = (valid.start * g.stride + kj) as isize - g.padding as isize;
                 for s in 0..samples {
-                    let plane = &x[((n0 + s) * g.in_channels + c) * g.height * g.width..]
-                        [..g.height * g.width];
+                    let plane = &x[((n0 + s) * g.in_channels + c) * g.height * g.width..][..g.height * g.width];
                     for oy in 0..oh {
                         let iy = (oy * g.stride + ki) as isize - g.padding as isize;
                         let dst = &mut row[(s * oh + oy) * ow..][..ow];
-                        if iy < 0 || iy >= g.height as isize {
+                        if iy < 0 || iy >= g.height as isize || valid.is_empty() {
                             dst.fill(0.0);
                             continue;
                         }
+                        dst[..valid.start].fill(0.0);
+                        dst[valid.end..].fill(0.0);
                         let src = &plane[iy as usize * g.width..][..g.width];
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let ix = (ox * g.stride + kj) as isize - g.padding as isize;
-                            *d = if ix >= 0 && (ix as usize) < g.width {
-                                src[ix as usize]
-                            } else {
-                                0.0
-                            };
+                        let out = &mut dst[valid.clone()];
+                        if g.stride == 1 {
+                            out.copy_from_slice(&src[ix0 as usize..][..out.len()]);
+                        } else {
+                            for (i, d) in out.iter_mut().enumerate() {
+                                *d = src[ix0 as usize + i * g.stride];
+                            }
                         }
                     }
                 }
@@ -152,6 +165,11 @@ fn col2im(g: &Conv2dGeometry, cols: &[f32], n0: usize, samples: usize, gx: &mut 
         for ki in 0..k {
             for kj in 0..k {
                 let row = &cols[((c * k + ki) * k + kj) * np..][..np];
+                let valid = valid_range(g, kj, ow);
+                if valid.is_empty() {
+                    continue;
+                }
+                let ix0 = ((valid.start * g.stride + kj) as isize - g.padding as isize) as usize;
                 for s in 0..samples {
                     let base = ((n0 + s) * g.in_channels + c) * g.height * g.width;
                     for oy in 0..oh {
@@ -159,13 +177,10 @@ fn col2im(g: &Conv2dGeometry, cols: &[f32], n0: usize, samples: usize, gx: &mut 
                         if iy < 0 || iy >= g.height as isize {
                             continue;
                         }
-                        let src = &row[(s * oh + oy) * ow..][..ow];
+                        let src = &row[(s * oh + oy) * ow..][..ow][valid.clone()];
                         let dst = &mut gx[base + iy as usize * g.width..][..g.width];
-                        for (ox, v) in src.iter().enumerate() {
-                            let ix = (ox * g.stride + kj) as isize - g.padding as isize;
-                            if ix >= 0 && (ix as usize) < g.width {
-                                dst[ix as usize] += v;
-                            }
+                        for (i, v) in src.iter().enumerate() {
+                            dst[ix0 + i * g.stride] += v;
                         }
                     }
                 }

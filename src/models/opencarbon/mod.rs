@@ -94,6 +94,12 @@ pub struct OpenCarbonConfig {
     /// ... but never before this epoch.
     #[serde(default = "d_min_epochs")]
     pub min_epochs: usize,
+    /// Batches made of whole spatial patches of `patch_tiles`×`patch_tiles` targets instead of
+    /// single random targets (0 = the reference's random batches). Neighbouring targets share
+    /// most of their neighbourhoods, and every distinct tile is encoded once per batch, so
+    /// patches cut the encoder work several-fold; the patches themselves are shuffled.
+    #[serde(default)]
+    pub patch_tiles: usize,
 }
 
 /// Fields whose value is itself a list (a list of lists gives grid alternatives).

@@ -106,6 +106,37 @@ fn tile_inputs(
     (images, pois)
 }
 
+/// One epoch's batches: random targets (`patch_tiles` = 0), or whole shuffled spatial patches
+/// of targets packed into batches of about `batch_size`.
+fn make_batches(
+    datasets: &[&PreparedDataset],
+    train: &mut [(usize, usize)],
+    batch_size: usize,
+    patch_tiles: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<(usize, usize)>> {
+    if patch_tiles == 0 {
+        train.shuffle(rng);
+        return train.chunks(batch_size).map(|c| c.to_vec()).collect();
+    }
+    let mut patches: std::collections::BTreeMap<(usize, u32, u32), Vec<(usize, usize)>> = Default::default();
+    for &(d, t) in train.iter() {
+        let tile = datasets[d].data.tiles[t];
+        let key = (d, tile.x / patch_tiles as u32, tile.y / patch_tiles as u32);
+        patches.entry(key).or_default().push((d, t));
+    }
+    let mut patches: Vec<Vec<(usize, usize)>> = patches.into_values().collect();
+    patches.shuffle(rng);
+    let mut batches: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
+    for p in patches {
+        if batches.last().is_some_and(|b| !b.is_empty() && b.len() + p.len() > batch_size) {
+            batches.push(Vec::new());
+        }
+        batches.last_mut().unwrap().extend(p);
+    }
+    batches
+}
+
 /// A batch of targets laid out for the network: distinct tiles, centres and blocks.
 struct Layout {
     tiles: Vec<(usize, usize)>,
@@ -271,9 +302,9 @@ pub fn fit_predict(
     let mut since_best = 0;
     let started = std::time::Instant::now();
     for epoch in 0..cfg.max_epochs {
-        train.shuffle(&mut rng);
+        let batches = make_batches(datasets, &mut train, cfg.batch_size, cfg.patch_tiles, &mut rng);
         let (mut loss_sum, mut count, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
-        for batch in train.chunks(cfg.batch_size) {
+        for batch in batches.iter().map(|b| b.as_slice()) {
             if batch.len() < 2 {
                 continue; // batch norm needs two samples
             }
