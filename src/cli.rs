@@ -51,6 +51,23 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Apply a trained OpenCarbon run to a dataset (e.g. a new city): per-tile predicted
+    /// emission (log and raw units) as CSV, and an emission map PNG beside it.
+    Predict {
+        /// The run directory (results/<experiment>/<run id>) of a finished OpenCarbon job.
+        #[arg(long)]
+        run: PathBuf,
+        /// The dataset directory to predict for.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// The CSV to write (default: <run>/predict-<dataset name>.csv); the map is the same
+        /// path with .png.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where decoded images and POI rasters are cached.
+        #[arg(long, default_value = ".cache")]
+        cache_dir: PathBuf,
+    },
     /// Print a dataset's statistics: tiles, POIs per category, emission quantiles, share of
     /// zero tiles, Moran's I of log emission, missing or extra images.
     Inspect {
@@ -93,6 +110,26 @@ pub fn main() -> Result<()> {
             let ds = CityDataset::open(&out)?;
             println!("wrote {}", out.display());
             print!("{}", inspect::dataset_stats(&ds));
+            Ok(())
+        }
+        Command::Predict {
+            run,
+            dataset,
+            out,
+            cache_dir,
+        } => {
+            let o = crate::models::opencarbon::predict::run_predict(
+                &run,
+                &dataset,
+                out.as_deref(),
+                &cache_dir,
+            )?;
+            println!(
+                "predicted {} tiles: {} and {}",
+                o.tiles,
+                o.csv.display(),
+                o.map.display()
+            );
             Ok(())
         }
         Command::Inspect { dataset, json } => {

@@ -14,7 +14,7 @@ use crate::track;
 
 /// Bump when the meaning of a job changes in a way its configuration does not show (new
 /// features, a fixed bug in a model), so old results are not mistaken for new ones.
-pub const JOB_FORMAT: u32 = 1;
+pub const JOB_FORMAT: u32 = 2;
 
 /// Everything that determines a job's result; its hash is the run id.
 #[derive(Debug, Clone, Serialize)]

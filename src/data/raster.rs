@@ -163,6 +163,21 @@ fn cell_of(p: &Poi, zoom: u8, size: usize) -> RasterCell {
     }
 }
 
+/// Encode an RGB8 picture (row-major, `width`×`height`) as PNG.
+pub fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let enc = image::codecs::png::PngEncoder::new(&mut out);
+    image::ImageEncoder::write_image(
+        enc,
+        rgb,
+        width as u32,
+        height as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}
+
 /// Decode and resize one tile image to `size`×`size` RGB.
 pub fn decode_image(path: &Path, size: usize) -> Result<Vec<u8>> {
     let img = image::open(path)
@@ -332,7 +347,7 @@ mod tests {
 mod cache_tests {
     use super::*;
     use crate::data::format::content_fingerprint;
-    use crate::data::synth::{encode_png, preset, SynthCity};
+    use crate::data::synth::{preset, SynthCity};
 
     #[test]
     fn cache_is_reused_and_invalidated_when_the_dataset_changes() {
@@ -362,7 +377,7 @@ mod cache_tests {
         // Changing an image changes the fingerprint, so a fresh cache entry is used.
         std::fs::write(
             ds.image_path(0),
-            encode_png(&vec![0u8; 64 * 64 * 3], 64).unwrap(),
+            encode_png(&vec![0u8; 64 * 64 * 3], 64, 64).unwrap(),
         )
         .unwrap();
         let fp2 = content_fingerprint(&ds).unwrap();

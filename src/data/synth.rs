@@ -752,7 +752,7 @@ impl SynthCity {
     /// Write the city as a dataset directory (format v1).
     pub fn write(&self, dir: &Path) -> Result<()> {
         CityDataset::write(dir, &self.meta, &self.tiles, &self.pois, |t| {
-            encode_png(&self.render(t), IMAGE_SIZE)
+            super::raster::encode_png(&self.render(t), IMAGE_SIZE, IMAGE_SIZE)
         })
     }
 }
@@ -906,20 +906,6 @@ fn poi_at(tile: &Tile, fx: f64, fy: f64, category: &str) -> PoiRecord {
         category: category.into(),
         weight: 1.0,
     }
-}
-
-pub fn encode_png(rgb: &[u8], size: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let enc = image::codecs::png::PngEncoder::new(&mut out);
-    image::ImageEncoder::write_image(
-        enc,
-        rgb,
-        size as u32,
-        size as u32,
-        image::ExtendedColorType::Rgb8,
-    )
-    .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
-    Ok(out)
 }
 
 /// The dataset directory of a preset in the cache, generating it on first use.

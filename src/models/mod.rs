@@ -82,7 +82,7 @@ impl Inputs {
 
 /// A model with the inputs it may use: one entry of an experiment's model list after grid
 /// expansion.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub model: ModelConfig,
     pub inputs: Inputs,

@@ -131,7 +131,8 @@ fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, cols: &mut [
                 // First input column of the valid range.
                 let ix0 = (valid.start * g.stride + kj) as isize - g.padding as isize;
                 for s in 0..samples {
-                    let plane = &x[((n0 + s) * g.in_channels + c) * g.height * g.width..][..g.height * g.width];
+                    let plane = &x[((n0 + s) * g.in_channels + c) * g.height * g.width..]
+                        [..g.height * g.width];
                     for oy in 0..oh {
                         let iy = (oy * g.stride + ki) as isize - g.padding as isize;
                         let dst = &mut row[(s * oh + oy) * ow..][..ow];

@@ -2,6 +2,7 @@
 //! own temporary working directory.
 
 mod bad_input;
+mod neural;
 mod workflow;
 
 use std::path::{Path, PathBuf};

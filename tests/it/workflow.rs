@@ -219,7 +219,7 @@ fn run_dirs_of(cli: &Cli, rel: &str) -> Vec<std::path::PathBuf> {
 #[test]
 fn every_subcommand_explains_itself() {
     let cli = Cli::in_temp_dir();
-    for sub in ["run", "plan", "report", "synth", "inspect"] {
+    for sub in ["run", "plan", "report", "synth", "inspect", "predict"] {
         let r = cli.run(&[sub, "--help"]);
         assert_eq!(r.code, 0, "{sub}: {}", r.stderr);
         assert!(

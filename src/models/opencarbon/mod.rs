@@ -2,6 +2,7 @@
 //! (../shared/spec/opencarbon-model.md). `network` is the model, `train` the loop.
 
 pub mod network;
+pub mod predict;
 pub mod train;
 
 use serde::{Deserialize, Serialize};

@@ -280,9 +280,16 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
         let centre_idx: Vec<Option<usize>> = centres.iter().map(|&c| Some(c)).collect();
         let slots: Vec<Option<usize>> = blocks.iter().flatten().copied().collect();
 
-        let centre_of = |x: &Tensor2<D, T>| gather_rows(x.retaped::<T>(), &centre_idx);
-        let xs_c = xs.as_ref().map(centre_of);
-        let xp_c = xp.as_ref().map(centre_of);
+        // The last use of an embedding must carry its tape (the encoders' operations): the
+        // neighbourhood path when it is on, else the centre gather.
+        let nb_on = self.inputs.neighborhood;
+        let split = |x: Option<Tensor2<D, T>>| match x {
+            None => (None, None),
+            Some(x) if nb_on => (Some(gather_rows(x.retaped::<T>(), &centre_idx)), Some(x)),
+            Some(x) => (Some(gather_rows(x, &centre_idx)), None),
+        };
+        let (xs_c, xs) = split(xs);
+        let (xp_c, xp) = split(xp);
         let (x_g, centre_pair, modality_weights) = match (xs_c, xp_c) {
             (Some(s), Some(p)) => {
                 let pair = (s.retaped::<T>(), p.retaped::<T>());
@@ -327,7 +334,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
         }
     }
 
-    /// Names and references of every parameter, in a fixed order.
+    /// Names and references of every parameter the configuration uses, in a fixed order.
     pub fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>) {
         if let Some(enc) = &mut self.image {
             for (i, s) in enc.stages.iter_mut().enumerate() {
@@ -354,17 +361,24 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
             enc.c3.params("poi.c3", out);
             enc.proj.params("poi.proj", out);
         }
-        self.fuse_centre.params("fuse_centre", out);
+        let both = self.inputs.image && self.inputs.poi;
+        if both {
+            self.fuse_centre.params("fuse_centre", out);
+        }
         if self.inputs.neighborhood {
-            for (name, cnn) in [
-                ("nb_image", &mut self.nb_image),
-                ("nb_poi", &mut self.nb_poi),
+            for (name, cnn, on) in [
+                ("nb_image", &mut self.nb_image, self.inputs.image),
+                ("nb_poi", &mut self.nb_poi, self.inputs.poi),
             ] {
-                cnn.c1.params(&format!("{name}.c1"), out);
-                cnn.c2.params(&format!("{name}.c2"), out);
-                cnn.proj.params(&format!("{name}.proj"), out);
+                if on {
+                    cnn.c1.params(&format!("{name}.c1"), out);
+                    cnn.c2.params(&format!("{name}.c2"), out);
+                    cnn.proj.params(&format!("{name}.proj"), out);
+                }
             }
-            self.fuse_nb.params("fuse_nb", out);
+            if both {
+                self.fuse_nb.params("fuse_nb", out);
+            }
             self.attn_g.params("attn_g", out);
             self.attn_n.params("attn_n", out);
             self.attn_c.params("attn_c", out);

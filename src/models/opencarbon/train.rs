@@ -27,9 +27,9 @@ use crate::train::PreparedDataset;
 type Dev = Cpu;
 
 /// Per-channel image statistics of the training datasets (for normalisation).
-struct ImageNorm {
-    mean: [f32; 3],
-    std: [f32; 3],
+pub(crate) struct ImageNorm {
+    pub(crate) mean: [f32; 3],
+    pub(crate) std: [f32; 3],
 }
 
 fn image_norm(datasets: &[&PreparedDataset]) -> ImageNorm {
@@ -119,7 +119,8 @@ fn make_batches(
         train.shuffle(rng);
         return train.chunks(batch_size).map(|c| c.to_vec()).collect();
     }
-    let mut patches: std::collections::BTreeMap<(usize, u32, u32), Vec<(usize, usize)>> = Default::default();
+    let mut patches: std::collections::BTreeMap<(usize, u32, u32), Vec<(usize, usize)>> =
+        Default::default();
     for &(d, t) in train.iter() {
         let tile = datasets[d].data.tiles[t];
         let key = (d, tile.x / patch_tiles as u32, tile.y / patch_tiles as u32);
@@ -129,7 +130,10 @@ fn make_batches(
     patches.shuffle(rng);
     let mut batches: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
     for p in patches {
-        if batches.last().is_some_and(|b| !b.is_empty() && b.len() + p.len() > batch_size) {
+        if batches
+            .last()
+            .is_some_and(|b| !b.is_empty() && b.len() + p.len() > batch_size)
+        {
             batches.push(Vec::new());
         }
         batches.last_mut().unwrap().extend(p);
@@ -174,7 +178,7 @@ fn layout(datasets: &[&PreparedDataset], targets: &[(usize, usize)], k: usize) -
 
 /// Predict log emission for `targets` in evaluation mode: every distinct tile is encoded
 /// once (in chunks), then neighbourhoods are gathered.
-fn predict(
+pub(crate) fn predict(
     net: &mut OpenCarbonNet<Dev>,
     dev: &Dev,
     datasets: &[&PreparedDataset],
@@ -302,7 +306,13 @@ pub fn fit_predict(
     let mut since_best = 0;
     let started = std::time::Instant::now();
     for epoch in 0..cfg.max_epochs {
-        let batches = make_batches(datasets, &mut train, cfg.batch_size, cfg.patch_tiles, &mut rng);
+        let batches = make_batches(
+            datasets,
+            &mut train,
+            cfg.batch_size,
+            cfg.patch_tiles,
+            &mut rng,
+        );
         let (mut loss_sum, mut count, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
         for batch in batches.iter().map(|b| b.as_slice()) {
             if batch.len() < 2 {
@@ -496,6 +506,62 @@ mod tests {
         let a = go(3, "a");
         assert_eq!(a, go(3, "b"));
         assert_ne!(a, go(4, "c"));
+    }
+
+    #[test]
+    fn every_parameter_gets_a_gradient_in_every_variant() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = tiny(&dir.path().join("cache"));
+        let targets: Vec<(usize, usize)> = (0..ds.data.tiles.len())
+            .filter(|&t| ds.data.tiles[t].is_target())
+            .take(12)
+            .map(|t| (0, t))
+            .collect();
+        let norm = image_norm(&[&ds]);
+        let full = Inputs::default();
+        for (inputs, se) in [
+            (full, true),
+            (full, false),
+            (
+                Inputs {
+                    image: false,
+                    ..full
+                },
+                true,
+            ),
+            (Inputs { poi: false, ..full }, true),
+            (
+                Inputs {
+                    neighborhood: false,
+                    ..full
+                },
+                true,
+            ),
+        ] {
+            let dev = Dev::seed_from_u64(5);
+            let mut cfg = small_config(1);
+            cfg.se = se;
+            let mut net = OpenCarbonNet::new(&dev, &cfg, inputs, ds.pois.channels, ds.pois.size);
+            let lay = layout(&[&ds], &targets, 1);
+            let (img, poi) = tile_inputs(&dev, &[&ds], &lay.tiles, inputs, &norm);
+            let img = img.map(|i| i.traced(Gradients::leaky()));
+            let (xs, xp) = net.encode(img, poi.as_ref(), true);
+            let f = net.head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
+            let mut loss = f.prediction.square().sum();
+            if let Some((s, p)) = f.centre_pair {
+                loss = loss + info_nce(s, p, 0.07);
+            }
+            let mut grads = loss.backward();
+            let mut ps = Vec::new();
+            net.params(&mut ps);
+            for (name, p) in &ps {
+                let g = p.grad(&mut grads).unwrap();
+                assert!(
+                    g.iter().any(|v| *v != 0.0),
+                    "{inputs:?} se={se}: `{name}` got no gradient"
+                );
+            }
+        }
     }
 
     #[test]

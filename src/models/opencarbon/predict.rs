@@ -1,0 +1,188 @@
+//! `opencarbon predict`: apply a trained OpenCarbon run to any dataset in the format (a new
+//! city), writing per-tile predicted emission (log and raw units) and an emission map PNG.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use dfdx::prelude::*;
+
+use super::network::OpenCarbonNet;
+use super::train::{predict, ImageNorm};
+use crate::config::{DatasetEntry, DatasetSource};
+use crate::error::{Error, Result};
+use crate::models::{ModelConfig, ModelSpec};
+use crate::nn::params::{load_safetensors, restore};
+use crate::track::atomic_write;
+use crate::train::prepare_dataset;
+
+/// What `predict` wrote.
+pub struct PredictOutput {
+    pub csv: PathBuf,
+    pub map: PathBuf,
+    pub tiles: usize,
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::dataset(path, Some(e.line() as u64), e.to_string()))
+}
+
+pub fn run_predict(
+    run_dir: &Path,
+    dataset_dir: &Path,
+    out: Option<&Path>,
+    cache_dir: &Path,
+) -> Result<PredictOutput> {
+    let config_path = run_dir.join("config.yaml");
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| Error::Usage(format!("{} is not a run directory: {e}", run_dir.display())))?;
+    let config: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::dataset(&config_path, None, e.to_string()))?;
+    let job = &config["job"];
+    let spec: ModelSpec = serde_yaml::from_value(job["model"].clone())
+        .map_err(|e| Error::dataset(&config_path, None, format!("job.model: {e}")))?;
+    let ModelConfig::OpenCarbon(cfg) = &spec.model else {
+        return Err(Error::Usage(format!(
+            "{} is a `{}` run; predict needs an OpenCarbon run (with best.safetensors)",
+            run_dir.display(),
+            spec.model.kind()
+        )));
+    };
+    let size = |key: &str| {
+        job[key]
+            .as_u64()
+            .map(|v| v as usize)
+            .ok_or_else(|| Error::dataset(&config_path, None, format!("job.{key} is missing")))
+    };
+    let (image_size, poi_raster_size) = (size("image_size")?, size("poi_raster_size")?);
+    let description = read_json(&run_dir.join("model.json"))?;
+    let f32s = |v: &serde_json::Value| -> Option<[f32; 3]> {
+        let a = v.as_array()?;
+        Some([
+            a.first()?.as_f64()? as f32,
+            a.get(1)?.as_f64()? as f32,
+            a.get(2)?.as_f64()? as f32,
+        ])
+    };
+    let norm = ImageNorm {
+        mean: f32s(&description["image_norm"]["mean"])
+            .ok_or_else(|| Error::Usage("model.json lacks image_norm".into()))?,
+        std: f32s(&description["image_norm"]["std"])
+            .ok_or_else(|| Error::Usage("model.json lacks image_norm".into()))?,
+    };
+    let y_mean = description["target_norm"]["mean"].as_f64().unwrap_or(0.0);
+    let y_std = description["target_norm"]["std"].as_f64().unwrap_or(1.0);
+
+    let entry = DatasetEntry {
+        name: "predict".into(),
+        source: DatasetSource::Path {
+            path: dataset_dir.to_path_buf(),
+        },
+    };
+    let ds = prepare_dataset(&entry, cache_dir, image_size, poi_raster_size)?;
+    let dev = Cpu::default();
+    let mut net = OpenCarbonNet::new(&dev, cfg, spec.inputs, ds.pois.channels, ds.pois.size);
+    let ckpt_path = run_dir.join("best.safetensors");
+    let stored = load_safetensors(&ckpt_path)?;
+    {
+        let mut ps = Vec::new();
+        net.params(&mut ps);
+        restore(&ckpt_path, &mut ps, &stored)?;
+    }
+    for (name, bn) in net.running_stats() {
+        for (suffix, dst) in [
+            ("running_mean", &mut bn.running_mean),
+            ("running_var", &mut bn.running_var),
+        ] {
+            let key = format!("{name}.{suffix}");
+            let (_, values) = stored.get(&key).ok_or_else(|| {
+                Error::dataset(
+                    &ckpt_path,
+                    None,
+                    format!("checkpoint has no tensor `{key}`"),
+                )
+            })?;
+            *dst = values.clone();
+        }
+    }
+
+    // Every tile is predicted, the zero-emission ones too (they have inputs, only no log target).
+    let targets: Vec<(usize, usize)> = (0..ds.data.tiles.len()).map(|t| (0, t)).collect();
+    let log_pred: Vec<f64> = predict(&mut net, &dev, &[&ds], &targets, spec.inputs, &norm)
+        .into_iter()
+        .map(|p| p * y_std + y_mean)
+        .collect();
+
+    let csv_path = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| run_dir.join(format!("predict-{}.csv", ds.data.meta.name)));
+    let mut csv = format!(
+        "x,y,log_emission_pred,emission_pred,emission_true ({})\n",
+        ds.data.meta.target.unit
+    );
+    for (t, p) in ds.data.tiles.iter().zip(&log_pred) {
+        writeln!(
+            csv,
+            "{},{},{:.6},{:.6},{}",
+            t.x,
+            t.y,
+            p,
+            p.exp(),
+            t.emission
+        )
+        .unwrap();
+    }
+    atomic_write(&csv_path, csv.as_bytes())?;
+    let map_path = csv_path.with_extension("png");
+    atomic_write(&map_path, &emission_map(&ds.grid, &log_pred)?)?;
+    Ok(PredictOutput {
+        csv: csv_path,
+        map: map_path,
+        tiles: log_pred.len(),
+    })
+}
+
+/// A map of log emission: 8×8 px per tile, a perceptual blue-to-yellow ramp between the 2nd
+/// and 98th percentile, black where there is no tile.
+pub fn emission_map(grid: &crate::data::TileGrid, log_values: &[f64]) -> Result<Vec<u8>> {
+    const PX: usize = 8;
+    let (x0, y0, x1, y1) = grid.bounds();
+    let (w, h) = ((x1 - x0 + 1) as usize * PX, (y1 - y0 + 1) as usize * PX);
+    let mut sorted: Vec<f64> = log_values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    sorted.sort_by(f64::total_cmp);
+    let lo = crate::data::inspect::quantile(&sorted, 0.02);
+    let hi = crate::data::inspect::quantile(&sorted, 0.98).max(lo + 1e-9);
+    // Anchors of a viridis-like ramp.
+    const RAMP: [[f64; 3]; 5] = [
+        [68.0, 1.0, 84.0],
+        [59.0, 82.0, 139.0],
+        [33.0, 145.0, 140.0],
+        [94.0, 201.0, 98.0],
+        [253.0, 231.0, 37.0],
+    ];
+    let colour = |v: f64| -> [u8; 3] {
+        let t = ((v - lo) / (hi - lo)).clamp(0.0, 1.0) * (RAMP.len() - 1) as f64;
+        let i = (t.floor() as usize).min(RAMP.len() - 2);
+        let f = t - i as f64;
+        let c = |k: usize| (RAMP[i][k] + (RAMP[i + 1][k] - RAMP[i][k]) * f).round() as u8;
+        [c(0), c(1), c(2)]
+    };
+    let mut img = vec![0u8; w * h * 3];
+    for (t, v) in log_values.iter().enumerate() {
+        let (x, y) = grid.coords(t);
+        let rgb = colour(*v);
+        for dy in 0..PX {
+            for dx in 0..PX {
+                let o = (((y - y0) as usize * PX + dy) * w + (x - x0) as usize * PX + dx) * 3;
+                img[o..o + 3].copy_from_slice(&rgb);
+            }
+        }
+    }
+    crate::data::raster::encode_png(&img, w, h)
+}

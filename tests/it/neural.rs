@@ -1,0 +1,71 @@
+//! OpenCarbon through the CLI: train a tiny run, then `predict` for another city.
+
+use super::{read, Cli};
+
+#[test]
+fn train_opencarbon_then_predict_a_new_city() {
+    let cli = Cli::in_temp_dir();
+    cli.write(
+        "exp.yaml",
+        "name: nn\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{preset: tiny}]\nmodels:\n  - kind: opencarbon\n    embedding_dim: 8\n    image_widths: [8]\n    max_epochs: 4\n    valid_every: 2\n    min_epochs: 4\n    batch_size: 16\nsplits: [{kind: random}]\nseeds: [0]\n",
+    );
+    let r = cli.run(&["run", "exp.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let run_dir = std::fs::read_dir(cli.path("results/nn"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("DONE").is_file())
+        .unwrap();
+    assert!(run_dir.join("best.safetensors").is_file());
+    let log = read(&run_dir.join("run.log"));
+    assert!(log.contains("best validation R²"), "{log}");
+
+    // A "new city": another seed of the tiny preset.
+    let s = cli.run(&["synth", "tiny", "other", "--seed", "9"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    let run_arg = run_dir.to_string_lossy().to_string();
+    let p = cli.run(&[
+        "predict",
+        "--run",
+        &run_arg,
+        "--dataset",
+        "other",
+        "--out",
+        "pred.csv",
+    ]);
+    assert_eq!(p.code, 0, "{}", p.stderr);
+    let csv = read(&cli.path("pred.csv"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("x,y,log_emission_pred,emission_pred,emission_true"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines.len(), 65, "one row per tile of the 64-tile city");
+    for l in &lines[1..] {
+        let f: Vec<f64> = l.split(',').map(|v| v.parse().unwrap()).collect();
+        assert!(
+            f[2].is_finite() && (f[3] - f[2].exp()).abs() <= 1e-3 * f[3].max(1.0),
+            "{l}"
+        );
+    }
+    let png = std::fs::read(cli.path("pred.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+
+    // predict refuses a baseline run with a clear message.
+    cli.write("b.yaml", "name: b\ndatasets: [{preset: tiny}]\nmodels: [{kind: ols}]\nsplits: [{kind: random}]\nseeds: [0]\n");
+    assert_eq!(cli.run(&["run", "b.yaml"]).code, 0);
+    let b_dir = std::fs::read_dir(cli.path("results/b"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("DONE").is_file())
+        .unwrap();
+    let b_arg = b_dir.to_string_lossy().to_string();
+    let p = cli.run(&["predict", "--run", &b_arg, "--dataset", "other"]);
+    assert_eq!(p.code, 2, "{}", p.stderr);
+    assert!(
+        p.stderr.contains("predict needs an OpenCarbon run"),
+        "{}",
+        p.stderr
+    );
+}
