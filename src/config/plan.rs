@@ -38,10 +38,10 @@ pub struct Job {
 impl Job {
     /// The dataset column of tables: one name, or `train>test` for cross-city jobs.
     pub fn dataset_label(&self) -> String {
-        match &self.config.split {
-            SplitSpec::CrossCity { .. } => self.config.split.label(),
-            _ => self.config.datasets[0].name.clone(),
-        }
+        self.config
+            .split
+            .pair_label()
+            .unwrap_or_else(|| self.config.datasets[0].name.clone())
     }
 }
 

@@ -46,19 +46,24 @@ impl SplitSpec {
             SplitSpec::Random { .. } => "random".into(),
             SplitSpec::Block { block_tiles, .. } => format!("block{block_tiles}"),
             SplitSpec::Predefined { file } => format!("predefined:{file}"),
+            // One table for all pairs: the pair is the dataset column (`pair_label`).
             SplitSpec::CrossCity {
-                train,
-                test,
-                target_train_fraction,
-                ..
+                target_train_fraction, ..
             } => {
-                let base = format!("{}>{}", train.join("+"), test.join("+"));
                 if *target_train_fraction > 0.0 {
-                    format!("{base}+{}%", (target_train_fraction * 100.0).round())
+                    format!("transfer+{}pct", (target_train_fraction * 100.0).round())
                 } else {
-                    base
+                    "transfer".into()
                 }
             }
+        }
+    }
+
+    /// `train>test` cities of a cross-city split (`None` for single-city splits).
+    pub fn pair_label(&self) -> Option<String> {
+        match self {
+            SplitSpec::CrossCity { train, test, .. } => Some(format!("{}>{}", train.join("+"), test.join("+"))),
+            _ => None,
         }
     }
 }
@@ -279,6 +284,7 @@ mod tests {
         assert!(tr0 > 0 && va0 > 0 && te0 == 0);
         assert!(va1 == 0 && te1 > 0);
         assert_eq!(tr1, (0.1 * (tr1 + te1) as f64).round() as usize);
-        assert_eq!(spec.label(), "tiny>other+10%");
+        assert_eq!(spec.label(), "transfer+10pct");
+        assert_eq!(spec.pair_label().as_deref(), Some("tiny>other"));
     }
 }
