@@ -48,7 +48,8 @@ impl SplitSpec {
             SplitSpec::Predefined { file } => format!("predefined:{file}"),
             // One table for all pairs: the pair is the dataset column (`pair_label`).
             SplitSpec::CrossCity {
-                target_train_fraction, ..
+                target_train_fraction,
+                ..
             } => {
                 if *target_train_fraction > 0.0 {
                     format!("transfer+{}pct", (target_train_fraction * 100.0).round())
@@ -62,7 +63,9 @@ impl SplitSpec {
     /// `train>test` cities of a cross-city split (`None` for single-city splits).
     pub fn pair_label(&self) -> Option<String> {
         match self {
-            SplitSpec::CrossCity { train, test, .. } => Some(format!("{}>{}", train.join("+"), test.join("+"))),
+            SplitSpec::CrossCity { train, test, .. } => {
+                Some(format!("{}>{}", train.join("+"), test.join("+")))
+            }
             _ => None,
         }
     }

@@ -405,6 +405,18 @@ mod tests {
         let v = key.map_or(&f["upstream"], |k| &f["upstream"][k]);
         dev.tensor_from_vec(array(v).data, shape)
     }
+    /// The gradient of `t` in `g` against the fixture's `grads[key]`.
+    fn check_grad<S: Shape>(
+        g: &Gradients<f32, Dev>,
+        f: &serde_json::Value,
+        name: &str,
+        t: &Tensor<S, f32, Dev>,
+        key: &str,
+        tol: f32,
+    ) {
+        assert_close(name, &g.get(t).as_vec(), &want(f, &["grads", key]), tol);
+    }
+
     fn want(f: &serde_json::Value, path: &[&str]) -> Vec<f32> {
         let mut v = f;
         for p in path {
@@ -425,24 +437,9 @@ mod tests {
         assert_close("linear y", &y.as_vec(), &want(&f, &["output"]), 1e-5);
         let r = upstream(&dev, &f, None, *y.shape());
         let g = (y * r).sum().backward();
-        assert_close(
-            "linear gx",
-            &g.get(&x).as_vec(),
-            &want(&f, &["grads", "x"]),
-            1e-5,
-        );
-        assert_close(
-            "linear gw",
-            &g.get(&lin.weight).as_vec(),
-            &want(&f, &["grads", "weight"]),
-            1e-5,
-        );
-        assert_close(
-            "linear gb",
-            &g.get(&lin.bias).as_vec(),
-            &want(&f, &["grads", "bias"]),
-            1e-5,
-        );
+        check_grad(&g, &f, "linear gx", &x, "x", 1e-5);
+        check_grad(&g, &f, "linear gw", &lin.weight, "weight", 1e-5);
+        check_grad(&g, &f, "linear gb", &lin.bias, "bias", 1e-5);
     }
 
     #[test]
@@ -468,24 +465,9 @@ mod tests {
         );
         let r = upstream(&dev, &f, Some("y"), *y.shape());
         let g = (y * r).sum().backward();
-        assert_close(
-            "bn gx",
-            &g.get(&x).as_vec(),
-            &want(&f, &["grads", "x"]),
-            1e-3,
-        );
-        assert_close(
-            "bn ggamma",
-            &g.get(&bn.gamma).as_vec(),
-            &want(&f, &["grads", "gamma"]),
-            1e-4,
-        );
-        assert_close(
-            "bn gbeta",
-            &g.get(&bn.beta).as_vec(),
-            &want(&f, &["grads", "beta"]),
-            1e-4,
-        );
+        check_grad(&g, &f, "bn gx", &x, "x", 1e-3);
+        check_grad(&g, &f, "bn ggamma", &bn.gamma, "gamma", 1e-4);
+        check_grad(&g, &f, "bn gbeta", &bn.beta, "beta", 1e-4);
     }
 
     #[test]
@@ -501,18 +483,8 @@ mod tests {
         assert_close("bn1d y", &y.as_vec(), &want(&f, &["output"]), 1e-5);
         let r = upstream(&dev, &f, None, *y.shape());
         let g = (y * r).sum().backward();
-        assert_close(
-            "bn1d gx",
-            &g.get(&x).as_vec(),
-            &want(&f, &["grads", "x"]),
-            1e-4,
-        );
-        assert_close(
-            "bn1d ggamma",
-            &g.get(&bn.gamma).as_vec(),
-            &want(&f, &["grads", "gamma"]),
-            1e-4,
-        );
+        check_grad(&g, &f, "bn1d gx", &x, "x", 1e-4);
+        check_grad(&g, &f, "bn1d ggamma", &bn.gamma, "gamma", 1e-4);
     }
 
     #[test]
@@ -533,24 +505,9 @@ mod tests {
         assert_close("se y", &y.as_vec(), &want(&f, &["output"]), 1e-5);
         let r = upstream(&dev, &f, None, *y.shape());
         let g = (y * r).sum().backward();
-        assert_close(
-            "se gx",
-            &g.get(&x).as_vec(),
-            &want(&f, &["grads", "x"]),
-            1e-4,
-        );
-        assert_close(
-            "se gw1",
-            &g.get(&se.reduce.weight).as_vec(),
-            &want(&f, &["grads", "w1"]),
-            1e-4,
-        );
-        assert_close(
-            "se gb2",
-            &g.get(&se.expand.bias).as_vec(),
-            &want(&f, &["grads", "b2"]),
-            1e-4,
-        );
+        check_grad(&g, &f, "se gx", &x, "x", 1e-4);
+        check_grad(&g, &f, "se gw1", &se.reduce.weight, "w1", 1e-4);
+        check_grad(&g, &f, "se gb2", &se.expand.bias, "b2", 1e-4);
     }
 
     #[test]
@@ -580,24 +537,9 @@ mod tests {
         let ro = upstream(&dev, &f, Some("out"), *out.shape());
         let rb = upstream(&dev, &f, Some("beta"), *beta.shape());
         let g = ((out * ro).sum() + (beta * rb).sum()).backward();
-        assert_close(
-            "agg gx",
-            &g.get(&x).as_vec(),
-            &want(&f, &["grads", "x"]),
-            1e-4,
-        );
-        assert_close(
-            "agg gW",
-            &g.get(&att.proj.weight).as_vec(),
-            &want(&f, &["grads", "W"]),
-            1e-4,
-        );
-        assert_close(
-            "agg gv",
-            &g.get(&att.v).as_vec(),
-            &want(&f, &["grads", "v"]),
-            1e-4,
-        );
+        check_grad(&g, &f, "agg gx", &x, "x", 1e-4);
+        check_grad(&g, &f, "agg gW", &att.proj.weight, "W", 1e-4);
+        check_grad(&g, &f, "agg gv", &att.v, "v", 1e-4);
     }
 
     #[test]
@@ -623,30 +565,10 @@ mod tests {
         assert_close("mha y", &y.as_vec(), &want(&f, &["output"]), 1e-5);
         let r = upstream(&dev, &f, None, *y.shape());
         let g = (y * r).sum().backward();
-        assert_close(
-            "mha gq",
-            &g.get(&q).as_vec(),
-            &want(&f, &["grads", "q_in"]),
-            1e-4,
-        );
-        assert_close(
-            "mha gkv",
-            &g.get(&kv).as_vec(),
-            &want(&f, &["grads", "kv_in"]),
-            1e-4,
-        );
-        assert_close(
-            "mha gwk",
-            &g.get(&att.wk).as_vec(),
-            &want(&f, &["grads", "wk"]),
-            1e-4,
-        );
-        assert_close(
-            "mha gwo",
-            &g.get(&att.out.weight).as_vec(),
-            &want(&f, &["grads", "wo"]),
-            1e-4,
-        );
+        check_grad(&g, &f, "mha gq", &q, "q_in", 1e-4);
+        check_grad(&g, &f, "mha gkv", &kv, "kv_in", 1e-4);
+        check_grad(&g, &f, "mha gwk", &att.wk, "wk", 1e-4);
+        check_grad(&g, &f, "mha gwo", &att.out.weight, "wo", 1e-4);
     }
 
     #[test]
@@ -657,18 +579,8 @@ mod tests {
         let loss = info_nce(a.leaky_trace(), b.leaky_trace(), 0.07);
         assert_close("infonce", &loss.as_vec(), &want(&f, &["output"]), 1e-5);
         let g = loss.backward();
-        assert_close(
-            "infonce ga",
-            &g.get(&a).as_vec(),
-            &want(&f, &["grads", "xs"]),
-            1e-4,
-        );
-        assert_close(
-            "infonce gb",
-            &g.get(&b).as_vec(),
-            &want(&f, &["grads", "xp"]),
-            1e-4,
-        );
+        check_grad(&g, &f, "infonce ga", &a, "xs", 1e-4);
+        check_grad(&g, &f, "infonce gb", &b, "xp", 1e-4);
     }
 
     #[test]
@@ -679,11 +591,6 @@ mod tests {
         assert_close("gap y", &y.as_vec(), &want(&f, &["output"]), 1e-6);
         let r = upstream(&dev, &f, None, *y.shape());
         let g = (y * r).sum().backward();
-        assert_close(
-            "gap gx",
-            &g.get(&x).as_vec(),
-            &want(&f, &["grads", "x"]),
-            1e-6,
-        );
+        check_grad(&g, &f, "gap gx", &x, "x", 1e-6);
     }
 }
