@@ -176,8 +176,8 @@ fn layout(datasets: &[&PreparedDataset], targets: &[(usize, usize)], k: usize) -
     }
 }
 
-/// Predict log emission for `targets` in evaluation mode: every distinct tile is encoded
-/// once (in chunks), then neighbourhoods are gathered.
+/// Predict (standardised) log emission for `targets` in evaluation mode: every distinct tile
+/// is encoded once (in chunks), then neighbourhoods are gathered.
 pub(crate) fn predict(
     net: &mut OpenCarbonNet<Dev>,
     dev: &Dev,
@@ -186,6 +186,19 @@ pub(crate) fn predict(
     inputs: Inputs,
     norm: &ImageNorm,
 ) -> Vec<f64> {
+    predict_with_weights(net, dev, datasets, targets, inputs, norm).0
+}
+
+/// `predict`, plus the centre fusion's modality weights [image, POI] per target when both
+/// modalities are on.
+pub(crate) fn predict_with_weights(
+    net: &mut OpenCarbonNet<Dev>,
+    dev: &Dev,
+    datasets: &[&PreparedDataset],
+    targets: &[(usize, usize)],
+    inputs: Inputs,
+    norm: &ImageNorm,
+) -> (Vec<f64>, Option<Vec<[f32; 2]>>) {
     let lay = layout(datasets, targets, net.k);
     let chunk = 256;
     let mut xs_parts: Vec<Tensor2<Dev>> = Vec::new();
@@ -203,6 +216,7 @@ pub(crate) fn predict(
     };
     let (xs, xp) = (join(xs_parts), join(xp_parts));
     let mut out = Vec::with_capacity(targets.len());
+    let mut weights: Option<Vec<[f32; 2]>> = None;
     let step = 512;
     for start in (0..targets.len()).step_by(step) {
         let end = (start + step).min(targets.len());
@@ -214,8 +228,30 @@ pub(crate) fn predict(
             false,
         );
         out.extend(f.prediction.as_vec().into_iter().map(|v| v as f64));
+        if let Some(beta) = f.modality_weights {
+            let w = weights.get_or_insert_with(Vec::new);
+            w.extend(beta.as_vec().chunks_exact(2).map(|b| [b[0], b[1]]));
+        }
     }
-    out
+    (out, weights)
+}
+
+/// Mean POI weight of the centre fusion per decile of true log emission: the paper's claim
+/// is that POIs matter more where emissions are high.
+fn poi_weight_by_decile(log_emission: &[f64], weights: &[[f32; 2]]) -> Vec<serde_json::Value> {
+    let mut order: Vec<usize> = (0..log_emission.len()).collect();
+    order.sort_by(|&a, &b| log_emission[a].total_cmp(&log_emission[b]));
+    let n = order.len();
+    (0..10)
+        .filter_map(|d| {
+            let part = &order[d * n / 10..(d + 1) * n / 10];
+            (!part.is_empty()).then(|| {
+                let mean =
+                    part.iter().map(|&i| weights[i][1] as f64).sum::<f64>() / part.len() as f64;
+                serde_json::json!({ "decile": d + 1, "tiles": part.len(), "mean_poi_weight": mean })
+            })
+        })
+        .collect()
 }
 
 /// Snapshot of every parameter and running statistic (the best model so far).
@@ -395,16 +431,37 @@ pub fn fit_predict(
     drop(ps);
 
     let all: Vec<(usize, usize)> = rows.iter().map(|r| (r.dataset, r.tile)).collect();
-    let predictions = unscale(predict(&mut net, &dev, datasets, &all, inputs, &norm));
+    let (raw, weights) = predict_with_weights(&mut net, &dev, datasets, &all, inputs, &norm);
+    let predictions = unscale(raw);
+    let mut description = serde_json::json!({
+        "best_epoch": best_epoch,
+        "best_validation_score": best_score,
+        "checkpoint": "best.safetensors",
+        "image_norm": { "mean": norm.mean, "std": norm.std },
+        "target_norm": { "mean": y_mean, "std": y_std },
+    });
+    if let Some(w) = weights {
+        let mut csv = String::from("dataset,x,y,split,image_weight,poi_weight\n");
+        for (r, b) in rows.iter().zip(&w) {
+            let t = datasets[r.dataset].data.tiles[r.tile];
+            csv.push_str(&format!(
+                "{},{},{},{},{:.5},{:.5}\n",
+                datasets[r.dataset].entry.name,
+                t.x,
+                t.y,
+                r.part.as_str(),
+                b[0],
+                b[1]
+            ));
+        }
+        run.write("modality_weights.csv", csv.as_bytes())?;
+        let log_e: Vec<f64> = all.iter().map(log_emission).collect();
+        description["poi_weight_by_emission_decile"] =
+            serde_json::Value::Array(poi_weight_by_decile(&log_e, &w));
+    }
     Ok(Fitted {
         predictions,
-        description: serde_json::json!({
-            "best_epoch": best_epoch,
-            "best_validation_score": best_score,
-            "checkpoint": "best.safetensors",
-            "image_norm": { "mean": norm.mean, "std": norm.std },
-            "target_norm": { "mean": y_mean, "std": y_std },
-        }),
+        description,
     })
 }
 
