@@ -18,14 +18,24 @@ fn train_opencarbon_then_predict_a_new_city() {
         .unwrap();
     assert!(run_dir.join("best.safetensors").is_file());
     let weights = read(&run_dir.join("modality_weights.csv"));
-    assert!(weights.starts_with("dataset,x,y,split,image_weight,poi_weight\n"), "{weights}");
+    assert!(
+        weights.starts_with("dataset,x,y,split,image_weight,poi_weight\n"),
+        "{weights}"
+    );
     for l in weights.lines().skip(1) {
         let f: Vec<&str> = l.split(',').collect();
         let (a, b): (f64, f64) = (f[4].parse().unwrap(), f[5].parse().unwrap());
         assert!((a + b - 1.0).abs() < 1e-3, "weights sum to 1: {l}");
     }
-    let model: serde_json::Value = serde_json::from_str(&read(&run_dir.join("model.json"))).unwrap();
-    assert_eq!(model["poi_weight_by_emission_decile"].as_array().unwrap().len(), 10);
+    let model: serde_json::Value =
+        serde_json::from_str(&read(&run_dir.join("model.json"))).unwrap();
+    assert_eq!(
+        model["poi_weight_by_emission_decile"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
     let log = read(&run_dir.join("run.log"));
     assert!(log.contains("best validation R²"), "{log}");
 
