@@ -48,16 +48,28 @@ pub struct RasterCell {
 pub struct PoiRaster {
     pub channels: usize,
     pub size: usize,
-    /// Per tile, its POIs' cells (repeated cells add up).
+    /// Per tile, its non-empty cells, each once (POIs in the same cell are summed), sorted by
+    /// (channel, row, col).
     pub cells: Vec<Vec<RasterCell>>,
 }
 
 impl PoiRaster {
     /// Rasterise POIs per the dataset format: col = floor(frac_x·W), row = floor(frac_y·H).
     pub fn build(ds: &CityDataset, size: usize) -> PoiRaster {
-        let mut cells = vec![Vec::new(); ds.tiles.len()];
+        let mut cells: Vec<Vec<RasterCell>> = vec![Vec::new(); ds.tiles.len()];
         for p in &ds.pois {
             cells[p.tile as usize].push(cell_of(p, ds.meta.zoom, size));
+        }
+        for tile in &mut cells {
+            tile.sort_by_key(|c| (c.channel, c.row, c.col));
+            tile.dedup_by(|later, kept| {
+                let same =
+                    (later.channel, later.row, later.col) == (kept.channel, kept.row, kept.col);
+                if same {
+                    kept.weight += later.weight;
+                }
+                same
+            });
         }
         PoiRaster {
             channels: ds.meta.poi_categories.len(),
@@ -245,7 +257,8 @@ impl DerivedCache {
     /// The POI rasters of `ds` at `size` px, built once and cached.
     pub fn poi_raster(&self, ds: &CityDataset, size: usize) -> Result<PoiRaster> {
         let bytes = self.get_or_build(
-            &format!("poi_raster_{size}.bin"),
+            // v2: cells merged at build time (v1 caches held one entry per POI).
+            &format!("poi_raster_{size}_v2.bin"),
             || Ok(PoiRaster::build(ds, size).to_bytes()),
             |b| PoiRaster::from_bytes(b).is_some(),
         )?;

@@ -98,10 +98,6 @@ impl RunDir {
         })
     }
 
-    pub fn final_dir(&self) -> &Path {
-        &self.final_dir
-    }
-
     pub fn started(&self) -> SystemTime {
         self.started
     }

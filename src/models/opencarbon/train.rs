@@ -88,17 +88,11 @@ fn tile_inputs(
             entries: Vec::new(),
         };
         for (n, &(d, t)) in tiles.iter().enumerate() {
-            // Several POIs can share a cell: add their weights before the log.
-            let mut cells: HashMap<(u16, u16, u16), f32> = HashMap::new();
-            for c in &datasets[d].pois.cells[t] {
-                *cells.entry((c.channel, c.row, c.col)).or_default() += c.weight;
-            }
-            let mut cells: Vec<_> = cells.into_iter().collect();
-            cells.sort_by_key(|(k, _)| *k);
+            // Cells are already merged per tile (PoiRaster::build), so each is one entry.
             batch.entries.extend(
-                cells
-                    .into_iter()
-                    .map(|((c, row, col), w)| (n as u32, c, row, col, w.ln_1p())),
+                datasets[d].pois.cells[t]
+                    .iter()
+                    .map(|c| (n as u32, c.channel, c.row, c.col, c.weight.ln_1p())),
             );
         }
         batch
