@@ -2,8 +2,9 @@
 """PyTorch CPU time of the convolution benchmarked by `cargo bench --bench conv`: 3x3 conv
 32->32, batch 288, 16x16, stride 1, padding 1, forward + backward of sum(y), float32.
 
-Run: python scripts/bench_conv_torch.py [--threads 2] [--ours-ms 131.3]
-With --ours-ms (the number `cargo bench --bench conv` prints) it also prints the ratio.
+Run: python scripts/bench_conv_torch.py [--threads 2] [--ours-ms 32.5]
+Prints the median and minimum of 20 steps; with --ours-ms (the median `cargo bench --bench
+conv` prints) it also prints the ratio of the medians.
 """
 import argparse
 import time
@@ -29,14 +30,16 @@ def main():
         x.grad = w.grad = b.grad = None
 
     step()
-    reps = 10
-    t = time.perf_counter()
-    for _ in range(reps):
+    times = []
+    for _ in range(20):
+        t = time.perf_counter()
         step()
-    ms = (time.perf_counter() - t) * 1000 / reps
-    print(f"pytorch {torch.__version__}, {args.threads} threads: {ms:.1f} ms per step")
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    med = times[len(times) // 2]
+    print(f"pytorch {torch.__version__}, {args.threads} threads: median {med:.1f} ms, min {times[0]:.1f} ms per step")
     if args.ours_ms:
-        print(f"opencarbon / pytorch = {args.ours_ms / ms:.2f}")
+        print(f"opencarbon / pytorch (medians) = {args.ours_ms / med:.2f}")
 
 
 if __name__ == "__main__":

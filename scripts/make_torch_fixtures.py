@@ -131,6 +131,10 @@ def main():
         lambda i, p: i["x"] @ p["weight"].T + p["bias"])
     run("global_avg_pool.json", {"x": n(2, 3, 5, 4)}, {}, lambda i, p: i["x"].mean(dim=(2, 3)))
 
+    # Appended last so that the fixtures above keep their random streams.
+    run("max_pool2d_k3s2p1.json", {"x": n(2, 3, 7, 6)}, {},
+        lambda i, p: F.max_pool2d(i["x"], 3, stride=2, padding=1), {"kernel": 3, "stride": 2, "padding": 1})
+
     for f in sorted(os.listdir(OUT)):
         print(f, os.path.getsize(os.path.join(OUT, f)))
 

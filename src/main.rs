@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    opencarbon::nn::reuse_large_allocations();
     match opencarbon::cli::main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,7 +4,11 @@
 //! the forward pass is im2col + one GEMM and the backward pass is two GEMMs + col2im.
 //!
 //! Layout: input NCHW, weight [out, in, k, k] (PyTorch's), bias [out], zero padding.
-//! The batch is processed in chunks so the im2col buffer stays small whatever the batch.
+//! The batch is cut into fixed chunks whose im2col buffer fits in a core's L2 cache, so the
+//! GEMM reads it from cache; chunks run on all cores, each with single-threaded GEMMs
+//! (matrixmultiply, which has AVX-512 kernels). The chunking does not depend on the number
+//! of threads, and per-chunk weight gradients are summed in chunk order, so results are
+//! identical whatever the core count.
 
 /// The sizes of one convolution call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +23,11 @@ pub struct Conv2dGeometry {
     pub padding: usize,
 }
 
-/// Largest im2col buffer, in floats (32 MiB), before the batch is split into chunks.
-const MAX_COLS: usize = 8 << 20;
+/// Target size of one chunk's im2col buffer, in floats (768 KiB, within a 1 MiB L2).
+const CHUNK_COLS: usize = 192 << 10;
+
+/// Below this many multiply-adds a call runs on the calling thread (spawning costs more).
+const PARALLEL_MIN_MACS: usize = 4 << 20;
 
 impl Conv2dGeometry {
     pub fn out_height(&self) -> usize {
@@ -52,9 +59,14 @@ impl Conv2dGeometry {
         self.out_height() * self.out_width()
     }
 
-    /// Samples per chunk so that the im2col buffer stays under MAX_COLS floats.
+    /// Samples per chunk so that the im2col buffer stays near CHUNK_COLS floats (at least
+    /// one sample).
     fn chunk(&self) -> usize {
-        (MAX_COLS / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, self.batch.max(1))
+        (CHUNK_COLS / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, self.batch.max(1))
+    }
+
+    fn macs(&self) -> usize {
+        self.batch * self.out_pixels() * self.patch_len() * self.out_channels
     }
 
     /// Why this geometry cannot be computed, if it cannot.
@@ -74,40 +86,115 @@ impl Conv2dGeometry {
     }
 }
 
-/// C = alpha·A·B + beta·C for row-major or strided matrices (matrixmultiply's SGEMM).
+/// A strided matrix operand: element (i, j) is at `data[i·rows + j·cols]`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn row_major(data: &'a [f32], width: usize) -> Self {
+        Mat {
+            data,
+            rows: width,
+            cols: 1,
+        }
+    }
+
+    fn transposed(data: &'a [f32], width: usize) -> Self {
+        Mat {
+            data,
+            rows: 1,
+            cols: width,
+        }
+    }
+
+    /// Whether an r×c matrix with these strides lies inside `data`.
+    fn covers(&self, r: usize, c: usize) -> bool {
+        r == 0 || c == 0 || (r - 1) * self.rows + (c - 1) * self.cols < self.data.len()
+    }
+}
+
+/// C (m×n, row stride `rsc`) = A·B, or C += A·B when `accumulate`; single-threaded (the
+/// callers parallelise over chunks of the batch; matrixmultiply's own threading is off).
 #[allow(clippy::too_many_arguments)]
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    (rsa, csa): (isize, isize),
-    b: &[f32],
-    (rsb, csb): (isize, isize),
-    beta: f32,
-    c: &mut [f32],
-) {
-    debug_assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: the asserted lengths cover every element the strides reach: A is m×k, B k×n,
-    // C m×n, each laid out row-major or transposed within its slice.
+fn gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], rsc: usize, accumulate: bool) {
+    let c_mat = Mat::row_major(c, rsc);
+    assert!(
+        a.covers(m, k) && b.covers(k, n) && c_mat.covers(m, n),
+        "gemm operand bounds"
+    );
+    // SAFETY: `covers` checked that every element the strides reach lies inside its slice;
+    // C is borrowed mutably, so it cannot alias A or B.
     unsafe {
         matrixmultiply::sgemm(
             m,
             k,
             n,
             1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
+            a.data.as_ptr(),
+            a.rows as isize,
+            a.cols as isize,
+            b.data.as_ptr(),
+            b.rows as isize,
+            b.cols as isize,
+            if accumulate { 1.0 } else { 0.0 },
             c.as_mut_ptr(),
-            n as isize,
+            rsc as isize,
             1,
         );
     }
+}
+
+/// Run `work(scratch, index, item)` for every item on up to all cores, giving each thread
+/// its own scratch space from `scratch()`; results come back in item order.
+fn for_each_chunk<I: Send, R: Send, S>(
+    items: Vec<I>,
+    parallel: bool,
+    scratch: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize, I) -> R + Sync,
+) -> Vec<R> {
+    let threads = if parallel {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(items.len())
+    } else {
+        1
+    };
+    if threads <= 1 {
+        let mut sc = scratch();
+        return items
+            .into_iter()
+            .enumerate()
+            .map(|(i, it)| work(&mut sc, i, it))
+            .collect();
+    }
+    let mut lanes: Vec<Vec<(usize, I)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, it) in items.into_iter().enumerate() {
+        lanes[i % threads].push((i, it));
+    }
+    let mut done: Vec<(usize, R)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                let (scratch, work) = (&scratch, &work);
+                sc.spawn(move || {
+                    let mut s = scratch();
+                    lane.into_iter()
+                        .map(|(i, it)| (i, work(&mut s, i, it)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("convolution worker panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The output columns `ox` whose input column `ox·stride − pad + kj` lies inside the picture.
@@ -147,8 +234,9 @@ fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, cols: &mut [
                         if g.stride == 1 {
                             out.copy_from_slice(&src[ix0 as usize..][..out.len()]);
                         } else {
-                            for (i, d) in out.iter_mut().enumerate() {
-                                *d = src[ix0 as usize + i * g.stride];
+                            let taps = src[ix0 as usize..].iter().step_by(g.stride);
+                            for (d, v) in out.iter_mut().zip(taps) {
+                                *d = *v;
                             }
                         }
                     }
@@ -180,8 +268,16 @@ fn col2im(g: &Conv2dGeometry, cols: &[f32], n0: usize, samples: usize, gx: &mut 
                         }
                         let src = &row[(s * oh + oy) * ow..][..ow][valid.clone()];
                         let dst = &mut gx[base + iy as usize * g.width..][..g.width];
-                        for (i, v) in src.iter().enumerate() {
-                            dst[ix0 + i * g.stride] += v;
+                        if g.stride == 1 {
+                            // Contiguous: lets the compiler vectorise the adds.
+                            for (d, v) in dst[ix0..][..src.len()].iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        } else {
+                            let taps = dst[ix0..].iter_mut().step_by(g.stride);
+                            for (d, v) in taps.zip(src) {
+                                *d += v;
+                            }
                         }
                     }
                 }
@@ -197,36 +293,28 @@ pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
     let mut y = vec![0.0f32; g.output_len()];
     let chunk = g.chunk();
-    let mut cols = vec![0.0f32; ckk * chunk * p];
-    let mut out = vec![0.0f32; co * chunk * p];
-    let mut n0 = 0;
-    while n0 < g.batch {
-        let s = chunk.min(g.batch - n0);
-        let np = s * p;
-        im2col(g, x, n0, s, &mut cols);
-        // out [co, np] = W [co, ckk] · cols [ckk, np]
-        gemm(
-            co,
-            ckk,
-            np,
-            w,
-            (ckk as isize, 1),
-            &cols,
-            (np as isize, 1),
-            0.0,
-            &mut out[..co * np],
-        );
-        for si in 0..s {
-            for o in 0..co {
-                let b = bias.map_or(0.0, |b| b[o]);
-                let dst = &mut y[((n0 + si) * co + o) * p..][..p];
-                for (d, v) in dst.iter_mut().zip(&out[o * np + si * p..][..p]) {
-                    *d = v + b;
+    let items: Vec<&mut [f32]> = y.chunks_mut(chunk * co * p).collect();
+    for_each_chunk(
+        items,
+        g.macs() >= PARALLEL_MIN_MACS,
+        || vec![0.0f32; ckk * chunk * p],
+        |cols, ci, y_chunk| {
+            let (n0, s) = (ci * chunk, y_chunk.len() / (co * p));
+            let np = s * p;
+            im2col(g, x, n0, s, cols);
+            for si in 0..s {
+                // y[sample] [co, p] = W [co, ckk] · this sample's columns [ckk, p]
+                let y_s = &mut y_chunk[si * co * p..][..co * p];
+                let cols_s = Mat::row_major(&cols[si * p..], np);
+                gemm(co, ckk, p, Mat::row_major(w, ckk), cols_s, y_s, p, false);
+                if let Some(b) = bias {
+                    for (row, b) in y_s.chunks_mut(p).zip(b) {
+                        row.iter_mut().for_each(|v| *v += b);
+                    }
                 }
             }
-        }
-        n0 += s;
-    }
+        },
+    );
     y
 }
 
@@ -255,48 +343,43 @@ pub fn conv2d_backward(
         }
     }
     let chunk = g.chunk();
-    let mut cols = vec![0.0f32; ckk * chunk * p];
-    let mut gy_mat = vec![0.0f32; co * chunk * p];
-    let mut n0 = 0;
-    while n0 < g.batch {
-        let s = chunk.min(g.batch - n0);
-        let np = s * p;
-        // gy_mat [co, np]: the chunk's output gradient with samples side by side.
-        for si in 0..s {
-            for o in 0..co {
-                gy_mat[o * np + si * p..][..p]
-                    .copy_from_slice(&gy[((n0 + si) * co + o) * p..][..p]);
+    let n_chunks = g.batch.div_ceil(chunk);
+    let in_len = g.in_channels * g.height * g.width;
+    // Each chunk owns its samples' slice of the input gradient, when there is one.
+    let gx_parts: Vec<Option<&mut [f32]>> = match grads.x.as_deref_mut() {
+        Some(gx) => gx.chunks_mut(chunk * in_len).map(Some).collect(),
+        None => (0..n_chunks).map(|_| None).collect(),
+    };
+    let partial_gw = for_each_chunk(
+        gx_parts,
+        g.macs() >= PARALLEL_MIN_MACS,
+        || vec![0.0f32; ckk * chunk * p],
+        |cols, ci, gx_chunk| {
+            let n0 = ci * chunk;
+            let s = chunk.min(g.batch - n0);
+            let np = s * p;
+            let mut gw = vec![0.0f32; co * ckk];
+            im2col(g, x, n0, s, cols);
+            for si in 0..s {
+                let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
+                // gW [co, ckk] += gy [co, p] · (this sample's columns)ᵀ [p, ckk]
+                let cols_t = Mat::transposed(&cols[si * p..], np);
+                gemm(co, p, ckk, gy_s, cols_t, &mut gw, ckk, true);
             }
-        }
-        im2col(g, x, n0, s, &mut cols);
-        // gW [co, ckk] += gy_mat [co, np] · colsᵀ [np, ckk]
-        gemm(
-            co,
-            np,
-            ckk,
-            &gy_mat,
-            (np as isize, 1),
-            &cols,
-            (1, np as isize),
-            1.0,
-            grads.w,
-        );
-        if let Some(gx) = grads.x.as_deref_mut() {
-            // gcols [ckk, np] = Wᵀ [ckk, co] · gy_mat [co, np], then back onto the pixels.
-            gemm(
-                ckk,
-                co,
-                np,
-                w,
-                (1, ckk as isize),
-                &gy_mat,
-                (np as isize, 1),
-                0.0,
-                &mut cols[..ckk * np],
-            );
-            col2im(g, &cols, n0, s, gx);
-        }
-        n0 += s;
+            if let Some(gx) = gx_chunk {
+                for si in 0..s {
+                    // gcols [ckk, p] = Wᵀ [ckk, co] · gy [co, p], in place of the columns
+                    let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
+                    let dst = &mut cols[si * p..];
+                    gemm(ckk, co, p, Mat::transposed(w, ckk), gy_s, dst, np, false);
+                }
+                col2im(g, cols, 0, s, gx);
+            }
+            gw
+        },
+    );
+    for gw in partial_gw {
+        grads.w.iter_mut().zip(gw).for_each(|(d, v)| *d += v);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use dfdx::prelude::*;
 
-use super::{conv2d, sparse_conv2d, LayerKernels, Shape4, SparseBatch, Tensor1, Tensor4};
+use super::{batch_norm, conv2d, sparse_conv2d, LayerKernels, SparseBatch, Tensor1, Tensor4};
 
 pub type Tensor2<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
 pub type Tensor3<D, T = NoneTape> = Tensor<(usize, usize, usize), f32, D, T>;
@@ -113,7 +113,7 @@ pub struct BatchNorm<D: Storage<f32>> {
     pub momentum: f32,
 }
 
-impl<D: Device<f32>> BatchNorm<D> {
+impl<D: Device<f32> + LayerKernels> BatchNorm<D> {
     pub fn new(dev: &D, channels: usize) -> Self {
         BatchNorm {
             gamma: dev.ones_like(&(channels,)),
@@ -145,37 +145,9 @@ impl<D: Device<f32>> BatchNorm<D> {
         x: Tensor2<D, T>,
         train: bool,
     ) -> Tensor2<D, T> {
-        let shape = *x.shape();
-        let dev = x.device().clone();
-        let normed = if train {
-            let plain = x.retaped::<NoneTape>();
-            let mean = plain.clone().mean::<_, Axis<0>>();
-            let var = (plain - mean.clone().broadcast_like::<_, Axis<0>>(&shape))
-                .square()
-                .mean::<_, Axis<0>>();
-            self.update_running(&mean.as_vec(), &var.as_vec(), shape.0);
-            x.normalize::<Axis<0>>(self.eps)
-        } else {
-            let mean: Tensor1<D> = dev.tensor_from_vec(self.running_mean.clone(), (shape.1,));
-            let std: Tensor1<D> = dev.tensor_from_vec(
-                self.running_var
-                    .iter()
-                    .map(|v| (v + self.eps).sqrt())
-                    .collect(),
-                (shape.1,),
-            );
-            (x - mean.broadcast_like::<_, Axis<0>>(&shape))
-                / std.broadcast_like::<_, Axis<0>>(&shape)
-        };
-        normed
-            * self
-                .gamma
-                .retaped::<T>()
-                .broadcast_like::<_, Axis<0>>(&shape)
-            + self
-                .beta
-                .retaped::<T>()
-                .broadcast_like::<_, Axis<0>>(&shape)
+        let (n, c) = *x.shape();
+        self.forward4(x.reshape_like(&(n, c, 1, 1)), train)
+            .reshape_like(&(n, c))
     }
 
     /// (N, C, H, W) input.
@@ -184,37 +156,14 @@ impl<D: Device<f32>> BatchNorm<D> {
         x: Tensor4<D, T>,
         train: bool,
     ) -> Tensor4<D, T> {
-        let shape: Shape4 = *x.shape();
-        let dev = x.device().clone();
-        let normed = if train {
-            let plain = x.retaped::<NoneTape>();
-            let mean = plain.clone().mean::<_, Axes3<0, 2, 3>>();
-            let var = (plain - mean.clone().broadcast_like::<_, Axes3<0, 2, 3>>(&shape))
-                .square()
-                .mean::<_, Axes3<0, 2, 3>>();
-            self.update_running(&mean.as_vec(), &var.as_vec(), shape.0 * shape.2 * shape.3);
-            x.normalize::<Axes3<0, 2, 3>>(self.eps)
-        } else {
-            let mean: Tensor1<D> = dev.tensor_from_vec(self.running_mean.clone(), (shape.1,));
-            let std: Tensor1<D> = dev.tensor_from_vec(
-                self.running_var
-                    .iter()
-                    .map(|v| (v + self.eps).sqrt())
-                    .collect(),
-                (shape.1,),
-            );
-            (x - mean.broadcast_like::<_, Axes3<0, 2, 3>>(&shape))
-                / std.broadcast_like::<_, Axes3<0, 2, 3>>(&shape)
-        };
-        normed
-            * self
-                .gamma
-                .retaped::<T>()
-                .broadcast_like::<_, Axes3<0, 2, 3>>(&shape)
-            + self
-                .beta
-                .retaped::<T>()
-                .broadcast_like::<_, Axes3<0, 2, 3>>(&shape)
+        let (n, _, h, w) = *x.shape();
+        let running = (!train).then_some((&self.running_mean[..], &self.running_var[..]));
+        let (y, stats) = batch_norm(x, &self.gamma, &self.beta, running, self.eps)
+            .unwrap_or_else(|e| panic!("batch norm failed: {e:?}"));
+        if let Some((mean, var)) = stats {
+            self.update_running(&mean, &var, n * h * w);
+        }
+        y
     }
 }
 

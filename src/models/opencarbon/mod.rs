@@ -18,6 +18,12 @@ fn d_k() -> usize {
 fn d_widths() -> Vec<usize> {
     vec![16, 32, 64]
 }
+fn d_blocks() -> usize {
+    2
+}
+fn is_d_blocks(v: &usize) -> bool {
+    *v == d_blocks()
+}
 fn d_true() -> bool {
     true
 }
@@ -52,6 +58,23 @@ fn d_min_epochs() -> usize {
     100
 }
 
+/// Which image encoder to build.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageEncoderKind {
+    /// Stride-2 conv stages and one residual block: the CPU configuration at 64 px.
+    #[default]
+    Small,
+    /// ResNet-18-shaped (7×7 stem, max pool, stages of basic blocks): 256 px GPU runs.
+    Resnet,
+}
+
+impl ImageEncoderKind {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Hyperparameters of one OpenCarbon job. Defaults are the authors' settings, except the
 /// image encoder, which is the small residual CNN for CPU runs (`image_widths`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,9 +85,17 @@ pub struct OpenCarbonConfig {
     /// Neighbourhood half-size: M = 2k + 1.
     #[serde(default = "d_k")]
     pub neighborhood_k: usize,
-    /// Channels of the image encoder's stride-2 stages.
+    /// `small` (default) or `resnet`. New fields are left out of the serialised job when
+    /// they hold their default, so adding them did not change existing run ids.
+    #[serde(default, skip_serializing_if = "ImageEncoderKind::is_default")]
+    pub image_encoder: ImageEncoderKind,
+    /// Channels of the image encoder's stages (`small`: its stride-2 stages; `resnet`: the
+    /// stem and each stage of basic blocks, [64, 128, 256, 512] for ResNet-18).
     #[serde(default = "d_widths")]
     pub image_widths: Vec<usize>,
+    /// Basic blocks per stage of the `resnet` encoder (2 for ResNet-18).
+    #[serde(default = "d_blocks", skip_serializing_if = "is_d_blocks")]
+    pub image_blocks: usize,
     /// Squeeze-and-excitation blocks in the POI encoder.
     #[serde(default = "d_true")]
     pub se: bool,
@@ -119,6 +150,7 @@ impl OpenCarbonConfig {
         positive("max_epochs", self.max_epochs);
         positive("valid_every", self.valid_every);
         positive("patience", self.patience);
+        positive("image_blocks", self.image_blocks);
         if self.image_widths.is_empty() || self.image_widths.contains(&0) {
             p.push((
                 "image_widths",
@@ -146,6 +178,9 @@ impl OpenCarbonConfig {
 
     pub fn label(&self) -> String {
         let mut flags = Vec::new();
+        if self.image_encoder == ImageEncoderKind::Resnet {
+            flags.push("resnet");
+        }
         if !self.se {
             flags.push("no-se");
         }

@@ -5,13 +5,13 @@
 
 use dfdx::prelude::*;
 
-use super::OpenCarbonConfig;
+use super::{ImageEncoderKind, OpenCarbonConfig};
 use crate::models::Inputs;
 use crate::nn::layers::{
     global_avg_pool, AggregateAttention, BatchNorm, Conv2d, Linear, SqueezeExcite, Tensor2, Tensor3,
 };
 use crate::nn::params::{HasParams, ParamRef};
-use crate::nn::{LayerKernels, SparseBatch, Tensor4};
+use crate::nn::{max_pool2d, LayerKernels, SparseBatch, Tensor4};
 
 /// conv → batch norm → ReLU.
 #[derive(Debug, Clone)]
@@ -33,21 +33,113 @@ impl<D: Device<f32> + LayerKernels> ConvBnRelu<D> {
         x: Tensor4<D, T>,
         train: bool,
     ) -> Tensor4<D, T> {
-        self.bn.forward4(self.conv.forward(x), train).relu()
+        self.forward_no_relu(x, train).relu()
+    }
+
+    /// conv → batch norm (a residual branch's last layer, activated after the sum).
+    fn forward_no_relu<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        x: Tensor4<D, T>,
+        train: bool,
+    ) -> Tensor4<D, T> {
+        self.bn.forward4(self.conv.forward(x), train)
+    }
+
+    fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        self.conv.params(&format!("{prefix}.conv"), out);
+        self.bn.params(&format!("{prefix}.bn"), out);
+    }
+}
+
+/// The image encoder the configuration asks for (one per model, so variant sizes differ
+/// harmlessly).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum ImageEncoder<D: Storage<f32>> {
+    Small(SmallCnn<D>),
+    ResNet(ResNetEncoder<D>),
+}
+
+impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
+    pub fn new(dev: &D, cfg: &OpenCarbonConfig) -> Self {
+        let d = cfg.embedding_dim;
+        match cfg.image_encoder {
+            ImageEncoderKind::Small => {
+                ImageEncoder::Small(SmallCnn::new(dev, &cfg.image_widths, d))
+            }
+            ImageEncoderKind::Resnet => ImageEncoder::ResNet(ResNetEncoder::new(
+                dev,
+                &cfg.image_widths,
+                cfg.image_blocks,
+                d,
+            )),
+        }
+    }
+
+    pub fn forward<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        x: Tensor4<D, T>,
+        train: bool,
+    ) -> Tensor2<D, T> {
+        match self {
+            ImageEncoder::Small(e) => e.forward(x, train),
+            ImageEncoder::ResNet(e) => e.forward(x, train),
+        }
+    }
+
+    /// Every conv + batch norm pair, named as in checkpoints, and the final projection.
+    fn named_layers(&mut self) -> (Vec<(String, &mut ConvBnRelu<D>)>, &mut Linear<D>) {
+        let mut convs = Vec::new();
+        let proj = match self {
+            ImageEncoder::Small(e) => {
+                for (i, s) in e.stages.iter_mut().enumerate() {
+                    convs.push((format!("image.stage{i}"), s));
+                }
+                convs.push(("image.res_a".into(), &mut e.res_a));
+                convs.push(("image.res_b".into(), &mut e.res_b));
+                &mut e.proj
+            }
+            ImageEncoder::ResNet(e) => {
+                convs.push(("image.stem".into(), &mut e.stem));
+                for (i, b) in e.blocks.iter_mut().enumerate() {
+                    convs.push((format!("image.block{i}.a"), &mut b.a));
+                    convs.push((format!("image.block{i}.b"), &mut b.b));
+                    if let Some(down) = &mut b.down {
+                        convs.push((format!("image.block{i}.down"), down));
+                    }
+                }
+                &mut e.proj
+            }
+        };
+        (convs, proj)
+    }
+
+    fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        let (convs, proj) = self.named_layers();
+        for (name, c) in convs {
+            c.params(&name, out);
+        }
+        proj.params("image.proj", out);
+    }
+
+    fn running_stats<'a>(&'a mut self, out: &mut Vec<(String, &'a mut BatchNorm<D>)>) {
+        for (name, c) in self.named_layers().0 {
+            out.push((format!("{name}.bn"), &mut c.bn));
+        }
     }
 }
 
 /// The small residual image encoder for CPU runs: three stride-2 stages, a residual block on
 /// the last, global average pooling, Linear(width → d).
 #[derive(Debug, Clone)]
-pub struct ImageEncoder<D: Storage<f32>> {
+pub struct SmallCnn<D: Storage<f32>> {
     pub stages: Vec<ConvBnRelu<D>>,
     pub res_a: ConvBnRelu<D>,
     pub res_b: ConvBnRelu<D>,
     pub proj: Linear<D>,
 }
 
-impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
+impl<D: Device<f32> + LayerKernels> SmallCnn<D> {
     pub fn new(dev: &D, widths: &[usize], dim: usize) -> Self {
         let mut stages = Vec::new();
         let mut cin = 3;
@@ -58,7 +150,7 @@ impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
             }
             cin = w;
         }
-        ImageEncoder {
+        SmallCnn {
             stages,
             res_a: ConvBnRelu::new(dev, cin, cin, 3, 1, 1),
             res_b: ConvBnRelu::new(dev, cin, cin, 3, 1, 1),
@@ -77,6 +169,85 @@ impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
         let skip = x.retaped::<T>();
         let y = self.res_b.forward(self.res_a.forward(x, train), train);
         self.proj.forward(global_avg_pool(y + skip))
+    }
+}
+
+/// ResNet's basic block: relu(bn(conv3×3(relu(bn(conv3×3(x))))) + shortcut(x)), the
+/// shortcut a strided 1×1 conv + batch norm when the block changes size, else the identity.
+#[derive(Debug, Clone)]
+pub struct BasicBlock<D: Storage<f32>> {
+    pub a: ConvBnRelu<D>,
+    pub b: ConvBnRelu<D>,
+    pub down: Option<ConvBnRelu<D>>,
+}
+
+impl<D: Device<f32> + LayerKernels> BasicBlock<D> {
+    fn new(dev: &D, cin: usize, cout: usize, stride: usize) -> Self {
+        BasicBlock {
+            a: ConvBnRelu::new(dev, cin, cout, 3, stride, 1),
+            b: ConvBnRelu::new(dev, cout, cout, 3, 1, 1),
+            down: (stride != 1 || cin != cout)
+                .then(|| ConvBnRelu::new(dev, cin, cout, 1, stride, 0)),
+        }
+    }
+
+    fn forward<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        x: Tensor4<D, T>,
+        train: bool,
+    ) -> Tensor4<D, T> {
+        let shortcut = match &mut self.down {
+            Some(down) => down.forward_no_relu(x.retaped::<T>(), train),
+            None => x.retaped::<T>(),
+        };
+        let h = self.a.forward(x, train);
+        (self.b.forward_no_relu(h, train) + shortcut).relu()
+    }
+}
+
+/// The ResNet-18-shaped encoder for 256 px runs (He et al. 2016, as torchvision builds it,
+/// without the classifier): conv 7×7 stride 2 → BN → ReLU → max-pool 3×3 stride 2 → one stage
+/// per width of `blocks_per_stage` basic blocks (stride 2 entering every stage but the first)
+/// → global average pooling → Linear(last width → d). ResNet-18 is widths [64, 128, 256, 512]
+/// with 2 blocks per stage.
+#[derive(Debug, Clone)]
+pub struct ResNetEncoder<D: Storage<f32>> {
+    pub stem: ConvBnRelu<D>,
+    pub blocks: Vec<BasicBlock<D>>,
+    pub proj: Linear<D>,
+}
+
+impl<D: Device<f32> + LayerKernels> ResNetEncoder<D> {
+    pub fn new(dev: &D, widths: &[usize], blocks_per_stage: usize, dim: usize) -> Self {
+        let mut stem = ConvBnRelu::new(dev, 3, widths[0], 7, 2, 3);
+        stem.conv.input_grad = false; // its input is the image itself
+        let mut blocks = Vec::new();
+        let mut cin = widths[0];
+        for (stage, &w) in widths.iter().enumerate() {
+            for i in 0..blocks_per_stage {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(dev, cin, w, stride));
+                cin = w;
+            }
+        }
+        ResNetEncoder {
+            stem,
+            blocks,
+            proj: Linear::new(dev, cin, dim),
+        }
+    }
+
+    pub fn forward<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        x: Tensor4<D, T>,
+        train: bool,
+    ) -> Tensor2<D, T> {
+        let mut h = max_pool2d(self.stem.forward(x, train), 3, 2, 1)
+            .unwrap_or_else(|e| panic!("max pooling failed: {e:?}"));
+        for b in &mut self.blocks {
+            h = b.forward(h, train);
+        }
+        self.proj.forward(global_avg_pool(h))
     }
 }
 
@@ -228,9 +399,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
             dim: d,
             k: cfg.neighborhood_k,
             inputs,
-            image: inputs
-                .image
-                .then(|| ImageEncoder::new(dev, &cfg.image_widths, d)),
+            image: inputs.image.then(|| ImageEncoder::new(dev, cfg)),
             poi: inputs
                 .poi
                 .then(|| PoiEncoder::new(dev, poi_channels, poi_raster, d, cfg.se)),
@@ -337,15 +506,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
     /// Names and references of every parameter the configuration uses, in a fixed order.
     pub fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>) {
         if let Some(enc) = &mut self.image {
-            for (i, s) in enc.stages.iter_mut().enumerate() {
-                s.conv.params(&format!("image.stage{i}.conv"), out);
-                s.bn.params(&format!("image.stage{i}.bn"), out);
-            }
-            for (name, s) in [("res_a", &mut enc.res_a), ("res_b", &mut enc.res_b)] {
-                s.conv.params(&format!("image.{name}.conv"), out);
-                s.bn.params(&format!("image.{name}.bn"), out);
-            }
-            enc.proj.params("image.proj", out);
+            enc.params(out);
         }
         if let Some(enc) = &mut self.poi {
             enc.c1.conv.params("poi.c1.conv", out);
@@ -392,11 +553,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
     pub fn running_stats(&mut self) -> Vec<(String, &mut BatchNorm<D>)> {
         let mut out: Vec<(String, &mut BatchNorm<D>)> = Vec::new();
         if let Some(enc) = &mut self.image {
-            for (i, s) in enc.stages.iter_mut().enumerate() {
-                out.push((format!("image.stage{i}.bn"), &mut s.bn));
-            }
-            out.push(("image.res_a.bn".into(), &mut enc.res_a.bn));
-            out.push(("image.res_b.bn".into(), &mut enc.res_b.bn));
+            enc.running_stats(&mut out);
         }
         if let Some(enc) = &mut self.poi {
             out.push(("poi.c1.bn".into(), &mut enc.c1.bn));

@@ -280,6 +280,115 @@ fn restore(net: &mut OpenCarbonNet<Dev>, s: &Snapshot) {
     }
 }
 
+/// The network, its optimiser and everything one training epoch needs.
+pub struct Trainer<'a> {
+    cfg: &'a OpenCarbonConfig,
+    inputs: Inputs,
+    datasets: &'a [&'a PreparedDataset],
+    dev: Dev,
+    net: OpenCarbonNet<Dev>,
+    opt: Adam,
+    norm: ImageNorm,
+    rng: ChaCha8Rng,
+}
+
+/// What one epoch measured.
+pub struct EpochStats {
+    /// Mean training loss per target tile.
+    pub loss_per_tile: f64,
+    /// Target tiles trained on (batches of one tile are skipped: batch norm needs two).
+    pub tiles: usize,
+    /// Gradient norm of the last batch.
+    pub grad_norm: f32,
+}
+
+impl<'a> Trainer<'a> {
+    pub fn new(
+        cfg: &'a OpenCarbonConfig,
+        inputs: Inputs,
+        seed: u64,
+        datasets: &'a [&'a PreparedDataset],
+    ) -> Self {
+        let dev = Dev::seed_from_u64(seed);
+        let (channels, raster) = (datasets[0].pois.channels, datasets[0].pois.size);
+        Trainer {
+            cfg,
+            inputs,
+            datasets,
+            net: OpenCarbonNet::new(&dev, cfg, inputs, channels, raster),
+            dev,
+            opt: Adam::new(cfg.lr as f32, cfg.weight_decay as f32),
+            norm: image_norm(datasets),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0C_A2B0),
+        }
+    }
+
+    /// One pass over the training tiles `train` (reshuffled in place), with `target` the
+    /// value the network learns for a tile. Epoch numbers start at 0.
+    pub fn epoch(
+        &mut self,
+        epoch: usize,
+        train: &mut [(usize, usize)],
+        target: &dyn Fn(&(usize, usize)) -> f64,
+    ) -> Result<EpochStats> {
+        let cfg = self.cfg;
+        let batches = make_batches(
+            self.datasets,
+            train,
+            cfg.batch_size,
+            cfg.patch_tiles,
+            &mut self.rng,
+        );
+        let use_contrastive = cfg.contrastive && self.inputs.image && self.inputs.poi;
+        let (mut loss_sum, mut tiles, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
+        for batch in batches.iter().map(|b| b.as_slice()) {
+            if batch.len() < 2 {
+                continue; // batch norm needs two samples
+            }
+            let lay = layout(self.datasets, batch, cfg.neighborhood_k);
+            let (img, poi) = tile_inputs(
+                &self.dev,
+                self.datasets,
+                &lay.tiles,
+                self.inputs,
+                &self.norm,
+            );
+            // The image branch starts on a tape with a gradient store; the POI branch starts
+            // its own tape in its first (sparse) convolution; the loss merges them.
+            let img = img.map(|i| i.traced(Gradients::leaky()));
+            let (xs, xp) = self.net.encode(img, poi.as_ref(), true);
+            let f = self
+                .net
+                .head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
+            let y: Tensor<(usize,), f32, Dev> = self.dev.tensor_from_vec(
+                batch.iter().map(|t| target(t) as f32).collect(),
+                (batch.len(),),
+            );
+            let l1 = (f.prediction - y).abs().sum();
+            let loss = match f.centre_pair {
+                Some((s, p)) if use_contrastive && epoch >= cfg.contrastive_epoch => {
+                    l1 + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
+                }
+                _ => l1,
+            };
+            loss_sum += loss.array() as f64;
+            tiles += batch.len();
+            let mut grads = loss.backward();
+            let mut ps: Vec<(String, ParamRef<'_, Dev>)> = Vec::new();
+            self.net.params(&mut ps);
+            grad_norm = self
+                .opt
+                .step(&mut ps, &mut grads)
+                .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
+        }
+        Ok(EpochStats {
+            loss_per_tile: loss_sum / tiles.max(1) as f64,
+            tiles,
+            grad_norm,
+        })
+    }
+}
+
 pub fn fit_predict(
     cfg: &OpenCarbonConfig,
     inputs: Inputs,
@@ -288,13 +397,7 @@ pub fn fit_predict(
     rows: &[Row],
     run: &mut RunDir,
 ) -> Result<Fitted> {
-    let dev = Dev::seed_from_u64(seed);
-    let channels = datasets[0].pois.channels;
-    let raster = datasets[0].pois.size;
-    let mut net = OpenCarbonNet::new(&dev, cfg, inputs, channels, raster);
-    let norm = image_norm(datasets);
-    let mut opt = Adam::new(cfg.lr as f32, cfg.weight_decay as f32);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0C_A2B0);
+    let mut trainer = Trainer::new(cfg, inputs, seed, datasets);
     let log_emission = |&(d, t): &(usize, usize)| datasets[d].data.tiles[t].emission.ln();
 
     let part = |p: SplitPart| -> Vec<(usize, usize)> {
@@ -316,10 +419,9 @@ pub fn fit_predict(
         .max(1e-6);
     let target_of = |t: &(usize, usize)| (log_emission(t) - y_mean) / y_std;
     let unscale = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|p| p * y_std + y_mean).collect() };
-    let use_contrastive = cfg.contrastive && inputs.image && inputs.poi;
     {
         let mut ps = Vec::new();
-        net.params(&mut ps);
+        trainer.net.params(&mut ps);
         let n: usize = ps
             .iter()
             .map(|(_, p)| p.shape().iter().product::<usize>())
@@ -336,63 +438,29 @@ pub fn fit_predict(
     let mut since_best = 0;
     let started = std::time::Instant::now();
     for epoch in 0..cfg.max_epochs {
-        let batches = make_batches(
-            datasets,
-            &mut train,
-            cfg.batch_size,
-            cfg.patch_tiles,
-            &mut rng,
-        );
-        let (mut loss_sum, mut count, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
-        for batch in batches.iter().map(|b| b.as_slice()) {
-            if batch.len() < 2 {
-                continue; // batch norm needs two samples
-            }
-            let lay = layout(datasets, batch, cfg.neighborhood_k);
-            let (img, poi) = tile_inputs(&dev, datasets, &lay.tiles, inputs, &norm);
-            // The image branch starts on a tape with a gradient store; the POI branch starts
-            // its own tape in its first (sparse) convolution; the loss merges them.
-            let img = img.map(|i| i.traced(Gradients::leaky()));
-            let (xs, xp) = net.encode(img, poi.as_ref(), true);
-            let f = net.head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
-            let y: Tensor<(usize,), f32, Dev> = dev.tensor_from_vec(
-                batch.iter().map(|t| target_of(t) as f32).collect(),
-                (batch.len(),),
-            );
-            let l1 = (f.prediction - y).abs().sum();
-            let loss = match f.centre_pair {
-                Some((s, p)) if use_contrastive && epoch >= cfg.contrastive_epoch => {
-                    l1 + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
-                }
-                _ => l1,
-            };
-            loss_sum += loss.array() as f64;
-            count += batch.len();
-            let mut grads = loss.backward();
-            let mut ps: Vec<(String, ParamRef<'_, Dev>)> = Vec::new();
-            net.params(&mut ps);
-            grad_norm = opt
-                .step(&mut ps, &mut grads)
-                .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
-        }
+        let stats = trainer.epoch(epoch, &mut train, &target_of)?;
         let last = epoch + 1 == cfg.max_epochs;
         if (epoch + 1) % cfg.valid_every == 0 || last {
             let score = if valid.is_empty() {
-                -(loss_sum / count.max(1) as f64) // no validation tiles: track the training loss
+                -stats.loss_per_tile // no validation tiles: track the training loss
             } else {
+                let t = &mut trainer;
                 r2(
                     &valid_y,
-                    &unscale(predict(&mut net, &dev, datasets, &valid, inputs, &norm)),
+                    &unscale(predict(
+                        &mut t.net, &t.dev, datasets, &valid, inputs, &t.norm,
+                    )),
                 )
             };
             run.log(&format!(
-                "epoch {:>4}: train L1/tile (standardised) {:.4}, grad norm {grad_norm:.3}, valid R² {score:.4} ({:.0} s)",
+                "epoch {:>4}: train L1/tile (standardised) {:.4}, grad norm {:.3}, valid R² {score:.4} ({:.0} s)",
                 epoch + 1,
-                loss_sum / count.max(1) as f64,
+                stats.loss_per_tile,
+                stats.grad_norm,
                 started.elapsed().as_secs_f64()
             ));
             if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-                best = Some((score, epoch + 1, snapshot(&mut net)));
+                best = Some((score, epoch + 1, snapshot(&mut trainer.net)));
                 since_best = 0;
             } else {
                 since_best += 1;
@@ -405,6 +473,9 @@ pub fn fit_predict(
     }
     let (best_score, best_epoch, snap) =
         best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
+    let Trainer {
+        mut net, dev, norm, ..
+    } = trainer;
     restore(&mut net, &snap);
     run.log(&format!(
         "best validation R² {best_score:.4} at epoch {best_epoch}"
@@ -464,6 +535,7 @@ mod tests {
     use super::*;
     use crate::config::{DatasetEntry, DatasetSource};
     use crate::data::synth::GENERATOR_VERSION;
+    use crate::models::opencarbon::ImageEncoderKind;
     use crate::train::prepare_dataset;
 
     fn tiny(cache: &std::path::Path) -> PreparedDataset {
@@ -537,6 +609,28 @@ mod tests {
     }
 
     #[test]
+    fn the_resnet_encoder_trains_checkpoints_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = tiny(&dir.path().join("cache"));
+        let rows = rows_for(&ds, 20, 8);
+        let mut cfg = small_config(4);
+        cfg.valid_every = 2;
+        cfg.image_encoder = ImageEncoderKind::Resnet;
+        cfg.image_widths = vec![4, 8];
+        cfg.image_blocks = 2;
+        let mut run = RunDir::begin(&dir.path().join("runs"), "resnet").unwrap();
+        let fitted = fit_predict(&cfg, Inputs::default(), 0, &[&ds], &rows, &mut run).unwrap();
+        assert!(fitted.predictions.iter().all(|p| p.is_finite()));
+        let stored = crate::nn::params::load_safetensors(&run.path("best.safetensors")).unwrap();
+        for want in [
+            "image.stem.conv.weight",
+            "image.block2.down.bn.running_mean",
+        ] {
+            assert!(stored.contains_key(want), "{want} not in the checkpoint");
+        }
+    }
+
+    #[test]
     fn the_same_seed_gives_identical_predictions() {
         let dir = tempfile::tempdir().unwrap();
         let ds = tiny(&dir.path().join("cache"));
@@ -570,28 +664,36 @@ mod tests {
             .collect();
         let norm = image_norm(&[&ds]);
         let full = Inputs::default();
-        for (inputs, se) in [
-            (full, true),
-            (full, false),
+        for (inputs, se, resnet) in [
+            (full, true, false),
+            (full, false, false),
+            (full, true, true),
             (
                 Inputs {
                     image: false,
                     ..full
                 },
                 true,
+                false,
             ),
-            (Inputs { poi: false, ..full }, true),
+            (Inputs { poi: false, ..full }, true, false),
             (
                 Inputs {
                     neighborhood: false,
                     ..full
                 },
                 true,
+                false,
             ),
         ] {
             let dev = Dev::seed_from_u64(5);
             let mut cfg = small_config(1);
             cfg.se = se;
+            if resnet {
+                cfg.image_encoder = ImageEncoderKind::Resnet;
+                cfg.image_widths = vec![4, 8];
+                cfg.image_blocks = 1;
+            }
             let mut net = OpenCarbonNet::new(&dev, &cfg, inputs, ds.pois.channels, ds.pois.size);
             let lay = layout(&[&ds], &targets, 1);
             let (img, poi) = tile_inputs(&dev, &[&ds], &lay.tiles, inputs, &norm);
@@ -609,7 +711,7 @@ mod tests {
                 let g = p.grad(&mut grads).unwrap();
                 assert!(
                     g.iter().any(|v| *v != 0.0),
-                    "{inputs:?} se={se}: `{name}` got no gradient"
+                    "{inputs:?} se={se} resnet={resnet}: `{name}` got no gradient"
                 );
             }
         }

@@ -1,0 +1,72 @@
+//! One training epoch of OpenCarbon's CPU configuration (configs/models/opencarbon_cpu.yaml)
+//! on the london preset at the ablation experiment's input sizes (32 px images, 64 px POI
+//! rasters), 60 % of the target tiles for training: prints training tiles per second.
+//! Run: `cargo bench --bench epoch [-- --epochs N]`; compare with
+//! `scripts/bench_epoch_torch.py` (a straightforward PyTorch implementation of the same
+//! configuration that encodes every neighbourhood tile separately), which prints its own
+//! tiles/s. The london city is generated into .cache/ on first use, as the CLI does.
+
+use std::path::Path;
+use std::time::Instant;
+
+use opencarbon::config::{DatasetEntry, DatasetSource};
+use opencarbon::data::split::random_split;
+use opencarbon::data::synth::GENERATOR_VERSION;
+use opencarbon::data::SplitPart;
+use opencarbon::models::opencarbon::train::Trainer;
+use opencarbon::models::{Inputs, ModelConfig};
+use opencarbon::train::prepare_dataset;
+
+fn main() {
+    opencarbon::nn::reuse_large_allocations();
+    let args: Vec<String> = std::env::args().collect();
+    let epochs: usize = args
+        .iter()
+        .position(|a| a == "--epochs")
+        .and_then(|i| args.get(i + 1))
+        .map_or(3, |v| v.parse().expect("--epochs N"));
+    let text = std::fs::read_to_string("configs/models/opencarbon_cpu.yaml").unwrap();
+    let mut body: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
+    body.remove("kind");
+    let Ok(ModelConfig::OpenCarbon(cfg)) = ModelConfig::from_yaml("opencarbon", body.into()) else {
+        panic!("configs/models/opencarbon_cpu.yaml is not a valid opencarbon model");
+    };
+    let entry = DatasetEntry {
+        name: "london".into(),
+        source: DatasetSource::Preset {
+            preset: "london".into(),
+            seed: 0,
+            generator: GENERATOR_VERSION,
+        },
+    };
+    let ds = prepare_dataset(&entry, Path::new(".cache"), 32, 64).unwrap();
+    let split = random_split(&ds.data, [0.6, 0.2, 0.2], 0);
+    let mut train: Vec<(usize, usize)> = (0..ds.data.tiles.len())
+        .filter(|&t| split[t] == Some(SplitPart::Train))
+        .map(|t| (0, t))
+        .collect();
+    let datasets = [&ds];
+    let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
+    let mut trainer = Trainer::new(&cfg, Inputs::default(), 0, &datasets);
+    println!(
+        "london, {} training tiles, batch {}, patch_tiles {}, contrastive from epoch {}",
+        train.len(),
+        cfg.batch_size,
+        cfg.patch_tiles,
+        cfg.contrastive_epoch
+    );
+    for epoch in 0..epochs {
+        // Epochs from the contrastive warm-up on, so the InfoNCE term is part of the timing.
+        let e = epoch + cfg.contrastive_epoch;
+        let t = Instant::now();
+        let stats = trainer.epoch(e, &mut train, &target).unwrap();
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "epoch {}: {:.2} s, {:.0} training tiles/s (loss/tile {:.3})",
+            epoch + 1,
+            s,
+            stats.tiles as f64 / s,
+            stats.loss_per_tile
+        );
+    }
+}
