@@ -1,7 +1,9 @@
 //! One training epoch of OpenCarbon's CPU configuration (configs/models/opencarbon_cpu.yaml)
 //! on the london preset at the ablation experiment's input sizes (32 px images, 64 px POI
 //! rasters), 60 % of the target tiles for training: prints training tiles per second.
-//! Run: `cargo bench --bench epoch [-- --epochs N]`; compare with
+//! Run: `cargo bench --bench epoch [-- --epochs N] [--config F --image-size S --tiles N]`
+//! (e.g. `--config configs/models/opencarbon_paper.yaml --image-size 256 --tiles 64` times
+//! the ResNet-18 configuration on the first 64 training tiles); compare with
 //! `scripts/bench_epoch_torch.py` (a straightforward PyTorch implementation of the same
 //! configuration that encodes every neighbourhood tile separately), which prints its own
 //! tiles/s. The london city is generated into .cache/ on first use, as the CLI does.
@@ -20,12 +22,19 @@ use opencarbon::train::prepare_dataset;
 fn main() {
     opencarbon::nn::reuse_large_allocations();
     let args: Vec<String> = std::env::args().collect();
-    let epochs: usize = args
-        .iter()
-        .position(|a| a == "--epochs")
-        .and_then(|i| args.get(i + 1))
-        .map_or(3, |v| v.parse().expect("--epochs N"));
-    let text = std::fs::read_to_string("configs/models/opencarbon_cpu.yaml").unwrap();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let number = |name: &str, default: usize| {
+        arg(name).map_or(default, |v| v.parse().expect("a whole number"))
+    };
+    let epochs = number("--epochs", 3);
+    let image_size = number("--image-size", 32);
+    let config = arg("--config").unwrap_or("configs/models/opencarbon_cpu.yaml".into());
+    let text = std::fs::read_to_string(&config).unwrap();
     let mut body: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
     body.remove("kind");
     let Ok(ModelConfig::OpenCarbon(cfg)) = ModelConfig::from_yaml("opencarbon", body.into()) else {
@@ -39,17 +48,18 @@ fn main() {
             generator: GENERATOR_VERSION,
         },
     };
-    let ds = prepare_dataset(&entry, Path::new(".cache"), 32, 64).unwrap();
+    let ds = prepare_dataset(&entry, Path::new(".cache"), image_size, 64).unwrap();
     let split = random_split(&ds.data, [0.6, 0.2, 0.2], 0);
     let mut train: Vec<(usize, usize)> = (0..ds.data.tiles.len())
         .filter(|&t| split[t] == Some(SplitPart::Train))
         .map(|t| (0, t))
         .collect();
+    train.truncate(number("--tiles", train.len()));
     let datasets = [&ds];
     let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
     let mut trainer = Trainer::new(&cfg, Inputs::default(), 0, &datasets);
     println!(
-        "london, {} training tiles, batch {}, patch_tiles {}, contrastive from epoch {}",
+        "{config}, london at {image_size} px, {} training tiles, batch {}, patch_tiles {}, contrastive from epoch {}",
         train.len(),
         cfg.batch_size,
         cfg.patch_tiles,
@@ -62,7 +72,7 @@ fn main() {
         let stats = trainer.epoch(e, &mut train, &target).unwrap();
         let s = t.elapsed().as_secs_f64();
         println!(
-            "epoch {}: {:.2} s, {:.0} training tiles/s (loss/tile {:.3})",
+            "epoch {}: {:.2} s, {:.1} training tiles/s (loss/tile {:.3})",
             epoch + 1,
             s,
             stats.tiles as f64 / s,
