@@ -8,7 +8,8 @@ use crate::config::{self, Plan};
 use crate::data::{inspect, synth, CityDataset};
 use crate::error::{Error, Result};
 use crate::report;
-use crate::train::{self, RunOptions};
+use crate::train::cluster::{self, EmitOptions};
+use crate::train::{self, JobSelection, RunOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,11 +31,28 @@ pub enum Command {
         /// Run finished jobs again, replacing their results.
         #[arg(long)]
         force: bool,
+        /// Run only job I of the plan (`plan` lists the indices), e.g. a Slurm array task.
+        #[arg(long, value_name = "I", conflicts_with = "shard")]
+        index: Option<usize>,
+        /// Run every N-th job starting at job I.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Train on this device instead of the experiment's `device` (cpu, cuda, cuda:N).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Print the expanded job table without running anything.
     Plan {
         /// The experiment file (YAML).
         experiment: PathBuf,
+        /// Print the frozen job list as JSON (index, run id, configuration, status).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write scripts that run an experiment's jobs on a cluster scheduler.
+    Emit {
+        #[command(subcommand)]
+        target: EmitTarget,
     },
     /// Rebuild summary.csv and the tables from the run directories.
     Report {
@@ -77,6 +95,44 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EmitTarget {
+    /// A Slurm job array (`run --index $SLURM_ARRAY_TASK_ID`) and a report job that runs after
+    /// every task succeeded; submit with the written submit.sh.
+    Slurm {
+        /// The experiment file (YAML).
+        experiment: PathBuf,
+        #[command(flatten)]
+        common: EmitArgs,
+    },
+    /// A Kubernetes Indexed Job (`run --index $JOB_COMPLETION_INDEX`) and a report Job.
+    K8s {
+        /// The experiment file (YAML), relative to the repository root mounted at /work.
+        experiment: PathBuf,
+        #[command(flatten)]
+        common: EmitArgs,
+        /// Container image that holds the opencarbon binary.
+        #[arg(long, default_value = "opencarbon:latest")]
+        image: String,
+        /// PersistentVolumeClaim with the repository (experiments, configs, results).
+        #[arg(long, default_value = "opencarbon-work")]
+        claim: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EmitArgs {
+    /// Most tasks running at once (0 = as many as the scheduler allows).
+    #[arg(long, default_value_t = 0)]
+    parallel: usize,
+    /// CPU cores per task.
+    #[arg(long, default_value_t = 4)]
+    cpus: usize,
+    /// Where to write the scripts (default: results/<experiment>/<slurm|k8s>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 pub fn main() -> Result<()> {
@@ -146,14 +202,74 @@ pub fn main() -> Result<()> {
             }
             Ok(())
         }
-        Command::Plan { experiment } => {
+        Command::Plan { experiment, json } => {
             let plan = Plan::new(config::load_experiment(&experiment)?);
-            print!("{}", plan.table());
+            if json {
+                let text = serde_json::to_string_pretty(&plan.to_json())
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                println!("{text}");
+            } else {
+                print!("{}", plan.table());
+            }
             Ok(())
         }
-        Command::Run { experiment, force } => {
-            let plan = Plan::new(config::load_experiment(&experiment)?);
-            let result = train::run_experiment(&plan, RunOptions { force });
+        Command::Emit { target } => {
+            let (experiment, common, scheduler) = match &target {
+                EmitTarget::Slurm { experiment, common } => (experiment, common, "slurm"),
+                EmitTarget::K8s {
+                    experiment, common, ..
+                } => (experiment, common, "k8s"),
+            };
+            let plan = Plan::new(config::load_experiment(experiment)?);
+            let options = EmitOptions {
+                parallel: common.parallel,
+                cpus: common.cpus,
+            };
+            let emitted = match &target {
+                EmitTarget::Slurm { .. } => cluster::slurm(&plan, &options)?,
+                EmitTarget::K8s { image, claim, .. } => {
+                    cluster::kubernetes(&plan, &options, image, claim)?
+                }
+            };
+            let dir = common
+                .out
+                .clone()
+                .unwrap_or_else(|| plan.experiment.experiment_dir().join(scheduler));
+            for p in cluster::write(&emitted, &dir)? {
+                println!("wrote {}", p.display());
+            }
+            println!(
+                "{} jobs; submit with: {} (in {})",
+                plan.jobs.len(),
+                emitted.submit,
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Run {
+            experiment,
+            force,
+            index,
+            shard,
+            device,
+        } => {
+            let mut exp = config::load_experiment(&experiment)?;
+            if let Some(d) = device {
+                exp.device = config::DeviceSpec::parse(&d).map_err(Error::Usage)?;
+            }
+            exp.device.check_available()?;
+            let selection = match (index, shard) {
+                (Some(i), _) => JobSelection::Index(i),
+                (None, Some(s)) => JobSelection::parse_shard(&s)?,
+                (None, None) => JobSelection::All,
+            };
+            let plan = Plan::new(exp);
+            let result = train::run_experiment(&plan, RunOptions { force, selection });
+            // One task of many leaves the tables to the report job (`emit`), which runs once
+            // every task has finished.
+            if selection != JobSelection::All {
+                return result.map(|_| ());
+            }
             // Tables are rebuilt even when some jobs failed, from the runs that finished.
             let dir = plan.experiment.experiment_dir();
             if dir.exists()
@@ -174,8 +290,15 @@ pub fn main() -> Result<()> {
                     .unwrap_or_default();
                 (target, title)
             } else {
-                let e = config::load_experiment(&target)?;
-                (e.experiment_dir(), e.name)
+                let plan = Plan::new(config::load_experiment(&target)?);
+                let dir = plan.experiment.experiment_dir();
+                if dir.exists() {
+                    print!("{}", report::write_report(&dir, &plan.experiment.name)?);
+                }
+                // Given the experiment, the report knows which jobs should exist.
+                plan.check_complete()?;
+                println!("all {} jobs are done", plan.jobs.len());
+                return Ok(());
             };
             print!("{}", report::write_report(&dir, &title)?);
             Ok(())

@@ -45,6 +45,13 @@ pub enum Error {
     Model(String),
     /// Some jobs of an experiment failed; the others finished (exit 1).
     JobsFailed { failed: usize, total: usize },
+    /// An experiment's report found jobs without a finished result (exit 1); each list holds
+    /// "index run-id" entries.
+    Incomplete {
+        failed: Vec<String>,
+        running: Vec<String>,
+        missing: Vec<String>,
+    },
     /// Anything else that is the program's fault rather than the input's (exit 1).
     Internal(String),
 }
@@ -85,7 +92,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Config { .. } | Error::Dataset { .. } => 2,
-            Error::Io { .. } | Error::Model(_) | Error::JobsFailed { .. } | Error::Internal(_) => 1,
+            Error::Io { .. }
+            | Error::Model(_)
+            | Error::JobsFailed { .. }
+            | Error::Incomplete { .. }
+            | Error::Internal(_) => 1,
         }
     }
 }
@@ -117,6 +128,29 @@ impl fmt::Display for Error {
             Error::Model(m) => write!(f, "model: {m}"),
             Error::JobsFailed { failed, total } => {
                 write!(f, "{failed} of {total} jobs failed (see their run.log)")
+            }
+            Error::Incomplete {
+                failed,
+                running,
+                missing,
+            } => {
+                write!(f, "the experiment is incomplete:")?;
+                for (what, list) in [
+                    ("failed", failed),
+                    ("still running", running),
+                    ("missing (never run)", missing),
+                ] {
+                    if !list.is_empty() {
+                        let shown: Vec<&str> = list.iter().take(10).map(String::as_str).collect();
+                        let more = list.len().saturating_sub(10);
+                        write!(f, " {} {what} ({}", list.len(), shown.join(", "))?;
+                        if more > 0 {
+                            write!(f, ", and {more} more")?;
+                        }
+                        write!(f, ");")?;
+                    }
+                }
+                write!(f, " run the missing jobs, then `report` again")
             }
             Error::Internal(m) => write!(f, "internal error: {m}"),
         }

@@ -33,6 +33,9 @@ struct RawExperiment {
     image_size: usize,
     #[serde(default = "default_image_size")]
     poi_raster_size: usize,
+    /// `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    device: String,
     datasets: Vec<Value>,
     models: Vec<Value>,
     splits: Vec<Value>,
@@ -44,6 +47,9 @@ fn default_results_dir() -> PathBuf {
 }
 fn default_cache_dir() -> PathBuf {
     PathBuf::from(".cache")
+}
+fn default_device() -> String {
+    "cpu".into()
 }
 fn default_image_size() -> usize {
     64
@@ -133,6 +139,52 @@ pub struct DatasetEntry {
     pub source: DatasetSource,
 }
 
+/// Where the neural models train: `device: cpu | cuda | cuda:N` in an experiment, or
+/// `run --device`. Not part of a job's identity (run id): the same job on another device is
+/// the same job; the manifest records where it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceSpec {
+    pub fn parse(text: &str) -> std::result::Result<DeviceSpec, String> {
+        match text.trim() {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            t => t
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("`{t}` is not a device, expected cpu, cuda or cuda:N")),
+        }
+    }
+
+    pub fn is_cuda(self) -> bool {
+        matches!(self, DeviceSpec::Cuda(_))
+    }
+
+    /// Why this build cannot use the device, if it cannot.
+    pub fn check_available(self) -> Result<()> {
+        match self {
+            DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(Error::Usage(
+                "this opencarbon was built without CUDA support: rebuild with `cargo build --release --features cuda` (see README, \"Run on a GPU\")".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
 /// A validated experiment.
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -142,6 +194,7 @@ pub struct Experiment {
     pub cache_dir: PathBuf,
     pub image_size: usize,
     pub poi_raster_size: usize,
+    pub device: DeviceSpec,
     pub datasets: Vec<DatasetEntry>,
     /// Every model configuration after grid expansion, with the index of its YAML entry.
     pub models: Vec<(usize, ModelSpec)>,
@@ -556,6 +609,10 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
             problems.add(field, "is empty, expected at least one entry");
         }
     }
+    let device = DeviceSpec::parse(&raw.device).unwrap_or_else(|e| {
+        problems.add("device", e);
+        DeviceSpec::Cpu
+    });
     let mut seen_seeds = BTreeSet::new();
     for (i, s) in raw.seeds.iter().enumerate() {
         if !seen_seeds.insert(*s) {
@@ -599,6 +656,7 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
         cache_dir: raw.cache_dir,
         image_size: raw.image_size,
         poi_raster_size: raw.poi_raster_size,
+        device,
         datasets,
         models,
         splits,

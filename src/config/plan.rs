@@ -53,6 +53,8 @@ pub struct Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
     Done,
+    /// Claimed by a process (its lock file exists) and not finished.
+    Running,
     Failed,
     Pending,
 }
@@ -61,6 +63,7 @@ impl JobStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Done => "done",
+            JobStatus::Running => "running",
             JobStatus::Failed => "failed",
             JobStatus::Pending => "pending",
         }
@@ -116,10 +119,63 @@ impl Plan {
         let dir = self.run_dir(job);
         if track::is_done(&dir) {
             JobStatus::Done
+        } else if track::claim::lock_path(&self.experiment.experiment_dir(), &job.run_id).exists() {
+            JobStatus::Running
         } else if dir.exists() {
             JobStatus::Failed
         } else {
             JobStatus::Pending
+        }
+    }
+
+    /// The frozen job list as JSON (`opencarbon plan --json`): what a cluster scheduler's
+    /// array index `run --index I` refers to.
+    pub fn to_json(&self) -> serde_json::Value {
+        let jobs: Vec<serde_json::Value> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "index": j.index,
+                    "run_id": j.run_id,
+                    "dataset": j.dataset_label(),
+                    "model": j.config.model.label(),
+                    "split": j.config.split.label(),
+                    "seed": j.config.seed,
+                    "status": self.status(j).as_str(),
+                    "run_dir": self.run_dir(j),
+                    "config": j.config,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "experiment": self.experiment.name,
+            "file": self.experiment.file,
+            "results_dir": self.experiment.experiment_dir(),
+            "jobs": jobs,
+        })
+    }
+
+    /// Ok when every job has finished; otherwise which ones failed, are running or are missing.
+    pub fn check_complete(&self) -> crate::error::Result<()> {
+        let (mut failed, mut running, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+        for j in &self.jobs {
+            let entry = format!("#{} {}", j.index, j.run_id);
+            match self.status(j) {
+                JobStatus::Done => {}
+                JobStatus::Failed => failed.push(entry),
+                JobStatus::Running => running.push(entry),
+                JobStatus::Pending => missing.push(entry),
+            }
+        }
+        if failed.is_empty() && running.is_empty() && missing.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::error::Error::Incomplete {
+                failed,
+                running,
+                missing,
+            })
         }
     }
 

@@ -929,11 +929,20 @@ pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::pa
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     SynthCity::generate(&p, seed).write(&tmp)?;
-    if dir.exists() {
+    if dir.exists() && !dir.join("dataset.yaml").is_file() {
+        // Not a dataset (left by something else): make room.
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))?;
-    Ok(dir)
+    match std::fs::rename(&tmp, &dir) {
+        Ok(()) => Ok(dir),
+        // Another process (a parallel shard) generated the same city first: the generator is
+        // deterministic, so its copy is ours; never replace a directory others may be reading.
+        Err(_) if dir.join("dataset.yaml").is_file() => {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            Ok(dir)
+        }
+        Err(e) => Err(Error::io(&dir, e)),
+    }
 }
 
 #[cfg(test)]

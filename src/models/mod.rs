@@ -4,6 +4,7 @@
 //! The classical baselines are tabular: they see the per-tile feature table of
 //! `data::features`, standardised with the training rows' mean and deviation.
 
+pub mod gbdt;
 pub mod lasso;
 pub mod ols;
 pub mod opencarbon;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
+pub use gbdt::GbdtConfig;
 pub use lasso::{LassoConfig, LassoSmartcoreConfig};
 pub use ols::OlsConfig;
 pub use random_forest::RandomForestConfig;
@@ -26,6 +28,7 @@ pub enum ModelConfig {
     LassoSmartcore(LassoSmartcoreConfig),
     Ols(OlsConfig),
     RandomForest(RandomForestConfig),
+    Gbdt(GbdtConfig),
     OpenCarbon(opencarbon::OpenCarbonConfig),
 }
 
@@ -95,11 +98,12 @@ impl ModelSpec {
 }
 
 /// The model kinds a YAML file may name.
-pub const MODEL_KINDS: [&str; 5] = [
+pub const MODEL_KINDS: [&str; 6] = [
     "lasso",
     "lasso_smartcore",
     "ols",
     "random_forest",
+    "gbdt",
     "opencarbon",
 ];
 
@@ -113,6 +117,7 @@ impl ModelConfig {
             ModelConfig::LassoSmartcore(_) => "lasso_smartcore",
             ModelConfig::Ols(_) => "ols",
             ModelConfig::RandomForest(_) => "random_forest",
+            ModelConfig::Gbdt(_) => "gbdt",
             ModelConfig::OpenCarbon(_) => "opencarbon",
         }
     }
@@ -139,6 +144,7 @@ impl ModelConfig {
             "lasso_smartcore" => ModelConfig::LassoSmartcore(parse(body)?),
             "ols" => ModelConfig::Ols(parse(body)?),
             "random_forest" => ModelConfig::RandomForest(parse(body)?),
+            "gbdt" => ModelConfig::Gbdt(parse(body)?),
             "opencarbon" => ModelConfig::OpenCarbon(parse(body)?),
             other => {
                 return Err((
@@ -168,6 +174,7 @@ impl ModelConfig {
             ModelConfig::LassoSmartcore(c) => c.check(),
             ModelConfig::Ols(_) => Vec::new(),
             ModelConfig::RandomForest(c) => c.check(),
+            ModelConfig::Gbdt(c) => c.check(),
             ModelConfig::OpenCarbon(c) => c.check(),
         }
     }
@@ -182,6 +189,10 @@ impl ModelConfig {
                 "random_forest(t={},d={})",
                 c.n_trees,
                 c.max_depth.map_or("none".to_string(), |d| d.to_string())
+            ),
+            ModelConfig::Gbdt(c) => format!(
+                "gbdt(t={},d={},lr={})",
+                c.n_trees, c.max_depth, c.learning_rate
             ),
             ModelConfig::OpenCarbon(c) => c.label(),
         }
@@ -199,6 +210,7 @@ impl ModelConfig {
             ModelConfig::LassoSmartcore(c) => c.fit(x, y),
             ModelConfig::Ols(c) => c.fit(x, y),
             ModelConfig::RandomForest(c) => c.fit(x, y, seed),
+            ModelConfig::Gbdt(c) => c.fit(x, y, seed),
             ModelConfig::OpenCarbon(_) => Err(crate::error::Error::Internal(
                 "OpenCarbon is trained by models::opencarbon::train, not as a tabular model".into(),
             )),

@@ -10,6 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
+pub mod claim;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};

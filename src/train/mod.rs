@@ -1,6 +1,7 @@
 //! Running an experiment: prepare every dataset a pending job needs (so bad data fails before
 //! any job starts), then run each job into its run directory.
 
+pub mod cluster;
 pub mod job;
 mod tabular;
 
@@ -19,6 +20,7 @@ use crate::data::split::SplitSpec;
 use crate::data::{synth, TileGrid};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::track::claim::{self, Claim};
 use crate::track::{self, DatasetStamp, Manifest, RunDir, RunStatus};
 
 /// A dataset ready for jobs: validated, with its derived arrays.
@@ -137,24 +139,84 @@ pub struct RunMetrics {
     pub fit_seconds: f64,
 }
 
+/// Which jobs of the plan a `run` considers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSelection {
+    All,
+    /// One job, by its index in the plan (`run --index I`, e.g. a Slurm array task).
+    Index(usize),
+    /// Every `count`-th job starting at `index` (`run --shard I/N`).
+    Shard {
+        index: usize,
+        count: usize,
+    },
+}
+
+impl JobSelection {
+    pub fn includes(self, job_index: usize) -> bool {
+        match self {
+            JobSelection::All => true,
+            JobSelection::Index(i) => i == job_index,
+            JobSelection::Shard { index, count } => job_index % count == index,
+        }
+    }
+
+    /// Why this selection does not fit a plan of `jobs` jobs, if it does not.
+    pub fn check(self, jobs: usize) -> Result<()> {
+        match self {
+            JobSelection::Index(i) if i >= jobs => Err(Error::Usage(format!(
+                "--index {i} is out of range: the experiment has {jobs} jobs (0..{})",
+                jobs.saturating_sub(1)
+            ))),
+            JobSelection::Shard { index, count } if count == 0 || index >= count => {
+                Err(Error::Usage(format!(
+                    "--shard {index}/{count}: expected I/N with N >= 1 and 0 <= I < N"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Parse `I/N`.
+    pub fn parse_shard(text: &str) -> Result<JobSelection> {
+        let bad = || Error::Usage(format!("--shard `{text}`: expected I/N, e.g. 0/4"));
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let sel = JobSelection::Shard {
+            index: i.trim().parse().map_err(|_| bad())?,
+            count: n.trim().parse().map_err(|_| bad())?,
+        };
+        sel.check(usize::MAX)?;
+        Ok(sel)
+    }
+}
+
 /// Which jobs `run` should run.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     pub force: bool,
+    pub selection: JobSelection,
 }
 
-/// Run the experiment's unfinished jobs (all with `force`). Returns the number of jobs run.
+/// Run the experiment's selected unfinished jobs (all selected with `force`). Each job is
+/// claimed first (`track::claim`), so processes sharing the results directory never run the
+/// same job at once. Returns the number of jobs this process ran.
 pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
-    let todo: Vec<&Job> = plan
+    options.selection.check(plan.jobs.len())?;
+    let selected: Vec<&Job> = plan
         .jobs
         .iter()
+        .filter(|j| options.selection.includes(j.index))
+        .collect();
+    let todo: Vec<&Job> = selected
+        .iter()
+        .copied()
         .filter(|j| options.force || plan.status(j) != JobStatus::Done)
         .collect();
-    let skipped = plan.jobs.len() - todo.len();
+    let skipped = selected.len() - todo.len();
     if todo.is_empty() {
         eprintln!(
-            "all {} jobs of `{}` are done; nothing to run",
-            plan.jobs.len(),
+            "all {} selected jobs of `{}` are done; nothing to run",
+            selected.len(),
             plan.experiment.name
         );
         return Ok(0);
@@ -187,8 +249,32 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     check_against_data(plan, &prepared)?;
 
     let started = Instant::now();
-    let mut failed = 0;
+    let exp_dir = plan.experiment.experiment_dir();
+    let (mut failed, mut ran) = (0, 0);
     for (k, job) in todo.iter().enumerate() {
+        let _claim = match claim::claim(&exp_dir, &job.run_id)? {
+            Claim::Claimed(c) => c,
+            Claim::Busy(holder) => {
+                eprintln!(
+                    "[{}/{}] {} skipped: being run by {holder}",
+                    k + 1,
+                    todo.len(),
+                    job.run_id
+                );
+                continue;
+            }
+        };
+        // Another process may have finished it between our status check and the claim.
+        if !options.force && plan.status(job) == JobStatus::Done {
+            eprintln!(
+                "[{}/{}] {} skipped: finished by another process",
+                k + 1,
+                todo.len(),
+                job.run_id
+            );
+            continue;
+        }
+        ran += 1;
         let datasets: Vec<&PreparedDataset> = job
             .config
             .datasets
@@ -219,18 +305,14 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
         }
     }
     eprintln!(
-        "ran {} jobs in {:.1} s into {}",
-        todo.len(),
+        "ran {ran} jobs in {:.1} s into {}",
         started.elapsed().as_secs_f64(),
-        plan.experiment.experiment_dir().display()
+        exp_dir.display()
     );
     if failed > 0 {
-        return Err(Error::JobsFailed {
-            failed,
-            total: todo.len(),
-        });
+        return Err(Error::JobsFailed { failed, total: ran });
     }
-    Ok(todo.len())
+    Ok(ran)
 }
 
 /// Run one job. The outer `Result` is for failures of the results store itself (which stop

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod neural;
+mod scale;
 mod workflow;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ impl Ran {
         }
     }
 
-    fn from(o: Output) -> Ran {
+    pub fn from(o: Output) -> Ran {
         Ran {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
