@@ -1,8 +1,8 @@
 //! Handcrafted per-tile features for the classical baselines: log POI counts per category,
 //! colour and texture statistics of the image, and the same averaged over the 3×3
-//! neighbourhood (present tiles only, from `TileGrid`).
+//! neighbourhood (present tiles only, from the queen-contiguity `TileGraph`).
 
-use super::grid::TileGrid;
+use super::graph::TileGraph;
 use super::raster::{ImageStack, PoiRaster};
 
 /// A row-major feature matrix with named columns.
@@ -72,12 +72,12 @@ pub fn image_stats(rgb: &[u8], size: usize) -> [f64; 10] {
 
 /// Build the feature table of every tile of a dataset.
 pub fn tile_features(
-    grid: &TileGrid,
+    graph: &TileGraph,
     images: &ImageStack,
     pois: &PoiRaster,
     categories: &[String],
 ) -> FeatureTable {
-    let own: Vec<Vec<f64>> = (0..grid.len())
+    let own: Vec<Vec<f64>> = (0..graph.len())
         .map(|t| {
             let counts = pois.counts(t);
             let total: f64 = counts.iter().sum();
@@ -94,9 +94,13 @@ pub fn tile_features(
     names.extend(own_names.iter().map(|n| format!("nb_{n}")));
     names.push("nb_present".into());
 
-    let rows = (0..grid.len())
+    let rows = (0..graph.len())
         .map(|t| {
-            let block: Vec<usize> = grid.block(t, 1).into_iter().flatten().collect();
+            // The tile and its graph neighbours (queen contiguity: the present tiles of the
+            // 3×3 block).
+            let block: Vec<usize> = std::iter::once(t)
+                .chain(graph.neighbours(t).iter().copied())
+                .collect();
             let mut row = own[t].clone();
             let mut mean = vec![0.0; own[t].len()];
             for &b in &block {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::format::Tile;
+use super::graph::TileGraph;
 
 #[derive(Debug, Clone)]
 pub struct TileGrid {
@@ -52,13 +53,12 @@ impl TileGrid {
         out
     }
 
-    /// Queen-contiguity neighbours (the 8 surrounding tiles that exist), not the tile itself.
-    pub fn queen_neighbours(&self, tile: usize) -> impl Iterator<Item = usize> + '_ {
-        let (cx, cy) = self.coords[tile];
+    /// Offsets (Δx, Δy) of contiguous tiles: the 8 around (`queen`) or the 4 sharing an edge.
+    pub fn offsets(&self, queen: bool) -> Vec<(i64, i64)> {
         (-1i64..=1)
-            .flat_map(move |j| (-1i64..=1).map(move |i| (i, j)))
-            .filter(|&(i, j)| i != 0 || j != 0)
-            .filter_map(move |(i, j)| self.at(cx as i64 + i, cy as i64 + j))
+            .flat_map(|j| (-1i64..=1).map(move |i| (i, j)))
+            .filter(|&(i, j)| (i, j) != (0, 0) && (queen || i == 0 || j == 0))
+            .collect()
     }
 
     /// Bounding box of the tiles: (min x, min y, max x, max y).
@@ -71,10 +71,10 @@ impl TileGrid {
     }
 }
 
-/// Moran's I of `values` over queen contiguity with binary weights, using only tiles where
+/// Moran's I of `values` over the graph's links with binary weights, using only tiles where
 /// `values` is `Some` (both ends of a link must have a value). `None` when undefined.
-pub fn morans_i(grid: &TileGrid, values: &[Option<f64>]) -> Option<f64> {
-    let present: Vec<usize> = (0..grid.len()).filter(|&i| values[i].is_some()).collect();
+pub fn morans_i(graph: &TileGraph, values: &[Option<f64>]) -> Option<f64> {
+    let present: Vec<usize> = (0..graph.len()).filter(|&i| values[i].is_some()).collect();
     let n = present.len();
     if n < 3 {
         return None;
@@ -85,7 +85,7 @@ pub fn morans_i(grid: &TileGrid, values: &[Option<f64>]) -> Option<f64> {
     let (mut num, mut w_sum) = (0.0, 0.0);
     for &i in &present {
         let zi = z(i).unwrap();
-        for j in grid.queen_neighbours(i) {
+        for &j in graph.neighbours(i) {
             if let Some(zj) = z(j) {
                 num += zi * zj;
                 w_sum += 1.0;
@@ -121,13 +121,14 @@ mod tests {
         let b = g.block(corner, 1);
         assert_eq!(b.iter().filter(|s| s.is_none()).count(), 5);
         assert_eq!(b[4], Some(corner));
-        assert_eq!(g.queen_neighbours(g.at(1, 1).unwrap()).count(), 8);
+        assert_eq!(g.offsets(true).len(), 8);
+        assert_eq!(g.offsets(false).len(), 4);
     }
 
     #[test]
     fn morans_i_of_a_gradient_is_high_and_of_stripes_negative() {
         let tiles = square(10);
-        let g = TileGrid::new(&tiles);
+        let g = TileGraph::build(&TileGrid::new(&tiles), crate::data::Contiguity::Queen);
         let grad: Vec<Option<f64>> = tiles.iter().map(|t| Some(t.x as f64)).collect();
         let stripes: Vec<Option<f64>> = tiles.iter().map(|t| Some((t.x % 2) as f64)).collect();
         assert!(morans_i(&g, &grad).unwrap() > 0.5);
@@ -144,7 +145,7 @@ mod tests {
                 emission: 1.0,
             })
             .collect();
-        let g = TileGrid::new(&tiles);
+        let g = TileGraph::build(&TileGrid::new(&tiles), crate::data::Contiguity::Queen);
         let v = vec![Some(1.0), Some(2.0), Some(3.0)];
         // I = n/W · Σ w z z / Σ z² = 3/4 · 0 / 2 = 0.
         assert!((morans_i(&g, &v).unwrap() - 0.0).abs() < 1e-12);

@@ -74,7 +74,10 @@ pub fn dataset_stats(ds: &CityDataset) -> DatasetStats {
             .collect(),
         total_emission: emissions.iter().sum(),
         unit: ds.meta.target.unit.clone(),
-        morans_i_log_emission: morans_i(&grid, &log_e),
+        morans_i_log_emission: morans_i(
+            &super::TileGraph::build(&grid, super::Contiguity::Queen),
+            &log_e,
+        ),
         splits: ds.split_names.clone(),
         warnings: ds.warnings.clone(),
     }

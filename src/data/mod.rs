@@ -3,6 +3,7 @@
 pub mod features;
 pub mod format;
 pub mod geo;
+pub mod graph;
 pub mod grid;
 pub mod inspect;
 pub mod raster;
@@ -10,4 +11,5 @@ pub mod split;
 pub mod synth;
 
 pub use format::{CityDataset, SplitPart, Tile};
+pub use graph::{Contiguity, TileGraph};
 pub use grid::TileGrid;

@@ -972,7 +972,8 @@ mod tests {
                 .iter()
                 .map(|t| t.is_target().then(|| t.emission.ln()))
                 .collect();
-            let i = morans_i(&grid, &log_e).unwrap();
+            let graph = crate::data::TileGraph::build(&grid, crate::data::Contiguity::Queen);
+            let i = morans_i(&graph, &log_e).unwrap();
             assert!((0.5..=0.85).contains(&i), "{name}: Moran's I {i}");
             let mut e: Vec<f64> = c
                 .tiles

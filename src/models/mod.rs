@@ -5,6 +5,7 @@
 //! `data::features`, standardised with the training rows' mean and deviation.
 
 pub mod gbdt;
+pub mod graphsage;
 pub mod lasso;
 pub mod ols;
 pub mod opencarbon;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 pub use gbdt::GbdtConfig;
+pub use graphsage::{GraphSageConfig, MlpConfig};
 pub use lasso::{LassoConfig, LassoSmartcoreConfig};
 pub use ols::OlsConfig;
 pub use random_forest::RandomForestConfig;
@@ -29,6 +31,8 @@ pub enum ModelConfig {
     Ols(OlsConfig),
     RandomForest(RandomForestConfig),
     Gbdt(GbdtConfig),
+    Mlp(MlpConfig),
+    GraphSage(GraphSageConfig),
     OpenCarbon(opencarbon::OpenCarbonConfig),
 }
 
@@ -98,12 +102,14 @@ impl ModelSpec {
 }
 
 /// The model kinds a YAML file may name.
-pub const MODEL_KINDS: [&str; 6] = [
+pub const MODEL_KINDS: [&str; 8] = [
     "lasso",
     "lasso_smartcore",
     "ols",
     "random_forest",
     "gbdt",
+    "mlp",
+    "graphsage",
     "opencarbon",
 ];
 
@@ -118,6 +124,8 @@ impl ModelConfig {
             ModelConfig::Ols(_) => "ols",
             ModelConfig::RandomForest(_) => "random_forest",
             ModelConfig::Gbdt(_) => "gbdt",
+            ModelConfig::Mlp(_) => "mlp",
+            ModelConfig::GraphSage(_) => "graphsage",
             ModelConfig::OpenCarbon(_) => "opencarbon",
         }
     }
@@ -145,6 +153,8 @@ impl ModelConfig {
             "ols" => ModelConfig::Ols(parse(body)?),
             "random_forest" => ModelConfig::RandomForest(parse(body)?),
             "gbdt" => ModelConfig::Gbdt(parse(body)?),
+            "mlp" => ModelConfig::Mlp(parse(body)?),
+            "graphsage" => ModelConfig::GraphSage(parse(body)?),
             "opencarbon" => ModelConfig::OpenCarbon(parse(body)?),
             other => {
                 return Err((
@@ -175,6 +185,8 @@ impl ModelConfig {
             ModelConfig::Ols(_) => Vec::new(),
             ModelConfig::RandomForest(c) => c.check(),
             ModelConfig::Gbdt(c) => c.check(),
+            ModelConfig::Mlp(c) => c.spec().check(),
+            ModelConfig::GraphSage(c) => c.spec().check(),
             ModelConfig::OpenCarbon(c) => c.check(),
         }
     }
@@ -194,6 +206,17 @@ impl ModelConfig {
                 "gbdt(t={},d={},lr={})",
                 c.n_trees, c.max_depth, c.learning_rate
             ),
+            ModelConfig::Mlp(c) => format!("mlp(l={},h={})", c.layers, c.hidden),
+            ModelConfig::GraphSage(c) => format!(
+                "graphsage(l={},h={},{},{})",
+                c.layers,
+                c.hidden,
+                serde_json::to_value(c.aggregator)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                String::from(c.contiguity)
+            ),
             ModelConfig::OpenCarbon(c) => c.label(),
         }
     }
@@ -211,9 +234,12 @@ impl ModelConfig {
             ModelConfig::Ols(c) => c.fit(x, y),
             ModelConfig::RandomForest(c) => c.fit(x, y, seed),
             ModelConfig::Gbdt(c) => c.fit(x, y, seed),
-            ModelConfig::OpenCarbon(_) => Err(crate::error::Error::Internal(
-                "OpenCarbon is trained by models::opencarbon::train, not as a tabular model".into(),
-            )),
+            ModelConfig::OpenCarbon(_) | ModelConfig::Mlp(_) | ModelConfig::GraphSage(_) => {
+                Err(crate::error::Error::Internal(format!(
+                    "{} is trained by its own module, not as a tabular model",
+                    self.kind()
+                )))
+            }
         }
     }
 }

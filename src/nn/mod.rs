@@ -4,6 +4,7 @@
 //! their own kernels live here, behind `LayerKernels`: the device-generic interface a CUDA
 //! build implements for `Cuda` without touching model code.
 
+pub mod aggregate;
 pub mod conv;
 pub mod layers;
 pub mod norm;
@@ -14,7 +15,10 @@ use dfdx::prelude::{
     Cpu, Gradients, HasShape, PutTape, SplitTape, Storage, Tape, Tensor, TensorFromVec,
 };
 
+pub use aggregate::Aggregation;
 pub use conv::{Conv2dGeometry, SparseBatch};
+
+use crate::data::graph::NeighbourLists;
 
 /// Keep freed large buffers in the heap for reuse instead of returning them to the kernel.
 ///
@@ -134,6 +138,24 @@ pub trait LayerKernels: Storage<f32> + Clone + 'static {
         train: bool,
         grad_out: &Self::Vec,
     ) -> Result<BatchNormGrads<Self>, Self::Err>;
+
+    /// Per node, the mean or maximum of its neighbours' rows of `h` [nodes, F].
+    fn aggregate_forward(
+        &self,
+        lists: &NeighbourLists,
+        h: &layers::Tensor2<Self>,
+        how: Aggregation,
+    ) -> Result<(layers::Tensor2<Self>, Self::Saved), Self::Err>;
+
+    /// Gradient of `aggregate_forward` with respect to `h`.
+    fn aggregate_backward(
+        &self,
+        lists: &NeighbourLists,
+        h: &Self::Saved,
+        shape: (usize, usize),
+        how: Aggregation,
+        grad_out: &Self::Vec,
+    ) -> Result<layers::Tensor2<Self>, Self::Err>;
 
     /// dst += src, elementwise (dst is a gradient buffer of the same length).
     fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>);
@@ -277,6 +299,36 @@ impl LayerKernels for Cpu {
             self.try_tensor_from_vec(gg, (shape.1,))?,
             self.try_tensor_from_vec(gb, (shape.1,))?,
         ))
+    }
+
+    fn aggregate_forward(
+        &self,
+        lists: &NeighbourLists,
+        h: &layers::Tensor2<Self>,
+        how: Aggregation,
+    ) -> Result<(layers::Tensor2<Self>, Vec<f32>), Self::Err> {
+        let shape = *h.shape();
+        let h = h.as_vec();
+        let y = aggregate::aggregate_forward(lists, &h, shape.1, how);
+        // The mean's backward pass does not read h.
+        let saved = if how == Aggregation::Max {
+            h
+        } else {
+            Vec::new()
+        };
+        Ok((self.try_tensor_from_vec(y, shape)?, saved))
+    }
+
+    fn aggregate_backward(
+        &self,
+        lists: &NeighbourLists,
+        h: &Vec<f32>,
+        shape: (usize, usize),
+        how: Aggregation,
+        grad_out: &Self::Vec,
+    ) -> Result<layers::Tensor2<Self>, Self::Err> {
+        let gh = aggregate::aggregate_backward(lists, h, shape.1, how, grad_out);
+        self.try_tensor_from_vec(gh, shape)
     }
 
     fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>) {
@@ -427,6 +479,35 @@ pub fn batch_norm<D: LayerKernels, T: Tape<f32, D>>(
         Ok(())
     });
     Ok((y.put_tape(tape), stats))
+}
+
+/// Neighbour aggregation of node rows `h` [nodes, F] over `lists` (mean, or per-feature
+/// maximum), recorded on `h`'s tape; nodes without neighbours get zero rows.
+pub fn aggregate<D: LayerKernels, T: Tape<f32, D>>(
+    h: layers::Tensor2<D, T>,
+    lists: &std::sync::Arc<NeighbourLists>,
+    how: Aggregation,
+) -> Result<layers::Tensor2<D, T>, D::Err> {
+    let shape = *h.shape();
+    assert_eq!(
+        shape.0,
+        lists.nodes(),
+        "aggregate: {} rows for a graph of {} nodes",
+        shape.0,
+        lists.nodes()
+    );
+    let (h, mut tape) = h.split_tape();
+    let dev = h.device().clone();
+    let (y, saved) = dev.aggregate_forward(lists, &h, how)?;
+    let (h_ghost, y_ghost, lists) = (h.ghost(), y.ghost(), lists.clone());
+    drop(h);
+    tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
+        let grad_out = grads.get_or_alloc_mut(&y_ghost)?;
+        let gh = dev.aggregate_backward(&lists, &saved, shape, how, grad_out)?;
+        dev.accumulate(grads.get_or_alloc_mut(&h_ghost)?, &gh);
+        Ok(())
+    });
+    Ok(y.put_tape(tape))
 }
 
 /// Convolution of sparse input data (e.g. POI rasters), starting a new tape of type `T`

@@ -2,6 +2,8 @@
 //! (rows: models; columns: city × metric; cells: mean ± std over seeds, with n), built with
 //! polars from the run directories alone, so a report can be rebuilt at any time.
 
+pub mod headline;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -321,6 +323,12 @@ pub fn write_report(experiment_dir: &Path, title: &str) -> Result<String> {
         atomic_write(&tables_dir.join(format!("{name}.md")), md.as_bytes())?;
         atomic_write(&tables_dir.join(format!("{name}.csv")), t.csv().as_bytes())?;
         all.push_str(&md);
+        all.push('\n');
+    }
+    let headline = headline::markdown(&runs);
+    if !headline.is_empty() {
+        atomic_write(&tables_dir.join("headline.md"), headline.as_bytes())?;
+        all.push_str(&headline);
         all.push('\n');
     }
     atomic_write(&experiment_dir.join("report.md"), all.as_bytes())?;

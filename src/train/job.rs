@@ -76,6 +76,24 @@ pub(super) fn fit_and_evaluate(
             &rows,
             run,
         )?,
+        ModelConfig::GraphSage(cfg) => crate::models::graphsage::fit_predict(
+            &cfg.spec(),
+            cfg.contiguity,
+            job.config.model.inputs,
+            job.config.seed,
+            datasets,
+            &rows,
+            run,
+        )?,
+        ModelConfig::Mlp(cfg) => crate::models::graphsage::fit_predict(
+            &cfg.spec(),
+            crate::data::Contiguity::Queen, // unused: an MLP has no neighbour term
+            job.config.model.inputs,
+            job.config.seed,
+            datasets,
+            &rows,
+            run,
+        )?,
         model => tabular::fit_predict(
             model,
             job.config.model.inputs,

@@ -3,7 +3,7 @@
 
 pub mod cluster;
 pub mod job;
-mod tabular;
+pub(crate) mod tabular;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use crate::data::features::{tile_features, FeatureTable};
 use crate::data::format::{content_fingerprint, CityDataset};
 use crate::data::raster::DerivedCache;
 use crate::data::split::SplitSpec;
-use crate::data::{synth, TileGrid};
+use crate::data::{synth, Contiguity, TileGraph, TileGrid};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::track::claim::{self, Claim};
@@ -31,6 +31,8 @@ pub struct PreparedDataset {
     pub fingerprint: String,
     pub features: FeatureTable,
     pub grid: TileGrid,
+    /// Queen contiguity, shared by the features and the graph models.
+    pub graph: TileGraph,
     pub images: crate::data::raster::ImageStack,
     pub pois: crate::data::raster::PoiRaster,
 }
@@ -67,7 +69,8 @@ pub fn prepare_dataset(
     let images = cache.images(&data, image_size)?;
     let pois = cache.poi_raster(&data, poi_raster_size)?;
     let grid = TileGrid::new(&data.tiles);
-    let features = tile_features(&grid, &images, &pois, &data.meta.poi_categories);
+    let graph = TileGraph::build(&grid, Contiguity::Queen);
+    let features = tile_features(&graph, &images, &pois, &data.meta.poi_categories);
     Ok(PreparedDataset {
         entry: entry.clone(),
         path,
@@ -75,6 +78,7 @@ pub fn prepare_dataset(
         fingerprint,
         features,
         grid,
+        graph,
         images,
         pois,
     })

@@ -9,6 +9,31 @@ use crate::error::Result;
 use crate::models::{Inputs, ModelConfig, Standardizer};
 use crate::track::RunDir;
 
+/// The feature columns `inputs` allows: indices and names.
+pub(crate) fn feature_columns(inputs: Inputs, names: &[String]) -> (Vec<usize>, Vec<String>) {
+    let columns: Vec<usize> = (0..names.len())
+        .filter(|&c| inputs.allows_feature(&names[c]))
+        .collect();
+    let used = columns.iter().map(|&c| names[c].clone()).collect();
+    (columns, used)
+}
+
+/// Rows of features for tiles (dataset, tile), the given columns.
+pub(crate) fn feature_matrix(
+    datasets: &[&PreparedDataset],
+    tiles: &[(usize, usize)],
+    columns: &[usize],
+) -> Array2<f64> {
+    let mut x = Array2::zeros((tiles.len(), columns.len()));
+    for (i, &(d, t)) in tiles.iter().enumerate() {
+        let features = &datasets[d].features.rows[t];
+        for (k, &c) in columns.iter().enumerate() {
+            x[[i, k]] = features[c];
+        }
+    }
+    x
+}
+
 pub(super) fn fit_predict(
     model: &ModelConfig,
     inputs: Inputs,
@@ -17,26 +42,16 @@ pub(super) fn fit_predict(
     rows: &[Row],
     run: &mut RunDir,
 ) -> Result<Fitted> {
-    let names = &datasets[0].features.names;
-    let columns: Vec<usize> = (0..names.len())
-        .filter(|&c| inputs.allows_feature(&names[c]))
-        .collect();
-    let used_names: Vec<String> = columns.iter().map(|&c| names[c].clone()).collect();
+    let (columns, used_names) = feature_columns(inputs, &datasets[0].features.names);
     run.log(&format!(
         "{} of {} features: {}",
         columns.len(),
-        names.len(),
+        datasets[0].features.names.len(),
         used_names.join(" ")
     ));
     let matrix = |sel: &[&Row]| -> Array2<f64> {
-        let mut x = Array2::zeros((sel.len(), columns.len()));
-        for (i, r) in sel.iter().enumerate() {
-            let features = &datasets[r.dataset].features.rows[r.tile];
-            for (k, &c) in columns.iter().enumerate() {
-                x[[i, k]] = features[c];
-            }
-        }
-        x
+        let tiles: Vec<(usize, usize)> = sel.iter().map(|r| (r.dataset, r.tile)).collect();
+        feature_matrix(datasets, &tiles, &columns)
     };
     let train: Vec<&Row> = rows.iter().filter(|r| r.part == SplitPart::Train).collect();
     let x_train = matrix(&train);
