@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Plan};
+use crate::data::import::{self, ImportSpec, Region};
 use crate::data::{inspect, synth, CityDataset};
 use crate::error::{Error, Result};
 use crate::report;
@@ -86,6 +87,73 @@ pub enum Command {
         #[arg(long, default_value = ".cache")]
         cache_dir: PathBuf,
     },
+    /// Build a dataset from raw open data: emission GeoTIFFs (ODIAC layout), a slippy-map
+    /// tile cache and POIs from CSV or OpenStreetMap, over a lon/lat box or a tile range.
+    Import {
+        /// The dataset directory to write (must not hold a dataset).
+        #[arg(long)]
+        out: PathBuf,
+        /// The dataset's name ([a-z0-9_-]+).
+        #[arg(long)]
+        name: String,
+        /// Slippy-map zoom level of the tiles (15 ≈ 1 km² at mid latitudes).
+        #[arg(long, default_value_t = 15)]
+        zoom: u8,
+        /// Region as west,south,east,north in degrees (default: what the rasters cover).
+        #[arg(
+            long,
+            value_name = "W,S,E,N",
+            conflicts_with = "tiles",
+            allow_hyphen_values = true
+        )]
+        bbox: Option<String>,
+        /// Region as an inclusive tile range x0,y0,x1,y1 at --zoom.
+        #[arg(long, value_name = "X0,Y0,X1,Y1")]
+        tiles: Option<String>,
+        /// Emission GeoTIFF in EPSG:4326 (repeat to sum several, e.g. 12 monthly ODIAC files).
+        #[arg(long, required = true)]
+        emissions: Vec<PathBuf>,
+        /// Convert tonnes of carbon to tonnes of CO2 (× 44/12).
+        #[arg(long)]
+        co2: bool,
+        /// The dataset's emission unit text (default: from the files and --co2).
+        #[arg(long)]
+        unit: Option<String>,
+        /// Tile cache directory: <dir>/<zoom>/<x>/<y>.png|jpg.
+        #[arg(long)]
+        images: PathBuf,
+        /// POI CSV with lon and lat columns; every other column is a tag (repeatable).
+        #[arg(long)]
+        pois_csv: Vec<PathBuf>,
+        /// OpenStreetMap extract (.osm.pbf) to take POIs from (repeatable).
+        #[arg(long)]
+        osm: Vec<PathBuf>,
+        /// Rules from tags to categories.
+        #[arg(long, default_value = "configs/poi_mapping/osm.yaml")]
+        mapping: PathBuf,
+        /// dataset.yaml's `source` text (where the data came from, licences).
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Write the handcrafted feature table of a dataset (x, y, emission, then the features the
+    /// tabular and graph baselines see, before standardisation) as CSV, e.g. for benchmarks
+    /// against Python implementations.
+    Features {
+        /// The dataset directory.
+        dataset: PathBuf,
+        /// The CSV to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Image size the image statistics are computed at (as `image_size` in experiments).
+        #[arg(long, default_value_t = 64)]
+        image_size: usize,
+        /// POI raster size (as `poi_raster_size` in experiments).
+        #[arg(long, default_value_t = 64)]
+        poi_raster_size: usize,
+        /// Where decoded images and POI rasters are cached.
+        #[arg(long, default_value = ".cache")]
+        cache_dir: PathBuf,
+    },
     /// Print a dataset's statistics: tiles, POIs per category, emission quantiles, share of
     /// zero tiles, Moran's I of log emission, missing or extra images.
     Inspect {
@@ -133,6 +201,24 @@ pub struct EmitArgs {
     /// Where to write the scripts (default: results/<experiment>/<slurm|k8s>/).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// `a,b,c,d` as N numbers.
+fn parse_numbers<T: std::str::FromStr, const N: usize>(text: &str, flag: &str) -> Result<[T; N]> {
+    let parts: Vec<T> = text
+        .split(',')
+        .map(|p| p.trim().parse::<T>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            Error::Usage(format!(
+                "{flag} `{text}`: expected {N} comma-separated numbers"
+            ))
+        })?;
+    parts.try_into().map_err(|_| {
+        Error::Usage(format!(
+            "{flag} `{text}`: expected {N} comma-separated numbers"
+        ))
+    })
 }
 
 pub fn main() -> Result<()> {
@@ -185,6 +271,77 @@ pub fn main() -> Result<()> {
                 o.tiles,
                 o.csv.display(),
                 o.map.display()
+            );
+            Ok(())
+        }
+        Command::Import {
+            out,
+            name,
+            zoom,
+            bbox,
+            tiles,
+            emissions,
+            co2,
+            unit,
+            images,
+            pois_csv,
+            osm,
+            mapping,
+            source,
+        } => {
+            let region = match (bbox, tiles) {
+                (Some(b), _) => Some(Region::Bbox(parse_numbers::<f64, 4>(&b, "--bbox")?)),
+                (None, Some(t)) => Some(Region::Tiles(parse_numbers::<u32, 4>(&t, "--tiles")?)),
+                (None, None) => None,
+            };
+            let summary = import::run(&ImportSpec {
+                out: out.clone(),
+                name,
+                zoom,
+                region,
+                emissions,
+                co2,
+                unit,
+                images,
+                pois_csv,
+                osm,
+                mapping,
+                source,
+            })?;
+            println!("{summary}");
+            println!("wrote {} (report: import_report.json)", out.display());
+            Ok(())
+        }
+        Command::Features {
+            dataset,
+            out,
+            image_size,
+            poi_raster_size,
+            cache_dir,
+        } => {
+            let ds = CityDataset::open(&dataset)?;
+            let entry = config::DatasetEntry {
+                name: ds.meta.name.clone(),
+                source: config::DatasetSource::Path { path: dataset },
+            };
+            let p = train::prepare_dataset(&entry, &cache_dir, image_size, poi_raster_size)?;
+            let mut csv = format!("x,y,emission,{}\n", p.features.names.join(","));
+            for (t, row) in p.data.tiles.iter().zip(&p.features.rows) {
+                let values: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+                csv.push_str(&format!(
+                    "{},{},{},{}\n",
+                    t.x,
+                    t.y,
+                    t.emission,
+                    values.join(",")
+                ));
+            }
+            crate::track::atomic_write(&out, csv.as_bytes())?;
+            println!(
+                "wrote {} ({} tiles, {} features)",
+                out.display(),
+                p.data.tiles.len(),
+                p.features.names.len()
             );
             Ok(())
         }

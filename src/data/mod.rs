@@ -5,6 +5,7 @@ pub mod format;
 pub mod geo;
 pub mod graph;
 pub mod grid;
+pub mod import;
 pub mod inspect;
 pub mod raster;
 pub mod split;

@@ -2,6 +2,7 @@
 //! own temporary working directory.
 
 mod bad_input;
+mod import;
 mod neural;
 mod scale;
 mod workflow;
