@@ -185,6 +185,27 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
+/// One model of an experiment after grid expansion.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    /// Index of its entry in the YAML `models` list.
+    pub index: usize,
+    pub spec: ModelSpec,
+    /// `datasets: [..]` in the entry: the model runs only on jobs whose (training) datasets
+    /// are all in this list, e.g. per-city learning rates. Not part of a job's identity.
+    pub only_datasets: Option<Vec<String>>,
+}
+
+impl ModelEntry {
+    /// Whether the model runs on a job that trains on `datasets`.
+    pub fn applies_to<'a>(&self, mut datasets: impl Iterator<Item = &'a str>) -> bool {
+        match &self.only_datasets {
+            None => true,
+            Some(only) => datasets.all(|d| only.iter().any(|o| o == d)),
+        }
+    }
+}
+
 /// A validated experiment.
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -197,7 +218,7 @@ pub struct Experiment {
     pub device: DeviceSpec,
     pub datasets: Vec<DatasetEntry>,
     /// Every model configuration after grid expansion, with the index of its YAML entry.
-    pub models: Vec<(usize, ModelSpec)>,
+    pub models: Vec<ModelEntry>,
     pub splits: Vec<SplitSpec>,
     pub seeds: Vec<u64>,
 }
@@ -405,10 +426,52 @@ fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<
     }
 }
 
-fn parse_model(element: Value, path: &str, problems: &mut Problems) -> Vec<ModelSpec> {
+/// The model specs of one `models` entry, and its `datasets:` restriction if any.
+fn parse_model(
+    element: Value,
+    path: &str,
+    names: &BTreeSet<String>,
+    problems: &mut Problems,
+) -> (Vec<ModelSpec>, Option<Vec<String>>) {
     let Some(mut map) = resolve_use(element, path, problems) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
+    let only = map.remove("datasets").map(|v| {
+        let list: Vec<String> = match v {
+            Value::Sequence(s) => s
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect(),
+            Value::String(s) => vec![s],
+            _ => Vec::new(),
+        };
+        if list.is_empty() {
+            problems.add(
+                join_path(path, "datasets"),
+                "expected a list of dataset names",
+            );
+        }
+        for d in &list {
+            if !names.contains(d) {
+                problems.add(
+                    join_path(path, "datasets"),
+                    format!(
+                        "`{d}` is not a dataset of this experiment ({})",
+                        names.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
+        list
+    });
+    (parse_model_specs(map, path, problems), only)
+}
+
+fn parse_model_specs(
+    mut map: serde_yaml::Mapping,
+    path: &str,
+    problems: &mut Problems,
+) -> Vec<ModelSpec> {
     let kind = match map.remove("kind") {
         Some(Value::String(k)) => k,
         Some(_) => {
@@ -635,8 +698,14 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
 
     let mut models = Vec::new();
     for (i, m) in raw.models.into_iter().enumerate() {
-        for cfg in parse_model(m, &format!("models[{i}]"), &mut problems) {
-            models.push((i, cfg));
+        let path = format!("models[{i}]");
+        let (specs, only_datasets) = parse_model(m, &path, &names, &mut problems);
+        for spec in specs {
+            models.push(ModelEntry {
+                index: i,
+                spec,
+                only_datasets: only_datasets.clone(),
+            });
         }
     }
     let mut splits = Vec::new();
@@ -688,7 +757,7 @@ mod tests {
         std::fs::write(&f, GOOD).unwrap();
         let e = load_experiment(&f).unwrap();
         assert_eq!(e.models.len(), 3);
-        assert_eq!(e.models[1].1.label(), "lasso(a=0.1)");
+        assert_eq!(e.models[1].spec.label(), "lasso(a=0.1)");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("e.yaml");
         std::fs::write(
@@ -698,7 +767,7 @@ mod tests {
         .unwrap();
         let e = load_experiment(&f).unwrap();
         assert_eq!(e.models.len(), 4);
-        assert_eq!(e.models[3].1.label(), "ols[poi-only]");
+        assert_eq!(e.models[3].spec.label(), "ols[poi-only]");
     }
 
     #[test]
@@ -744,6 +813,36 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(
             p[0].starts_with("splits[0].test[0]: `paris` is not one of"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_model_restricted_to_some_datasets_runs_only_there() {
+        let yaml = "name: e\ndatasets:\n  - preset: tiny\n  - preset: london\nmodels:\n  - kind: ols\n  - kind: lasso\n    alpha: 0.1\n    datasets: [london]\nsplits:\n  - kind: random\n  - kind: cross_city\n    train: [tiny]\n    test: [london]\nseeds: [0]\n";
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("e.yaml");
+        std::fs::write(&f, yaml).unwrap();
+        let plan = crate::config::Plan::new(load_experiment(&f).unwrap());
+        let jobs: Vec<String> = plan
+            .jobs
+            .iter()
+            .map(|j| format!("{} {}", j.dataset_label(), j.config.model.label()))
+            .collect();
+        // ols everywhere; lasso on london alone, not on tiny>london (it trains on tiny).
+        assert_eq!(
+            jobs,
+            [
+                "tiny ols",
+                "london ols",
+                "london lasso(a=0.1)",
+                "tiny>london ols"
+            ]
+        );
+        let p = problems_of(&yaml.replace("datasets: [london]", "datasets: [paris]"));
+        assert!(
+            p.iter()
+                .any(|m| m.contains("models[1].datasets") && m.contains("paris")),
             "{p:?}"
         );
     }

@@ -88,7 +88,18 @@ impl Plan {
                 _ => e.datasets.iter().map(|d| vec![d.clone()]).collect(),
             };
             for datasets in dataset_groups {
-                for (_, model) in &e.models {
+                // For cross-city splits the model is chosen by the cities it trains on.
+                let training: Vec<&str> = match split {
+                    SplitSpec::CrossCity { train, .. } => {
+                        train.iter().map(String::as_str).collect()
+                    }
+                    _ => datasets.iter().map(|d| d.name.as_str()).collect(),
+                };
+                for entry in &e.models {
+                    if !entry.applies_to(training.iter().copied()) {
+                        continue;
+                    }
+                    let model = &entry.spec;
                     for &seed in &e.seeds {
                         let config = JobConfig {
                             job_format: JOB_FORMAT,
