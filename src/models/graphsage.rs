@@ -108,6 +108,11 @@ pub struct GraphSageConfig {
     pub patience: usize,
     #[serde(default = "d_min_epochs")]
     pub min_epochs: usize,
+    /// Node features from OpenCarbon instead of the handcrafted ones: the results directory
+    /// of an experiment (e.g. results/main) whose finished `opencarbon` run on the same
+    /// dataset, split and seed wrote embeddings.csv (its frozen grid embeddings x_g).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings_from: Option<std::path::PathBuf>,
 }
 
 fn d_contiguity() -> Contiguity {
@@ -347,14 +352,91 @@ pub fn optimiser(spec: &NodeModelSpec) -> Adam {
     Adam::new(spec.lr as f32, spec.weight_decay as f32)
 }
 
+/// The finished `opencarbon` run of `experiment_dir` on the same dataset label, split label
+/// and seed as the job.
+pub fn find_opencarbon_run(
+    experiment_dir: &std::path::Path,
+    dataset: &str,
+    split: &str,
+    seed: u64,
+) -> Result<std::path::PathBuf> {
+    let runs = crate::report::collect_runs(experiment_dir)?;
+    let found = runs
+        .iter()
+        .find(|r| {
+            r.model == "opencarbon" && r.dataset == dataset && r.split == split && r.seed == seed
+        })
+        .map(|r| experiment_dir.join(&r.run_id))
+        .filter(|d| d.join("embeddings.csv").is_file());
+    found.ok_or_else(|| {
+        Error::Model(format!(
+            "embeddings_from: {} has no finished opencarbon run with embeddings.csv for {dataset}, split {split}, seed {seed}; run that job first (list OpenCarbon before GraphSAGE in the experiment)",
+            experiment_dir.display()
+        ))
+    })
+}
+
+/// Node features from an OpenCarbon run's embeddings.csv, rows in `tiles` order.
+fn embedding_features(
+    file: &std::path::Path,
+    datasets: &[&PreparedDataset],
+    tiles: &[(usize, usize)],
+) -> Result<(ndarray::Array2<f64>, Vec<String>)> {
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .skip(3)
+        .map(str::to_string)
+        .collect();
+    let mut by_tile: std::collections::HashMap<(String, u32, u32), Vec<f64>> = Default::default();
+    for (i, line) in lines.enumerate() {
+        let c: Vec<&str> = line.split(',').collect();
+        let bad = || Error::dataset(file, Some(i as u64 + 2), "malformed embedding row");
+        if c.len() != 3 + header.len() {
+            return Err(bad());
+        }
+        let values = c[3..]
+            .iter()
+            .map(|v| v.parse::<f64>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| bad())?;
+        let (x, y) = (
+            c[1].parse().map_err(|_| bad())?,
+            c[2].parse().map_err(|_| bad())?,
+        );
+        by_tile.insert((c[0].to_string(), x, y), values);
+    }
+    let mut out = ndarray::Array2::zeros((tiles.len(), header.len()));
+    for (i, &(d, t)) in tiles.iter().enumerate() {
+        let tile = datasets[d].data.tiles[t];
+        let key = (datasets[d].entry.name.clone(), tile.x, tile.y);
+        let v = by_tile.get(&key).ok_or_else(|| {
+            Error::dataset(
+                file,
+                None,
+                format!("has no embedding for tile {} {},{}", key.0, key.1, key.2),
+            )
+        })?;
+        out.row_mut(i)
+            .assign(&ndarray::ArrayView1::from(v.as_slice()));
+    }
+    Ok((out, header))
+}
+
 /// Train on the job's rows and predict every row: the nodes are all tiles of the job's
 /// datasets (their graphs side by side), node features the handcrafted tile features allowed
-/// by `inputs`, standardised with the training rows; the loss is the mean squared error of
-/// the standardised log emission over the training nodes.
+/// by `inputs` (or the embeddings in `embeddings`, an OpenCarbon run's embeddings.csv),
+/// standardised with the training rows; the loss is the mean squared error of the
+/// standardised log emission over the training nodes.
+#[allow(clippy::too_many_arguments)]
 pub fn fit_predict(
     spec: &NodeModelSpec,
     contiguity: Contiguity,
     inputs: crate::models::Inputs,
+    embeddings: Option<&std::path::Path>,
     seed: u64,
     datasets: &[&PreparedDataset],
     rows: &[Row],
@@ -372,8 +454,19 @@ pub fn fit_predict(
         .enumerate()
         .flat_map(|(d, ds)| (0..ds.data.tiles.len()).map(move |t| (d, t)))
         .collect();
-    let (columns, names) = feature_columns(inputs, &datasets[0].features.names);
-    let x_all = feature_matrix(datasets, &all_tiles, &columns);
+    let (x_all, names) = match embeddings {
+        Some(file) => {
+            run.log(&format!(
+                "node features: OpenCarbon embeddings {}",
+                file.display()
+            ));
+            embedding_features(file, datasets, &all_tiles)?
+        }
+        None => {
+            let (columns, names) = feature_columns(inputs, &datasets[0].features.names);
+            (feature_matrix(datasets, &all_tiles, &columns), names)
+        }
+    };
     let train: Vec<&Row> = rows.iter().filter(|r| r.part == SplitPart::Train).collect();
     let valid: Vec<&Row> = rows.iter().filter(|r| r.part == SplitPart::Valid).collect();
     let train_nodes: Vec<usize> = train.iter().map(|r| node(r)).collect();

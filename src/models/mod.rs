@@ -208,14 +208,19 @@ impl ModelConfig {
             ),
             ModelConfig::Mlp(c) => format!("mlp(l={},h={})", c.layers, c.hidden),
             ModelConfig::GraphSage(c) => format!(
-                "graphsage(l={},h={},{},{})",
+                "graphsage(l={},h={},{},{}{})",
                 c.layers,
                 c.hidden,
                 serde_json::to_value(c.aggregator)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default(),
-                String::from(c.contiguity)
+                String::from(c.contiguity),
+                if c.embeddings_from.is_some() {
+                    ",opencarbon-emb"
+                } else {
+                    ""
+                }
             ),
             ModelConfig::OpenCarbon(c) => c.label(),
         }

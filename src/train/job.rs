@@ -80,6 +80,19 @@ pub(super) fn fit_and_evaluate(
             &cfg.spec(),
             cfg.contiguity,
             job.config.model.inputs,
+            cfg.embeddings_from
+                .as_ref()
+                .map(|dir| {
+                    crate::models::graphsage::find_opencarbon_run(
+                        dir,
+                        &job.dataset_label(),
+                        &job.config.split.label(),
+                        job.config.seed,
+                    )
+                    .map(|r| r.join("embeddings.csv"))
+                })
+                .transpose()?
+                .as_deref(),
             job.config.seed,
             datasets,
             &rows,
@@ -89,6 +102,7 @@ pub(super) fn fit_and_evaluate(
             &cfg.spec(),
             crate::data::Contiguity::Queen, // unused: an MLP has no neighbour term
             job.config.model.inputs,
+            None,
             job.config.seed,
             datasets,
             &rows,

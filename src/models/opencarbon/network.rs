@@ -341,6 +341,9 @@ pub struct Forward<D: Storage<f32>, T> {
     pub centre_pair: Option<(Tensor2<D, T>, Tensor2<D, T>)>,
     /// Centre fusion weights β (B, 2) [image, POI], when both modalities are on.
     pub modality_weights: Option<Tensor2<D>>,
+    /// The centre tiles' grid embedding x_g (B, d): the fused (or single-modality) centre
+    /// embedding that GraphSAGE can take as frozen node features.
+    pub grid_embedding: Tensor2<D>,
 }
 
 #[derive(Debug, Clone)]
@@ -469,6 +472,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
             (None, Some(p)) => (p, None, None),
             (None, None) => unreachable!("config validation requires at least one modality"),
         };
+        let grid_embedding = x_g.retaped::<NoneTape>();
 
         let hidden = if self.inputs.neighborhood {
             let nb = |x: Tensor2<D, T>, cnn: &NeighbourhoodCnn<D>| {
@@ -500,6 +504,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
             prediction,
             centre_pair,
             modality_weights,
+            grid_embedding,
         }
     }
 

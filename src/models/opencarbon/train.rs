@@ -180,19 +180,28 @@ pub(crate) fn predict(
     inputs: Inputs,
     norm: &ImageNorm,
 ) -> Vec<f64> {
-    predict_with_weights(net, dev, datasets, targets, inputs, norm).0
+    evaluate(net, dev, datasets, targets, inputs, norm).predictions
 }
 
-/// `predict`, plus the centre fusion's modality weights [image, POI] per target when both
-/// modalities are on.
-pub(crate) fn predict_with_weights(
+/// What evaluation gives per target.
+pub(crate) struct Evaluation {
+    /// Standardised log emission.
+    pub predictions: Vec<f64>,
+    /// The centre fusion's modality weights [image, POI], when both modalities are on.
+    pub modality_weights: Option<Vec<[f32; 2]>>,
+    /// The grid embedding x_g, d values per target.
+    pub grid_embeddings: Vec<Vec<f32>>,
+}
+
+/// `predict`, plus modality weights and grid embeddings.
+pub(crate) fn evaluate(
     net: &mut OpenCarbonNet<Dev>,
     dev: &Dev,
     datasets: &[&PreparedDataset],
     targets: &[(usize, usize)],
     inputs: Inputs,
     norm: &ImageNorm,
-) -> (Vec<f64>, Option<Vec<[f32; 2]>>) {
+) -> Evaluation {
     let lay = layout(datasets, targets, net.k);
     let chunk = 256;
     let mut xs_parts: Vec<Tensor2<Dev>> = Vec::new();
@@ -211,6 +220,7 @@ pub(crate) fn predict_with_weights(
     let (xs, xp) = (join(xs_parts), join(xp_parts));
     let mut out = Vec::with_capacity(targets.len());
     let mut weights: Option<Vec<[f32; 2]>> = None;
+    let mut embeddings: Vec<Vec<f32>> = Vec::with_capacity(targets.len());
     let step = 512;
     for start in (0..targets.len()).step_by(step) {
         let end = (start + step).min(targets.len());
@@ -222,12 +232,50 @@ pub(crate) fn predict_with_weights(
             false,
         );
         out.extend(f.prediction.as_vec().into_iter().map(|v| v as f64));
+        let d = f.grid_embedding.shape().1;
+        embeddings.extend(
+            f.grid_embedding
+                .as_vec()
+                .chunks_exact(d)
+                .map(<[f32]>::to_vec),
+        );
         if let Some(beta) = f.modality_weights {
             let w = weights.get_or_insert_with(Vec::new);
             w.extend(beta.as_vec().chunks_exact(2).map(|b| [b[0], b[1]]));
         }
     }
-    (out, weights)
+    Evaluation {
+        predictions: out,
+        modality_weights: weights,
+        grid_embeddings: embeddings,
+    }
+}
+
+/// `embeddings.csv`: dataset, x, y and the d values of the grid embedding of every tile.
+fn write_embeddings(
+    run: &RunDir,
+    datasets: &[&PreparedDataset],
+    tiles: &[(usize, usize)],
+    embeddings: &[Vec<f32>],
+) -> Result<()> {
+    let d = embeddings.first().map_or(0, Vec::len);
+    let mut csv = String::from("dataset,x,y");
+    for k in 0..d {
+        csv.push_str(&format!(",e{k}"));
+    }
+    csv.push('\n');
+    for (&(ds, t), e) in tiles.iter().zip(embeddings) {
+        let tile = datasets[ds].data.tiles[t];
+        csv.push_str(&format!(
+            "{},{},{}",
+            datasets[ds].entry.name, tile.x, tile.y
+        ));
+        for v in e {
+            csv.push_str(&format!(",{v}"));
+        }
+        csv.push('\n');
+    }
+    run.write("embeddings.csv", csv.as_bytes())
 }
 
 /// Mean POI weight of the centre fusion per decile of true log emission: the paper's claim
@@ -495,9 +543,29 @@ pub fn fit_predict(
     save_safetensors(&run.path("best.safetensors"), &ps, &running)?;
     drop(ps);
 
+    // Every tile of every dataset once: predictions for the rows, grid embeddings for all
+    // (embeddings.csv, the frozen node features of GraphSAGE's `embeddings_from` variant).
+    let every_tile: Vec<(usize, usize)> = datasets
+        .iter()
+        .enumerate()
+        .flat_map(|(d, ds)| (0..ds.data.tiles.len()).map(move |t| (d, t)))
+        .collect();
+    let base: Vec<usize> = datasets
+        .iter()
+        .scan(0, |acc, ds| {
+            let b = *acc;
+            *acc += ds.data.tiles.len();
+            Some(b)
+        })
+        .collect();
+    let ev = evaluate(&mut net, &dev, datasets, &every_tile, inputs, &norm);
+    write_embeddings(run, datasets, &every_tile, &ev.grid_embeddings)?;
+    let at = |r: &Row| base[r.dataset] + r.tile;
     let all: Vec<(usize, usize)> = rows.iter().map(|r| (r.dataset, r.tile)).collect();
-    let (raw, weights) = predict_with_weights(&mut net, &dev, datasets, &all, inputs, &norm);
-    let predictions = unscale(raw);
+    let predictions = unscale(rows.iter().map(|r| ev.predictions[at(r)]).collect());
+    let weights: Option<Vec<[f32; 2]>> = ev
+        .modality_weights
+        .map(|w| rows.iter().map(|r| w[at(r)]).collect());
     let mut description = serde_json::json!({
         "best_epoch": best_epoch,
         "best_validation_score": best_score,
