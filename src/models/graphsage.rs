@@ -536,6 +536,12 @@ pub fn fit_predict(
             let p: Vec<f64> = valid.iter().map(|r| all[node(r)]).collect();
             r2(&valid_y, &p)
         };
+        let board = run.board();
+        board.scalar("train/loss_mse", loss_value as f64, epoch + 1);
+        board.scalar("train/learning_rate", spec.lr, epoch + 1);
+        if !valid.is_empty() {
+            board.scalar("valid/r2", score, epoch + 1);
+        }
         if (epoch + 1) % 50 == 0 {
             run.log(&format!(
                 "epoch {:>4}: train MSE (standardised) {loss_value:.4}, valid R² {score:.4}",

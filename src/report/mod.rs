@@ -3,6 +3,7 @@
 //! polars from the run directories alone, so a report can be rebuilt at any time.
 
 pub mod headline;
+pub mod render;
 
 use std::fmt::Write as _;
 use std::fs;

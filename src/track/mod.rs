@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 pub mod claim;
+pub mod tensorboard;
 
 use serde::Serialize;
 
@@ -80,6 +81,7 @@ pub struct RunDir {
     started: SystemTime,
     clock: Instant,
     log: fs::File,
+    board: Option<tensorboard::Board>,
 }
 
 impl RunDir {
@@ -97,6 +99,7 @@ impl RunDir {
             started: SystemTime::now(),
             clock: Instant::now(),
             log,
+            board: None,
         })
     }
 
@@ -106,6 +109,13 @@ impl RunDir {
 
     pub fn elapsed_seconds(&self) -> f64 {
         self.clock.elapsed().as_secs_f64()
+    }
+
+    /// The run's TensorBoard event file (opened on first use).
+    pub fn board(&mut self) -> &mut tensorboard::Board {
+        let dir = &self.work_dir;
+        self.board
+            .get_or_insert_with(|| tensorboard::Board::open(dir))
     }
 
     /// Append a line to the run's `run.log`.
@@ -132,6 +142,8 @@ impl RunDir {
     /// Close the run: write the manifest, `DONE` when it succeeded, and move the directory to
     /// its final name (replacing a failed or unfinished earlier attempt).
     pub fn finish(mut self, manifest: &Manifest) -> Result<PathBuf> {
+        // Closing the event file (its writer thread) before the directory moves.
+        drop(self.board.take());
         self.write_json("manifest.json", manifest)?;
         if manifest.status == RunStatus::Done {
             self.write(DONE_MARKER, b"")?;

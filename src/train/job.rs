@@ -11,6 +11,7 @@ use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::models::ModelConfig;
+use crate::track::tensorboard::HParam;
 use crate::track::RunDir;
 
 /// One labelled tile of a job: which dataset, which tile, which part.
@@ -25,6 +26,144 @@ pub struct Row {
 pub struct Fitted {
     pub predictions: Vec<f64>,
     pub description: serde_json::Value,
+}
+
+/// The scalar tags of a run's final metrics (step 0), which the HPARAMS tab shows per run.
+pub const FINAL_METRIC_TAGS: [(&str, &str); 8] = [
+    ("metrics/test_r2", "test r2"),
+    ("metrics/test_rmse", "test rmse"),
+    ("metrics/test_mae", "test mae"),
+    ("metrics/test_mape", "test mape"),
+    ("metrics/valid_r2", "valid r2"),
+    ("metrics/valid_rmse", "valid rmse"),
+    ("metrics/train_r2", "train r2"),
+    ("metrics/train_rmse", "train rmse"),
+];
+
+/// Hyperparameters of a job for the HPARAMS tab: the model's fields (flattened), its kind and
+/// input switches, the dataset, split and seed.
+fn hparams_of(job: &Job) -> Vec<(String, HParam)> {
+    let mut out = vec![
+        ("model".to_string(), HParam::Text(job.config.model.label())),
+        (
+            "kind".into(),
+            HParam::Text(job.config.model.model.kind().into()),
+        ),
+        ("dataset".into(), HParam::Text(job.dataset_label())),
+        ("split".into(), HParam::Text(job.config.split.label())),
+        ("seed".into(), HParam::Number(job.config.seed as f64)),
+        (
+            "image_size".into(),
+            HParam::Number(job.config.image_size as f64),
+        ),
+    ];
+    for (name, on) in [
+        ("input_image", job.config.model.inputs.image),
+        ("input_poi", job.config.model.inputs.poi),
+        ("input_neighborhood", job.config.model.inputs.neighborhood),
+    ] {
+        out.push((name.into(), HParam::Flag(on)));
+    }
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&job.config.model.model) {
+        for (k, v) in fields {
+            let value = match v {
+                serde_json::Value::Number(n) => n.as_f64().map(HParam::Number),
+                serde_json::Value::Bool(b) => Some(HParam::Flag(b)),
+                serde_json::Value::String(s) => Some(HParam::Text(s)),
+                serde_json::Value::Null => None,
+                other => Some(HParam::Text(other.to_string())),
+            };
+            if let Some(value) = value {
+                out.push((format!("model.{k}"), value));
+            }
+        }
+    }
+    out
+}
+
+/// End-of-run TensorBoard records: the resolved job as text, the final metrics as scalars
+/// and HParams, the true and predicted emission maps side by side (one per dataset, tiles
+/// outside the job grey) and the predicted-vs-true scatter of the test tiles.
+fn board_summary(
+    job: &Job,
+    datasets: &[&PreparedDataset],
+    rows: &[Row],
+    predictions: &[f64],
+    metrics: &[Option<Metrics>; 3],
+    run: &mut RunDir,
+) -> Result<()> {
+    use crate::report::render::{robust_range, scatter, tile_map};
+    let yaml = serde_yaml::to_string(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
+    let board = run.board();
+    board.text(
+        "config",
+        &format!("run `{}`\n\n```yaml\n{yaml}```", job.run_id),
+        0,
+    );
+    let value = |part: usize, m: &str| {
+        metrics[part].as_ref().map(|x| match m {
+            "r2" => x.r2,
+            "rmse" => x.rmse,
+            "mae" => x.mae,
+            _ => x.mape,
+        })
+    };
+    for (tag, _) in FINAL_METRIC_TAGS {
+        let (part, m) = tag["metrics/".len()..].split_once('_').unwrap();
+        let part = match part {
+            "train" => 0,
+            "valid" => 1,
+            _ => 2,
+        };
+        if let Some(v) = value(part, m) {
+            board.scalar(tag, v, 0);
+        }
+    }
+    let tags: Vec<&str> = FINAL_METRIC_TAGS.iter().map(|(t, _)| *t).collect();
+    board.hparams(&hparams_of(job), &tags, &job.config.model.label());
+
+    for (d, ds) in datasets.iter().enumerate() {
+        let n = ds.data.tiles.len();
+        let (mut truth, mut pred) = (vec![None; n], vec![None; n]);
+        for (r, p) in rows.iter().zip(predictions) {
+            if r.dataset == d {
+                truth[r.tile] = Some(ds.data.tiles[r.tile].emission.ln());
+                pred[r.tile] = Some(*p);
+            }
+        }
+        if truth.iter().all(Option::is_none) {
+            continue;
+        }
+        let (lo, hi) = robust_range(truth.iter().flatten().copied());
+        let px = (512 / (ds.grid.bounds().2 - ds.grid.bounds().0 + 1) as usize).clamp(2, 8);
+        let pic =
+            tile_map(&ds.grid, &truth, lo, hi, px).beside(&tile_map(&ds.grid, &pred, lo, hi, px));
+        board.image_png(
+            &format!("maps/{}_true_vs_predicted_log_emission", ds.entry.name),
+            pic.png()?,
+            pic.width,
+            pic.height,
+            0,
+        );
+    }
+    let (t, p): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .zip(predictions)
+        .filter(|(r, _)| r.part == SplitPart::Test)
+        .map(|(r, p)| (datasets[r.dataset].data.tiles[r.tile].emission.ln(), *p))
+        .unzip();
+    if !t.is_empty() {
+        let pic = scatter(&t, &p, 320);
+        board.image_png(
+            "scatter/test_predicted_vs_true_log_emission",
+            pic.png()?,
+            pic.width,
+            pic.height,
+            0,
+        );
+    }
+    board.flush();
+    Ok(())
 }
 
 pub(super) fn fit_and_evaluate(
@@ -158,6 +297,7 @@ pub(super) fn fit_and_evaluate(
     }
     run.write("predictions.csv", predictions.as_bytes())?;
     run.write_json("model.json", &fitted.description)?;
+    board_summary(job, datasets, &rows, &fitted.predictions, &metrics, run)?;
     let [train, valid, test] = metrics;
     let result = RunMetrics {
         run_id: job.run_id.clone(),

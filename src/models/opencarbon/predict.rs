@@ -144,45 +144,10 @@ pub fn run_predict(
     })
 }
 
-/// A map of log emission: 8×8 px per tile, a perceptual blue-to-yellow ramp between the 2nd
-/// and 98th percentile, black where there is no tile.
+/// The emission map PNG `predict` writes: predicted log emission per tile, 8 px per tile.
 pub fn emission_map(grid: &crate::data::TileGrid, log_values: &[f64]) -> Result<Vec<u8>> {
-    const PX: usize = 8;
-    let (x0, y0, x1, y1) = grid.bounds();
-    let (w, h) = ((x1 - x0 + 1) as usize * PX, (y1 - y0 + 1) as usize * PX);
-    let mut sorted: Vec<f64> = log_values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
-    sorted.sort_by(f64::total_cmp);
-    let lo = crate::data::inspect::quantile(&sorted, 0.02);
-    let hi = crate::data::inspect::quantile(&sorted, 0.98).max(lo + 1e-9);
-    // Anchors of a viridis-like ramp.
-    const RAMP: [[f64; 3]; 5] = [
-        [68.0, 1.0, 84.0],
-        [59.0, 82.0, 139.0],
-        [33.0, 145.0, 140.0],
-        [94.0, 201.0, 98.0],
-        [253.0, 231.0, 37.0],
-    ];
-    let colour = |v: f64| -> [u8; 3] {
-        let t = ((v - lo) / (hi - lo)).clamp(0.0, 1.0) * (RAMP.len() - 1) as f64;
-        let i = (t.floor() as usize).min(RAMP.len() - 2);
-        let f = t - i as f64;
-        let c = |k: usize| (RAMP[i][k] + (RAMP[i + 1][k] - RAMP[i][k]) * f).round() as u8;
-        [c(0), c(1), c(2)]
-    };
-    let mut img = vec![0u8; w * h * 3];
-    for (t, v) in log_values.iter().enumerate() {
-        let (x, y) = grid.coords(t);
-        let rgb = colour(*v);
-        for dy in 0..PX {
-            for dx in 0..PX {
-                let o = (((y - y0) as usize * PX + dy) * w + (x - x0) as usize * PX + dx) * 3;
-                img[o..o + 3].copy_from_slice(&rgb);
-            }
-        }
-    }
-    crate::data::raster::encode_png(&img, w, h)
+    use crate::report::render::{robust_range, tile_map};
+    let (lo, hi) = robust_range(log_values.iter().copied());
+    let values: Vec<Option<f64>> = log_values.iter().map(|v| Some(*v)).collect();
+    tile_map(grid, &values, lo, hi, 8).png()
 }

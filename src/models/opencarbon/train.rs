@@ -15,7 +15,6 @@ use super::network::OpenCarbonNet;
 use super::OpenCarbonConfig;
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
-use crate::metrics::r2;
 use crate::models::Inputs;
 use crate::nn::layers::{info_nce, Tensor2};
 use crate::nn::params::{save_safetensors, Adam, ParamRef};
@@ -344,6 +343,10 @@ pub struct Trainer<'a> {
 pub struct EpochStats {
     /// Mean training loss per target tile.
     pub loss_per_tile: f64,
+    /// The L1 prediction term per target tile.
+    pub prediction_loss_per_tile: f64,
+    /// The α·InfoNCE term per target tile (0 before the warm-up epoch or when off).
+    pub contrastive_loss_per_tile: f64,
     /// Target tiles trained on (batches of one tile are skipped: batch norm needs two).
     pub tiles: usize,
     /// Gradient norm of the last batch.
@@ -389,6 +392,7 @@ impl<'a> Trainer<'a> {
         );
         let use_contrastive = cfg.contrastive && self.inputs.image && self.inputs.poi;
         let (mut loss_sum, mut tiles, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
+        let mut l1_sum = 0.0f64;
         for batch in batches.iter().map(|b| b.as_slice()) {
             if batch.len() < 2 {
                 continue; // batch norm needs two samples
@@ -413,6 +417,7 @@ impl<'a> Trainer<'a> {
                 (batch.len(),),
             );
             let l1 = (f.prediction - y).abs().sum();
+            l1_sum += l1.array() as f64;
             let loss = match f.centre_pair {
                 Some((s, p)) if use_contrastive && epoch >= cfg.contrastive_epoch => {
                     l1 + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
@@ -431,6 +436,8 @@ impl<'a> Trainer<'a> {
         }
         Ok(EpochStats {
             loss_per_tile: loss_sum / tiles.max(1) as f64,
+            prediction_loss_per_tile: l1_sum / tiles.max(1) as f64,
+            contrastive_loss_per_tile: (loss_sum - l1_sum) / tiles.max(1) as f64,
             tiles,
             grad_norm,
         })
@@ -487,18 +494,41 @@ pub fn fit_predict(
     let started = std::time::Instant::now();
     for epoch in 0..cfg.max_epochs {
         let stats = trainer.epoch(epoch, &mut train, &target_of)?;
+        let step = epoch + 1;
+        let board = run.board();
+        board.scalar("train/loss_total", stats.loss_per_tile, step);
+        board.scalar(
+            "train/loss_prediction",
+            stats.prediction_loss_per_tile,
+            step,
+        );
+        board.scalar(
+            "train/loss_contrastive",
+            stats.contrastive_loss_per_tile,
+            step,
+        );
+        board.scalar("train/grad_norm", stats.grad_norm as f64, step);
+        board.scalar("train/learning_rate", cfg.lr, step);
         let last = epoch + 1 == cfg.max_epochs;
         if (epoch + 1) % cfg.valid_every == 0 || last {
             let score = if valid.is_empty() {
                 -stats.loss_per_tile // no validation tiles: track the training loss
             } else {
                 let t = &mut trainer;
-                r2(
-                    &valid_y,
-                    &unscale(predict(
-                        &mut t.net, &t.dev, datasets, &valid, inputs, &t.norm,
-                    )),
-                )
+                let ev = evaluate(&mut t.net, &t.dev, datasets, &valid, inputs, &t.norm);
+                let p = unscale(ev.predictions);
+                let m = crate::metrics::Metrics::compute(&valid_y, &p);
+                let board = run.board();
+                board.scalar("valid/r2", m.r2, step);
+                board.scalar("valid/rmse", m.rmse, step);
+                board.scalar("valid/mae", m.mae, step);
+                let flat: Vec<f32> = ev.grid_embeddings.concat();
+                board.histogram("embeddings/grid_x_g_valid", &flat, step);
+                if let Some(w) = &ev.modality_weights {
+                    let poi: Vec<f32> = w.iter().map(|b| b[1]).collect();
+                    board.histogram("attention/centre_poi_weight_valid", &poi, step);
+                }
+                m.r2
             };
             run.log(&format!(
                 "epoch {:>4}: train L1/tile (standardised) {:.4}, grad norm {:.3}, valid R² {score:.4} ({:.0} s)",
@@ -603,6 +633,7 @@ mod tests {
     use super::*;
     use crate::config::{DatasetEntry, DatasetSource};
     use crate::data::synth::GENERATOR_VERSION;
+    use crate::metrics::r2;
     use crate::models::opencarbon::ImageEncoderKind;
     use crate::train::prepare_dataset;
 

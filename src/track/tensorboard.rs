@@ -1,0 +1,207 @@
+//! TensorBoard event files in a run directory: tensorboard-rs writes the records (length,
+//! masked CRC32C, payload); the summaries are built here from its protobuf types, including
+//! the ones the crate leaves unimplemented (text and the HParams plugin's session summaries),
+//! so `tensorboard --logdir results/<experiment>` shows every run of an experiment side by
+//! side: SCALARS, HISTOGRAMS, IMAGES, TEXT and HPARAMS.
+
+use std::path::Path;
+
+use protobuf::{Message, RepeatedField};
+use tensorboard_proto::api::{Experiment, HParamInfo, MetricInfo, MetricName, Status};
+use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionEndInfo, SessionStartInfo};
+use tensorboard_proto::plugin_text::TextPluginData;
+use tensorboard_proto::summary::{
+    HistogramProto, Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image,
+    Summary_Value,
+};
+use tensorboard_proto::tensor::TensorProto;
+use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
+use tensorboard_proto::types::DataType;
+use tensorboard_rs::summary_writer::FileWriter;
+
+/// One run's event file.
+pub struct Board {
+    writer: FileWriter,
+}
+
+/// A hyperparameter value for the HPARAMS tab.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HParam {
+    Number(f64),
+    Text(String),
+    Flag(bool),
+}
+
+fn summary(value: Summary_Value) -> Summary {
+    let mut s = Summary::new();
+    s.set_value(RepeatedField::from_vec(vec![value]));
+    s
+}
+
+fn plugin_metadata(plugin: &str, content: Vec<u8>) -> SummaryMetadata {
+    let mut data = SummaryMetadata_PluginData::new();
+    data.set_plugin_name(plugin.into());
+    data.set_content(content);
+    let mut m = SummaryMetadata::new();
+    m.set_plugin_data(data);
+    m
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Board {
+    /// Start an event file in `dir` (created).
+    pub fn open(dir: &Path) -> Board {
+        Board {
+            writer: FileWriter::new(dir),
+        }
+    }
+
+    pub fn scalar(&mut self, tag: &str, value: f64, step: usize) {
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.into());
+        v.set_simple_value(value as f32);
+        self.writer.add_summary(summary(v), step);
+    }
+
+    /// A histogram of `values` over 30 equal buckets between their minimum and maximum.
+    pub fn histogram(&mut self, tag: &str, values: &[f32], step: usize) {
+        let finite: Vec<f64> = values
+            .iter()
+            .map(|v| *v as f64)
+            .filter(|v| v.is_finite())
+            .collect();
+        if finite.is_empty() {
+            return;
+        }
+        let (lo, hi) = finite
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(*v), b.max(*v))
+            });
+        const BUCKETS: usize = 30;
+        let width = ((hi - lo) / BUCKETS as f64).max(1e-12);
+        let mut counts = vec![0.0f64; BUCKETS];
+        for v in &finite {
+            counts[(((v - lo) / width) as usize).min(BUCKETS - 1)] += 1.0;
+        }
+        let mut h = HistogramProto::new();
+        h.set_min(lo);
+        h.set_max(hi);
+        h.set_num(finite.len() as f64);
+        h.set_sum(finite.iter().sum());
+        h.set_sum_squares(finite.iter().map(|v| v * v).sum());
+        // bucket_limit[i] is the right edge of bucket i.
+        h.set_bucket_limit((1..=BUCKETS).map(|i| lo + i as f64 * width).collect());
+        h.set_bucket(counts);
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.into());
+        v.set_histo(h);
+        self.writer.add_summary(summary(v), step);
+    }
+
+    /// An image from PNG bytes.
+    pub fn image_png(&mut self, tag: &str, png: Vec<u8>, width: usize, height: usize, step: usize) {
+        let mut img = Summary_Image::new();
+        img.set_width(width as i32);
+        img.set_height(height as i32);
+        img.set_colorspace(3);
+        img.set_encoded_image_string(png);
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.into());
+        v.set_image(img);
+        self.writer.add_summary(summary(v), step);
+    }
+
+    /// Markdown text for the TEXT tab.
+    pub fn text(&mut self, tag: &str, markdown: &str, step: usize) {
+        let mut shape = TensorShapeProto::new();
+        let mut dim = TensorShapeProto_Dim::new();
+        dim.set_size(1);
+        shape.set_dim(RepeatedField::from_vec(vec![dim]));
+        let mut t = TensorProto::new();
+        t.set_dtype(DataType::DT_STRING);
+        t.set_tensor_shape(shape);
+        t.set_string_val(RepeatedField::from_vec(vec![markdown.as_bytes().to_vec()]));
+        let content = TextPluginData::new().write_to_bytes().unwrap_or_default();
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.into());
+        v.set_metadata(plugin_metadata("text", content));
+        v.set_tensor(t);
+        self.writer.add_summary(summary(v), step);
+    }
+
+    /// The HParams plugin's records for this run: the experiment (hyperparameter names and
+    /// the metric tags), the session start with this run's values, and the session end. The
+    /// metric values themselves are ordinary scalars under `metric_tags`.
+    pub fn hparams(&mut self, params: &[(String, HParam)], metric_tags: &[&str], group: &str) {
+        let mut exp = Experiment::new();
+        exp.set_time_created_secs(now_secs());
+        exp.set_hparam_infos(RepeatedField::from_vec(
+            params
+                .iter()
+                .map(|(name, _)| {
+                    let mut i = HParamInfo::new();
+                    i.set_name(name.clone());
+                    i
+                })
+                .collect(),
+        ));
+        exp.set_metric_infos(RepeatedField::from_vec(
+            metric_tags
+                .iter()
+                .map(|tag| {
+                    let mut n = MetricName::new();
+                    n.set_tag((*tag).into());
+                    let mut i = MetricInfo::new();
+                    i.set_name(n);
+                    i
+                })
+                .collect(),
+        ));
+        let mut start = SessionStartInfo::new();
+        for (name, value) in params {
+            let mut v = protobuf::well_known_types::Value::new();
+            match value {
+                HParam::Number(x) => v.set_number_value(*x),
+                HParam::Text(s) => v.set_string_value(s.clone()),
+                HParam::Flag(b) => v.set_bool_value(*b),
+            }
+            start.mut_hparams().insert(name.clone(), v);
+        }
+        start.set_group_name(group.into());
+        start.set_start_time_secs(now_secs());
+        let mut end = SessionEndInfo::new();
+        end.set_status(Status::STATUS_SUCCESS);
+        end.set_end_time_secs(now_secs());
+
+        let mut records: Vec<(&str, HParamsPluginData)> = Vec::new();
+        let mut d = HParamsPluginData::new();
+        d.set_experiment(exp);
+        records.push(("_hparams_/experiment", d));
+        let mut d = HParamsPluginData::new();
+        d.set_session_start_info(start);
+        records.push(("_hparams_/session_start_info", d));
+        let mut d = HParamsPluginData::new();
+        d.set_session_end_info(end);
+        records.push(("_hparams_/session_end_info", d));
+        for (tag, mut data) in records {
+            data.set_version(0);
+            let mut v = Summary_Value::new();
+            v.set_tag(tag.into());
+            v.set_metadata(plugin_metadata(
+                "hparams",
+                data.write_to_bytes().unwrap_or_default(),
+            ));
+            self.writer.add_summary(summary(v), 0);
+        }
+    }
+
+    pub fn flush(&mut self) {
+        self.writer.flush();
+    }
+}
