@@ -107,7 +107,7 @@ pub fn scatter(truth: &[f64], predicted: &[f64], size: usize) -> Picture {
             (a, b)
         }
     });
-    if !(lo < hi) {
+    if lo >= hi {
         (lo, hi) = (lo - 1.0, lo + 1.0);
     }
     let margin = 8;
