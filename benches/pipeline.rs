@@ -10,7 +10,7 @@ use opencarbon::data::format::{content_fingerprint, CityDataset};
 use opencarbon::data::raster::{DerivedCache, PoiRaster};
 use opencarbon::data::split::random_split;
 use opencarbon::data::synth::{preset, SynthCity};
-use opencarbon::data::{SplitPart, TileGrid};
+use opencarbon::data::{Contiguity, SplitPart, TileGraph, TileGrid};
 use opencarbon::models::{LassoConfig, ModelConfig, OlsConfig, RandomForestConfig, Standardizer};
 
 fn time<T>(label: &str, f: impl FnOnce() -> T) -> T {
@@ -44,7 +44,12 @@ fn main() {
     let pois = cache.poi_raster(&ds, 64).unwrap();
     let grid = TileGrid::new(&ds.tiles);
     let features = time("features (53 per tile)", || {
-        tile_features(&grid, &images, &pois, &ds.meta.poi_categories)
+        tile_features(
+            &TileGraph::build(&grid, Contiguity::Queen),
+            &images,
+            &pois,
+            &ds.meta.poi_categories,
+        )
     });
 
     let split = random_split(&ds, [0.6, 0.2, 0.2], 0);

@@ -220,6 +220,9 @@ pub struct Experiment {
     /// Every model configuration after grid expansion, with the index of its YAML entry.
     pub models: Vec<ModelEntry>,
     pub splits: Vec<SplitSpec>,
+    /// Per split, its `datasets: [..]` restriction (None: every dataset), e.g. a published
+    /// split file that only some cities have.
+    pub split_datasets: Vec<Option<Vec<String>>>,
     pub seeds: Vec<u64>,
 }
 
@@ -426,17 +429,15 @@ fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<
     }
 }
 
-/// The model specs of one `models` entry, and its `datasets:` restriction if any.
-fn parse_model(
-    element: Value,
+/// Remove and check an entry's `datasets: [..]` restriction (names of the experiment's
+/// datasets).
+fn take_dataset_restriction(
+    map: &mut Mapping,
     path: &str,
     names: &BTreeSet<String>,
     problems: &mut Problems,
-) -> (Vec<ModelSpec>, Option<Vec<String>>) {
-    let Some(mut map) = resolve_use(element, path, problems) else {
-        return (Vec::new(), None);
-    };
-    let only = map.remove("datasets").map(|v| {
+) -> Option<Vec<String>> {
+    map.remove("datasets").map(|v| {
         let list: Vec<String> = match v {
             Value::Sequence(s) => s
                 .iter()
@@ -463,7 +464,20 @@ fn parse_model(
             }
         }
         list
-    });
+    })
+}
+
+/// The model specs of one `models` entry, and its `datasets:` restriction if any.
+fn parse_model(
+    element: Value,
+    path: &str,
+    names: &BTreeSet<String>,
+    problems: &mut Problems,
+) -> (Vec<ModelSpec>, Option<Vec<String>>) {
+    let Some(mut map) = resolve_use(element, path, problems) else {
+        return (Vec::new(), None);
+    };
+    let only = take_dataset_restriction(&mut map, path, names, problems);
     (parse_model_specs(map, path, problems), only)
 }
 
@@ -536,8 +550,25 @@ fn parse_split(
     path: &str,
     names: &BTreeSet<String>,
     problems: &mut Problems,
-) -> Option<SplitSpec> {
+) -> Option<(SplitSpec, Option<Vec<String>>)> {
     let mut map = resolve_use(element, path, problems)?;
+    let only = take_dataset_restriction(&mut map, path, names, problems);
+    let spec = parse_split_spec(map, path, names, problems)?;
+    if only.is_some() && matches!(spec, SplitSpec::CrossCity { .. }) {
+        problems.add(
+            join_path(path, "datasets"),
+            "a cross_city split names its datasets in train and test",
+        );
+    }
+    Some((spec, only))
+}
+
+fn parse_split_spec(
+    mut map: Mapping,
+    path: &str,
+    names: &BTreeSet<String>,
+    problems: &mut Problems,
+) -> Option<SplitSpec> {
     let kind = match map.remove("kind") {
         Some(Value::String(k)) => k,
         _ => {
@@ -708,10 +739,11 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
             });
         }
     }
-    let mut splits = Vec::new();
+    let (mut splits, mut split_datasets) = (Vec::new(), Vec::new());
     for (i, s) in raw.splits.into_iter().enumerate() {
-        if let Some(spec) = parse_split(s, &format!("splits[{i}]"), &names, &mut problems) {
+        if let Some((spec, only)) = parse_split(s, &format!("splits[{i}]"), &names, &mut problems) {
             splits.push(spec);
+            split_datasets.push(only);
         }
     }
 
@@ -729,6 +761,7 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
         datasets,
         models,
         splits,
+        split_datasets,
         seeds: raw.seeds,
     })
 }

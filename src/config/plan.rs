@@ -79,13 +79,19 @@ impl Plan {
     pub fn new(experiment: Experiment) -> Plan {
         let mut jobs = Vec::new();
         let e = &experiment;
-        for split in &e.splits {
+        for (split, only) in e.splits.iter().zip(&e.split_datasets) {
+            let wanted = |d: &DatasetEntry| only.as_ref().is_none_or(|o| o.contains(&d.name));
             let dataset_groups: Vec<Vec<DatasetEntry>> = match split {
                 SplitSpec::CrossCity { train, test, .. } => {
                     let pick = |n: &String| e.datasets.iter().find(|d| &d.name == n).cloned();
                     vec![train.iter().chain(test.iter()).filter_map(pick).collect()]
                 }
-                _ => e.datasets.iter().map(|d| vec![d.clone()]).collect(),
+                _ => e
+                    .datasets
+                    .iter()
+                    .filter(|d| wanted(d))
+                    .map(|d| vec![d.clone()])
+                    .collect(),
             };
             for datasets in dataset_groups {
                 // For cross-city splits the model is chosen by the cities it trains on.

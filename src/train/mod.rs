@@ -87,10 +87,12 @@ pub fn prepare_dataset(
 /// Checks that need the datasets themselves: predefined split files, matching POI categories.
 fn check_against_data(plan: &Plan, prepared: &BTreeMap<String, PreparedDataset>) -> Result<()> {
     let mut problems = Vec::new();
-    for (i, split) in plan.experiment.splits.iter().enumerate() {
+    let e = &plan.experiment;
+    for (i, (split, only)) in e.splits.iter().zip(&e.split_datasets).enumerate() {
         match split {
             SplitSpec::Predefined { file } => {
-                for d in prepared.values() {
+                let applies = |name: &String| only.as_ref().is_none_or(|o| o.contains(name));
+                for d in prepared.values().filter(|d| applies(&d.entry.name)) {
                     if !d.data.split_names.contains(file) {
                         problems.push(crate::error::ConfigProblem {
                             path: format!("splits[{i}].file"),

@@ -258,6 +258,22 @@ fn the_paper_experiments_validate_against_stand_in_cities() {
         let meta = cli.path(&format!("{dir}/dataset.yaml"));
         let text = read(&meta).replace("name: tiny", &format!("name: {city}"));
         std::fs::write(&meta, text).unwrap();
+        // The published split files the paper experiments name.
+        let split = match city {
+            "beijing" => Some("fengtai"),
+            "yinchuan" => Some("paper"),
+            _ => None,
+        };
+        if let Some(name) = split {
+            let tiles = read(&cli.path(&format!("{dir}/tiles.csv")));
+            let mut csv = String::from("x,y,split\n");
+            for (i, l) in tiles.lines().skip(1).enumerate() {
+                let c: Vec<&str> = l.split(',').collect();
+                let part = ["train", "train", "train", "valid", "test"][i % 5];
+                csv.push_str(&format!("{},{},{part}\n", c[0], c[1]));
+            }
+            cli.write(&format!("{dir}/splits/{name}.csv"), &csv);
+        }
     }
     for (file, jobs) in [
         ("experiments/paper/main.yaml", 2 * 3 * 7),
