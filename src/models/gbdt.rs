@@ -96,8 +96,9 @@ impl GbdtConfig {
         p
     }
 
-    /// The booster with these settings. Single-threaded: forust's parallel histogram sums
-    /// would make results depend on the thread count.
+    /// The booster with these settings, on all cores: forust cuts the histogram work into
+    /// tasks and segments that depend on the data size only and sums them in a fixed order,
+    /// so parallel and serial fits are identical (tested below).
     fn booster(&self, seed: u64) -> GradientBooster {
         let sample = if self.subsample < 1.0 {
             SampleMethod::Random
@@ -117,7 +118,10 @@ impl GbdtConfig {
             .set_colsample_bytree(self.colsample_bytree)
             .set_sample_method(sample)
             .set_seed(seed)
-            .set_parallel(false)
+            .set_parallel(true)
+            .set_num_threads(Some(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ))
     }
 
     pub fn fit(
@@ -228,6 +232,27 @@ mod tests {
             eprintln!("{name}: forust-ml R² {ours:.4}, xgboost {theirs:.4}");
             assert!((ours - theirs).abs() < 0.02, "{name}: {ours} vs {theirs}");
         }
+    }
+
+    #[test]
+    fn parallel_and_serial_fits_are_identical() {
+        let (x, y, x_test, _, _) = fixture();
+        let cfg: GbdtConfig = serde_yaml::from_str("{n_trees: 40, subsample: 0.8}").unwrap();
+        let columns = column_major(x.view());
+        let matrix = Matrix::new(&columns, x.nrows(), x.ncols());
+        let test_columns = column_major(x_test.view());
+        let test = Matrix::new(&test_columns, x_test.nrows(), x_test.ncols());
+        let fit = |threads: usize| {
+            let mut b = cfg
+                .booster(3)
+                .set_parallel(threads > 1)
+                .set_num_threads(Some(threads));
+            b.fit_unweighted(&matrix, y.as_slice().unwrap(), None)
+                .unwrap();
+            b.predict(&test, false)
+        };
+        assert_eq!(fit(1), fit(2));
+        assert_eq!(fit(1), fit(4));
     }
 
     #[test]

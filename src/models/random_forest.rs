@@ -80,37 +80,78 @@ impl RandomForestConfig {
     ) -> Result<Box<dyn FittedModel>> {
         let m =
             ((self.max_features * x.ncols() as f64).round() as usize).clamp(1, x.ncols().max(1));
-        let params = RandomForestRegressorParameters {
-            max_depth: self.max_depth,
-            min_samples_leaf: self.min_samples_leaf,
-            min_samples_split: self.min_samples_split,
-            n_trees: self.n_trees,
-            m: Some(m),
-            keep_samples: false,
-            seed,
+        // The forest is grown as SUB_FORESTS independent forests of about n_trees / SUB_FORESTS
+        // trees each (every tree is an independent bootstrap, so the union is a forest of
+        // n_trees), on all cores. The partition and each part's seed do not depend on the
+        // number of cores, so results are the same on any machine.
+        let parts: Vec<usize> = (0..SUB_FORESTS)
+            .map(|k| self.n_trees / SUB_FORESTS + usize::from(k < self.n_trees % SUB_FORESTS))
+            .filter(|&t| t > 0)
+            .collect();
+        let dense = to_dense(x)?;
+        let targets = y.to_vec();
+        let grow = |k: usize, trees: usize| {
+            let params = RandomForestRegressorParameters {
+                max_depth: self.max_depth,
+                min_samples_leaf: self.min_samples_leaf,
+                min_samples_split: self.min_samples_split,
+                n_trees: trees,
+                m: Some(m),
+                keep_samples: false,
+                seed: seed.wrapping_mul(SUB_FORESTS as u64).wrapping_add(k as u64),
+            };
+            RandomForestRegressor::fit(&dense, &targets, params)
+                .map_err(|e| Error::Model(format!("random_forest: {e}")))
         };
-        let model = RandomForestRegressor::fit(&to_dense(x)?, &y.to_vec(), params)
-            .map_err(|e| Error::Model(format!("random_forest: {e}")))?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let forests: Vec<Result<Forest>> = if threads > 1 {
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = parts
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &t)| sc.spawn(move || grow(k, t)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("forest worker panicked"))
+                    .collect()
+            })
+        } else {
+            parts.iter().enumerate().map(|(k, &t)| grow(k, t)).collect()
+        };
         Ok(Box::new(FittedForest {
-            model,
+            forests: forests.into_iter().collect::<Result<_>>()?,
+            parts,
             n_trees: self.n_trees,
             m,
         }))
     }
 }
 
+/// Independent sub-forests a forest is grown as (see `fit`).
+const SUB_FORESTS: usize = 4;
+
+type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
+
 struct FittedForest {
-    model: RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>,
+    forests: Vec<Forest>,
+    /// Trees per sub-forest: the weights of their mean predictions.
+    parts: Vec<usize>,
     n_trees: usize,
     m: usize,
 }
 
 impl FittedModel for FittedForest {
     fn predict(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
-        self.model
-            .predict(&to_dense(x)?)
-            .map(Array1::from)
-            .map_err(|e| Error::Model(format!("random_forest: {e}")))
+        let dense = to_dense(x)?;
+        let mut out = Array1::zeros(x.nrows());
+        for (f, &trees) in self.forests.iter().zip(&self.parts) {
+            let p = f
+                .predict(&dense)
+                .map_err(|e| Error::Model(format!("random_forest: {e}")))?;
+            out.scaled_add(trees as f64 / self.n_trees as f64, &Array1::from(p));
+        }
+        Ok(out)
     }
 
     fn describe(&self, _names: &[String]) -> serde_json::Value {
