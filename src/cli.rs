@@ -19,6 +19,12 @@ use crate::train::{self, JobSelection, RunOptions};
     about = "Urban carbon emission prediction from satellite tiles and POIs"
 )]
 pub struct Cli {
+    /// Only warnings and errors on stderr (no progress).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print every run.log line (epochs, early stopping) on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -234,6 +240,11 @@ pub fn main() -> Result<()> {
             };
         }
     };
+    crate::track::progress::set_verbosity(match (cli.quiet, cli.verbose) {
+        (true, _) => -1,
+        (_, true) => 1,
+        _ => 0,
+    });
     match cli.command {
         Command::Synth { preset, out, seed } => {
             let p = synth::preset(&preset).ok_or_else(|| {
@@ -435,7 +446,10 @@ pub fn main() -> Result<()> {
                     .unwrap_or(false)
             {
                 report::write_report(&dir, &plan.experiment.name)?;
-                eprintln!("report: {}", dir.join("report.md").display());
+                crate::track::progress::info(&format!(
+                    "report: {}",
+                    dir.join("report.md").display()
+                ));
             }
             result.map(|_| ())
         }

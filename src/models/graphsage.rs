@@ -518,7 +518,17 @@ pub fn fit_predict(
             .collect()
     };
     let (mut best, mut since_best) = (None::<(f64, usize, Vec<Vec<f32>>)>, 0);
+    let bar =
+        crate::track::progress::Bar::new(spec.max_epochs as u64, "epochs").prefix("  node model");
     for epoch in 0..spec.max_epochs {
+        if epoch % 10 == 0 {
+            bar.set(
+                epoch as u64,
+                best.as_ref().map_or(String::new(), |(b, e, _)| {
+                    format!("best valid R² {b:.3} (epoch {e})")
+                }),
+            );
+        }
         let out = net.forward(x.clone().traced(Gradients::leaky()), &lists, true);
         let pred = out.reshape_like(&(n,)).gather(train_idx.clone());
         let loss = (pred - y_t.clone()).square().mean();

@@ -7,10 +7,12 @@
 
 use std::fs;
 use std::io::Write;
+
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 pub mod claim;
+pub mod progress;
 pub mod tensorboard;
 
 use serde::Serialize;
@@ -122,6 +124,7 @@ impl RunDir {
     pub fn log(&mut self, line: &str) {
         // A log line that cannot be written must not fail the run; the result files still are.
         let _ = writeln!(self.log, "{line}");
+        progress::detail(line);
     }
 
     /// Where a file of this run is written while the run is in progress.

@@ -21,6 +21,7 @@ use crate::data::{synth, Contiguity, TileGraph, TileGrid};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::track::claim::{self, Claim};
+use crate::track::progress;
 use crate::track::{self, DatasetStamp, Manifest, RunDir, RunStatus};
 
 /// A dataset ready for jobs: validated, with its derived arrays.
@@ -62,7 +63,7 @@ pub fn prepare_dataset(
     let path = dataset_dir(entry, cache_dir)?;
     let data = CityDataset::open(&path)?;
     for w in &data.warnings {
-        eprintln!("warning: {w}");
+        crate::track::progress::warn(w);
     }
     let fingerprint = content_fingerprint(&data)?;
     let cache = DerivedCache::new(cache_dir, &fingerprint);
@@ -220,18 +221,18 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
         .collect();
     let skipped = selected.len() - todo.len();
     if todo.is_empty() {
-        eprintln!(
+        progress::info(&format!(
             "all {} selected jobs of `{}` are done; nothing to run",
             selected.len(),
             plan.experiment.name
-        );
+        ));
         return Ok(0);
     }
-    eprintln!(
+    progress::info(&format!(
         "experiment `{}`: {} jobs to run, {skipped} already done",
         plan.experiment.name,
         todo.len()
-    );
+    ));
 
     // Every dataset that a pending job reads is opened, validated and featurised first.
     let mut prepared: BTreeMap<String, PreparedDataset> = BTreeMap::new();
@@ -239,15 +240,15 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
         for entry in &job.config.datasets {
             if !prepared.contains_key(&entry.name) {
                 let t = Instant::now();
-                eprintln!("preparing dataset `{}` ...", entry.name);
+                progress::info(&format!("preparing dataset `{}` ...", entry.name));
                 let p = prepare(entry, plan)?;
-                eprintln!(
+                progress::info(&format!(
                     "  {} tiles, {} POIs, {} features ({:.1} s)",
                     p.data.tiles.len(),
                     p.data.pois.len(),
                     p.features.names.len(),
                     t.elapsed().as_secs_f64()
-                );
+                ));
                 prepared.insert(entry.name.clone(), p);
             }
         }
@@ -257,27 +258,32 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     let started = Instant::now();
     let exp_dir = plan.experiment.experiment_dir();
     let (mut failed, mut ran) = (0, 0);
+    let bar = progress::Bar::new(todo.len() as u64, "jobs").prefix(plan.experiment.name.clone());
     for (k, job) in todo.iter().enumerate() {
+        bar.set(
+            k as u64,
+            format!("{} {}", job.dataset_label(), job.config.model.label()),
+        );
         let _claim = match claim::claim(&exp_dir, &job.run_id)? {
             Claim::Claimed(c) => c,
             Claim::Busy(holder) => {
-                eprintln!(
+                progress::info(&format!(
                     "[{}/{}] {} skipped: being run by {holder}",
                     k + 1,
                     todo.len(),
                     job.run_id
-                );
+                ));
                 continue;
             }
         };
         // Another process may have finished it between our status check and the claim.
         if !options.force && plan.status(job) == JobStatus::Done {
-            eprintln!(
+            progress::info(&format!(
                 "[{}/{}] {} skipped: finished by another process",
                 k + 1,
                 todo.len(),
                 job.run_id
-            );
+            ));
             continue;
         }
         ran += 1;
@@ -291,7 +297,7 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
         let outcome = run_job(plan, job, &datasets)?;
         let eta = started.elapsed().as_secs_f64() / (k + 1) as f64 * (todo.len() - k - 1) as f64;
         match outcome {
-            Ok(m) => eprintln!(
+            Ok(m) => progress::info(&format!(
                 "[{}/{}] {} {:<10} {:<28} {:<14} seed {:<3} test R² {:>6.3}  ({:.1} s, ETA {:.0} s)",
                 k + 1,
                 todo.len(),
@@ -303,18 +309,18 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
                 m.test.map_or(f64::NAN, |t| t.r2),
                 t.elapsed().as_secs_f64(),
                 eta
-            ),
+            )),
             Err(msg) => {
                 failed += 1;
-                eprintln!("[{}/{}] {} FAILED: {msg}", k + 1, todo.len(), job.run_id);
+                progress::info(&format!("[{}/{}] {} FAILED: {msg}", k + 1, todo.len(), job.run_id));
             }
         }
     }
-    eprintln!(
+    progress::info(&format!(
         "ran {ran} jobs in {:.1} s into {}",
         started.elapsed().as_secs_f64(),
         exp_dir.display()
-    );
+    ));
     if failed > 0 {
         return Err(Error::JobsFailed { failed, total: ran });
     }

@@ -286,3 +286,20 @@ fn the_paper_experiments_validate_against_stand_in_cities() {
         assert_eq!(v["jobs"].as_array().unwrap().len(), jobs, "{file}");
     }
 }
+
+#[test]
+fn quiet_and_verbose_control_what_stderr_shows() {
+    let cli = Cli::in_temp_dir();
+    cli.write(
+        "exp.yaml",
+        "name: v\ndatasets: [{preset: tiny}]\nmodels:\n  - {kind: mlp, max_epochs: 60}\nsplits: [{kind: random}]\nseeds: [0]\n",
+    );
+    let quiet = cli.run(&["-q", "run", "exp.yaml"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(quiet.stderr.trim().is_empty(), "{}", quiet.stderr);
+    let verbose = cli.run(&["run", "exp.yaml", "--force", "-v"]);
+    assert_eq!(verbose.code, 0, "{}", verbose.stderr);
+    assert!(verbose.stderr.contains("epoch   50:"), "{}", verbose.stderr);
+    let normal = cli.run(&["run", "exp.yaml", "--force"]);
+    assert!(normal.stderr.contains("[1/1]") && !normal.stderr.contains("epoch   50:"));
+}

@@ -128,7 +128,7 @@ impl std::fmt::Display for ImportSummary {
 }
 
 fn progress(step: &str) {
-    eprintln!("import: {step}");
+    crate::track::progress::info(&format!("import: {step}"));
 }
 
 /// Find the cached image of a tile.

@@ -492,7 +492,15 @@ pub fn fit_predict(
     let mut best: Option<(f64, usize, Snapshot)> = None;
     let mut since_best = 0;
     let started = std::time::Instant::now();
+    let bar =
+        crate::track::progress::Bar::new(cfg.max_epochs as u64, "epochs").prefix("  opencarbon");
     for epoch in 0..cfg.max_epochs {
+        bar.set(
+            epoch as u64,
+            best.as_ref().map_or(String::new(), |(b, e, _)| {
+                format!("best valid R² {b:.3} (epoch {e})")
+            }),
+        );
         let stats = trainer.epoch(epoch, &mut train, &target_of)?;
         let step = epoch + 1;
         let board = run.board();
