@@ -2,6 +2,7 @@
 //! (rows: models; columns: city × metric; cells: mean ± std over seeds, with n), built with
 //! polars from the run directories alone, so a report can be rebuilt at any time.
 
+pub mod figures;
 pub mod headline;
 pub mod render;
 
@@ -331,6 +332,13 @@ pub fn write_report(experiment_dir: &Path, title: &str) -> Result<String> {
         atomic_write(&tables_dir.join("headline.md"), headline.as_bytes())?;
         all.push_str(&headline);
         all.push('\n');
+    }
+    let figures = figures::write_figures(experiment_dir, title, &runs)?;
+    if !figures.is_empty() {
+        all.push_str("### Figures\n\n");
+        for (caption, path) in &figures {
+            all.push_str(&format!("{caption}\n\n![{caption}]({path})\n\n"));
+        }
     }
     atomic_write(&experiment_dir.join("report.md"), all.as_bytes())?;
     Ok(all)

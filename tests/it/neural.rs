@@ -2,6 +2,10 @@
 
 use super::{read, Cli};
 
+fn read_bytes(p: &std::path::Path) -> Vec<u8> {
+    std::fs::read(p).unwrap()
+}
+
 #[test]
 fn train_opencarbon_then_predict_a_new_city() {
     let cli = Cli::in_temp_dir();
@@ -38,6 +42,20 @@ fn train_opencarbon_then_predict_a_new_city() {
     );
     let log = read(&run_dir.join("run.log"));
     assert!(log.contains("best validation R²"), "{log}");
+    // The report's figures, where the machine has the font they are drawn with.
+    if std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").is_file() {
+        for f in [
+            "r2_by_model_random.png",
+            "maps_random_tiny.png",
+            "scatter_random_tiny.png",
+            "modality_weights_random_tiny.png",
+        ] {
+            let p = cli.path(&format!("results/nn/figures/{f}"));
+            assert!(p.is_file(), "{} missing", p.display());
+            assert!(read_bytes(&p).starts_with(b"\x89PNG"));
+        }
+        assert!(read(&cli.path("results/nn/report.md")).contains("figures/maps_random_tiny.png"));
+    }
 
     // A "new city": another seed of the tiny preset.
     let s = cli.run(&["synth", "tiny", "other", "--seed", "9"]);
