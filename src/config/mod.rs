@@ -169,9 +169,14 @@ impl DeviceSpec {
     pub fn check_available(self) -> Result<()> {
         match self {
             DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(Error::Usage(
-                "this opencarbon was built without CUDA support: rebuild with `cargo build --release --features cuda` (see README, \"Run on a GPU\")".into(),
+                "this opencarbon was built without CUDA support (`--features cuda`)".into(),
             )),
-            _ => Ok(()),
+            // The feature compiles dfdx's CUDA device, but the models do not train on it yet:
+            // refusing is better than silently training on the CPU.
+            DeviceSpec::Cuda(_) => Err(Error::Usage(
+                "CUDA training is not implemented yet: the models train on the CPU only (the `cuda` feature compiles dfdx's CUDA device, nothing uses it so far)".into(),
+            )),
+            DeviceSpec::Cpu => Ok(()),
         }
     }
 }

@@ -430,6 +430,64 @@ fn modality_weights(path: &Path, title: &str, run_dir: &Path, city: &str) -> Res
     Ok(true)
 }
 
+/// The SE-weighted importance of each POI category (poi_category_importance.csv).
+fn category_importance(path: &Path, title: &str, run_dir: &Path) -> Result<bool> {
+    let Ok(text) = std::fs::read_to_string(run_dir.join("poi_category_importance.csv")) else {
+        return Ok(false);
+    };
+    let rows: Vec<(String, f64)> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (c, v) = l.split_once(',')?;
+            Some((c.to_string(), v.parse().ok()?))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9) * 1.15;
+    let height = 90 + 26 * rows.len() as u32;
+    let root = BitMapBackend::new(path, (720, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 14))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(110)
+        .build_cartesian_2d(0.0..max, -0.5..rows.len() as f64 - 0.5)
+        .map_err(plot_err)?;
+    let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc("share of the first POI convolution's SE-gated weight mass")
+        .y_labels(rows.len())
+        .y_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 12))
+        .draw()
+        .map_err(plot_err)?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            let y = i as f64;
+            Rectangle::new(
+                [(0.0, y - 0.35), (r.1, y + 0.35)],
+                RGBColor(31, 119, 180).filled(),
+            )
+        }))
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(true)
+}
+
 fn file_safe(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -527,6 +585,19 @@ pub fn write_figures(
                 format!("Predicted vs true, {dataset}, split `{split}`: {what}"),
                 format!("figures/scatter_{base}.png"),
             ));
+            let importance = dir.join(format!("poi_categories_{base}.png"));
+            if category_importance(
+                &importance,
+                &format!("POI categories through the SE block, {dataset}, {split}: {what}"),
+                &experiment_dir.join(&run.run_id),
+            )? {
+                out.push((
+                    format!(
+                        "POI category importance (SE-weighted), {dataset}, split `{split}`: {what}"
+                    ),
+                    format!("figures/poi_categories_{base}.png"),
+                ));
+            }
             let weights = dir.join(format!("modality_weights_{base}.png"));
             let run_dir = experiment_dir.join(&run.run_id);
             if modality_weights(

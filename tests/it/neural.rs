@@ -42,6 +42,16 @@ fn train_opencarbon_then_predict_a_new_city() {
     );
     let log = read(&run_dir.join("run.log"));
     assert!(log.contains("best validation R²"), "{log}");
+    let importance = read(&run_dir.join("poi_category_importance.csv"));
+    let shares: Vec<f64> = importance
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        !shares.is_empty() && (shares.iter().sum::<f64>() - 1.0).abs() < 1e-3,
+        "{importance}"
+    );
     // The report's figures, where the machine has the font they are drawn with.
     if std::path::Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").is_file() {
         for f in [
@@ -49,6 +59,7 @@ fn train_opencarbon_then_predict_a_new_city() {
             "maps_random_tiny.png",
             "scatter_random_tiny.png",
             "modality_weights_random_tiny.png",
+            "poi_categories_random_tiny.png",
         ] {
             let p = cli.path(&format!("results/nn/figures/{f}"));
             assert!(p.is_file(), "{} missing", p.display());

@@ -282,6 +282,18 @@ impl<D: Device<f32> + LayerKernels> PoiEncoder<D> {
         }
     }
 
+    /// The first SE block's channel gates (N × 32, row-major) in evaluation mode, or None
+    /// without SE: how strongly each channel of the first POI convolution passes.
+    pub fn first_se_gates(&mut self, x: &SparseBatch) -> Option<Vec<f32>> {
+        let se = self.se1.as_ref()?;
+        let h = self
+            .c1
+            .bn
+            .forward4(self.c1.conv.forward_sparse::<NoneTape>(x), false)
+            .relu();
+        Some(se.forward(h).1.as_vec())
+    }
+
     /// `x`: the tiles' POI rasters, sparse (log1p of counts); the branch starts its own tape.
     pub fn forward<T: Tape<f32, D> + Merge<T>>(
         &mut self,

@@ -250,6 +250,49 @@ pub(crate) fn evaluate(
     }
 }
 
+/// What the first SE block says about the POI categories: its mean channel gate over every
+/// tile, and per category the gate-weighted share of the first convolution's weight mass
+/// that reads the category (Σ_o gate_o · Σ|W1[o, c, ·, ·]|, normalised to sum 1). The SE
+/// block weighs convolution channels, not categories (the convolution mixes categories), so
+/// this is the per-category reading of it.
+fn se_category_importance(
+    net: &mut OpenCarbonNet<Dev>,
+    dev: &Dev,
+    datasets: &[&PreparedDataset],
+    tiles: &[(usize, usize)],
+    inputs: Inputs,
+    norm: &ImageNorm,
+) -> Option<(Vec<f64>, Vec<f64>)> {
+    let (mut sum, mut n) = (Vec::<f64>::new(), 0usize);
+    for chunk in tiles.chunks(256) {
+        let (_, poi) = tile_inputs(dev, datasets, chunk, inputs, norm);
+        let gates = net.poi.as_mut()?.first_se_gates(poi.as_ref()?)?;
+        let c = gates.len() / chunk.len();
+        sum.resize(c, 0.0);
+        for row in gates.chunks_exact(c) {
+            for (s, g) in sum.iter_mut().zip(row) {
+                *s += *g as f64;
+            }
+        }
+        n += chunk.len();
+    }
+    let gate: Vec<f64> = sum.iter().map(|s| s / n.max(1) as f64).collect();
+    let w = net.poi.as_ref()?.c1.conv.weight.as_vec();
+    let (o, c, k, _) = *net.poi.as_ref()?.c1.conv.weight.shape();
+    let mut importance = vec![0.0f64; c];
+    for (oi, g) in gate.iter().enumerate().take(o) {
+        for (ci, imp) in importance.iter_mut().enumerate() {
+            let base = (oi * c + ci) * k * k;
+            *imp += g * w[base..base + k * k]
+                .iter()
+                .map(|v| v.abs() as f64)
+                .sum::<f64>();
+        }
+    }
+    let total: f64 = importance.iter().sum::<f64>().max(1e-12);
+    Some((gate, importance.into_iter().map(|v| v / total).collect()))
+}
+
 /// `embeddings.csv`: dataset, x, y and the d values of the grid embedding of every tile.
 fn write_embeddings(
     run: &RunDir,
@@ -597,6 +640,7 @@ pub fn fit_predict(
         })
         .collect();
     let ev = evaluate(&mut net, &dev, datasets, &every_tile, inputs, &norm);
+    let se = se_category_importance(&mut net, &dev, datasets, &every_tile, inputs, &norm);
     write_embeddings(run, datasets, &every_tile, &ev.grid_embeddings)?;
     let at = |r: &Row| base[r.dataset] + r.tile;
     let all: Vec<(usize, usize)> = rows.iter().map(|r| (r.dataset, r.tile)).collect();
@@ -611,6 +655,22 @@ pub fn fit_predict(
         "image_norm": { "mean": norm.mean, "std": norm.std },
         "target_norm": { "mean": y_mean, "std": y_std },
     });
+    if let Some((gate, importance)) = se {
+        let categories = &datasets[0].data.meta.poi_categories;
+        let mut csv = String::from("category,importance\n");
+        for (c, v) in categories.iter().zip(&importance) {
+            csv.push_str(&format!("{c},{v:.6}\n"));
+        }
+        run.write("poi_category_importance.csv", csv.as_bytes())?;
+        description["se_gate_mean_by_channel"] = serde_json::json!(gate);
+        description["poi_category_importance"] = serde_json::Value::Object(
+            categories
+                .iter()
+                .zip(&importance)
+                .map(|(c, v)| (c.clone(), serde_json::json!(v)))
+                .collect(),
+        );
+    }
     if let Some(w) = weights {
         let mut csv = String::from("dataset,x,y,split,image_weight,poi_weight\n");
         for (r, b) in rows.iter().zip(&w) {
