@@ -44,7 +44,7 @@ fn quote(p: &Path) -> String {
 pub fn slurm(plan: &Plan, options: &EmitOptions) -> Result<Emitted> {
     let n = plan.jobs.len();
     let exe = std::env::current_exe().map_err(|e| Error::Internal(e.to_string()))?;
-    let workdir = absolute(Path::new("."))?;
+    let workdir = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
     let experiment = absolute(&plan.experiment.file)?;
     let logs = absolute(&plan.experiment.experiment_dir().join("slurm-logs"))?;
     let name = &plan.experiment.name;

@@ -210,7 +210,9 @@ fn run_dirs_of(cli: &Cli, rel: &str) -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(cli.path(rel))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir() && p.file_name().unwrap() != "tables")
+        .filter(|p| {
+            p.is_dir() && !["tables", "figures"].contains(&p.file_name().unwrap().to_str().unwrap())
+        })
         .collect();
     dirs.sort();
     dirs
