@@ -95,52 +95,7 @@ pub enum Command {
     },
     /// Build a dataset from raw open data: emission GeoTIFFs (ODIAC layout), a slippy-map
     /// tile cache and POIs from CSV or OpenStreetMap, over a lon/lat box or a tile range.
-    Import {
-        /// The dataset directory to write (must not hold a dataset).
-        #[arg(long)]
-        out: PathBuf,
-        /// The dataset's name ([a-z0-9_-]+).
-        #[arg(long)]
-        name: String,
-        /// Slippy-map zoom level of the tiles (15 ≈ 1 km² at mid latitudes).
-        #[arg(long, default_value_t = 15)]
-        zoom: u8,
-        /// Region as west,south,east,north in degrees (default: what the rasters cover).
-        #[arg(
-            long,
-            value_name = "W,S,E,N",
-            conflicts_with = "tiles",
-            allow_hyphen_values = true
-        )]
-        bbox: Option<String>,
-        /// Region as an inclusive tile range x0,y0,x1,y1 at --zoom.
-        #[arg(long, value_name = "X0,Y0,X1,Y1")]
-        tiles: Option<String>,
-        /// Emission GeoTIFF in EPSG:4326 (repeat to sum several, e.g. 12 monthly ODIAC files).
-        #[arg(long, required = true)]
-        emissions: Vec<PathBuf>,
-        /// Convert tonnes of carbon to tonnes of CO2 (× 44/12).
-        #[arg(long)]
-        co2: bool,
-        /// The dataset's emission unit text (default: from the files and --co2).
-        #[arg(long)]
-        unit: Option<String>,
-        /// Tile cache directory: <dir>/<zoom>/<x>/<y>.png|jpg.
-        #[arg(long)]
-        images: PathBuf,
-        /// POI CSV with lon and lat columns; every other column is a tag (repeatable).
-        #[arg(long)]
-        pois_csv: Vec<PathBuf>,
-        /// OpenStreetMap extract (.osm.pbf) to take POIs from (repeatable).
-        #[arg(long)]
-        osm: Vec<PathBuf>,
-        /// Rules from tags to categories.
-        #[arg(long, default_value = "configs/poi_mapping/osm.yaml")]
-        mapping: PathBuf,
-        /// dataset.yaml's `source` text (where the data came from, licences).
-        #[arg(long)]
-        source: Option<String>,
-    },
+    Import(ImportArgs),
     /// Write the handcrafted feature table of a dataset (x, y, emission, then the features the
     /// tabular and graph baselines see, before standardisation) as CSV, e.g. for benchmarks
     /// against Python implementations.
@@ -207,6 +162,78 @@ pub struct EmitArgs {
     /// Where to write the scripts (default: results/<experiment>/<slurm|k8s>/).
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The dataset directory to write (must not hold a dataset).
+    #[arg(long)]
+    out: PathBuf,
+    /// The dataset's name ([a-z0-9_-]+).
+    #[arg(long)]
+    name: String,
+    /// Slippy-map zoom level of the tiles (15 ≈ 1 km² at mid latitudes).
+    #[arg(long, default_value_t = 15)]
+    zoom: u8,
+    /// Region as west,south,east,north in degrees (default: what the rasters cover).
+    #[arg(
+        long,
+        value_name = "W,S,E,N",
+        conflicts_with = "tiles",
+        allow_hyphen_values = true
+    )]
+    bbox: Option<String>,
+    /// Region as an inclusive tile range x0,y0,x1,y1 at --zoom.
+    #[arg(long, value_name = "X0,Y0,X1,Y1")]
+    tiles: Option<String>,
+    /// Emission GeoTIFF in EPSG:4326 (repeat to sum several, e.g. 12 monthly ODIAC files).
+    #[arg(long, required = true)]
+    emissions: Vec<PathBuf>,
+    /// Convert tonnes of carbon to tonnes of CO2 (× 44/12).
+    #[arg(long)]
+    co2: bool,
+    /// The dataset's emission unit text (default: from the files and --co2).
+    #[arg(long)]
+    unit: Option<String>,
+    /// Tile cache directory: <dir>/<zoom>/<x>/<y>.png|jpg.
+    #[arg(long)]
+    images: PathBuf,
+    /// POI CSV with lon and lat columns; every other column is a tag (repeatable).
+    #[arg(long)]
+    pois_csv: Vec<PathBuf>,
+    /// OpenStreetMap extract (.osm.pbf) to take POIs from (repeatable).
+    #[arg(long)]
+    osm: Vec<PathBuf>,
+    /// Rules from tags to categories.
+    #[arg(long, default_value = "configs/poi_mapping/osm.yaml")]
+    mapping: PathBuf,
+    /// dataset.yaml's `source` text (where the data came from, licences).
+    #[arg(long)]
+    source: Option<String>,
+}
+
+impl ImportArgs {
+    fn into_spec(self) -> Result<ImportSpec> {
+        let region = match (&self.bbox, &self.tiles) {
+            (Some(b), _) => Some(Region::Bbox(parse_numbers::<f64, 4>(b, "--bbox")?)),
+            (None, Some(t)) => Some(Region::Tiles(parse_numbers::<u32, 4>(t, "--tiles")?)),
+            (None, None) => None,
+        };
+        Ok(ImportSpec {
+            out: self.out,
+            name: self.name,
+            zoom: self.zoom,
+            region,
+            emissions: self.emissions,
+            co2: self.co2,
+            unit: self.unit,
+            images: self.images,
+            pois_csv: self.pois_csv,
+            osm: self.osm,
+            mapping: self.mapping,
+            source: self.source,
+        })
+    }
 }
 
 /// `a,b,c,d` as N numbers.
@@ -285,42 +312,11 @@ pub fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Import {
-            out,
-            name,
-            zoom,
-            bbox,
-            tiles,
-            emissions,
-            co2,
-            unit,
-            images,
-            pois_csv,
-            osm,
-            mapping,
-            source,
-        } => {
-            let region = match (bbox, tiles) {
-                (Some(b), _) => Some(Region::Bbox(parse_numbers::<f64, 4>(&b, "--bbox")?)),
-                (None, Some(t)) => Some(Region::Tiles(parse_numbers::<u32, 4>(&t, "--tiles")?)),
-                (None, None) => None,
-            };
-            let summary = import::run(&ImportSpec {
-                out: out.clone(),
-                name,
-                zoom,
-                region,
-                emissions,
-                co2,
-                unit,
-                images,
-                pois_csv,
-                osm,
-                mapping,
-                source,
-            })?;
+        Command::Import(args) => {
+            let spec = args.into_spec()?;
+            let summary = import::run(&spec)?;
             println!("{summary}");
-            println!("wrote {} (report: import_report.json)", out.display());
+            println!("wrote {} (report: import_report.json)", spec.out.display());
             Ok(())
         }
         Command::Features {

@@ -62,24 +62,6 @@ pub enum SageAggregator {
     MaxPool,
 }
 
-/// Training settings shared by GraphSAGE and the MLP.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeTraining {
-    #[serde(default = "d_lr")]
-    pub lr: f64,
-    #[serde(default = "d_weight_decay")]
-    pub weight_decay: f64,
-    #[serde(default = "d_max_epochs")]
-    pub max_epochs: usize,
-    /// Stop after this many epochs without a better validation R² ...
-    #[serde(default = "d_patience")]
-    pub patience: usize,
-    /// ... but not before this epoch.
-    #[serde(default = "d_min_epochs")]
-    pub min_epochs: usize,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphSageConfig {
