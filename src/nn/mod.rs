@@ -161,6 +161,25 @@ pub trait LayerKernels: Storage<f32> + Clone + 'static {
     fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>);
 }
 
+/// Host gradient buffers of a convolution as tensors of their shapes.
+fn conv_grads(
+    dev: &Cpu,
+    g: &Conv2dGeometry,
+    gx: Option<Vec<f32>>,
+    gw: Vec<f32>,
+    gb: Option<Vec<f32>>,
+) -> Result<ConvGrads<Cpu>, dfdx::prelude::CpuError> {
+    Ok(ConvGrads {
+        x: gx
+            .map(|gx| dev.try_tensor_from_vec(gx, (g.batch, g.in_channels, g.height, g.width)))
+            .transpose()?,
+        w: dev.try_tensor_from_vec(gw, (g.out_channels, g.in_channels, g.kernel, g.kernel))?,
+        bias: gb
+            .map(|b| dev.try_tensor_from_vec(b, (g.out_channels,)))
+            .transpose()?,
+    })
+}
+
 impl LayerKernels for Cpu {
     type Saved = Vec<f32>;
 
@@ -201,15 +220,7 @@ impl LayerKernels for Cpu {
                 bias: gb.as_deref_mut(),
             },
         );
-        Ok(ConvGrads {
-            x: gx
-                .map(|gx| self.try_tensor_from_vec(gx, (g.batch, g.in_channels, g.height, g.width)))
-                .transpose()?,
-            w: self.try_tensor_from_vec(gw, (g.out_channels, g.in_channels, g.kernel, g.kernel))?,
-            bias: gb
-                .map(|b| self.try_tensor_from_vec(b, (g.out_channels,)))
-                .transpose()?,
-        })
+        conv_grads(self, g, gx, gw, gb)
     }
 
     fn sparse_conv2d_forward(
@@ -234,13 +245,7 @@ impl LayerKernels for Cpu {
         let mut gw = vec![0.0; g.weight_len()];
         let mut gb = has_bias.then(|| vec![0.0; g.out_channels]);
         conv::sparse_conv2d_backward(g, x, grad_out, &mut gw, gb.as_deref_mut());
-        Ok(ConvGrads {
-            x: None,
-            w: self.try_tensor_from_vec(gw, (g.out_channels, g.in_channels, g.kernel, g.kernel))?,
-            bias: gb
-                .map(|b| self.try_tensor_from_vec(b, (g.out_channels,)))
-                .transpose()?,
-        })
+        conv_grads(self, g, None, gw, gb)
     }
 
     fn max_pool2d_forward(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
+use super::file_safe;
 use super::render::ramp;
 use crate::error::{Error, Result};
 use crate::train::RunMetrics;
@@ -486,18 +487,6 @@ fn category_importance(path: &Path, title: &str, run_dir: &Path) -> Result<bool>
         .map_err(plot_err)?;
     root.present().map_err(plot_err)?;
     Ok(true)
-}
-
-fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Write every figure; returns (caption, path relative to the experiment dir). Nothing (and a
