@@ -6,18 +6,22 @@
 //! the ResNet-18 configuration on the first 64 training tiles); compare with
 //! `scripts/bench_epoch_torch.py` (a straightforward PyTorch implementation of the same
 //! configuration that encodes every neighbourhood tile separately), which prints its own
-//! tiles/s. The london city is generated into .cache/ on first use, as the CLI does.
+//! tiles/s. `--device cuda[:N]` times it on a GPU (a `--features cuda` build; see
+//! scripts/gpu_check.sh). The london city is generated into .cache/ on first use, as the
+//! CLI does.
 
 use std::path::Path;
 use std::time::Instant;
 
-use opencarbon::config::{DatasetEntry, DatasetSource};
+use opencarbon::config::{DatasetEntry, DatasetSource, DeviceSpec};
 use opencarbon::data::split::random_split;
 use opencarbon::data::synth::GENERATOR_VERSION;
 use opencarbon::data::SplitPart;
 use opencarbon::models::opencarbon::train::Trainer;
+use opencarbon::models::opencarbon::OpenCarbonConfig;
 use opencarbon::models::{Inputs, ModelConfig};
-use opencarbon::train::prepare_dataset;
+use opencarbon::train::device::{on_device, ModelDevice, OnDevice};
+use opencarbon::train::{prepare_dataset, PreparedDataset};
 
 fn main() {
     opencarbon::nn::reuse_large_allocations();
@@ -32,6 +36,7 @@ fn main() {
         arg(name).map_or(default, |v| v.parse().expect("a whole number"))
     };
     let epochs = number("--epochs", 3);
+    let device = DeviceSpec::parse(&arg("--device").unwrap_or("cpu".into())).unwrap();
     let image_size = number("--image-size", 32);
     let config = arg("--config").unwrap_or("configs/models/opencarbon_cpu.yaml".into());
     let text = std::fs::read_to_string(&config).unwrap();
@@ -55,28 +60,60 @@ fn main() {
         .map(|t| (0, t))
         .collect();
     train.truncate(number("--tiles", train.len()));
-    let datasets = [&ds];
-    let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
-    let mut trainer = Trainer::new(&cfg, Inputs::default(), 0, &datasets);
     println!(
-        "{config}, london at {image_size} px, {} training tiles, batch {}, patch_tiles {}, contrastive from epoch {}",
+        "{config} on {device}, london at {image_size} px, {} training tiles, batch {}, patch_tiles {}, contrastive from epoch {}",
         train.len(),
         cfg.batch_size,
         cfg.patch_tiles,
         cfg.contrastive_epoch
     );
-    for epoch in 0..epochs {
-        // Epochs from the contrastive warm-up on, so the InfoNCE term is part of the timing.
-        let e = epoch + cfg.contrastive_epoch;
-        let t = Instant::now();
-        let stats = trainer.epoch(e, &mut train, &target).unwrap();
-        let s = t.elapsed().as_secs_f64();
-        println!(
-            "epoch {}: {:.2} s, {:.1} training tiles/s (loss/tile {:.3})",
-            epoch + 1,
-            s,
-            stats.tiles as f64 / s,
-            stats.loss_per_tile
-        );
+    let timed = Epochs {
+        cfg: &cfg,
+        ds: &ds,
+        train,
+        epochs,
+    };
+    if let Err(e) = on_device(device, 0, timed) {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
+}
+
+/// The timed epochs, on whichever device `on_device` opens.
+struct Epochs<'a> {
+    cfg: &'a OpenCarbonConfig,
+    ds: &'a PreparedDataset,
+    train: Vec<(usize, usize)>,
+    epochs: usize,
+}
+
+impl OnDevice for Epochs<'_> {
+    type Output = ();
+
+    fn run<D: ModelDevice>(self, dev: D) -> opencarbon::error::Result<()> {
+        let Epochs {
+            cfg,
+            ds,
+            mut train,
+            epochs,
+        } = self;
+        let datasets = [ds];
+        let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
+        let mut trainer = Trainer::new(cfg, Inputs::default(), 0, dev, &datasets);
+        for epoch in 0..epochs {
+            // Epochs from the contrastive warm-up on, so the InfoNCE term is part of the timing.
+            let e = epoch + cfg.contrastive_epoch;
+            let t = Instant::now();
+            let stats = trainer.epoch(e, &mut train, &target)?;
+            let s = t.elapsed().as_secs_f64();
+            println!(
+                "epoch {}: {:.2} s, {:.1} training tiles/s (loss/tile {:.3})",
+                epoch + 1,
+                s,
+                stats.tiles as f64 / s,
+                stats.loss_per_tile
+            );
+        }
+        Ok(())
     }
 }

@@ -11,7 +11,9 @@
 # compute capability 9.0 when the real one is missing: dfdx's build script calls it even
 # with CUDA_COMPUTE_CAP set) and CUDA_COMPUTE_CAP=90 (H100/H200) unless already set.
 # Linking also needs the driver library libcuda.so: present on a GPU machine (the NVIDIA
-# driver); on a GPU-less builder only `cargo check --features cuda,ci-check` works.
+# driver). On a machine without one, scripts/make_cuda_driver_stub.sh builds a stand-in
+# driver that reports "no device", and env.sh puts it on LD_LIBRARY_PATH, so that a cuda
+# build links and its tests run (CUDA tests then report that no device was found).
 set -euo pipefail
 prefix="${1:-$HOME/.cache/opencarbon/cuda}"
 mkdir -p "$prefix"
@@ -39,11 +41,16 @@ echo "9.0"
 SMI
   chmod +x "$prefix/bin/nvidia-smi"
 fi
+stub_path=""
+if ! ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+  bash "$(dirname "$0")/make_cuda_driver_stub.sh" "$root"
+  stub_path="$root/driver-stub:"
+fi
 cat > "$prefix/env.sh" <<ENV
 export CUDA_ROOT="$root"
 export CUDA_PATH="$root"
 export PATH="$root/bin:$prefix/bin:\$PATH"
-export LD_LIBRARY_PATH="$root/lib:\${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$stub_path$root/lib:\${LD_LIBRARY_PATH:-}"
 export CUDA_COMPUTE_CAP="\${CUDA_COMPUTE_CAP:-90}"
 ENV
 "$root/bin/nvcc" --version | tail -2

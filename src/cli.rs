@@ -421,7 +421,7 @@ pub fn main() -> Result<()> {
             if let Some(d) = device {
                 exp.device = config::DeviceSpec::parse(&d).map_err(Error::Usage)?;
             }
-            exp.device.check_available()?;
+            crate::train::device::check_available(exp.device)?;
             let selection = match (index, shard) {
                 (Some(i), _) => JobSelection::Index(i),
                 (None, Some(s)) => JobSelection::parse_shard(&s)?,

@@ -164,21 +164,6 @@ impl DeviceSpec {
     pub fn is_cuda(self) -> bool {
         matches!(self, DeviceSpec::Cuda(_))
     }
-
-    /// Why this build cannot use the device, if it cannot.
-    pub fn check_available(self) -> Result<()> {
-        match self {
-            DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(Error::Usage(
-                "this opencarbon was built without CUDA support (`--features cuda`)".into(),
-            )),
-            // The feature compiles dfdx's CUDA device, but the models do not train on it yet:
-            // refusing is better than silently training on the CPU.
-            DeviceSpec::Cuda(_) => Err(Error::Usage(
-                "CUDA training is not implemented yet: the models train on the CPU only (the `cuda` feature compiles dfdx's CUDA device, nothing uses it so far)".into(),
-            )),
-            DeviceSpec::Cpu => Ok(()),
-        }
-    }
 }
 
 impl std::fmt::Display for DeviceSpec {

@@ -19,6 +19,7 @@ use crate::nn::layers::{Linear, Tensor2};
 use crate::nn::params::{Adam, HasParams, ParamRef};
 use crate::nn::{aggregate, Aggregation, LayerKernels};
 use crate::track::RunDir;
+use crate::train::device::{on_device, ModelDevice, OnDevice};
 use crate::train::job::{Fitted, Row};
 use crate::train::tabular::{feature_columns, feature_matrix};
 use crate::train::PreparedDataset;
@@ -413,6 +414,7 @@ fn embedding_features(
 /// by `inputs` (or the embeddings in `embeddings`, an OpenCarbon run's embeddings.csv),
 /// standardised with the training rows; the loss is the mean squared error of the
 /// standardised log emission over the training nodes.
+/// The model trains on `device`.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_predict(
     spec: &NodeModelSpec,
@@ -420,11 +422,52 @@ pub fn fit_predict(
     inputs: crate::models::Inputs,
     embeddings: Option<&std::path::Path>,
     seed: u64,
+    device: crate::config::DeviceSpec,
     datasets: &[&PreparedDataset],
     rows: &[Row],
     run: &mut RunDir,
 ) -> Result<Fitted> {
-    let dev = Cpu::seed_from_u64(seed);
+    let fit = NodeFit {
+        spec,
+        contiguity,
+        inputs,
+        embeddings,
+        datasets,
+        rows,
+        run,
+    };
+    on_device(device, seed, fit)
+}
+
+/// `fit_predict`'s arguments, run on the device `on_device` opens.
+struct NodeFit<'a, 'r> {
+    spec: &'a NodeModelSpec,
+    contiguity: Contiguity,
+    inputs: crate::models::Inputs,
+    embeddings: Option<&'a std::path::Path>,
+    datasets: &'a [&'a PreparedDataset],
+    rows: &'a [Row],
+    run: &'r mut RunDir,
+}
+
+impl OnDevice for NodeFit<'_, '_> {
+    type Output = Fitted;
+
+    fn run<D: ModelDevice>(self, dev: D) -> Result<Fitted> {
+        fit_predict_on(self, dev)
+    }
+}
+
+fn fit_predict_on<D: ModelDevice>(fit: NodeFit<'_, '_>, dev: D) -> Result<Fitted> {
+    let NodeFit {
+        spec,
+        contiguity,
+        inputs,
+        embeddings,
+        datasets,
+        rows,
+        run,
+    } = fit;
     let mut base = vec![0usize];
     for d in datasets {
         base.push(base.last().unwrap() + d.data.tiles.len());
@@ -455,7 +498,7 @@ pub fn fit_predict(
     let scaler = Standardizer::fit(x_all.select(ndarray::Axis(0), &train_nodes).view());
     let x = scaler.apply(x_all.view());
     let f = x.ncols();
-    let x: Tensor2<Cpu> = dev.tensor_from_vec(x.iter().map(|v| *v as f32).collect(), (n, f));
+    let x: Tensor2<D> = dev.tensor_from_vec(x.iter().map(|v| *v as f32).collect(), (n, f));
 
     let graphs: Vec<TileGraph> = datasets
         .iter()
@@ -471,14 +514,14 @@ pub fn fit_predict(
     let y_std = (y_train.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / y_train.len() as f64)
         .sqrt()
         .max(1e-6);
-    let y_t: Tensor<(usize,), f32, Cpu> = dev.tensor_from_vec(
+    let y_t: Tensor<(usize,), f32, D> = dev.tensor_from_vec(
         y_train
             .iter()
             .map(|v| ((v - y_mean) / y_std) as f32)
             .collect(),
         (y_train.len(),),
     );
-    let train_idx: Tensor<(usize,), usize, Cpu> =
+    let train_idx: Tensor<(usize,), usize, D> =
         dev.tensor_from_vec(train_nodes.clone(), (train_nodes.len(),));
     let valid_y: Vec<f64> = valid.iter().map(|r| log_e(r)).collect();
 
@@ -492,7 +535,7 @@ pub fn fit_predict(
         train.len(),
         valid.len()
     ));
-    let predict_all = |net: &NodeNet<Cpu>| -> Vec<f64> {
+    let predict_all = |net: &NodeNet<D>| -> Vec<f64> {
         net.forward(x.clone(), &lists, false)
             .as_vec()
             .iter()

@@ -51,7 +51,7 @@ impl Conv2dGeometry {
     }
 
     /// Values in one receptive field: in_channels · k · k.
-    fn patch_len(&self) -> usize {
+    pub(crate) fn patch_len(&self) -> usize {
         self.in_channels * self.kernel * self.kernel
     }
 

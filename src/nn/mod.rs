@@ -6,6 +6,8 @@
 
 pub mod aggregate;
 pub mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod layers;
 pub mod norm;
 pub mod params;

@@ -62,6 +62,8 @@ pub struct Manifest {
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
     pub host: String,
+    /// Where the neural models ran (`cpu`, `cuda:N`); tabular models always use the CPU.
+    pub device: String,
     pub started: String,
     pub ended: String,
     pub wall_seconds: f64,
@@ -225,6 +227,7 @@ mod tests {
             git_commit: None,
             git_dirty: None,
             host: "h".into(),
+            device: "cpu".into(),
             started: "s".into(),
             ended: "e".into(),
             wall_seconds: 0.0,

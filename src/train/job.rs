@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::{tabular, PreparedDataset, RunMetrics};
-use crate::config::Job;
+use crate::config::{DeviceSpec, Job};
 use crate::data::split::{self, part_counts};
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
@@ -168,6 +168,7 @@ fn board_summary(
 
 pub(super) fn fit_and_evaluate(
     job: &Job,
+    device: DeviceSpec,
     datasets: &[&PreparedDataset],
     run: &mut RunDir,
 ) -> Result<RunMetrics> {
@@ -211,6 +212,7 @@ pub(super) fn fit_and_evaluate(
             cfg,
             job.config.model.inputs,
             job.config.seed,
+            device,
             datasets,
             &rows,
             run,
@@ -233,6 +235,7 @@ pub(super) fn fit_and_evaluate(
                 .transpose()?
                 .as_deref(),
             job.config.seed,
+            device,
             datasets,
             &rows,
             run,
@@ -243,6 +246,7 @@ pub(super) fn fit_and_evaluate(
             job.config.model.inputs,
             None,
             job.config.seed,
+            device,
             datasets,
             &rows,
             run,

@@ -2,6 +2,7 @@
 //! any job starts), then run each job into its run directory.
 
 pub mod cluster;
+pub mod device;
 pub mod job;
 pub(crate) mod tabular;
 
@@ -348,7 +349,7 @@ fn run_job(
         job.run_id, plan.experiment.name
     ));
 
-    let result = job::fit_and_evaluate(job, datasets, &mut run);
+    let result = job::fit_and_evaluate(job, plan.experiment.device, datasets, &mut run);
     let (status, error, metrics) = match result {
         Ok(m) => (RunStatus::Done, None, Ok(m)),
         Err(e) => {
@@ -367,6 +368,7 @@ fn run_job(
         git_commit,
         git_dirty,
         host: track::host_name(),
+        device: plan.experiment.device.to_string(),
         started: track::rfc3339(run.started()),
         ended: track::rfc3339(SystemTime::now()),
         wall_seconds: run.elapsed_seconds(),

@@ -20,10 +20,9 @@ use crate::nn::layers::{info_nce, Tensor2};
 use crate::nn::params::{save_safetensors, Adam, ParamRef};
 use crate::nn::{SparseBatch, Tensor4};
 use crate::track::RunDir;
+use crate::train::device::{on_device, ModelDevice, OnDevice};
 use crate::train::job::{Fitted, Row};
 use crate::train::PreparedDataset;
-
-type Dev = Cpu;
 
 /// Per-channel image statistics of the training datasets (for normalisation).
 pub(crate) struct ImageNorm {
@@ -57,13 +56,13 @@ fn image_norm(datasets: &[&PreparedDataset]) -> ImageNorm {
 
 /// The inputs of a set of tiles (dataset, tile): images (U, 3, S, S), normalised, and POI
 /// rasters (U, C, R, R) as log1p of the counts, sparse; each only if its modality is on.
-fn tile_inputs(
-    dev: &Dev,
+fn tile_inputs<D: ModelDevice>(
+    dev: &D,
     datasets: &[&PreparedDataset],
     tiles: &[(usize, usize)],
     inputs: Inputs,
     norm: &ImageNorm,
-) -> (Option<Tensor4<Dev>>, Option<SparseBatch>) {
+) -> (Option<Tensor4<D>>, Option<SparseBatch>) {
     let images = inputs.image.then(|| {
         let s = datasets[0].images.size;
         let mut data = Vec::with_capacity(tiles.len() * 3 * s * s);
@@ -171,9 +170,9 @@ fn layout(datasets: &[&PreparedDataset], targets: &[(usize, usize)], k: usize) -
 
 /// Predict (standardised) log emission for `targets` in evaluation mode: every distinct tile
 /// is encoded once (in chunks), then neighbourhoods are gathered.
-pub(crate) fn predict(
-    net: &mut OpenCarbonNet<Dev>,
-    dev: &Dev,
+pub(crate) fn predict<D: ModelDevice>(
+    net: &mut OpenCarbonNet<D>,
+    dev: &D,
     datasets: &[&PreparedDataset],
     targets: &[(usize, usize)],
     inputs: Inputs,
@@ -193,9 +192,9 @@ pub(crate) struct Evaluation {
 }
 
 /// `predict`, plus modality weights and grid embeddings.
-pub(crate) fn evaluate(
-    net: &mut OpenCarbonNet<Dev>,
-    dev: &Dev,
+pub(crate) fn evaluate<D: ModelDevice>(
+    net: &mut OpenCarbonNet<D>,
+    dev: &D,
     datasets: &[&PreparedDataset],
     targets: &[(usize, usize)],
     inputs: Inputs,
@@ -203,15 +202,15 @@ pub(crate) fn evaluate(
 ) -> Evaluation {
     let lay = layout(datasets, targets, net.k);
     let chunk = 256;
-    let mut xs_parts: Vec<Tensor2<Dev>> = Vec::new();
-    let mut xp_parts: Vec<Tensor2<Dev>> = Vec::new();
+    let mut xs_parts: Vec<Tensor2<D>> = Vec::new();
+    let mut xp_parts: Vec<Tensor2<D>> = Vec::new();
     for tiles in lay.tiles.chunks(chunk) {
         let (img, poi) = tile_inputs(dev, datasets, tiles, inputs, norm);
         let (xs, xp) = net.encode(img, poi.as_ref(), false);
         xs_parts.extend(xs);
         xp_parts.extend(xp);
     }
-    let join = |parts: Vec<Tensor2<Dev>>| -> Option<Tensor2<Dev>> {
+    let join = |parts: Vec<Tensor2<D>>| -> Option<Tensor2<D>> {
         parts
             .into_iter()
             .reduce(|a, b| (a, b).concat_along(Axis::<0>))
@@ -255,9 +254,9 @@ pub(crate) fn evaluate(
 /// that reads the category (Σ_o gate_o · Σ|W1[o, c, ·, ·]|, normalised to sum 1). The SE
 /// block weighs convolution channels, not categories (the convolution mixes categories), so
 /// this is the per-category reading of it.
-fn se_category_importance(
-    net: &mut OpenCarbonNet<Dev>,
-    dev: &Dev,
+fn se_category_importance<D: ModelDevice>(
+    net: &mut OpenCarbonNet<D>,
+    dev: &D,
     datasets: &[&PreparedDataset],
     tiles: &[(usize, usize)],
     inputs: Inputs,
@@ -344,7 +343,7 @@ struct Snapshot {
     running: Vec<(Vec<f32>, Vec<f32>)>,
 }
 
-fn snapshot(net: &mut OpenCarbonNet<Dev>) -> Snapshot {
+fn snapshot<D: ModelDevice>(net: &mut OpenCarbonNet<D>) -> Snapshot {
     let running = net
         .running_stats()
         .into_iter()
@@ -358,7 +357,7 @@ fn snapshot(net: &mut OpenCarbonNet<Dev>) -> Snapshot {
     }
 }
 
-fn restore(net: &mut OpenCarbonNet<Dev>, s: &Snapshot) {
+fn restore<D: ModelDevice>(net: &mut OpenCarbonNet<D>, s: &Snapshot) {
     for ((_, bn), (m, v)) in net.running_stats().into_iter().zip(&s.running) {
         bn.running_mean = m.clone();
         bn.running_var = v.clone();
@@ -371,12 +370,12 @@ fn restore(net: &mut OpenCarbonNet<Dev>, s: &Snapshot) {
 }
 
 /// The network, its optimiser and everything one training epoch needs.
-pub struct Trainer<'a> {
+pub struct Trainer<'a, D: ModelDevice> {
     cfg: &'a OpenCarbonConfig,
     inputs: Inputs,
     datasets: &'a [&'a PreparedDataset],
-    dev: Dev,
-    net: OpenCarbonNet<Dev>,
+    dev: D,
+    net: OpenCarbonNet<D>,
     opt: Adam,
     norm: ImageNorm,
     rng: ChaCha8Rng,
@@ -396,14 +395,15 @@ pub struct EpochStats {
     pub grad_norm: f32,
 }
 
-impl<'a> Trainer<'a> {
+impl<'a, D: ModelDevice> Trainer<'a, D> {
+    /// `dev`'s generator initialises the parameters; `seed` drives the batch order.
     pub fn new(
         cfg: &'a OpenCarbonConfig,
         inputs: Inputs,
         seed: u64,
+        dev: D,
         datasets: &'a [&'a PreparedDataset],
     ) -> Self {
-        let dev = Dev::seed_from_u64(seed);
         let (channels, raster) = (datasets[0].pois.channels, datasets[0].pois.size);
         Trainer {
             cfg,
@@ -455,7 +455,7 @@ impl<'a> Trainer<'a> {
             let f = self
                 .net
                 .head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
-            let y: Tensor<(usize,), f32, Dev> = self.dev.tensor_from_vec(
+            let y: Tensor<(usize,), f32, D> = self.dev.tensor_from_vec(
                 batch.iter().map(|t| target(t) as f32).collect(),
                 (batch.len(),),
             );
@@ -470,7 +470,7 @@ impl<'a> Trainer<'a> {
             loss_sum += loss.array() as f64;
             tiles += batch.len();
             let mut grads = loss.backward();
-            let mut ps: Vec<(String, ParamRef<'_, Dev>)> = Vec::new();
+            let mut ps: Vec<(String, ParamRef<'_, D>)> = Vec::new();
             self.net.params(&mut ps);
             grad_norm = self
                 .opt
@@ -487,15 +487,66 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Train on `device` and predict every row.
 pub fn fit_predict(
     cfg: &OpenCarbonConfig,
     inputs: Inputs,
     seed: u64,
+    device: crate::config::DeviceSpec,
     datasets: &[&PreparedDataset],
     rows: &[Row],
     run: &mut RunDir,
 ) -> Result<Fitted> {
-    let mut trainer = Trainer::new(cfg, inputs, seed, datasets);
+    on_device(
+        device,
+        seed,
+        FitPredict {
+            cfg,
+            inputs,
+            seed,
+            datasets,
+            rows,
+            run,
+        },
+    )
+}
+
+/// `fit_predict`'s arguments, run on the device `on_device` opens.
+struct FitPredict<'a, 'r> {
+    cfg: &'a OpenCarbonConfig,
+    inputs: Inputs,
+    seed: u64,
+    datasets: &'a [&'a PreparedDataset],
+    rows: &'a [Row],
+    run: &'r mut RunDir,
+}
+
+impl OnDevice for FitPredict<'_, '_> {
+    type Output = Fitted;
+
+    fn run<D: ModelDevice>(self, dev: D) -> Result<Fitted> {
+        let FitPredict {
+            cfg,
+            inputs,
+            seed,
+            datasets,
+            rows,
+            run,
+        } = self;
+        fit_predict_on(cfg, inputs, seed, dev, datasets, rows, run)
+    }
+}
+
+fn fit_predict_on<D: ModelDevice>(
+    cfg: &OpenCarbonConfig,
+    inputs: Inputs,
+    seed: u64,
+    dev: D,
+    datasets: &[&PreparedDataset],
+    rows: &[Row],
+    run: &mut RunDir,
+) -> Result<Fitted> {
+    let mut trainer = Trainer::new(cfg, inputs, seed, dev, datasets);
     let log_emission = |&(d, t): &(usize, usize)| datasets[d].data.tiles[t].emission.ln();
 
     let part = |p: SplitPart| -> Vec<(usize, usize)> {
@@ -699,7 +750,7 @@ pub fn fit_predict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DatasetEntry, DatasetSource};
+    use crate::config::{DatasetEntry, DatasetSource, DeviceSpec};
     use crate::data::synth::GENERATOR_VERSION;
     use crate::metrics::r2;
     use crate::models::opencarbon::ImageEncoderKind;
@@ -761,7 +812,16 @@ mod tests {
         let mut run = RunDir::begin(&dir.path().join("runs"), "overfit").unwrap();
         let mut cfg = small_config(300);
         cfg.batch_size = 20; // one batch: batch-norm running statistics settle on these tiles
-        let fitted = fit_predict(&cfg, Inputs::default(), 0, &[&ds], &rows, &mut run).unwrap();
+        let fitted = fit_predict(
+            &cfg,
+            Inputs::default(),
+            0,
+            DeviceSpec::Cpu,
+            &[&ds],
+            &rows,
+            &mut run,
+        )
+        .unwrap();
         let (mut y, mut p) = (vec![], vec![]);
         for (r, pred) in rows.iter().zip(&fitted.predictions) {
             if r.part == SplitPart::Train {
@@ -786,7 +846,16 @@ mod tests {
         cfg.image_widths = vec![4, 8];
         cfg.image_blocks = 2;
         let mut run = RunDir::begin(&dir.path().join("runs"), "resnet").unwrap();
-        let fitted = fit_predict(&cfg, Inputs::default(), 0, &[&ds], &rows, &mut run).unwrap();
+        let fitted = fit_predict(
+            &cfg,
+            Inputs::default(),
+            0,
+            DeviceSpec::Cpu,
+            &[&ds],
+            &rows,
+            &mut run,
+        )
+        .unwrap();
         assert!(fitted.predictions.iter().all(|p| p.is_finite()));
         let stored = crate::nn::params::load_safetensors(&run.path("best.safetensors")).unwrap();
         for want in [
@@ -794,6 +863,45 @@ mod tests {
             "image.block2.down.bn.running_mean",
         ] {
             assert!(stored.contains_key(want), "{want} not in the checkpoint");
+        }
+    }
+
+    /// Training losses of the first `epochs` epochs of the small configuration on `dev`.
+    #[cfg(feature = "cuda")]
+    fn epoch_losses<D: ModelDevice>(dev: D, ds: &PreparedDataset, epochs: usize) -> Vec<f64> {
+        let cfg = small_config(epochs);
+        let datasets = [ds];
+        let mut trainer = Trainer::new(&cfg, Inputs::default(), 0, dev, &datasets);
+        let mut train: Vec<(usize, usize)> = rows_for(ds, 20, 0)
+            .iter()
+            .map(|r| (r.dataset, r.tile))
+            .collect();
+        let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
+        (0..epochs)
+            .map(|e| trainer.epoch(e, &mut train, &target).unwrap().loss_per_tile)
+            .collect()
+    }
+
+    /// The same seed on the CPU and on a GPU: the same initial parameters and batches, so the
+    /// same losses up to float summation order (which compounds over the epochs).
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn training_on_the_gpu_follows_the_cpu() {
+        let Some(gpu) = crate::nn::cuda::tests::gpu_or_skip() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ds = tiny(&dir.path().join("cache"));
+        let cpu = epoch_losses(Cpu::seed_from_u64(0), &ds, 6);
+        drop(gpu);
+        let gpu = epoch_losses(crate::nn::cuda::open(0, 0).unwrap(), &ds, 6);
+        eprintln!("losses per epoch, CPU {cpu:?}, GPU {gpu:?}");
+        assert!((cpu[0] - gpu[0]).abs() <= 1e-4 * cpu[0].abs().max(1.0));
+        for (c, g) in cpu.iter().zip(&gpu) {
+            assert!(
+                (c - g).abs() <= 2e-2 * c.abs().max(1.0),
+                "CPU {c} vs GPU {g}"
+            );
         }
     }
 
@@ -808,6 +916,7 @@ mod tests {
                 &small_config(10),
                 Inputs::default(),
                 seed,
+                DeviceSpec::Cpu,
                 &[&ds],
                 &rows,
                 &mut run,
@@ -853,7 +962,7 @@ mod tests {
                 false,
             ),
         ] {
-            let dev = Dev::seed_from_u64(5);
+            let dev = Cpu::seed_from_u64(5);
             let mut cfg = small_config(1);
             cfg.se = se;
             if resnet {
@@ -888,7 +997,7 @@ mod tests {
     fn missing_neighbours_are_masked_and_isolated_tiles_predict() {
         let dir = tempfile::tempdir().unwrap();
         let ds = tiny(&dir.path().join("cache"));
-        let dev = Dev::seed_from_u64(1);
+        let dev = Cpu::seed_from_u64(1);
         let cfg = small_config(1);
         let mut net = OpenCarbonNet::new(
             &dev,
