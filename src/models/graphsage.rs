@@ -331,7 +331,7 @@ pub fn job_graph(graphs: &[&TileGraph]) -> Arc<NeighbourLists> {
 }
 
 /// Adam on the network's parameters.
-pub fn optimiser(spec: &NodeModelSpec) -> Adam {
+pub fn optimiser<D: LayerKernels>(spec: &NodeModelSpec) -> Adam<D> {
     Adam::new(spec.lr as f32, spec.weight_decay as f32)
 }
 
@@ -561,7 +561,7 @@ fn fit_predict_on<D: ModelDevice>(fit: NodeFit<'_, '_>, dev: D) -> Result<Fitted
         let mut grads = loss.backward();
         let mut ps = Vec::new();
         net.params(&mut ps);
-        opt.step(&mut ps, &mut grads)
+        opt.step(&mut ps, &mut grads, false)
             .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
         drop(ps);
         let all = predict_all(&net);

@@ -5,7 +5,9 @@
 
 use dfdx::prelude::*;
 
-use super::{batch_norm, conv2d, sparse_conv2d, LayerKernels, SparseBatch, Tensor1, Tensor4};
+use super::{
+    batch_norm, conv2d, sparse_conv2d, BatchStats, LayerKernels, SparseBatch, Tensor1, Tensor4,
+};
 
 pub type Tensor2<D, T = NoneTape> = Tensor<(usize, usize), f32, D, T>;
 pub type Tensor3<D, T = NoneTape> = Tensor<(usize, usize, usize), f32, D, T>;
@@ -107,8 +109,9 @@ impl<D: Device<f32> + LayerKernels> Conv2d<D> {
 pub struct BatchNorm<D: Storage<f32>> {
     pub gamma: Tensor1<D>,
     pub beta: Tensor1<D>,
-    pub running_mean: Vec<f32>,
-    pub running_var: Vec<f32>,
+    /// On the device, updated there.
+    pub running_mean: Tensor1<D>,
+    pub running_var: Tensor1<D>,
     pub eps: f32,
     pub momentum: f32,
 }
@@ -118,25 +121,24 @@ impl<D: Device<f32> + LayerKernels> BatchNorm<D> {
         BatchNorm {
             gamma: dev.ones_like(&(channels,)),
             beta: dev.zeros_like(&(channels,)),
-            running_mean: vec![0.0; channels],
-            running_var: vec![1.0; channels],
+            running_mean: dev.zeros_like(&(channels,)),
+            running_var: dev.ones_like(&(channels,)),
             eps: 1e-5,
             momentum: 0.1,
         }
     }
 
-    fn update_running(&mut self, mean: &[f32], var_biased: &[f32], count: usize) {
+    /// Running averages ← (1 − momentum)·running + momentum·batch (variance unbiased), with
+    /// the CPU kernel's operation order in f32.
+    fn update_running(&mut self, (mean, var_biased): BatchStats<D>, count: usize) {
         let unbias = if count > 1 {
             count as f32 / (count - 1) as f32
         } else {
             1.0
         };
-        for c in 0..self.running_mean.len() {
-            self.running_mean[c] =
-                (1.0 - self.momentum) * self.running_mean[c] + self.momentum * mean[c];
-            self.running_var[c] = (1.0 - self.momentum) * self.running_var[c]
-                + self.momentum * var_biased[c] * unbias;
-        }
+        let keep = 1.0 - self.momentum;
+        self.running_mean = self.running_mean.clone() * keep + mean * self.momentum;
+        self.running_var = self.running_var.clone() * keep + var_biased * self.momentum * unbias;
     }
 
     /// (N, C) input.
@@ -157,11 +159,11 @@ impl<D: Device<f32> + LayerKernels> BatchNorm<D> {
         train: bool,
     ) -> Tensor4<D, T> {
         let (n, _, h, w) = *x.shape();
-        let running = (!train).then_some((&self.running_mean[..], &self.running_var[..]));
+        let running = (!train).then_some((&self.running_mean, &self.running_var));
         let (y, stats) = batch_norm(x, &self.gamma, &self.beta, running, self.eps)
             .unwrap_or_else(|e| panic!("batch norm failed: {e:?}"));
-        if let Some((mean, var)) = stats {
-            self.update_running(&mean, &var, n * h * w);
+        if let Some(stats) = stats {
+            self.update_running(stats, n * h * w);
         }
         y
     }
@@ -402,13 +404,13 @@ mod tests {
         assert_close("bn y", &y.as_vec(), &want(&f, &["output", "y"]), 1e-4);
         assert_close(
             "bn running mean",
-            &bn.running_mean,
+            &bn.running_mean.as_vec(),
             &want(&f, &["output", "running_mean"]),
             1e-5,
         );
         assert_close(
             "bn running var",
-            &bn.running_var,
+            &bn.running_var.as_vec(),
             &want(&f, &["output", "running_var"]),
             1e-5,
         );
@@ -426,8 +428,8 @@ mod tests {
         let mut bn = BatchNorm::new(&dev, x.shape().1);
         bn.gamma = t1(&dev, &array(&f["params"]["gamma"]));
         bn.beta = t1(&dev, &array(&f["params"]["beta"]));
-        bn.running_mean = want(&f, &["params", "running_mean"]);
-        bn.running_var = want(&f, &["params", "running_var"]);
+        bn.running_mean = t1(&dev, &array(&f["params"]["running_mean"]));
+        bn.running_var = t1(&dev, &array(&f["params"]["running_var"]));
         let y = bn.forward2(x.leaky_trace(), false);
         assert_close("bn1d y", &y.as_vec(), &want(&f, &["output"]), 1e-5);
         let r = upstream(&dev, &f, None, *y.shape());

@@ -51,13 +51,22 @@ pub struct ConvGrads<D: Storage<f32>> {
     pub bias: Option<Tensor1<D>>,
 }
 
-pub use norm::BatchStats;
+/// A batch's mean and biased variance per channel, on the device (the running averages are
+/// updated there too, so batch norm needs no copy to the host).
+pub type BatchStats<D> = (Tensor1<D>, Tensor1<D>);
+
+/// Running mean and variance per channel, for evaluation-mode batch norm.
+pub type RunningStats<'a, D> = Option<(&'a Tensor1<D>, &'a Tensor1<D>)>;
 
 /// Batch norm forward: output, what the backward pass needs, batch statistics (training).
-pub type BatchNormForward<D> = (Tensor4<D>, <D as LayerKernels>::Saved, Option<BatchStats>);
+pub type BatchNormForward<D> = (
+    Tensor4<D>,
+    <D as LayerKernels>::Saved,
+    Option<BatchStats<D>>,
+);
 
 /// The batch norm op's result: output on the input's tape, batch statistics (training).
-pub type Normalised<D, T> = (Tensor4<D, T>, Option<BatchStats>);
+pub type Normalised<D, T> = (Tensor4<D, T>, Option<BatchStats<D>>);
 
 /// Batch norm gradients: x, γ, β.
 pub type BatchNormGrads<D> = (Tensor4<D>, Tensor1<D>, Tensor1<D>);
@@ -127,7 +136,7 @@ pub trait LayerKernels: Storage<f32> + Clone + 'static {
         x: &Tensor4<Self>,
         gamma: &Tensor1<Self>,
         beta: &Tensor1<Self>,
-        running: Option<(&[f32], &[f32])>,
+        running: RunningStats<'_, Self>,
         eps: f32,
     ) -> Result<BatchNormForward<Self>, Self::Err>;
 
@@ -161,6 +170,18 @@ pub trait LayerKernels: Storage<f32> + Clone + 'static {
 
     /// dst += src, elementwise (dst is a gradient buffer of the same length).
     fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>);
+
+    /// One Adam update of the parameter buffer `w` in place (see `AdamStep::apply`), with
+    /// gradient `g` and moments `m`, `v`; Σ g² (in f64) is added to `norm2` if given.
+    fn adam_update(
+        &self,
+        w: &mut Self::Vec,
+        g: &Self::Vec,
+        m: &mut Self::Vec,
+        v: &mut Self::Vec,
+        step: &params::AdamStep,
+        norm2: Option<&mut f64>,
+    ) -> Result<(), Self::Err>;
 }
 
 /// Host gradient buffers of a convolution as tensors of their shapes.
@@ -276,18 +297,26 @@ impl LayerKernels for Cpu {
         x: &Tensor4<Self>,
         gamma: &Tensor1<Self>,
         beta: &Tensor1<Self>,
-        running: Option<(&[f32], &[f32])>,
+        running: RunningStats<'_, Self>,
         eps: f32,
     ) -> Result<BatchNormForward<Self>, Self::Err> {
         let shape = *x.shape();
+        let running = running.map(|(m, v)| (m.as_vec(), v.as_vec()));
         let (y, saved, stats) = norm::batch_norm_forward(
             shape,
             &x.as_vec(),
             &gamma.as_vec(),
             &beta.as_vec(),
-            running,
+            running.as_ref().map(|(m, v)| (&m[..], &v[..])),
             eps,
         );
+        let stats = match stats {
+            Some((m, v)) => Some((
+                self.try_tensor_from_vec(m, (shape.1,))?,
+                self.try_tensor_from_vec(v, (shape.1,))?,
+            )),
+            None => None,
+        };
         Ok((self.try_tensor_from_vec(y, shape)?, saved, stats))
     }
 
@@ -342,6 +371,19 @@ impl LayerKernels for Cpu {
         for (d, s) in dst.iter_mut().zip(src.as_vec()) {
             *d += s;
         }
+    }
+
+    fn adam_update(
+        &self,
+        w: &mut Self::Vec,
+        g: &Self::Vec,
+        m: &mut Self::Vec,
+        v: &mut Self::Vec,
+        step: &params::AdamStep,
+        norm2: Option<&mut f64>,
+    ) -> Result<(), Self::Err> {
+        step.apply(w, g, m, v, norm2);
+        Ok(())
     }
 }
 
@@ -461,7 +503,7 @@ pub fn batch_norm<D: LayerKernels, T: Tape<f32, D>>(
     x: Tensor4<D, T>,
     gamma: &Tensor1<D>,
     beta: &Tensor1<D>,
-    running: Option<(&[f32], &[f32])>,
+    running: RunningStats<'_, D>,
     eps: f32,
 ) -> Result<Normalised<D, T>, D::Err> {
     let shape = *x.shape();

@@ -66,6 +66,38 @@ impl<D: Device<f32>> ParamRef<'_, D> {
     }
 }
 
+impl<D: LayerKernels> ParamRef<'_, D> {
+    pub fn device(&self) -> D {
+        match self {
+            ParamRef::R1(t) => t.device().clone(),
+            ParamRef::R2(t) => t.device().clone(),
+            ParamRef::R4(t) => t.device().clone(),
+        }
+    }
+
+    /// The parameter's buffer, for writing, and its gradient's (zeros when the backward
+    /// pass did not reach it).
+    pub fn buffers<'g>(
+        &mut self,
+        grads: &'g mut Gradients<f32, D>,
+    ) -> std::result::Result<(&mut D::Vec, &'g D::Vec), D::Err> {
+        Ok(match self {
+            ParamRef::R1(t) => {
+                let g = grads.get_or_alloc_mut(&**t)?;
+                (t.storage_mut(), g)
+            }
+            ParamRef::R2(t) => {
+                let g = grads.get_or_alloc_mut(&**t)?;
+                (t.storage_mut(), g)
+            }
+            ParamRef::R4(t) => {
+                let g = grads.get_or_alloc_mut(&**t)?;
+                (t.storage_mut(), g)
+            }
+        })
+    }
+}
+
 /// Something with parameters, visited in a fixed order with stable names.
 pub trait HasParams<D: Storage<f32>> {
     fn params<'a>(&'a mut self, prefix: &str, out: &mut Vec<(String, ParamRef<'a, D>)>);
@@ -125,19 +157,59 @@ impl<D: Device<f32>> HasParams<D> for TokenAttention<D> {
 }
 
 /// Adam (PyTorch's `torch.optim.Adam`): L2 weight decay added to the gradient, bias-corrected
-/// moments. State is kept per parameter position, so the visiting order must not change.
+/// moments. State is kept per parameter position, so the visiting order must not change. The
+/// update runs on the parameters' device (`LayerKernels::adam_update`), moments included.
 #[derive(Debug, Clone)]
-pub struct Adam {
+pub struct Adam<D: Storage<f32>> {
     pub lr: f32,
     pub betas: (f32, f32),
     pub eps: f32,
     pub weight_decay: f32,
     step: i32,
-    moments: Vec<(Vec<f32>, Vec<f32>)>,
+    moments: Vec<(D::Vec, D::Vec)>,
 }
 
-impl Adam {
-    pub fn new(lr: f32, weight_decay: f32) -> Adam {
+/// The constants of one Adam step (`AdamStep` in nn/cuda/kernels.cu).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    /// Bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ.
+    pub correction1: f32,
+    pub correction2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+}
+
+impl AdamStep {
+    /// One Adam update of `w` in place from gradient `g`, moments `m` and `v` (the CPU
+    /// kernel, and the reference for the CUDA one); Σ g² is added to `norm2` if given.
+    pub fn apply(
+        &self,
+        w: &mut [f32],
+        g: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        mut norm2: Option<&mut f64>,
+    ) {
+        let (b1, b2) = (self.beta1, self.beta2);
+        for i in 0..w.len() {
+            if let Some(n) = norm2.as_deref_mut() {
+                *n += (g[i] as f64).powi(2);
+            }
+            let gi = g[i] + self.weight_decay * w[i];
+            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            w[i] -=
+                self.lr * (m[i] / self.correction1) / ((v[i] / self.correction2).sqrt() + self.eps);
+        }
+    }
+}
+
+impl<D: LayerKernels> Adam<D> {
+    pub fn new(lr: f32, weight_decay: f32) -> Adam<D> {
         Adam {
             lr,
             betas: (0.9, 0.999),
@@ -148,34 +220,39 @@ impl Adam {
         }
     }
 
-    /// One update of every parameter from `grads`; returns the global gradient norm.
-    pub fn step<D: Device<f32>>(
+    /// One update of every parameter from `grads`; with `want_norm`, also the global
+    /// gradient norm (on a GPU that costs a copy to the host per parameter, so callers ask
+    /// only when they record it).
+    pub fn step(
         &mut self,
         params: &mut [(String, ParamRef<'_, D>)],
         grads: &mut Gradients<f32, D>,
-    ) -> std::result::Result<f32, D::Err> {
+        want_norm: bool,
+    ) -> std::result::Result<Option<f32>, D::Err> {
         self.step += 1;
         let (b1, b2) = self.betas;
-        let c1 = 1.0 - b1.powi(self.step);
-        let c2 = 1.0 - b2.powi(self.step);
+        let constants = AdamStep {
+            lr: self.lr,
+            beta1: b1,
+            beta2: b2,
+            correction1: 1.0 - b1.powi(self.step),
+            correction2: 1.0 - b2.powi(self.step),
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+        };
         let mut norm2 = 0.0f64;
         for (k, (_, p)) in params.iter_mut().enumerate() {
-            let g = p.grad(grads)?;
-            let mut w = p.values();
+            let dev = p.device();
+            let (w, g) = p.buffers(grads)?;
             if self.moments.len() <= k {
-                self.moments.push((vec![0.0; w.len()], vec![0.0; w.len()]));
+                let n = dev.len(w);
+                self.moments
+                    .push((dev.try_alloc_len(n)?, dev.try_alloc_len(n)?));
             }
             let (m, v) = &mut self.moments[k];
-            for i in 0..w.len() {
-                norm2 += (g[i] as f64).powi(2);
-                let gi = g[i] + self.weight_decay * w[i];
-                m[i] = b1 * m[i] + (1.0 - b1) * gi;
-                v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                w[i] -= self.lr * (m[i] / c1) / ((v[i] / c2).sqrt() + self.eps);
-            }
-            p.set(&w);
+            dev.adam_update(w, g, m, v, &constants, want_norm.then_some(&mut norm2))?;
         }
-        Ok(norm2.sqrt() as f32)
+        Ok(want_norm.then(|| norm2.sqrt() as f32))
     }
 }
 
@@ -272,7 +349,7 @@ mod tests {
         let loss = w.leaky_trace().square().sum();
         let mut g = loss.backward();
         let mut params = vec![("w".to_string(), ParamRef::R1(&mut w))];
-        let norm = opt.step(&mut params, &mut g).unwrap();
+        let norm = opt.step(&mut params, &mut g, true).unwrap().unwrap();
         assert!((norm - (4.0f32 + 16.0).sqrt()).abs() < 1e-5);
         drop(params);
         let after = w.as_vec();
@@ -284,7 +361,7 @@ mod tests {
             let loss = w.leaky_trace().square().sum();
             let mut g = loss.backward();
             let mut params = vec![("w".to_string(), ParamRef::R1(&mut w))];
-            opt.step(&mut params, &mut g).unwrap();
+            opt.step(&mut params, &mut g, false).unwrap();
         }
         assert!(
             w.as_vec().iter().all(|v| v.abs() < 0.05),

@@ -104,7 +104,18 @@ pub fn run_predict(
                     format!("checkpoint has no tensor `{key}`"),
                 )
             })?;
-            *dst = values.clone();
+            if values.len() != dst.shape().0 {
+                return Err(Error::dataset(
+                    &ckpt_path,
+                    None,
+                    format!(
+                        "`{key}` holds {} values, the model has {} channels",
+                        values.len(),
+                        dst.shape().0
+                    ),
+                ));
+            }
+            dst.copy_from(values);
         }
     }
 

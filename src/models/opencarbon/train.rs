@@ -347,7 +347,7 @@ fn snapshot<D: ModelDevice>(net: &mut OpenCarbonNet<D>) -> Snapshot {
     let running = net
         .running_stats()
         .into_iter()
-        .map(|(_, bn)| (bn.running_mean.clone(), bn.running_var.clone()))
+        .map(|(_, bn)| (bn.running_mean.as_vec(), bn.running_var.as_vec()))
         .collect();
     let mut ps = Vec::new();
     net.params(&mut ps);
@@ -359,8 +359,8 @@ fn snapshot<D: ModelDevice>(net: &mut OpenCarbonNet<D>) -> Snapshot {
 
 fn restore<D: ModelDevice>(net: &mut OpenCarbonNet<D>, s: &Snapshot) {
     for ((_, bn), (m, v)) in net.running_stats().into_iter().zip(&s.running) {
-        bn.running_mean = m.clone();
-        bn.running_var = v.clone();
+        bn.running_mean.copy_from(m);
+        bn.running_var.copy_from(v);
     }
     let mut ps = Vec::new();
     net.params(&mut ps);
@@ -376,7 +376,7 @@ pub struct Trainer<'a, D: ModelDevice> {
     datasets: &'a [&'a PreparedDataset],
     dev: D,
     net: OpenCarbonNet<D>,
-    opt: Adam,
+    opt: Adam<D>,
     norm: ImageNorm,
     rng: ChaCha8Rng,
 }
@@ -436,9 +436,12 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
         let use_contrastive = cfg.contrastive && self.inputs.image && self.inputs.poi;
         let (mut loss_sum, mut tiles, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
         let mut l1_sum = 0.0f64;
-        for batch in batches.iter().map(|b| b.as_slice()) {
+        // The gradient norm is recorded for the last batch trained (batch norm needs two
+        // samples, so single-tile batches are skipped).
+        let last = batches.iter().rposition(|b| b.len() >= 2);
+        for (i, batch) in batches.iter().map(|b| b.as_slice()).enumerate() {
             if batch.len() < 2 {
-                continue; // batch norm needs two samples
+                continue;
             }
             let lay = layout(self.datasets, batch, cfg.neighborhood_k);
             let (img, poi) = tile_inputs(
@@ -472,10 +475,11 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
             let mut grads = loss.backward();
             let mut ps: Vec<(String, ParamRef<'_, D>)> = Vec::new();
             self.net.params(&mut ps);
-            grad_norm = self
+            let norm = self
                 .opt
-                .step(&mut ps, &mut grads)
+                .step(&mut ps, &mut grads, Some(i) == last)
                 .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
+            grad_norm = norm.unwrap_or(grad_norm);
         }
         Ok(EpochStats {
             loss_per_tile: loss_sum / tiles.max(1) as f64,
@@ -666,8 +670,8 @@ fn fit_predict_on<D: ModelDevice>(
         .into_iter()
         .flat_map(|(name, bn)| {
             [
-                (format!("{name}.running_mean"), bn.running_mean.clone()),
-                (format!("{name}.running_var"), bn.running_var.clone()),
+                (format!("{name}.running_mean"), bn.running_mean.as_vec()),
+                (format!("{name}.running_var"), bn.running_var.as_vec()),
             ]
         })
         .collect();

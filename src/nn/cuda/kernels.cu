@@ -302,3 +302,26 @@ extern "C" __global__ void aggregate_backward(const float *h, const float *gy,
 extern "C" __global__ void accumulate(float *dst, const float *src, long long n) {
     GRID_STRIDE(i, n) { dst[i] += src[i]; }
 }
+
+// Adam (src/nn/params.rs, AdamStep::apply): one update of w in place.
+struct AdamStep {
+    float lr, beta1, beta2, correction1, correction2, eps, weight_decay;
+};
+
+extern "C" __global__ void adam_update(float *w, const float *g, float *m, float *v,
+                                       long long n, AdamStep s) {
+    GRID_STRIDE(i, n) {
+        const float gi = g[i] + s.weight_decay * w[i];
+        m[i] = s.beta1 * m[i] + (1.0f - s.beta1) * gi;
+        v[i] = s.beta2 * v[i] + (1.0f - s.beta2) * gi * gi;
+        w[i] -= s.lr * (m[i] / s.correction1) / (sqrtf(v[i] / s.correction2) + s.eps);
+    }
+}
+
+// out[0] = Σ g² in double, one block (a gradient norm, asked for once per epoch).
+extern "C" __global__ void sum_squares(const float *g, double *out, long long n) {
+    double s = 0.0;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) s += (double)g[i] * (double)g[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) out[0] = s;
+}

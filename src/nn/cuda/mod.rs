@@ -18,15 +18,17 @@ use std::sync::{Arc, OnceLock};
 use cudarc::cublas::sys::cublasOperation_t;
 use cudarc::cublas::{Gemm, GemmConfig};
 use cudarc::driver::{
-    CudaDevice, CudaFunction, CudaSlice, DevicePtr, DeviceRepr, LaunchAsync, LaunchConfig,
+    CudaDevice, CudaFunction, CudaSlice, DevicePtr, DeviceRepr, DeviceSlice, LaunchAsync,
+    LaunchConfig,
 };
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
 use dfdx::prelude::{Cuda, CudaError, HasShape, Tensor};
 
 use super::layers::Tensor2;
+use super::params::AdamStep;
 use super::{
-    Aggregation, BatchNormForward, BatchNormGrads, Conv2dGeometry, ConvGrads, LayerKernels, Shape4,
-    SparseBatch, Tensor1, Tensor4,
+    Aggregation, BatchNormForward, BatchNormGrads, Conv2dGeometry, ConvGrads, LayerKernels,
+    RunningStats, Shape4, SparseBatch, Tensor1, Tensor4,
 };
 use crate::data::graph::NeighbourLists;
 
@@ -51,6 +53,8 @@ const KERNEL_NAMES: &[&str] = &[
     "aggregate_forward",
     "aggregate_backward",
     "accumulate",
+    "adam_update",
+    "sum_squares",
 ];
 
 /// Largest im2col buffer of one convolution chunk, in values (256 MB of f32).
@@ -119,6 +123,9 @@ struct Dims {
 
 // SAFETY: a plain #[repr(C)] struct of i32s, laid out as `struct Dims` in kernels.cu.
 unsafe impl DeviceRepr for Dims {}
+
+// SAFETY: a plain #[repr(C)] struct of f32s, laid out as `struct AdamStep` in kernels.cu.
+unsafe impl DeviceRepr for AdamStep {}
 
 fn dims(g: &Conv2dGeometry, n0: usize, nc: usize) -> Dims {
     let i = |v: usize| i32::try_from(v).expect("convolution size exceeds i32");
@@ -568,15 +575,16 @@ impl LayerKernels for Cuda {
         x: &Tensor4<Self>,
         gamma: &Tensor1<Self>,
         beta: &Tensor1<Self>,
-        running: Option<(&[f32], &[f32])>,
+        running: RunningStats<'_, Self>,
         eps: f32,
     ) -> Result<BatchNormForward<Self>, CudaError> {
         let dev = self.cuda_device();
         let shape: Shape4 = *x.shape();
         let (n, c, h, w) = shape;
         let (len, hw) = (n * c * h * w, (h * w) as i64);
-        let (mean, var) = match running {
-            Some((m, v)) => (dev.htod_sync_copy(m)?, dev.htod_sync_copy(v)?),
+        // Training: this batch's statistics, computed here; evaluation: the running ones.
+        let batch = match running {
+            Some(_) => None,
             None => {
                 let (mut m, mut v) = (alloc_out(dev, c)?, alloc_out(dev, c)?);
                 unsafe {
@@ -585,8 +593,13 @@ impl LayerKernels for Cuda {
                         (x.storage(), &mut m, &mut v, n as i32, c as i32, hw),
                     )
                 }?;
-                (m, v)
+                Some((m, v))
             }
+        };
+        let (mean, var): (&CudaSlice<f32>, &CudaSlice<f32>) = match (&batch, running) {
+            (Some((m, v)), _) => (m, v),
+            (None, Some((m, v))) => (m.storage(), v.storage()),
+            (None, None) => unreachable!("batch statistics are computed without running ones"),
         };
         let mut y = alloc_out(dev, len)?;
         let mut saved = alloc_out(dev, len + c)?;
@@ -595,8 +608,8 @@ impl LayerKernels for Cuda {
                 elementwise(len),
                 (
                     x.storage(),
-                    &mean,
-                    &var,
+                    mean,
+                    var,
                     gamma.storage(),
                     beta.storage(),
                     &mut y,
@@ -608,10 +621,12 @@ impl LayerKernels for Cuda {
                 ),
             )
         }?;
-        let stats = match running {
-            Some(_) => None,
-            None => Some((dev.dtoh_sync_copy(&mean)?, dev.dtoh_sync_copy(&var)?)),
-        };
+        let stats = batch.map(|(m, v)| {
+            (
+                self.tensor_from_cuda_slice(m, (c,)),
+                self.tensor_from_cuda_slice(v, (c,)),
+            )
+        });
         Ok((
             self.tensor_from_cuda_slice(y, shape),
             CudaSaved::Buffer(saved),
@@ -750,5 +765,30 @@ impl LayerKernels for Cuda {
         if let Err(e) = launched {
             panic!("CUDA accumulate failed: {e:?}");
         }
+    }
+
+    fn adam_update(
+        &self,
+        w: &mut Self::Vec,
+        g: &Self::Vec,
+        m: &mut Self::Vec,
+        v: &mut Self::Vec,
+        step: &AdamStep,
+        norm2: Option<&mut f64>,
+    ) -> Result<(), CudaError> {
+        let dev = self.cuda_device();
+        let n = g.len();
+        if let Some(norm2) = norm2 {
+            let mut out = dev.alloc_zeros::<f64>(1)?;
+            unsafe { func(dev, "sum_squares").launch(per_row(1), (&**g, &mut out, n as i64)) }?;
+            *norm2 += dev.dtoh_sync_copy(&out)?[0];
+        }
+        unsafe {
+            func(dev, "adam_update").launch(
+                elementwise(n),
+                (&mut **w, &**g, &mut **m, &mut **v, n as i64, *step),
+            )
+        }?;
+        Ok(())
     }
 }

@@ -175,13 +175,16 @@ fn batch_norm_case<D: ModelDevice>(dev: &D, train: bool) -> Vec<Vec<f32>> {
     );
     let gamma = dev.tensor_from_vec(random(3, 11), (3,));
     let beta = dev.tensor_from_vec(random(3, 12), (3,));
-    let running = (vec![0.5, -0.2, 0.1], vec![1.5, 0.7, 2.0]);
-    let run = (!train).then_some((&running.0[..], &running.1[..]));
+    let running = (
+        dev.tensor_from_vec(vec![0.5, -0.2, 0.1], (3,)),
+        dev.tensor_from_vec(vec![1.5, 0.7, 2.0], (3,)),
+    );
+    let run = (!train).then_some((&running.0, &running.1));
     let (y, stats) = nn::batch_norm(x.leaky_trace(), &gamma, &beta, run, 1e-5).unwrap();
     let up = dev.tensor_from_vec(random(len4(xs), 13), xs);
     let out = y.retaped::<NoneTape>().as_vec();
     let grads = (y * up).sum().backward();
-    let (mean, var) = stats.unwrap_or_default();
+    let (mean, var) = stats.map_or_else(Default::default, |(m, v)| (m.as_vec(), v.as_vec()));
     vec![
         out,
         grads.get(&x).as_vec(),
