@@ -666,12 +666,12 @@ mod tests {
         }
     }
 
-    fn tensor(dev: &Dev, v: &serde_json::Value) -> Tensor2<Dev> {
+    fn tensor<D: ModelDevice>(dev: &D, v: &serde_json::Value) -> Tensor2<D> {
         let (data, shape) = matrix(v);
         dev.tensor_from_vec(data, shape)
     }
 
-    fn vector(dev: &Dev, v: &serde_json::Value) -> Tensor<(usize,), f32, Dev> {
+    fn vector<D: ModelDevice>(dev: &D, v: &serde_json::Value) -> Tensor<(usize,), f32, D> {
         let (data, shape) = matrix(v);
         dev.tensor_from_vec(data, (shape.0 * shape.1,))
     }
@@ -698,7 +698,7 @@ mod tests {
     }
 
     /// A SAGEConv with the fixture's weights under `prefix` (e.g. "conv1.").
-    fn layer(dev: &Dev, params: &serde_json::Value, prefix: &str) -> NodeLayer<Dev> {
+    fn layer<D: ModelDevice>(dev: &D, params: &serde_json::Value, prefix: &str) -> NodeLayer<D> {
         let p = |k: &str| &params[format!("{prefix}{k}")];
         NodeLayer {
             root: Linear {
@@ -713,11 +713,13 @@ mod tests {
         }
     }
 
+    /// Within 1e-5 relative of PyG (1e-4 on a GPU, whose sums run in another order).
     fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         assert_eq!(got.len(), want.len(), "{what}: length");
+        let tol = if what.starts_with("gpu") { 1e-4 } else { 1e-5 };
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!(
-                (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                (g - w).abs() <= tol * (1.0 + w.abs()),
                 "{what}[{i}]: {g} vs PyG {w}"
             );
         }
@@ -785,7 +787,20 @@ mod tests {
 
     #[test]
     fn two_layer_network_matches_pyg_outputs_and_gradients() {
-        let dev = Dev::default();
+        two_layer_network_matches_pyg(&Dev::default(), "");
+    }
+
+    /// The same check on the GPU (our aggregation kernels, dfdx's CUDA ops).
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn two_layer_network_on_the_gpu_matches_pyg() {
+        if let Some(gpu) = crate::nn::cuda::tests::gpu_or_skip() {
+            two_layer_network_matches_pyg(&gpu, "gpu ");
+        }
+    }
+
+    fn two_layer_network_matches_pyg<D: ModelDevice>(dev: &D, label: &str) {
+        let dev = dev.clone();
         let f = load("case_two_layer.json");
         let n = f["num_nodes"].as_u64().unwrap() as usize;
         let lists = graph(n);
@@ -808,13 +823,21 @@ mod tests {
         ];
         let x = tensor(&dev, &f["x"]);
         let y = net.forward(x.leaky_trace(), &lists, true);
-        assert_close("output", &y.as_vec(), &matrix(&f["output"]).0);
+        assert_close(
+            &format!("{label}output"),
+            &y.as_vec(),
+            &matrix(&f["output"]).0,
+        );
         let target = tensor(&dev, &f["target"]);
         let loss = (y - target).square().mean();
         assert!((loss.array() as f64 - f["loss"].as_f64().unwrap()).abs() < 1e-5);
         let grads = loss.backward();
         let g = &f["grads"];
-        assert_close("grad x", &grads.get(&x).as_vec(), &matrix(&g["x"]).0);
+        assert_close(
+            &format!("{label}grad x"),
+            &grads.get(&x).as_vec(),
+            &matrix(&g["x"]).0,
+        );
         for (k, conv) in ["conv1.", "conv2."].iter().enumerate() {
             let l = &net.layers[k];
             for (what, got) in [
@@ -826,7 +849,7 @@ mod tests {
                 ),
             ] {
                 assert_close(
-                    &format!("{conv}{what}"),
+                    &format!("{label}{conv}{what}"),
                     &got,
                     &matrix(&g[format!("{conv}{what}")]).0,
                 );
