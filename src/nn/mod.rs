@@ -14,7 +14,8 @@ pub mod params;
 pub mod pool;
 
 use dfdx::prelude::{
-    Cpu, Gradients, HasShape, PutTape, SplitTape, Storage, Tape, Tensor, TensorFromVec,
+    Cpu, Device, Gradients, HasShape, PutTape, ReshapeTo, SplitTape, Storage, Tape, Tensor,
+    TensorFromVec,
 };
 
 pub use aggregate::Aggregation;
@@ -390,7 +391,7 @@ impl LayerKernels for Cpu {
 /// 2-D convolution of `x` [N, C, H, W] with `w` [out, C, k, k] and an optional bias, recorded
 /// on `x`'s tape; `w` and `bias` receive gradients by their ids (they are parameters).
 /// `input_grad: false` skips the input gradient (for a first layer, whose input is data).
-pub fn conv2d<D: LayerKernels, T: Tape<f32, D>>(
+pub fn conv2d<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
     x: Tensor4<D, T>,
     w: &Tensor4<D>,
     bias: Option<&Tensor1<D>>,
@@ -418,7 +419,9 @@ pub fn conv2d<D: LayerKernels, T: Tape<f32, D>>(
     if let Err(e) = g.check() {
         panic!("conv2d: {e}");
     }
-    let (x, mut tape) = x.split_tape();
+    // The kernels read buffers in standard layout; a view (e.g. permuted) is copied first,
+    // through dfdx's tape-aware reshape, so that its gradient lands in the source's layout.
+    let (x, mut tape) = x.contiguous().split_tape();
     let dev = x.device().clone();
     let (y, saved) = dev.conv2d_forward(&g, &x, w, bias)?;
     let (x_ghost, y_ghost, w_param, b_param) = (x.ghost(), y.ghost(), w.clone(), bias.cloned());
@@ -457,7 +460,7 @@ fn add_param_grads<D: LayerKernels>(
 
 /// Max pooling of `x` [N, C, H, W] over k×k windows, recorded on `x`'s tape. Padding must
 /// be at most k/2 (as in PyTorch), so every window holds at least one input value.
-pub fn max_pool2d<D: LayerKernels, T: Tape<f32, D>>(
+pub fn max_pool2d<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
     x: Tensor4<D, T>,
     kernel: usize,
     stride: usize,
@@ -481,7 +484,9 @@ pub fn max_pool2d<D: LayerKernels, T: Tape<f32, D>>(
         2 * padding <= kernel,
         "max_pool2d: padding {padding} exceeds half the kernel {kernel}"
     );
-    let (x, mut tape) = x.split_tape();
+    // The kernels read buffers in standard layout; a view (e.g. permuted) is copied first,
+    // through dfdx's tape-aware reshape, so that its gradient lands in the source's layout.
+    let (x, mut tape) = x.contiguous().split_tape();
     let dev = x.device().clone();
     let (y, saved) = dev.max_pool2d_forward(&g, &x)?;
     let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
@@ -499,7 +504,7 @@ pub fn max_pool2d<D: LayerKernels, T: Tape<f32, D>>(
 /// receive gradients by their ids (they are parameters). `running`: the statistics to use
 /// (evaluation), or None to use the batch's, which are then returned (mean, biased variance)
 /// for the running averages.
-pub fn batch_norm<D: LayerKernels, T: Tape<f32, D>>(
+pub fn batch_norm<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
     x: Tensor4<D, T>,
     gamma: &Tensor1<D>,
     beta: &Tensor1<D>,
@@ -514,7 +519,9 @@ pub fn batch_norm<D: LayerKernels, T: Tape<f32, D>>(
         shape.1
     );
     let train = running.is_none();
-    let (x, mut tape) = x.split_tape();
+    // The kernels read buffers in standard layout; a view (e.g. permuted) is copied first,
+    // through dfdx's tape-aware reshape, so that its gradient lands in the source's layout.
+    let (x, mut tape) = x.contiguous().split_tape();
     let dev = x.device().clone();
     let (y, saved, stats) = dev.batch_norm_forward(&x, gamma, beta, running, eps)?;
     let (x_ghost, y_ghost, g_param, b_param) = (x.ghost(), y.ghost(), gamma.clone(), beta.clone());
@@ -532,7 +539,7 @@ pub fn batch_norm<D: LayerKernels, T: Tape<f32, D>>(
 
 /// Neighbour aggregation of node rows `h` [nodes, F] over `lists` (mean, or per-feature
 /// maximum), recorded on `h`'s tape; nodes without neighbours get zero rows.
-pub fn aggregate<D: LayerKernels, T: Tape<f32, D>>(
+pub fn aggregate<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
     h: layers::Tensor2<D, T>,
     lists: &std::sync::Arc<NeighbourLists>,
     how: Aggregation,
@@ -545,7 +552,7 @@ pub fn aggregate<D: LayerKernels, T: Tape<f32, D>>(
         shape.0,
         lists.nodes()
     );
-    let (h, mut tape) = h.split_tape();
+    let (h, mut tape) = h.contiguous().split_tape();
     let dev = h.device().clone();
     let (y, saved) = dev.aggregate_forward(lists, &h, how)?;
     let (h_ghost, y_ghost, lists) = (h.ghost(), y.ghost(), lists.clone());
@@ -710,5 +717,34 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use dfdx::prelude::*;
+
+    /// A permuted (non-contiguous) input: gradients must come back in the source's layout.
+    #[test]
+    fn convolution_of_a_permuted_view_gets_its_gradient_in_the_right_places() {
+        let dev = Cpu::default();
+        let nhwc: Vec<f32> = (0..2 * 3 * 3 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w = dev.tensor_from_vec(
+            (0..5 * 4 * 3 * 3).map(|i| (i as f32 * 0.11).cos()).collect(),
+            (5, 4, 3, 3),
+        );
+        let grad_of = |contiguous: bool| {
+            let x = dev.tensor_from_vec(nhwc.clone(), (2, 3, 3, 4));
+            let view = x.leaky_trace().permute::<_, Axes4<0, 3, 1, 2>>();
+            let view = if contiguous { view.contiguous() } else { view };
+            let y = conv2d(view, &w, None, 1, 1, true).unwrap();
+            let (out, grads) = (y.as_vec(), y.square().sum().backward());
+            (out, grads.get(&x).as_vec())
+        };
+        let (y_view, g_view) = grad_of(false);
+        let (y_copy, g_copy) = grad_of(true);
+        assert_eq!(y_view, y_copy, "outputs");
+        assert_eq!(g_view, g_copy, "input gradients");
     }
 }
