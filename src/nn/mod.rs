@@ -729,9 +729,13 @@ mod layout_tests {
     #[test]
     fn convolution_of_a_permuted_view_gets_its_gradient_in_the_right_places() {
         let dev = Cpu::default();
-        let nhwc: Vec<f32> = (0..2 * 3 * 3 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+        let nhwc: Vec<f32> = (0..2 * 3 * 3 * 4)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
         let w = dev.tensor_from_vec(
-            (0..5 * 4 * 3 * 3).map(|i| (i as f32 * 0.11).cos()).collect(),
+            (0..5 * 4 * 3 * 3)
+                .map(|i| (i as f32 * 0.11).cos())
+                .collect(),
             (5, 4, 3, 3),
         );
         let grad_of = |contiguous: bool| {

@@ -14,7 +14,7 @@ fn for_each_winner(g: &Conv2dGeometry, x: &[f32], mut f: impl FnMut(usize, usize
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut best = (f32::NEG_INFINITY, usize::MAX);
-                for ky in 0..g.kernel {
+                'window: for ky in 0..g.kernel {
                     let iy = (oy * g.stride + ky).wrapping_sub(g.padding);
                     if iy >= h {
                         continue;
@@ -29,7 +29,7 @@ fn for_each_winner(g: &Conv2dGeometry, x: &[f32], mut f: impl FnMut(usize, usize
                         if v > best.0 || best.1 == usize::MAX || v.is_nan() {
                             best = (v, iy * w + ix);
                             if v.is_nan() {
-                                break;
+                                break 'window; // the first NaN wins (as on the GPU)
                             }
                         }
                     }
@@ -122,5 +122,18 @@ mod tests {
                 analytic[i]
             );
         }
+    }
+
+    #[test]
+    fn the_first_nan_of_a_window_wins_across_rows() {
+        // One 3×3 window over a 3×3 plane: NaN at (0, 2) and at (1, 0); the first in
+        // row-major order takes the gradient (the CUDA kernel stops at the same place).
+        let g = geometry(&[1, 1, 3, 3], 3, 1, 0);
+        let mut x = vec![0.5f32; 9];
+        x[2] = f32::NAN;
+        x[3] = f32::NAN;
+        assert!(max_pool2d_forward(&g, &x)[0].is_nan());
+        let gx = max_pool2d_backward(&g, &x, &[1.0]);
+        assert_eq!(gx, vec![0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
     }
 }
