@@ -92,6 +92,9 @@ pub enum Command {
         /// Where decoded images and POI rasters are cached.
         #[arg(long, default_value = ".cache")]
         cache_dir: PathBuf,
+        /// Run the network on this device (cpu, cuda, cuda:N).
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Build a dataset from raw open data: emission GeoTIFFs (ODIAC layout), a slippy-map
     /// tile cache and POIs from CSV or OpenStreetMap, over a lon/lat box or a tile range.
@@ -297,12 +300,16 @@ pub fn main() -> Result<()> {
             dataset,
             out,
             cache_dir,
+            device,
         } => {
+            let device = config::DeviceSpec::parse(&device).map_err(Error::Usage)?;
+            crate::train::device::check_available(device)?;
             let o = crate::models::opencarbon::predict::run_predict(
                 &run,
                 &dataset,
                 out.as_deref(),
                 &cache_dir,
+                device,
             )?;
             println!(
                 "predicted {} tiles: {} and {}",

@@ -100,6 +100,26 @@ fn train_opencarbon_then_predict_a_new_city() {
     let png = std::fs::read(cli.path("pred.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
 
+    // On a GPU: the same predictions up to float summation order; without one (or without
+    // the cuda feature): a clear usage error.
+    let args = ["--dataset", "other", "--out", "gpu.csv", "--device", "cuda"];
+    let g = cli.run(&[&["predict", "--run", &run_arg][..], &args[..]].concat());
+    if cfg!(feature = "cuda") && g.code == 0 {
+        let column = |file: &str| -> Vec<f64> {
+            read(&cli.path(file))
+                .lines()
+                .skip(1)
+                .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+                .collect()
+        };
+        for (c, g) in column("pred.csv").iter().zip(column("gpu.csv")) {
+            assert!((c - g).abs() < 1e-3, "CPU {c} vs GPU {g}");
+        }
+    } else {
+        assert_eq!(g.code, 2, "{}", g.stderr);
+        assert!(g.stderr.contains("CUDA"), "{}", g.stderr);
+    }
+
     // predict refuses a baseline run with a clear message.
     cli.write("b.yaml", "name: b\ndatasets: [{preset: tiny}]\nmodels: [{kind: ols}]\nsplits: [{kind: random}]\nseeds: [0]\n");
     assert_eq!(cli.run(&["run", "b.yaml"]).code, 0);

@@ -8,12 +8,14 @@ use dfdx::prelude::*;
 
 use super::network::OpenCarbonNet;
 use super::train::{predict, ImageNorm};
-use crate::config::{DatasetEntry, DatasetSource};
+use super::OpenCarbonConfig;
+use crate::config::{DatasetEntry, DatasetSource, DeviceSpec};
 use crate::error::{Error, Result};
-use crate::models::{ModelConfig, ModelSpec};
+use crate::models::{Inputs, ModelConfig, ModelSpec};
 use crate::nn::params::{load_safetensors, restore};
 use crate::track::atomic_write;
-use crate::train::prepare_dataset;
+use crate::train::device::{on_device, ModelDevice, OnDevice};
+use crate::train::{prepare_dataset, PreparedDataset};
 
 /// What `predict` wrote.
 pub struct PredictOutput {
@@ -29,11 +31,14 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
         .map_err(|e| Error::dataset(path, Some(e.line() as u64), e.to_string()))
 }
 
+/// Predict every tile of the dataset in `dataset_dir` with the OpenCarbon run in `run_dir`,
+/// on `device`.
 pub fn run_predict(
     run_dir: &Path,
     dataset_dir: &Path,
     out: Option<&Path>,
     cache_dir: &Path,
+    device: DeviceSpec,
 ) -> Result<PredictOutput> {
     let config_path = run_dir.join("config.yaml");
     let text = std::fs::read_to_string(&config_path)
@@ -82,46 +87,15 @@ pub fn run_predict(
         },
     };
     let ds = prepare_dataset(&entry, cache_dir, image_size, poi_raster_size)?;
-    let dev = Cpu::default();
-    let mut net = OpenCarbonNet::new(&dev, cfg, spec.inputs, ds.pois.channels, ds.pois.size);
-    let ckpt_path = run_dir.join("best.safetensors");
-    let stored = load_safetensors(&ckpt_path)?;
-    {
-        let mut ps = Vec::new();
-        net.params(&mut ps);
-        restore(&ckpt_path, &mut ps, &stored)?;
-    }
-    for (name, bn) in net.running_stats() {
-        for (suffix, dst) in [
-            ("running_mean", &mut bn.running_mean),
-            ("running_var", &mut bn.running_var),
-        ] {
-            let key = format!("{name}.{suffix}");
-            let (_, values) = stored.get(&key).ok_or_else(|| {
-                Error::dataset(
-                    &ckpt_path,
-                    None,
-                    format!("checkpoint has no tensor `{key}`"),
-                )
-            })?;
-            if values.len() != dst.shape().0 {
-                return Err(Error::dataset(
-                    &ckpt_path,
-                    None,
-                    format!(
-                        "`{key}` holds {} values, the model has {} channels",
-                        values.len(),
-                        dst.shape().0
-                    ),
-                ));
-            }
-            dst.copy_from(values);
-        }
-    }
-
-    // Every tile is predicted, the zero-emission ones too (they have inputs, only no log target).
-    let targets: Vec<(usize, usize)> = (0..ds.data.tiles.len()).map(|t| (0, t)).collect();
-    let log_pred: Vec<f64> = predict(&mut net, &dev, &[&ds], &targets, spec.inputs, &norm)
+    let work = Restored {
+        cfg,
+        inputs: spec.inputs,
+        ckpt_path: run_dir.join("best.safetensors"),
+        ds: &ds,
+        norm: &norm,
+    };
+    // The checkpoint fixes the parameters: the generator's seed does not matter.
+    let log_pred: Vec<f64> = on_device(device, 0, work)?
         .into_iter()
         .map(|p| p * y_std + y_mean)
         .collect();
@@ -153,6 +127,67 @@ pub fn run_predict(
         map: map_path,
         tiles: log_pred.len(),
     })
+}
+
+/// The trained network restored from a checkpoint on the device `on_device` opens, and the
+/// tiles to predict: every tile, the zero-emission ones too (they have inputs, only no log
+/// target). Gives the standardised log emission per tile.
+struct Restored<'a> {
+    cfg: &'a OpenCarbonConfig,
+    inputs: Inputs,
+    ckpt_path: PathBuf,
+    ds: &'a PreparedDataset,
+    norm: &'a ImageNorm,
+}
+
+impl OnDevice for Restored<'_> {
+    type Output = Vec<f64>;
+
+    fn run<D: ModelDevice>(self, dev: D) -> Result<Vec<f64>> {
+        let Restored {
+            cfg,
+            inputs,
+            ckpt_path,
+            ds,
+            norm,
+        } = self;
+        let mut net = OpenCarbonNet::new(&dev, cfg, inputs, ds.pois.channels, ds.pois.size);
+        let stored = load_safetensors(&ckpt_path)?;
+        {
+            let mut ps = Vec::new();
+            net.params(&mut ps);
+            restore(&ckpt_path, &mut ps, &stored)?;
+        }
+        for (name, bn) in net.running_stats() {
+            for (suffix, dst) in [
+                ("running_mean", &mut bn.running_mean),
+                ("running_var", &mut bn.running_var),
+            ] {
+                let key = format!("{name}.{suffix}");
+                let (_, values) = stored.get(&key).ok_or_else(|| {
+                    Error::dataset(
+                        &ckpt_path,
+                        None,
+                        format!("checkpoint has no tensor `{key}`"),
+                    )
+                })?;
+                if values.len() != dst.shape().0 {
+                    return Err(Error::dataset(
+                        &ckpt_path,
+                        None,
+                        format!(
+                            "`{key}` holds {} values, the model has {} channels",
+                            values.len(),
+                            dst.shape().0
+                        ),
+                    ));
+                }
+                dst.copy_from(values);
+            }
+        }
+        let targets: Vec<(usize, usize)> = (0..ds.data.tiles.len()).map(|t| (0, t)).collect();
+        Ok(predict(&mut net, &dev, &[ds], &targets, inputs, norm))
+    }
 }
 
 /// The emission map PNG `predict` writes: predicted log emission per tile, 8 px per tile.
