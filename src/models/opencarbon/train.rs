@@ -787,6 +787,25 @@ mod tests {
         cfg
     }
 
+    /// `fit_predict` on the CPU with every input on.
+    fn fit_on_cpu(
+        cfg: &OpenCarbonConfig,
+        seed: u64,
+        ds: &PreparedDataset,
+        rows: &[Row],
+        run: &mut RunDir,
+    ) -> Result<Fitted> {
+        fit_predict(
+            cfg,
+            Inputs::default(),
+            seed,
+            DeviceSpec::Cpu,
+            &[ds],
+            rows,
+            run,
+        )
+    }
+
     fn rows_for(ds: &PreparedDataset, n_train: usize, n_valid: usize) -> Vec<Row> {
         let targets: Vec<usize> = (0..ds.data.tiles.len())
             .filter(|&t| ds.data.tiles[t].is_target())
@@ -816,16 +835,7 @@ mod tests {
         let mut run = RunDir::begin(&dir.path().join("runs"), "overfit").unwrap();
         let mut cfg = small_config(300);
         cfg.batch_size = 20; // one batch: batch-norm running statistics settle on these tiles
-        let fitted = fit_predict(
-            &cfg,
-            Inputs::default(),
-            0,
-            DeviceSpec::Cpu,
-            &[&ds],
-            &rows,
-            &mut run,
-        )
-        .unwrap();
+        let fitted = fit_on_cpu(&cfg, 0, &ds, &rows, &mut run).unwrap();
         let (mut y, mut p) = (vec![], vec![]);
         for (r, pred) in rows.iter().zip(&fitted.predictions) {
             if r.part == SplitPart::Train {
@@ -850,16 +860,7 @@ mod tests {
         cfg.image_widths = vec![4, 8];
         cfg.image_blocks = 2;
         let mut run = RunDir::begin(&dir.path().join("runs"), "resnet").unwrap();
-        let fitted = fit_predict(
-            &cfg,
-            Inputs::default(),
-            0,
-            DeviceSpec::Cpu,
-            &[&ds],
-            &rows,
-            &mut run,
-        )
-        .unwrap();
+        let fitted = fit_on_cpu(&cfg, 0, &ds, &rows, &mut run).unwrap();
         assert!(fitted.predictions.iter().all(|p| p.is_finite()));
         let stored = crate::nn::params::load_safetensors(&run.path("best.safetensors")).unwrap();
         for want in [
@@ -916,17 +917,9 @@ mod tests {
         let rows = rows_for(&ds, 20, 8);
         let go = |seed: u64, name: &str| {
             let mut run = RunDir::begin(&dir.path().join("runs"), name).unwrap();
-            fit_predict(
-                &small_config(10),
-                Inputs::default(),
-                seed,
-                DeviceSpec::Cpu,
-                &[&ds],
-                &rows,
-                &mut run,
-            )
-            .unwrap()
-            .predictions
+            fit_on_cpu(&small_config(10), seed, &ds, &rows, &mut run)
+                .unwrap()
+                .predictions
         };
         let a = go(3, "a");
         assert_eq!(a, go(3, "b"));
