@@ -529,27 +529,19 @@ impl OnDevice for FitPredict<'_, '_> {
     type Output = Fitted;
 
     fn run<D: ModelDevice>(self, dev: D) -> Result<Fitted> {
-        let FitPredict {
-            cfg,
-            inputs,
-            seed,
-            datasets,
-            rows,
-            run,
-        } = self;
-        fit_predict_on(cfg, inputs, seed, dev, datasets, rows, run)
+        fit_predict_on(self, dev)
     }
 }
 
-fn fit_predict_on<D: ModelDevice>(
-    cfg: &OpenCarbonConfig,
-    inputs: Inputs,
-    seed: u64,
-    dev: D,
-    datasets: &[&PreparedDataset],
-    rows: &[Row],
-    run: &mut RunDir,
-) -> Result<Fitted> {
+fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fitted> {
+    let FitPredict {
+        cfg,
+        inputs,
+        seed,
+        datasets,
+        rows,
+        run,
+    } = fit;
     let mut trainer = Trainer::new(cfg, inputs, seed, dev, datasets);
     let log_emission = |&(d, t): &(usize, usize)| datasets[d].data.tiles[t].emission.ln();
 
