@@ -99,7 +99,7 @@ impl OnDevice for Epochs<'_> {
         } = self;
         let datasets = [ds];
         let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
-        let mut trainer = Trainer::new(cfg, Inputs::default(), 0, dev, &datasets);
+        let mut trainer = Trainer::new(cfg, Inputs::default(), 0, dev, &datasets, &train);
         for epoch in 0..epochs {
             // Epochs from the contrastive warm-up on, so the InfoNCE term is part of the timing.
             let e = epoch + cfg.contrastive_epoch;

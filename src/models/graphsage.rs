@@ -335,8 +335,8 @@ pub fn optimiser<D: LayerKernels>(spec: &NodeModelSpec) -> Adam<D> {
     Adam::new(spec.lr as f32, spec.weight_decay as f32)
 }
 
-/// The finished `opencarbon` run of `experiment_dir` on the same dataset label, split label
-/// and seed as the job.
+/// The finished full OpenCarbon run of `experiment_dir` (first in plan order) on the same
+/// dataset label, split label and seed as the job.
 pub fn find_opencarbon_run(
     experiment_dir: &std::path::Path,
     dataset: &str,
@@ -346,9 +346,13 @@ pub fn find_opencarbon_run(
     let runs = crate::report::collect_runs(experiment_dir)?;
     let found = runs
         .iter()
-        .find(|r| {
-            r.model == "opencarbon" && r.dataset == dataset && r.split == split && r.seed == seed
+        .filter(|r| {
+            crate::models::opencarbon::is_full_opencarbon(&r.model)
+                && r.dataset == dataset
+                && r.split == split
+                && r.seed == seed
         })
+        .min_by_key(|r| r.job_index)
         .map(|r| experiment_dir.join(&r.run_id))
         .filter(|d| d.join("embeddings.csv").is_file());
     found.ok_or_else(|| {

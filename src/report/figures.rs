@@ -538,7 +538,8 @@ pub fn write_figures(
             let chosen = candidates
                 .iter()
                 .filter(|r| r.seed == seed)
-                .find(|r| r.model == "opencarbon")
+                .filter(|r| crate::models::opencarbon::is_full_opencarbon(&r.model))
+                .min_by_key(|r| r.job_index)
                 .or_else(|| {
                     candidates.iter().filter(|r| r.seed == seed).max_by(|a, b| {
                         let r2 =

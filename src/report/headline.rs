@@ -8,8 +8,17 @@ use std::fmt::Write as _;
 
 use crate::train::RunMetrics;
 
-/// The model label of the full OpenCarbon (its ablations carry flags in brackets).
+/// The model kind of OpenCarbon (the rest are baselines).
 const OPENCARBON: &str = "opencarbon";
+
+/// The full OpenCarbon of a group of runs: its first model label without an ablation mark,
+/// in plan order (a recipe study may hold several).
+fn full_opencarbon<'a>(runs: &[&'a RunMetrics]) -> Option<&'a str> {
+    runs.iter()
+        .filter(|r| crate::models::opencarbon::is_full_opencarbon(&r.model))
+        .min_by_key(|r| r.job_index)
+        .map(|r| r.model.as_str())
+}
 
 fn test_r2_by_seed(runs: &[&RunMetrics], model: &str) -> BTreeMap<u64, f64> {
     runs.iter()
@@ -49,7 +58,10 @@ pub fn comparisons(runs: &[RunMetrics]) -> Vec<Comparison> {
     }
     let mut out = Vec::new();
     for ((split, dataset), group) in groups {
-        let oc = test_r2_by_seed(&group, OPENCARBON);
+        let Some(full) = full_opencarbon(&group) else {
+            continue;
+        };
+        let oc = test_r2_by_seed(&group, full);
         let Some(oc_mean) = mean(oc.values().copied()) else {
             continue;
         };

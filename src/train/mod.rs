@@ -26,6 +26,7 @@ use crate::track::progress;
 use crate::track::{self, DatasetStamp, Manifest, RunDir, RunStatus};
 
 /// A dataset ready for jobs: validated, with its derived arrays.
+#[derive(Clone)]
 pub struct PreparedDataset {
     pub entry: DatasetEntry,
     pub path: PathBuf,

@@ -132,12 +132,134 @@ pub struct OpenCarbonConfig {
     /// patches cut the encoder work several-fold; the patches themselves are shuffled.
     #[serde(default)]
     pub patch_tiles: usize,
+    // The recipe fields below were added after results existed: each is left out of the
+    // serialised job while it holds its default, so older run ids stay valid.
+    /// `l1` (default), `huber` or `mse`.
+    #[serde(default, skip_serializing_if = "LossKind::is_default")]
+    pub loss: LossKind,
+    /// `constant` (default), `cosine` (with `warmup_epochs`) or `step`.
+    #[serde(default, skip_serializing_if = "Schedule::is_default")]
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up from lr/warmup to lr (cosine and step schedules).
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub warmup_epochs: usize,
+    /// Step schedule: multiply the rate by `step_gamma` every `step_every` epochs.
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub step_every: usize,
+    #[serde(default = "d_step_gamma", skip_serializing_if = "is_d_step_gamma")]
+    pub step_gamma: f64,
+    /// Decay of an exponential moving average of the weights and batch-norm statistics
+    /// (e.g. 0.99 per step); 0 = off. When on, validation, the checkpoint and the final
+    /// predictions use the averaged weights.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub ema: f64,
+    /// One of the 8 dihedral transforms (rotations by 90°, reflections) per training batch,
+    /// applied to every image, POI raster and the neighbourhood arrangement alike.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub augment: bool,
+    /// `reset` (default) or `cumulative` (the authors' rule), see `PatienceMode`.
+    #[serde(default, skip_serializing_if = "PatienceMode::is_default")]
+    pub patience_mode: PatienceMode,
+}
+
+impl Default for OpenCarbonConfig {
+    /// The authors' settings, with the small image encoder.
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
+}
+
+/// The prediction loss on the standardised log emission.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// |ŷ − y| (the reference's).
+    #[default]
+    L1,
+    /// Huber with δ = 1 (one training standard deviation): quadratic near 0, L1 beyond.
+    Huber,
+    /// (ŷ − y)².
+    Mse,
+}
+
+/// The learning rate over the epochs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// `lr` throughout (the reference's).
+    #[default]
+    Constant,
+    /// Linear warm-up over `warmup_epochs`, then a cosine from `lr` to 0 at `max_epochs`.
+    Cosine,
+    /// `lr`, multiplied by `step_gamma` every `step_every` epochs.
+    Step,
+}
+
+/// When early stopping's counter of non-improving validations goes back to 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatienceMode {
+    /// On every improvement: stop after `patience` non-improving validations in a row.
+    #[default]
+    Reset,
+    /// Never (the authors' loop): stop once `patience` non-improving validations in total
+    /// have been counted, at the first validation at or after `min_epochs`.
+    Cumulative,
+}
+
+macro_rules! is_default_fn {
+    ($($t:ty),*) => {$(
+        impl $t {
+            fn is_default(&self) -> bool {
+                *self == Self::default()
+            }
+        }
+    )*};
+}
+is_default_fn!(LossKind, Schedule, PatienceMode);
+
+fn is_zero_usize(v: &usize) -> bool {
+    *v == 0
+}
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+fn d_step_gamma() -> f64 {
+    0.1
+}
+fn is_d_step_gamma(v: &f64) -> bool {
+    *v == d_step_gamma()
 }
 
 /// Fields whose value is itself a list (a list of lists gives grid alternatives).
 pub const LIST_FIELDS: [&str; 1] = ["image_widths"];
 
 impl OpenCarbonConfig {
+    /// The learning rate of epoch `epoch` (from 0) under the schedule.
+    pub fn learning_rate(&self, epoch: usize) -> f64 {
+        let warm = self.warmup_epochs;
+        if self.schedule != Schedule::Constant && epoch < warm {
+            return self.lr * (epoch + 1) as f64 / warm as f64;
+        }
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let span = (self.max_epochs - warm).max(1) as f64;
+                let t = (epoch - warm) as f64 / span;
+                0.5 * self.lr * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Step => {
+                self.lr
+                    * self
+                        .step_gamma
+                        .powi(((epoch - warm) / self.step_every.max(1)) as i32)
+            }
+        }
+    }
+
     pub fn check(&self) -> Vec<FieldProblem> {
         let mut p = Vec::new();
         let mut positive = |name: &'static str, v: usize| {
@@ -170,22 +292,76 @@ impl OpenCarbonConfig {
                 p.push((name, format!("is {v}, expected a number > 0")));
             }
         }
+        if !(self.ema.is_finite() && (0.0..1.0).contains(&self.ema)) {
+            p.push((
+                "ema",
+                format!("is {}, expected a decay in [0, 1) (0 = off)", self.ema),
+            ));
+        }
+        if self.schedule == Schedule::Step && self.step_every == 0 {
+            p.push((
+                "step_every",
+                "is 0, expected at least 1 with `schedule: step`".into(),
+            ));
+        }
+        if !(self.step_gamma.is_finite() && self.step_gamma > 0.0) {
+            p.push((
+                "step_gamma",
+                format!("is {}, expected a number > 0", self.step_gamma),
+            ));
+        }
+        if self.warmup_epochs >= self.max_epochs && self.warmup_epochs > 0 {
+            p.push((
+                "warmup_epochs",
+                format!(
+                    "is {}, expected fewer than max_epochs ({})",
+                    self.warmup_epochs, self.max_epochs
+                ),
+            ));
+        }
         if self.batch_size == 1 {
             p.push(("batch_size", "is 1; batch norm needs at least 2".into()));
         }
         p
     }
 
+    /// `opencarbon`, then in brackets every field that differs from the defaults (the
+    /// authors' settings): the switches as `resnet`, `no-se`, `no-cl`, every other field as
+    /// `name=value`, in field order. Two different recipes therefore never share a label
+    /// (and a table cell).
     pub fn label(&self) -> String {
-        let mut flags = Vec::new();
+        let mut flags: Vec<String> = Vec::new();
         if self.image_encoder == ImageEncoderKind::Resnet {
-            flags.push("resnet");
+            flags.push("resnet".into());
         }
         if !self.se {
-            flags.push("no-se");
+            flags.push("no-se".into());
         }
         if !self.contrastive {
-            flags.push("no-cl");
+            flags.push("no-cl".into());
+        }
+        let mine = serde_json::to_value(self).expect("a config serialises");
+        let defaults = serde_json::to_value(Self::default()).expect("a config serialises");
+        if let (serde_json::Value::Object(mine), serde_json::Value::Object(defaults)) =
+            (mine, defaults)
+        {
+            for (name, value) in mine {
+                if matches!(name.as_str(), "image_encoder" | "se" | "contrastive")
+                    || defaults.get(&name) == Some(&value)
+                {
+                    continue;
+                }
+                let text = match &value {
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                flags.push(format!("{name}={text}"));
+            }
         }
         if flags.is_empty() {
             "opencarbon".into()
@@ -193,4 +369,20 @@ impl OpenCarbonConfig {
             format!("opencarbon[{}]", flags.join(","))
         }
     }
+}
+
+/// The labels' marks of an ablated model (`OpenCarbonConfig::label`, `Inputs::label`).
+pub const ABLATION_MARKS: [&str; 5] = ["no-se", "no-cl", "image-only", "poi-only", "no-nb"];
+
+/// Whether a model label is a full OpenCarbon (every module and modality on), whatever its
+/// training recipe.
+pub fn is_full_opencarbon(label: &str) -> bool {
+    let Some(rest) = label.strip_prefix("opencarbon") else {
+        return false;
+    };
+    (rest.is_empty() || rest.starts_with('['))
+        && !rest
+            .trim_matches(|c| c == '[' || c == ']')
+            .split([',', '[', ']'])
+            .any(|mark| ABLATION_MARKS.contains(&mark))
 }

@@ -431,6 +431,16 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
         }
     }
 
+    /// The half-size of the block of tiles one target needs: k with the neighbourhood
+    /// module, 0 without (then only the targets themselves are encoded).
+    pub fn block_half_size(&self) -> usize {
+        if self.inputs.neighborhood {
+            self.k
+        } else {
+            0
+        }
+    }
+
     /// Encode the distinct tiles: (U, d) per enabled modality.
     pub fn encode<T: Tape<f32, D> + Merge<T>>(
         &mut self,

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::network::OpenCarbonNet;
-use super::OpenCarbonConfig;
+use super::{LossKind, OpenCarbonConfig, PatienceMode};
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::models::Inputs;
@@ -24,16 +25,18 @@ use crate::train::device::{on_device, ModelDevice, OnDevice};
 use crate::train::job::{Fitted, Row};
 use crate::train::PreparedDataset;
 
-/// Per-channel image statistics of the training datasets (for normalisation).
+/// Per-channel image statistics of the training targets (for normalisation).
 pub(crate) struct ImageNorm {
     pub(crate) mean: [f32; 3],
     pub(crate) std: [f32; 3],
 }
 
-fn image_norm(datasets: &[&PreparedDataset]) -> ImageNorm {
+/// Pixel mean and deviation per channel over the images of `train` (dataset, tile) only: no
+/// statistic sees a validation or test tile, nor a training target's neighbour.
+fn image_norm(datasets: &[&PreparedDataset], train: &[(usize, usize)]) -> ImageNorm {
     let (mut sum, mut sq, mut n) = ([0f64; 3], [0f64; 3], 0f64);
-    for d in datasets {
-        for px in d.images.data.chunks_exact(3) {
+    for &(d, t) in train {
+        for px in datasets[d].images.tile(t).chunks_exact(3) {
             for c in 0..3 {
                 let v = px[c] as f64 / 255.0;
                 sum[c] += v;
@@ -54,25 +57,69 @@ fn image_norm(datasets: &[&PreparedDataset]) -> ImageNorm {
     norm
 }
 
+/// One of the 8 symmetries of a square grid (the dihedral group D4): bit 0 flips rows,
+/// bit 1 flips columns, bit 2 transposes first. Identity is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Dihedral(pub(crate) u8);
+
+impl Dihedral {
+    /// Where cell (row, col) of an n×n grid goes.
+    pub(crate) fn apply(self, n: usize, row: usize, col: usize) -> (usize, usize) {
+        let (mut r, mut c) = if self.0 & 4 != 0 {
+            (col, row)
+        } else {
+            (row, col)
+        };
+        if self.0 & 1 != 0 {
+            r = n - 1 - r;
+        }
+        if self.0 & 2 != 0 {
+            c = n - 1 - c;
+        }
+        (r, c)
+    }
+
+    /// A neighbourhood block (M×M slots, row-major: dy outer, dx inner, as
+    /// `TileGrid::block` lays it out) with its slots moved as the pixels move.
+    fn block(self, block: &[Option<usize>]) -> Vec<Option<usize>> {
+        let m = (block.len() as f64).sqrt().round() as usize;
+        let mut out = vec![None; block.len()];
+        for (i, slot) in block.iter().enumerate() {
+            let (r, c) = self.apply(m, i / m, i % m);
+            out[r * m + c] = *slot;
+        }
+        out
+    }
+}
+
 /// The inputs of a set of tiles (dataset, tile): images (U, 3, S, S), normalised, and POI
-/// rasters (U, C, R, R) as log1p of the counts, sparse; each only if its modality is on.
+/// rasters (U, C, R, R) as log1p of the counts, sparse; each only if its modality is on, and
+/// each moved by `transform` (the identity outside augmented training).
 fn tile_inputs<D: ModelDevice>(
     dev: &D,
     datasets: &[&PreparedDataset],
     tiles: &[(usize, usize)],
     inputs: Inputs,
     norm: &ImageNorm,
+    transform: Dihedral,
 ) -> (Option<Tensor4<D>>, Option<SparseBatch>) {
     let images = inputs.image.then(|| {
         let s = datasets[0].images.size;
-        let mut data = Vec::with_capacity(tiles.len() * 3 * s * s);
-        for &(d, t) in tiles {
+        let plane = s * s;
+        let mut data = vec![0f32; tiles.len() * 3 * plane];
+        for (n, &(d, t)) in tiles.iter().enumerate() {
             let img = datasets[d].images.tile(t);
-            for c in 0..3 {
-                data.extend(
-                    img.chunks_exact(3)
-                        .map(|px| (px[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c]),
-                );
+            let out = &mut data[n * 3 * plane..(n + 1) * 3 * plane];
+            for (p, px) in img.chunks_exact(3).enumerate() {
+                let at = if transform.0 == 0 {
+                    p
+                } else {
+                    let (r, c) = transform.apply(s, p / s, p % s);
+                    r * s + c
+                };
+                for c in 0..3 {
+                    out[c * plane + at] = (px[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c];
+                }
             }
         }
         dev.tensor_from_vec(data, (tiles.len(), 3, s, s))
@@ -87,11 +134,18 @@ fn tile_inputs<D: ModelDevice>(
         };
         for (n, &(d, t)) in tiles.iter().enumerate() {
             // Cells are already merged per tile (PoiRaster::build), so each is one entry.
-            batch.entries.extend(
-                datasets[d].pois.cells[t]
-                    .iter()
-                    .map(|c| (n as u32, c.channel, c.row, c.col, c.weight.ln_1p())),
-            );
+            batch
+                .entries
+                .extend(datasets[d].pois.cells[t].iter().map(|c| {
+                    let (row, col) = transform.apply(r.size, c.row as usize, c.col as usize);
+                    (
+                        n as u32,
+                        c.channel,
+                        row as u16,
+                        col as u16,
+                        c.weight.ln_1p(),
+                    )
+                }));
         }
         batch
     });
@@ -200,12 +254,12 @@ pub(crate) fn evaluate<D: ModelDevice>(
     inputs: Inputs,
     norm: &ImageNorm,
 ) -> Evaluation {
-    let lay = layout(datasets, targets, net.k);
+    let lay = layout(datasets, targets, net.block_half_size());
     let chunk = 256;
     let mut xs_parts: Vec<Tensor2<D>> = Vec::new();
     let mut xp_parts: Vec<Tensor2<D>> = Vec::new();
     for tiles in lay.tiles.chunks(chunk) {
-        let (img, poi) = tile_inputs(dev, datasets, tiles, inputs, norm);
+        let (img, poi) = tile_inputs(dev, datasets, tiles, inputs, norm, Dihedral(0));
         let (xs, xp) = net.encode(img, poi.as_ref(), false);
         xs_parts.extend(xs);
         xp_parts.extend(xp);
@@ -264,7 +318,7 @@ fn se_category_importance<D: ModelDevice>(
 ) -> Option<(Vec<f64>, Vec<f64>)> {
     let (mut sum, mut n) = (Vec::<f64>::new(), 0usize);
     for chunk in tiles.chunks(256) {
-        let (_, poi) = tile_inputs(dev, datasets, chunk, inputs, norm);
+        let (_, poi) = tile_inputs(dev, datasets, chunk, inputs, norm, Dihedral(0));
         let gates = net.poi.as_mut()?.first_se_gates(poi.as_ref()?)?;
         let c = gates.len() / chunk.len();
         sum.resize(c, 0.0);
@@ -357,6 +411,24 @@ fn snapshot<D: ModelDevice>(net: &mut OpenCarbonNet<D>) -> Snapshot {
     }
 }
 
+impl Snapshot {
+    /// self ← decay·self + (1 − decay)·current, for every parameter and running statistic
+    /// (an exponential moving average of the weights).
+    fn blend(&mut self, current: &Snapshot, decay: f32) {
+        let pairs = self.params.iter_mut().zip(&current.params).chain(
+            self.running
+                .iter_mut()
+                .zip(&current.running)
+                .flat_map(|((m, v), (cm, cv))| [(m, cm), (v, cv)]),
+        );
+        for (avg, now) in pairs {
+            for (a, x) in avg.iter_mut().zip(now) {
+                *a = decay * *a + (1.0 - decay) * x;
+            }
+        }
+    }
+}
+
 fn restore<D: ModelDevice>(net: &mut OpenCarbonNet<D>, s: &Snapshot) {
     for ((_, bn), (m, v)) in net.running_stats().into_iter().zip(&s.running) {
         bn.running_mean.copy_from(m);
@@ -379,6 +451,8 @@ pub struct Trainer<'a, D: ModelDevice> {
     opt: Adam<D>,
     norm: ImageNorm,
     rng: ChaCha8Rng,
+    /// The moving average of the weights (`ema` > 0) and how many steps it has seen.
+    ema: Option<(Snapshot, u64)>,
 }
 
 /// What one epoch measured.
@@ -396,25 +470,56 @@ pub struct EpochStats {
 }
 
 impl<'a, D: ModelDevice> Trainer<'a, D> {
-    /// `dev`'s generator initialises the parameters; `seed` drives the batch order.
+    /// `dev`'s generator initialises the parameters; `seed` drives the batch order and the
+    /// augmentation; the image statistics come from the training targets `train`.
     pub fn new(
         cfg: &'a OpenCarbonConfig,
         inputs: Inputs,
         seed: u64,
         dev: D,
         datasets: &'a [&'a PreparedDataset],
+        train: &[(usize, usize)],
     ) -> Self {
         let (channels, raster) = (datasets[0].pois.channels, datasets[0].pois.size);
+        let mut net = OpenCarbonNet::new(&dev, cfg, inputs, channels, raster);
+        let ema = (cfg.ema > 0.0).then(|| (snapshot(&mut net), 0));
         Trainer {
             cfg,
             inputs,
             datasets,
-            net: OpenCarbonNet::new(&dev, cfg, inputs, channels, raster),
+            net,
             dev,
             opt: Adam::new(cfg.lr as f32, cfg.weight_decay as f32),
-            norm: image_norm(datasets),
+            norm: image_norm(datasets, train),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0C_A2B0),
+            ema,
         }
+    }
+
+    /// Run `f` with the weights that are evaluated: the moving average when `ema` is on
+    /// (the training weights are put back afterwards), else the training weights.
+    pub fn with_evaluated_weights<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let Some((avg, steps)) = self.ema.take() else {
+            return f(self);
+        };
+        let live = snapshot(&mut self.net);
+        restore(&mut self.net, &avg);
+        let out = f(self);
+        restore(&mut self.net, &live);
+        self.ema = Some((avg, steps));
+        out
+    }
+
+    /// Fold the current weights into the moving average. The decay ramps up as
+    /// min(ema, (1 + n) / (10 + n)) over the first steps n, so the average does not stay
+    /// anchored at the initial weights.
+    fn update_ema(&mut self) {
+        let Some((mut avg, n)) = self.ema.take() else {
+            return;
+        };
+        let decay = self.cfg.ema.min((1.0 + n as f64) / (10.0 + n as f64)) as f32;
+        avg.blend(&snapshot(&mut self.net), decay);
+        self.ema = Some((avg, n + 1));
     }
 
     /// One pass over the training tiles `train` (reshuffled in place), with `target` the
@@ -434,6 +539,7 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
             &mut self.rng,
         );
         let use_contrastive = cfg.contrastive && self.inputs.image && self.inputs.poi;
+        self.opt.lr = cfg.learning_rate(epoch) as f32;
         let (mut loss_sum, mut tiles, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
         let mut l1_sum = 0.0f64;
         // The gradient norm is recorded for the last batch trained (batch norm needs two
@@ -443,13 +549,25 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
             if batch.len() < 2 {
                 continue;
             }
-            let lay = layout(self.datasets, batch, cfg.neighborhood_k);
+            let mut lay = layout(self.datasets, batch, self.net.block_half_size());
+            // Drawn only when augmenting, so runs without it keep their random stream.
+            let transform = if cfg.augment {
+                Dihedral(self.rng.gen_range(0..8))
+            } else {
+                Dihedral(0)
+            };
+            if transform.0 != 0 {
+                for b in &mut lay.blocks {
+                    *b = transform.block(b);
+                }
+            }
             let (img, poi) = tile_inputs(
                 &self.dev,
                 self.datasets,
                 &lay.tiles,
                 self.inputs,
                 &self.norm,
+                transform,
             );
             // The image branch starts on a tape with a gradient store; the POI branch starts
             // its own tape in its first (sparse) convolution; the loss merges them.
@@ -462,13 +580,13 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
                 batch.iter().map(|t| target(t) as f32).collect(),
                 (batch.len(),),
             );
-            let l1 = (f.prediction - y).abs().sum();
-            l1_sum += l1.array() as f64;
+            let prediction_loss = prediction_loss(f.prediction - y, cfg.loss);
+            l1_sum += prediction_loss.array() as f64;
             let loss = match f.centre_pair {
                 Some((s, p)) if use_contrastive && epoch >= cfg.contrastive_epoch => {
-                    l1 + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
+                    prediction_loss + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
                 }
-                _ => l1,
+                _ => prediction_loss,
             };
             loss_sum += loss.array() as f64;
             tiles += batch.len();
@@ -480,6 +598,8 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
                 .step(&mut ps, &mut grads, Some(i) == last)
                 .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
             grad_norm = norm.unwrap_or(grad_norm);
+            drop(ps);
+            self.update_ema();
         }
         Ok(EpochStats {
             loss_per_tile: loss_sum / tiles.max(1) as f64,
@@ -488,6 +608,37 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
             tiles,
             grad_norm,
         })
+    }
+}
+
+/// Whether training stops after `epochs` epochs with `non_improving` counted validations
+/// (reset on improvement or cumulative, by `patience_mode`). Reset: `patience` in a row.
+/// Cumulative (the authors' loop): the count exceeds `patience`.
+fn stop_early(cfg: &OpenCarbonConfig, epochs: usize, non_improving: usize) -> bool {
+    if epochs < cfg.min_epochs {
+        return false;
+    }
+    match cfg.patience_mode {
+        PatienceMode::Reset => non_improving >= cfg.patience,
+        PatienceMode::Cumulative => non_improving > cfg.patience,
+    }
+}
+
+/// The prediction loss of a batch, summed over it, from the residuals ŷ − y.
+fn prediction_loss<D: ModelDevice, T: Tape<f32, D>>(
+    residual: Tensor<(usize,), f32, D, T>,
+    kind: LossKind,
+) -> Tensor<(), f32, D, T> {
+    match kind {
+        LossKind::L1 => residual.abs().sum(),
+        LossKind::Mse => residual.square().sum(),
+        // δ = 1: ½r² where |r| ≤ 1, |r| − ½ beyond; written as ½·c² + (|r| − c) with
+        // c = min(|r|, 1), which has the right value and gradient on both sides.
+        LossKind::Huber => {
+            let a = residual.abs();
+            let c = a.retaped::<T>().clamp(0.0, 1.0);
+            (c.retaped::<T>().square() * 0.5 + (a - c)).sum()
+        }
     }
 }
 
@@ -542,7 +693,6 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
         rows,
         run,
     } = fit;
-    let mut trainer = Trainer::new(cfg, inputs, seed, dev, datasets);
     let log_emission = |&(d, t): &(usize, usize)| datasets[d].data.tiles[t].emission.ln();
 
     let part = |p: SplitPart| -> Vec<(usize, usize)> {
@@ -553,6 +703,7 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
     };
     let mut train = part(SplitPart::Train);
     let valid = part(SplitPart::Valid);
+    let mut trainer = Trainer::new(cfg, inputs, seed, dev, datasets, &train);
     let valid_y: Vec<f64> = valid.iter().map(log_emission).collect();
     // Deliberate deviation: the network learns the standardised log emission (training mean
     // and deviation), so its output layer starts at the right scale instead of spending
@@ -606,14 +757,15 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
             step,
         );
         board.scalar("train/grad_norm", stats.grad_norm as f64, step);
-        board.scalar("train/learning_rate", cfg.lr, step);
+        board.scalar("train/learning_rate", cfg.learning_rate(epoch), step);
         let last = epoch + 1 == cfg.max_epochs;
         if (epoch + 1) % cfg.valid_every == 0 || last {
             let score = if valid.is_empty() {
                 -stats.loss_per_tile // no validation tiles: track the training loss
             } else {
-                let t = &mut trainer;
-                let ev = evaluate(&mut t.net, &t.dev, datasets, &valid, inputs, &t.norm);
+                let ev = trainer.with_evaluated_weights(|t| {
+                    evaluate(&mut t.net, &t.dev, datasets, &valid, inputs, &t.norm)
+                });
                 let p = unscale(ev.predictions);
                 let m = crate::metrics::Metrics::compute(&valid_y, &p);
                 let board = run.board();
@@ -636,14 +788,24 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
                 started.elapsed().as_secs_f64()
             ));
             if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-                best = Some((score, epoch + 1, snapshot(&mut trainer.net)));
-                since_best = 0;
+                let snap = trainer.with_evaluated_weights(|t| snapshot(&mut t.net));
+                best = Some((score, epoch + 1, snap));
+                if cfg.patience_mode == PatienceMode::Reset {
+                    since_best = 0;
+                }
             } else {
                 since_best += 1;
-                if epoch + 1 >= cfg.min_epochs && since_best >= cfg.patience {
-                    run.log(&format!("early stop after epoch {}: no better validation R² for {since_best} validations", epoch + 1));
-                    break;
-                }
+            }
+            if stop_early(cfg, epoch + 1, since_best) {
+                let how = match cfg.patience_mode {
+                    PatienceMode::Reset => "in a row",
+                    PatienceMode::Cumulative => "in total",
+                };
+                run.log(&format!(
+                    "early stop after epoch {}: {since_best} validations without a better validation R² {how}",
+                    epoch + 1
+                ));
+                break;
             }
         }
     }
@@ -744,308 +906,5 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{DatasetEntry, DatasetSource, DeviceSpec};
-    use crate::data::synth::GENERATOR_VERSION;
-    use crate::metrics::r2;
-    use crate::models::opencarbon::ImageEncoderKind;
-    use crate::train::prepare_dataset;
-
-    fn tiny(cache: &std::path::Path) -> PreparedDataset {
-        let entry = DatasetEntry {
-            name: "tiny".into(),
-            source: DatasetSource::Preset {
-                preset: "tiny".into(),
-                seed: 0,
-                generator: GENERATOR_VERSION,
-            },
-        };
-        prepare_dataset(&entry, cache, 32, 32).unwrap()
-    }
-
-    fn small_config(epochs: usize) -> OpenCarbonConfig {
-        let mut cfg: OpenCarbonConfig = serde_yaml::from_str("{}").unwrap();
-        cfg.embedding_dim = 16;
-        cfg.image_widths = vec![8, 16];
-        cfg.max_epochs = epochs;
-        cfg.valid_every = 10;
-        cfg.min_epochs = epochs;
-        cfg.contrastive_epoch = 5;
-        cfg.alpha = 0.01;
-        cfg.batch_size = 10;
-        cfg.lr = 3e-3;
-        cfg.weight_decay = 0.0;
-        cfg
-    }
-
-    /// `fit_predict` on the CPU with every input on.
-    fn fit_on_cpu(
-        cfg: &OpenCarbonConfig,
-        seed: u64,
-        ds: &PreparedDataset,
-        rows: &[Row],
-        run: &mut RunDir,
-    ) -> Result<Fitted> {
-        fit_predict(
-            cfg,
-            Inputs::default(),
-            seed,
-            DeviceSpec::Cpu,
-            &[ds],
-            rows,
-            run,
-        )
-    }
-
-    fn rows_for(ds: &PreparedDataset, n_train: usize, n_valid: usize) -> Vec<Row> {
-        let targets: Vec<usize> = (0..ds.data.tiles.len())
-            .filter(|&t| ds.data.tiles[t].is_target())
-            .collect();
-        targets
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| Row {
-                dataset: 0,
-                tile: t,
-                part: if i < n_train {
-                    SplitPart::Train
-                } else {
-                    SplitPart::Valid
-                },
-            })
-            .take(n_train + n_valid)
-            .collect()
-    }
-
-    #[test]
-    fn a_small_model_overfits_twenty_tiles() {
-        let dir = tempfile::tempdir().unwrap();
-        let ds = tiny(&dir.path().join("cache"));
-        // No validation tiles: the best epoch is then the one with the lowest training loss.
-        let rows = rows_for(&ds, 20, 0);
-        let mut run = RunDir::begin(&dir.path().join("runs"), "overfit").unwrap();
-        let mut cfg = small_config(300);
-        cfg.batch_size = 20; // one batch: batch-norm running statistics settle on these tiles
-        let fitted = fit_on_cpu(&cfg, 0, &ds, &rows, &mut run).unwrap();
-        let (mut y, mut p) = (vec![], vec![]);
-        for (r, pred) in rows.iter().zip(&fitted.predictions) {
-            if r.part == SplitPart::Train {
-                y.push(ds.data.tiles[r.tile].emission.ln());
-                p.push(*pred);
-            }
-        }
-        let fit = r2(&y, &p);
-        eprintln!("overfit: train R² {fit:.4} on {} tiles", y.len());
-        assert!(fit > 0.95, "train R² {fit}");
-        assert!(run.path("best.safetensors").is_file());
-    }
-
-    #[test]
-    fn the_resnet_encoder_trains_checkpoints_and_reloads() {
-        let dir = tempfile::tempdir().unwrap();
-        let ds = tiny(&dir.path().join("cache"));
-        let rows = rows_for(&ds, 20, 8);
-        let mut cfg = small_config(4);
-        cfg.valid_every = 2;
-        cfg.image_encoder = ImageEncoderKind::Resnet;
-        cfg.image_widths = vec![4, 8];
-        cfg.image_blocks = 2;
-        let mut run = RunDir::begin(&dir.path().join("runs"), "resnet").unwrap();
-        let fitted = fit_on_cpu(&cfg, 0, &ds, &rows, &mut run).unwrap();
-        assert!(fitted.predictions.iter().all(|p| p.is_finite()));
-        let stored = crate::nn::params::load_safetensors(&run.path("best.safetensors")).unwrap();
-        for want in [
-            "image.stem.conv.weight",
-            "image.block2.down.bn.running_mean",
-        ] {
-            assert!(stored.contains_key(want), "{want} not in the checkpoint");
-        }
-    }
-
-    /// Training losses of the first `epochs` epochs of the small configuration on `dev`.
-    #[cfg(feature = "cuda")]
-    fn epoch_losses<D: ModelDevice>(dev: D, ds: &PreparedDataset, epochs: usize) -> Vec<f64> {
-        let cfg = small_config(epochs);
-        let datasets = [ds];
-        let mut trainer = Trainer::new(&cfg, Inputs::default(), 0, dev, &datasets);
-        let mut train: Vec<(usize, usize)> = rows_for(ds, 20, 0)
-            .iter()
-            .map(|r| (r.dataset, r.tile))
-            .collect();
-        let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
-        (0..epochs)
-            .map(|e| trainer.epoch(e, &mut train, &target).unwrap().loss_per_tile)
-            .collect()
-    }
-
-    /// The same seed on the CPU and on a GPU: the same initial parameters and batches, so the
-    /// same losses up to float summation order (which compounds over the epochs).
-    #[cfg(feature = "cuda")]
-    #[test]
-    fn training_on_the_gpu_follows_the_cpu() {
-        let Some(gpu) = crate::nn::cuda::tests::gpu_or_skip() else {
-            return;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let ds = tiny(&dir.path().join("cache"));
-        let cpu = epoch_losses(Cpu::seed_from_u64(0), &ds, 6);
-        drop(gpu);
-        let gpu = epoch_losses(crate::nn::cuda::open(0, 0).unwrap(), &ds, 6);
-        eprintln!("losses per epoch, CPU {cpu:?}, GPU {gpu:?}");
-        assert!((cpu[0] - gpu[0]).abs() <= 1e-4 * cpu[0].abs().max(1.0));
-        for (c, g) in cpu.iter().zip(&gpu) {
-            assert!(
-                (c - g).abs() <= 2e-2 * c.abs().max(1.0),
-                "CPU {c} vs GPU {g}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_same_seed_gives_identical_predictions() {
-        let dir = tempfile::tempdir().unwrap();
-        let ds = tiny(&dir.path().join("cache"));
-        let rows = rows_for(&ds, 20, 8);
-        let go = |seed: u64, name: &str| {
-            let mut run = RunDir::begin(&dir.path().join("runs"), name).unwrap();
-            fit_on_cpu(&small_config(10), seed, &ds, &rows, &mut run)
-                .unwrap()
-                .predictions
-        };
-        let a = go(3, "a");
-        assert_eq!(a, go(3, "b"));
-        assert_ne!(a, go(4, "c"));
-    }
-
-    #[test]
-    fn every_parameter_gets_a_gradient_in_every_variant() {
-        let dir = tempfile::tempdir().unwrap();
-        let ds = tiny(&dir.path().join("cache"));
-        let targets: Vec<(usize, usize)> = (0..ds.data.tiles.len())
-            .filter(|&t| ds.data.tiles[t].is_target())
-            .take(12)
-            .map(|t| (0, t))
-            .collect();
-        let norm = image_norm(&[&ds]);
-        let full = Inputs::default();
-        for (inputs, se, resnet) in [
-            (full, true, false),
-            (full, false, false),
-            (full, true, true),
-            (
-                Inputs {
-                    image: false,
-                    ..full
-                },
-                true,
-                false,
-            ),
-            (Inputs { poi: false, ..full }, true, false),
-            (
-                Inputs {
-                    neighborhood: false,
-                    ..full
-                },
-                true,
-                false,
-            ),
-        ] {
-            let dev = Cpu::seed_from_u64(5);
-            let mut cfg = small_config(1);
-            cfg.se = se;
-            if resnet {
-                cfg.image_encoder = ImageEncoderKind::Resnet;
-                cfg.image_widths = vec![4, 8];
-                cfg.image_blocks = 1;
-            }
-            let mut net = OpenCarbonNet::new(&dev, &cfg, inputs, ds.pois.channels, ds.pois.size);
-            let lay = layout(&[&ds], &targets, 1);
-            let (img, poi) = tile_inputs(&dev, &[&ds], &lay.tiles, inputs, &norm);
-            let img = img.map(|i| i.traced(Gradients::leaky()));
-            let (xs, xp) = net.encode(img, poi.as_ref(), true);
-            let f = net.head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
-            let mut loss = f.prediction.square().sum();
-            if let Some((s, p)) = f.centre_pair {
-                loss = loss + info_nce(s, p, 0.07);
-            }
-            let mut grads = loss.backward();
-            let mut ps = Vec::new();
-            net.params(&mut ps);
-            for (name, p) in &ps {
-                let g = p.grad(&mut grads).unwrap();
-                assert!(
-                    g.iter().any(|v| *v != 0.0),
-                    "{inputs:?} se={se} resnet={resnet}: `{name}` got no gradient"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn missing_neighbours_are_masked_and_isolated_tiles_predict() {
-        let dir = tempfile::tempdir().unwrap();
-        let ds = tiny(&dir.path().join("cache"));
-        let dev = Cpu::seed_from_u64(1);
-        let cfg = small_config(1);
-        let mut net = OpenCarbonNet::new(
-            &dev,
-            &cfg,
-            Inputs::default(),
-            ds.pois.channels,
-            ds.pois.size,
-        );
-        let norm = image_norm(&[&ds]);
-        // A corner-ish tile: the first one with a missing neighbour.
-        let edge = (0..ds.data.tiles.len())
-            .find(|&t| {
-                ds.data.tiles[t].is_target() && ds.grid.block(t, 1).iter().any(|s| s.is_none())
-            })
-            .unwrap();
-        let before = predict(
-            &mut net,
-            &dev,
-            &[&ds],
-            &[(0, edge)],
-            Inputs::default(),
-            &norm,
-        )[0];
-        assert!(before.is_finite());
-        // Change every tile outside the edge tile's block (all the data a reference
-        // implementation might have put into a missing slot): the prediction must not move.
-        let block: Vec<usize> = ds.grid.block(edge, 1).into_iter().flatten().collect();
-        let mut changed = ds;
-        for t in 0..changed.data.tiles.len() {
-            if !block.contains(&t) {
-                let n = changed.images.size * changed.images.size * 3;
-                changed.images.data[t * n..(t + 1) * n].fill(255);
-                changed.pois.cells[t].clear();
-            }
-        }
-        let after = predict(
-            &mut net,
-            &dev,
-            &[&changed],
-            &[(0, edge)],
-            Inputs::default(),
-            &norm,
-        )[0];
-        assert_eq!(before, after);
-        // A tile with no neighbours at all still gets a finite prediction.
-        let lonely = crate::data::TileGrid::new(&[changed.data.tiles[edge]]);
-        changed.grid = lonely;
-        let mut only = changed;
-        only.images.data = only.images.tile(edge).to_vec();
-        only.pois.cells = vec![only.pois.cells[edge].clone()];
-        only.data.tiles = vec![only.data.tiles[edge]];
-        let p = predict(
-            &mut net,
-            &dev,
-            &[&only],
-            &[(0, 0)],
-            Inputs::default(),
-            &norm,
-        )[0];
-        assert!(p.is_finite());
-    }
-}
+#[path = "train_tests.rs"]
+mod tests;
