@@ -17,7 +17,7 @@ use opencarbon::config::{DatasetEntry, DatasetSource, DeviceSpec};
 use opencarbon::data::split::random_split;
 use opencarbon::data::synth::GENERATOR_VERSION;
 use opencarbon::data::SplitPart;
-use opencarbon::models::opencarbon::train::Trainer;
+use opencarbon::models::opencarbon::train::{TargetScale, Trainer};
 use opencarbon::models::opencarbon::OpenCarbonConfig;
 use opencarbon::models::{Inputs, ModelConfig};
 use opencarbon::train::device::{on_device, ModelDevice, OnDevice};
@@ -94,17 +94,20 @@ impl OnDevice for Epochs<'_> {
         let Epochs {
             cfg,
             ds,
-            mut train,
+            train,
             epochs,
         } = self;
         let datasets = [ds];
-        let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
-        let mut trainer = Trainer::new(cfg, Inputs::default(), 0, dev, &datasets, &train);
+        let scale = TargetScale {
+            mean: 10.0,
+            std: 1.0,
+        }; // ln e − 10
+        let mut trainer = Trainer::new(cfg, Inputs::default(), 0, dev, &datasets, train, scale);
         for epoch in 0..epochs {
             // Epochs from the contrastive warm-up on, so the InfoNCE term is part of the timing.
             let e = epoch + cfg.contrastive_epoch;
             let t = Instant::now();
-            let stats = trainer.epoch(e, &mut train, &target)?;
+            let stats = trainer.epoch(e)?;
             let s = t.elapsed().as_secs_f64();
             println!(
                 "epoch {}: {:.2} s, {:.1} training tiles/s (loss/tile {:.3})",

@@ -16,6 +16,9 @@ use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::metrics::r2;
 use crate::nn::layers::{Linear, Tensor2};
+use crate::nn::learner::{
+    self, LearnerSettings, LearningRate, PatienceMode, StepReport, TrainSteps, Validation,
+};
 use crate::nn::params::{Adam, HasParams, ParamRef};
 use crate::nn::{aggregate, Aggregation, LayerKernels};
 use crate::track::RunDir;
@@ -529,8 +532,7 @@ fn fit_predict_on<D: ModelDevice>(fit: NodeFit<'_, '_>, dev: D) -> Result<Fitted
         dev.tensor_from_vec(train_nodes.clone(), (train_nodes.len(),));
     let valid_y: Vec<f64> = valid.iter().map(|r| log_e(r)).collect();
 
-    let mut net = NodeNet::new(&dev, *spec, f);
-    let mut opt = optimiser(spec);
+    let net = NodeNet::new(&dev, *spec, f);
     run.log(&format!(
         "{} nodes, {} links, {f} features ({}), {} train / {} valid nodes",
         n,
@@ -539,93 +541,129 @@ fn fit_predict_on<D: ModelDevice>(fit: NodeFit<'_, '_>, dev: D) -> Result<Fitted
         train.len(),
         valid.len()
     ));
-    let predict_all = |net: &NodeNet<D>| -> Vec<f64> {
-        net.forward(x.clone(), &lists, false)
-            .as_vec()
-            .iter()
-            .map(|v| *v as f64 * y_std + y_mean)
-            .collect()
+    let links = lists.targets.len() / 2;
+    let mut trainer = NodeTrainer {
+        opt: optimiser(spec),
+        net,
+        x,
+        lists,
+        train_idx,
+        y_t,
+        valid_nodes: valid.iter().map(|r| node(r)).collect(),
+        valid_y,
+        y_mean,
+        y_std,
     };
-    let (mut best, mut since_best) = (None::<(f64, usize, Vec<Vec<f32>>)>, 0);
-    let bar =
-        crate::track::progress::Bar::new(spec.max_epochs as u64, "epochs").prefix("  node model");
-    for epoch in 0..spec.max_epochs {
-        if epoch % 10 == 0 {
-            bar.set(
-                epoch as u64,
-                best.as_ref().map_or(String::new(), |(b, e, _)| {
-                    format!("best valid R² {b:.3} (epoch {e})")
-                }),
-            );
-        }
-        let out = net.forward(x.clone().traced(Gradients::leaky()), &lists, true);
-        let pred = out.reshape_like(&(n,)).gather(train_idx.clone());
-        let loss = (pred - y_t.clone()).square().mean();
-        let loss_value = loss.array();
-        let mut grads = loss.backward();
-        let mut ps = Vec::new();
-        net.params(&mut ps);
-        opt.step(&mut ps, &mut grads, false)
-            .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
-        drop(ps);
-        let all = predict_all(&net);
-        let score = if valid.is_empty() {
-            -(loss_value as f64)
-        } else {
-            let p: Vec<f64> = valid.iter().map(|r| all[node(r)]).collect();
-            r2(&valid_y, &p)
-        };
-        let board = run.board();
-        board.scalar("train/loss_mse", loss_value as f64, epoch + 1);
-        board.scalar("train/learning_rate", spec.lr, epoch + 1);
-        if !valid.is_empty() {
-            board.scalar("valid/r2", score, epoch + 1);
-        }
-        if (epoch + 1) % 50 == 0 {
-            run.log(&format!(
-                "epoch {:>4}: train MSE (standardised) {loss_value:.4}, valid R² {score:.4}",
-                epoch + 1
-            ));
-        }
-        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-            let mut ps = Vec::new();
-            net.params(&mut ps);
-            best = Some((
-                score,
-                epoch + 1,
-                ps.iter().map(|(_, p)| p.values()).collect(),
-            ));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if epoch + 1 >= spec.min_epochs && since_best >= spec.patience {
-                run.log(&format!("early stop after epoch {}", epoch + 1));
-                break;
-            }
-        }
-    }
-    let (best_score, best_epoch, values) =
-        best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
-    let mut ps = Vec::new();
-    net.params(&mut ps);
-    for ((_, p), v) in ps.iter_mut().zip(&values) {
-        p.set(v);
-    }
-    drop(ps);
-    run.log(&format!(
-        "best validation R² {best_score:.4} at epoch {best_epoch}"
-    ));
-    let all = predict_all(&net);
+    let outcome = learner::fit(&mut trainer, &spec.learner_settings(), run)?;
+    let all = trainer.predict_all();
     Ok(Fitted {
         predictions: rows.iter().map(|r| all[node(r)]).collect(),
         description: serde_json::json!({
-            "best_epoch": best_epoch,
-            "best_validation_score": best_score,
+            "best_epoch": outcome.best_epoch,
+            "best_validation_score": outcome.best_score,
             "nodes": n,
-            "links": lists.targets.len() / 2,
+            "links": links,
             "features": names,
         }),
     })
+}
+
+/// A node model with its inputs, as the shared learner trains it: one full-graph step per
+/// epoch on the training nodes' standardised log emission (MSE), validation every epoch.
+struct NodeTrainer<D: ModelDevice> {
+    net: NodeNet<D>,
+    opt: Adam<D>,
+    /// Standardised features of every node.
+    x: Tensor2<D>,
+    lists: Arc<NeighbourLists>,
+    train_idx: Tensor<(usize,), usize, D>,
+    /// Standardised targets of the training nodes.
+    y_t: Tensor<(usize,), f32, D>,
+    valid_nodes: Vec<usize>,
+    valid_y: Vec<f64>,
+    y_mean: f64,
+    y_std: f64,
+}
+
+impl<D: ModelDevice> NodeTrainer<D> {
+    /// Log emission predicted for every node (evaluation mode).
+    fn predict_all(&self) -> Vec<f64> {
+        self.net
+            .forward(self.x.clone(), &self.lists, false)
+            .as_vec()
+            .iter()
+            .map(|v| *v as f64 * self.y_std + self.y_mean)
+            .collect()
+    }
+}
+
+impl<D: ModelDevice> TrainSteps<D> for NodeTrainer<D> {
+    type Batch = ();
+
+    fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+        self.net.params(out);
+    }
+
+    fn optimiser(&mut self) -> &mut Adam<D> {
+        &mut self.opt
+    }
+
+    fn batches(&mut self, _epoch: usize) -> Vec<()> {
+        vec![()]
+    }
+
+    fn train_step(&mut self, _epoch: usize, _batch: &(), want_norm: bool) -> Result<StepReport> {
+        let n = self.x.shape().0;
+        let out = self
+            .net
+            .forward(self.x.clone().traced(Gradients::leaky()), &self.lists, true);
+        let pred = out.reshape_like(&(n,)).gather(self.train_idx.clone());
+        let loss = (pred - self.y_t.clone()).square().mean();
+        let loss_value = loss.array();
+        let mut grads = loss.backward();
+        let mut ps = Vec::new();
+        self.net.params(&mut ps);
+        let grad_norm = self
+            .opt
+            .step(&mut ps, &mut grads, want_norm)
+            .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
+        Ok(StepReport {
+            losses: vec![("loss_mse", loss_value as f64)],
+            samples: 1,
+            grad_norm,
+        })
+    }
+
+    fn validate(&mut self, _epoch: usize) -> Result<Option<Validation>> {
+        if self.valid_nodes.is_empty() {
+            return Ok(None);
+        }
+        let all = self.predict_all();
+        let p: Vec<f64> = self.valid_nodes.iter().map(|&i| all[i]).collect();
+        Ok(Some(Validation {
+            score: r2(&self.valid_y, &p),
+            scalars: Vec::new(),
+            histograms: Vec::new(),
+        }))
+    }
+}
+
+impl NodeModelSpec {
+    /// How the shared learner runs a node model: validation every epoch, a run.log line
+    /// every 50, patience reset on improvement, constant rate.
+    pub fn learner_settings(&self) -> LearnerSettings {
+        LearnerSettings {
+            max_epochs: self.max_epochs,
+            valid_every: 1,
+            patience: self.patience,
+            min_epochs: self.min_epochs,
+            patience_mode: PatienceMode::Reset,
+            learning_rate: LearningRate::constant(self.lr),
+            ema: 0.0,
+            log_every: 50,
+            name: "  node model",
+        }
+    }
 }
 
 #[cfg(test)]

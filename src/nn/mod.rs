@@ -9,6 +9,7 @@ pub mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod layers;
+pub mod learner;
 pub mod norm;
 pub mod params;
 pub mod pool;

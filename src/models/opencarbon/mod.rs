@@ -8,6 +8,7 @@ pub mod train;
 use serde::{Deserialize, Serialize};
 
 use super::FieldProblem;
+pub use crate::nn::learner::{PatienceMode, Schedule};
 
 fn d_embedding() -> usize {
     32
@@ -182,41 +183,11 @@ pub enum LossKind {
     Mse,
 }
 
-/// The learning rate over the epochs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    /// `lr` throughout (the reference's).
-    #[default]
-    Constant,
-    /// Linear warm-up over `warmup_epochs`, then a cosine from `lr` to 0 at `max_epochs`.
-    Cosine,
-    /// `lr`, multiplied by `step_gamma` every `step_every` epochs.
-    Step,
+impl LossKind {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
-
-/// When early stopping's counter of non-improving validations goes back to 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PatienceMode {
-    /// On every improvement: stop after `patience` non-improving validations in a row.
-    #[default]
-    Reset,
-    /// Never (the authors' loop): stop once `patience` non-improving validations in total
-    /// have been counted, at the first validation at or after `min_epochs`.
-    Cumulative,
-}
-
-macro_rules! is_default_fn {
-    ($($t:ty),*) => {$(
-        impl $t {
-            fn is_default(&self) -> bool {
-                *self == Self::default()
-            }
-        }
-    )*};
-}
-is_default_fn!(LossKind, Schedule, PatienceMode);
 
 fn is_zero_usize(v: &usize) -> bool {
     *v == 0
@@ -238,28 +209,6 @@ fn is_d_step_gamma(v: &f64) -> bool {
 pub const LIST_FIELDS: [&str; 1] = ["image_widths"];
 
 impl OpenCarbonConfig {
-    /// The learning rate of epoch `epoch` (from 0) under the schedule.
-    pub fn learning_rate(&self, epoch: usize) -> f64 {
-        let warm = self.warmup_epochs;
-        if self.schedule != Schedule::Constant && epoch < warm {
-            return self.lr * (epoch + 1) as f64 / warm as f64;
-        }
-        match self.schedule {
-            Schedule::Constant => self.lr,
-            Schedule::Cosine => {
-                let span = (self.max_epochs - warm).max(1) as f64;
-                let t = (epoch - warm) as f64 / span;
-                0.5 * self.lr * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-            Schedule::Step => {
-                self.lr
-                    * self
-                        .step_gamma
-                        .powi(((epoch - warm) / self.step_every.max(1)) as i32)
-            }
-        }
-    }
-
     pub fn check(&self) -> Vec<FieldProblem> {
         let mut p = Vec::new();
         let mut positive = |name: &'static str, v: usize| {

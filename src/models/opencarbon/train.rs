@@ -13,11 +13,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::network::OpenCarbonNet;
-use super::{LossKind, OpenCarbonConfig, PatienceMode};
+use super::{LossKind, OpenCarbonConfig};
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::models::Inputs;
+use crate::nn::layers::BatchNorm;
 use crate::nn::layers::{info_nce, Tensor2};
+use crate::nn::learner::{self, LearnerSettings, LearningRate, StepReport, TrainSteps, Validation};
 use crate::nn::params::{save_safetensors, Adam, ParamRef};
 use crate::nn::{SparseBatch, Tensor4};
 use crate::track::RunDir;
@@ -391,57 +393,35 @@ fn poi_weight_by_decile(log_emission: &[f64], weights: &[[f32; 2]]) -> Vec<serde
         .collect()
 }
 
-/// Snapshot of every parameter and running statistic (the best model so far).
-struct Snapshot {
-    params: Vec<Vec<f32>>,
-    running: Vec<(Vec<f32>, Vec<f32>)>,
+/// Log emission's standardisation: the network learns (ln e − mean) / std.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetScale {
+    pub mean: f64,
+    pub std: f64,
 }
 
-fn snapshot<D: ModelDevice>(net: &mut OpenCarbonNet<D>) -> Snapshot {
-    let running = net
-        .running_stats()
-        .into_iter()
-        .map(|(_, bn)| (bn.running_mean.as_vec(), bn.running_var.as_vec()))
-        .collect();
-    let mut ps = Vec::new();
-    net.params(&mut ps);
-    Snapshot {
-        params: ps.iter().map(|(_, p)| p.values()).collect(),
-        running,
-    }
-}
-
-impl Snapshot {
-    /// self ← decay·self + (1 − decay)·current, for every parameter and running statistic
-    /// (an exponential moving average of the weights).
-    fn blend(&mut self, current: &Snapshot, decay: f32) {
-        let pairs = self.params.iter_mut().zip(&current.params).chain(
-            self.running
-                .iter_mut()
-                .zip(&current.running)
-                .flat_map(|((m, v), (cm, cv))| [(m, cm), (v, cv)]),
-        );
-        for (avg, now) in pairs {
-            for (a, x) in avg.iter_mut().zip(now) {
-                *a = decay * *a + (1.0 - decay) * x;
-            }
+impl TargetScale {
+    /// The mean and deviation of log emission over `tiles` (the training targets).
+    fn of(datasets: &[&PreparedDataset], tiles: &[(usize, usize)]) -> TargetScale {
+        let y: Vec<f64> = tiles.iter().map(|t| log_emission(datasets, t)).collect();
+        let mean = y.iter().sum::<f64>() / y.len() as f64;
+        let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / y.len() as f64;
+        TargetScale {
+            mean,
+            std: var.sqrt().max(1e-6),
         }
     }
-}
 
-fn restore<D: ModelDevice>(net: &mut OpenCarbonNet<D>, s: &Snapshot) {
-    for ((_, bn), (m, v)) in net.running_stats().into_iter().zip(&s.running) {
-        bn.running_mean.copy_from(m);
-        bn.running_var.copy_from(v);
-    }
-    let mut ps = Vec::new();
-    net.params(&mut ps);
-    for ((_, p), values) in ps.iter_mut().zip(&s.params) {
-        p.set(values);
+    fn unscale(&self, v: Vec<f64>) -> Vec<f64> {
+        v.into_iter().map(|p| p * self.std + self.mean).collect()
     }
 }
 
-/// The network, its optimiser and everything one training epoch needs.
+fn log_emission(datasets: &[&PreparedDataset], &(d, t): &(usize, usize)) -> f64 {
+    datasets[d].data.tiles[t].emission.ln()
+}
+
+/// The network, its optimiser and data: what `nn::learner` trains (`TrainSteps`).
 pub struct Trainer<'a, D: ModelDevice> {
     cfg: &'a OpenCarbonConfig,
     inputs: Inputs,
@@ -451,15 +431,18 @@ pub struct Trainer<'a, D: ModelDevice> {
     opt: Adam<D>,
     norm: ImageNorm,
     rng: ChaCha8Rng,
-    /// The moving average of the weights (`ema` > 0) and how many steps it has seen.
-    ema: Option<(Snapshot, u64)>,
+    train: Vec<(usize, usize)>,
+    scale: TargetScale,
+    /// Validation targets and their log emission.
+    valid: Vec<(usize, usize)>,
+    valid_y: Vec<f64>,
 }
 
-/// What one epoch measured.
+/// What one epoch measured (`Trainer::epoch`).
 pub struct EpochStats {
     /// Mean training loss per target tile.
     pub loss_per_tile: f64,
-    /// The L1 prediction term per target tile.
+    /// The prediction term per target tile.
     pub prediction_loss_per_tile: f64,
     /// The α·InfoNCE term per target tile (0 before the warm-up epoch or when off).
     pub contrastive_loss_per_tile: f64,
@@ -471,156 +454,221 @@ pub struct EpochStats {
 
 impl<'a, D: ModelDevice> Trainer<'a, D> {
     /// `dev`'s generator initialises the parameters; `seed` drives the batch order and the
-    /// augmentation; the image statistics come from the training targets `train`.
+    /// augmentation; the image statistics come from the training targets `train`, whose
+    /// values the network learns standardised by `scale`.
     pub fn new(
         cfg: &'a OpenCarbonConfig,
         inputs: Inputs,
         seed: u64,
         dev: D,
         datasets: &'a [&'a PreparedDataset],
-        train: &[(usize, usize)],
+        train: Vec<(usize, usize)>,
+        scale: TargetScale,
     ) -> Self {
         let (channels, raster) = (datasets[0].pois.channels, datasets[0].pois.size);
-        let mut net = OpenCarbonNet::new(&dev, cfg, inputs, channels, raster);
-        let ema = (cfg.ema > 0.0).then(|| (snapshot(&mut net), 0));
         Trainer {
             cfg,
             inputs,
             datasets,
-            net,
+            net: OpenCarbonNet::new(&dev, cfg, inputs, channels, raster),
             dev,
             opt: Adam::new(cfg.lr as f32, cfg.weight_decay as f32),
-            norm: image_norm(datasets, train),
+            norm: image_norm(datasets, &train),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0C_A2B0),
-            ema,
+            train,
+            scale,
+            valid: Vec::new(),
+            valid_y: Vec::new(),
         }
     }
 
-    /// Run `f` with the weights that are evaluated: the moving average when `ema` is on
-    /// (the training weights are put back afterwards), else the training weights.
-    pub fn with_evaluated_weights<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        let Some((avg, steps)) = self.ema.take() else {
-            return f(self);
-        };
-        let live = snapshot(&mut self.net);
-        restore(&mut self.net, &avg);
-        let out = f(self);
-        restore(&mut self.net, &live);
-        self.ema = Some((avg, steps));
-        out
+    /// Validate on `valid` (dataset, tile) targets.
+    pub fn with_validation(mut self, valid: Vec<(usize, usize)>) -> Self {
+        self.valid_y = valid
+            .iter()
+            .map(|t| log_emission(self.datasets, t))
+            .collect();
+        self.valid = valid;
+        self
     }
 
-    /// Fold the current weights into the moving average. The decay ramps up as
-    /// min(ema, (1 + n) / (10 + n)) over the first steps n, so the average does not stay
-    /// anchored at the initial weights.
-    fn update_ema(&mut self) {
-        let Some((mut avg, n)) = self.ema.take() else {
-            return;
-        };
-        let decay = self.cfg.ema.min((1.0 + n as f64) / (10.0 + n as f64)) as f32;
-        avg.blend(&snapshot(&mut self.net), decay);
-        self.ema = Some((avg, n + 1));
-    }
-
-    /// One pass over the training tiles `train` (reshuffled in place), with `target` the
-    /// value the network learns for a tile. Epoch numbers start at 0.
-    pub fn epoch(
-        &mut self,
-        epoch: usize,
-        train: &mut [(usize, usize)],
-        target: &dyn Fn(&(usize, usize)) -> f64,
-    ) -> Result<EpochStats> {
-        let cfg = self.cfg;
-        let batches = make_batches(
-            self.datasets,
-            train,
-            cfg.batch_size,
-            cfg.patch_tiles,
-            &mut self.rng,
-        );
-        let use_contrastive = cfg.contrastive && self.inputs.image && self.inputs.poi;
-        self.opt.lr = cfg.learning_rate(epoch) as f32;
-        let (mut loss_sum, mut tiles, mut grad_norm) = (0.0f64, 0usize, 0.0f32);
-        let mut l1_sum = 0.0f64;
-        // The gradient norm is recorded for the last batch trained (batch norm needs two
-        // samples, so single-tile batches are skipped).
-        let last = batches.iter().rposition(|b| b.len() >= 2);
-        for (i, batch) in batches.iter().map(|b| b.as_slice()).enumerate() {
-            if batch.len() < 2 {
+    /// One pass over the training targets at the schedule's rate, without the learner's
+    /// moving average or validation (benchmarks and tests). Epochs start at 0.
+    pub fn epoch(&mut self, epoch: usize) -> Result<EpochStats> {
+        self.opt.lr = self.cfg.learner_settings().learning_rate.at(epoch) as f32;
+        let batches = self.batches(epoch);
+        let last = batches.iter().rposition(|b| self.trains_on(b));
+        let (mut total, mut prediction, mut tiles, mut grad_norm) = (0.0, 0.0, 0, 0.0f32);
+        for (i, batch) in batches.iter().enumerate() {
+            if !self.trains_on(batch) {
                 continue;
             }
-            let mut lay = layout(self.datasets, batch, self.net.block_half_size());
-            // Drawn only when augmenting, so runs without it keep their random stream.
-            let transform = if cfg.augment {
-                Dihedral(self.rng.gen_range(0..8))
-            } else {
-                Dihedral(0)
-            };
-            if transform.0 != 0 {
-                for b in &mut lay.blocks {
-                    *b = transform.block(b);
-                }
-            }
-            let (img, poi) = tile_inputs(
-                &self.dev,
-                self.datasets,
-                &lay.tiles,
-                self.inputs,
-                &self.norm,
-                transform,
-            );
-            // The image branch starts on a tape with a gradient store; the POI branch starts
-            // its own tape in its first (sparse) convolution; the loss merges them.
-            let img = img.map(|i| i.traced(Gradients::leaky()));
-            let (xs, xp) = self.net.encode(img, poi.as_ref(), true);
-            let f = self
-                .net
-                .head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
-            let y: Tensor<(usize,), f32, D> = self.dev.tensor_from_vec(
-                batch.iter().map(|t| target(t) as f32).collect(),
-                (batch.len(),),
-            );
-            let prediction_loss = prediction_loss(f.prediction - y, cfg.loss);
-            l1_sum += prediction_loss.array() as f64;
-            let loss = match f.centre_pair {
-                Some((s, p)) if use_contrastive && epoch >= cfg.contrastive_epoch => {
-                    prediction_loss + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
-                }
-                _ => prediction_loss,
-            };
-            loss_sum += loss.array() as f64;
-            tiles += batch.len();
-            let mut grads = loss.backward();
-            let mut ps: Vec<(String, ParamRef<'_, D>)> = Vec::new();
-            self.net.params(&mut ps);
-            let norm = self
-                .opt
-                .step(&mut ps, &mut grads, Some(i) == last)
-                .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
-            grad_norm = norm.unwrap_or(grad_norm);
-            drop(ps);
-            self.update_ema();
+            let r = self.train_step(epoch, batch, Some(i) == last)?;
+            total += r.losses[0].1;
+            prediction += r.losses[1].1;
+            tiles += r.samples;
+            grad_norm = r.grad_norm.unwrap_or(grad_norm);
         }
+        let per = |v: f64| v / tiles.max(1) as f64;
         Ok(EpochStats {
-            loss_per_tile: loss_sum / tiles.max(1) as f64,
-            prediction_loss_per_tile: l1_sum / tiles.max(1) as f64,
-            contrastive_loss_per_tile: (loss_sum - l1_sum) / tiles.max(1) as f64,
+            loss_per_tile: per(total),
+            prediction_loss_per_tile: per(prediction),
+            contrastive_loss_per_tile: per(total - prediction),
             tiles,
             grad_norm,
         })
     }
 }
 
-/// Whether training stops after `epochs` epochs with `non_improving` counted validations
-/// (reset on improvement or cumulative, by `patience_mode`). Reset: `patience` in a row.
-/// Cumulative (the authors' loop): the count exceeds `patience`.
-fn stop_early(cfg: &OpenCarbonConfig, epochs: usize, non_improving: usize) -> bool {
-    if epochs < cfg.min_epochs {
-        return false;
+impl<D: ModelDevice> TrainSteps<D> for Trainer<'_, D> {
+    type Batch = Vec<(usize, usize)>;
+
+    fn params<'b>(&'b mut self, out: &mut Vec<(String, ParamRef<'b, D>)>) {
+        self.net.params(out);
     }
-    match cfg.patience_mode {
-        PatienceMode::Reset => non_improving >= cfg.patience,
-        PatienceMode::Cumulative => non_improving > cfg.patience,
+
+    fn running_stats(&mut self) -> Vec<(String, &mut BatchNorm<D>)> {
+        self.net.running_stats()
+    }
+
+    fn optimiser(&mut self) -> &mut Adam<D> {
+        &mut self.opt
+    }
+
+    fn batches(&mut self, _epoch: usize) -> Vec<Vec<(usize, usize)>> {
+        make_batches(
+            self.datasets,
+            &mut self.train,
+            self.cfg.batch_size,
+            self.cfg.patch_tiles,
+            &mut self.rng,
+        )
+    }
+
+    fn trains_on(&self, batch: &Vec<(usize, usize)>) -> bool {
+        batch.len() >= 2
+    }
+
+    fn train_step(
+        &mut self,
+        epoch: usize,
+        batch: &Vec<(usize, usize)>,
+        want_norm: bool,
+    ) -> Result<StepReport> {
+        let cfg = self.cfg;
+        let mut lay = layout(self.datasets, batch, self.net.block_half_size());
+        // Drawn only when augmenting, so runs without it keep their random stream.
+        let transform = if cfg.augment {
+            Dihedral(self.rng.gen_range(0..8))
+        } else {
+            Dihedral(0)
+        };
+        if transform.0 != 0 {
+            for b in &mut lay.blocks {
+                *b = transform.block(b);
+            }
+        }
+        let (img, poi) = tile_inputs(
+            &self.dev,
+            self.datasets,
+            &lay.tiles,
+            self.inputs,
+            &self.norm,
+            transform,
+        );
+        // The image branch starts on a tape with a gradient store; the POI branch starts its
+        // own tape in its first (sparse) convolution; the loss merges them.
+        let img = img.map(|i| i.traced(Gradients::leaky()));
+        let (xs, xp) = self.net.encode(img, poi.as_ref(), true);
+        let f = self
+            .net
+            .head_from_embeddings(xs, xp, &lay.centres, &lay.blocks, true);
+        let scale = self.scale;
+        let y: Tensor<(usize,), f32, D> = self.dev.tensor_from_vec(
+            batch
+                .iter()
+                .map(|t| ((log_emission(self.datasets, t) - scale.mean) / scale.std) as f32)
+                .collect(),
+            (batch.len(),),
+        );
+        let prediction_loss = prediction_loss(f.prediction - y, cfg.loss);
+        let prediction_value = prediction_loss.array() as f64;
+        let use_contrastive = cfg.contrastive && self.inputs.image && self.inputs.poi;
+        let loss = match f.centre_pair {
+            Some((s, p)) if use_contrastive && epoch >= cfg.contrastive_epoch => {
+                prediction_loss + info_nce(s, p, cfg.temperature as f32) * cfg.alpha as f32
+            }
+            _ => prediction_loss,
+        };
+        let total = loss.array() as f64;
+        let mut grads = loss.backward();
+        let mut ps: Vec<(String, ParamRef<'_, D>)> = Vec::new();
+        self.net.params(&mut ps);
+        let grad_norm = self
+            .opt
+            .step(&mut ps, &mut grads, want_norm)
+            .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
+        Ok(StepReport {
+            losses: vec![
+                ("loss_total", total),
+                ("loss_prediction", prediction_value),
+                ("loss_contrastive", total - prediction_value),
+            ],
+            samples: batch.len(),
+            grad_norm,
+        })
+    }
+
+    fn validate(&mut self, _epoch: usize) -> Result<Option<Validation>> {
+        if self.valid.is_empty() {
+            return Ok(None);
+        }
+        let ev = evaluate(
+            &mut self.net,
+            &self.dev,
+            self.datasets,
+            &self.valid,
+            self.inputs,
+            &self.norm,
+        );
+        let m =
+            crate::metrics::Metrics::compute(&self.valid_y, &self.scale.unscale(ev.predictions));
+        let mut histograms = vec![("embeddings/grid_x_g_valid", ev.grid_embeddings.concat())];
+        if let Some(w) = &ev.modality_weights {
+            histograms.push((
+                "attention/centre_poi_weight_valid",
+                w.iter().map(|b| b[1]).collect(),
+            ));
+        }
+        Ok(Some(Validation {
+            score: m.r2,
+            scalars: vec![("valid/rmse", m.rmse), ("valid/mae", m.mae)],
+            histograms,
+        }))
+    }
+}
+
+impl OpenCarbonConfig {
+    /// How the shared learner runs this configuration.
+    pub fn learner_settings(&self) -> LearnerSettings {
+        LearnerSettings {
+            max_epochs: self.max_epochs,
+            valid_every: self.valid_every,
+            patience: self.patience,
+            min_epochs: self.min_epochs,
+            patience_mode: self.patience_mode,
+            learning_rate: LearningRate {
+                base: self.lr,
+                schedule: self.schedule,
+                warmup_epochs: self.warmup_epochs,
+                step_every: self.step_every,
+                step_gamma: self.step_gamma,
+                max_epochs: self.max_epochs,
+            },
+            ema: self.ema,
+            log_every: 1,
+            name: "  opencarbon",
+        }
     }
 }
 
@@ -693,28 +741,21 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
         rows,
         run,
     } = fit;
-    let log_emission = |&(d, t): &(usize, usize)| datasets[d].data.tiles[t].emission.ln();
-
     let part = |p: SplitPart| -> Vec<(usize, usize)> {
         rows.iter()
             .filter(|r| r.part == p)
             .map(|r| (r.dataset, r.tile))
             .collect()
     };
-    let mut train = part(SplitPart::Train);
+    let train = part(SplitPart::Train);
     let valid = part(SplitPart::Valid);
-    let mut trainer = Trainer::new(cfg, inputs, seed, dev, datasets, &train);
-    let valid_y: Vec<f64> = valid.iter().map(log_emission).collect();
     // Deliberate deviation: the network learns the standardised log emission (training mean
     // and deviation), so its output layer starts at the right scale instead of spending
     // hundreds of epochs moving a bias from 0 to ~10.
-    let train_y: Vec<f64> = train.iter().map(log_emission).collect();
-    let y_mean = train_y.iter().sum::<f64>() / train_y.len() as f64;
-    let y_std = (train_y.iter().map(|v| (v - y_mean).powi(2)).sum::<f64>() / train_y.len() as f64)
-        .sqrt()
-        .max(1e-6);
-    let target_of = |t: &(usize, usize)| (log_emission(t) - y_mean) / y_std;
-    let unscale = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|p| p * y_std + y_mean).collect() };
+    let scale = TargetScale::of(datasets, &train);
+    let (n_train, n_valid) = (train.len(), valid.len());
+    let mut trainer =
+        Trainer::new(cfg, inputs, seed, dev, datasets, train, scale).with_validation(valid);
     {
         let mut ps = Vec::new();
         trainer.net.params(&mut ps);
@@ -723,101 +764,15 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
             .map(|(_, p)| p.shape().iter().product::<usize>())
             .sum();
         run.log(&format!(
-            "opencarbon: {} parameter tensors, {n} values; {} train, {} valid tiles",
+            "opencarbon: {} parameter tensors, {n} values; {n_train} train, {n_valid} valid tiles",
             ps.len(),
-            train.len(),
-            valid.len()
         ));
     }
-
-    let mut best: Option<(f64, usize, Snapshot)> = None;
-    let mut since_best = 0;
-    let started = std::time::Instant::now();
-    let bar =
-        crate::track::progress::Bar::new(cfg.max_epochs as u64, "epochs").prefix("  opencarbon");
-    for epoch in 0..cfg.max_epochs {
-        bar.set(
-            epoch as u64,
-            best.as_ref().map_or(String::new(), |(b, e, _)| {
-                format!("best valid R² {b:.3} (epoch {e})")
-            }),
-        );
-        let stats = trainer.epoch(epoch, &mut train, &target_of)?;
-        let step = epoch + 1;
-        let board = run.board();
-        board.scalar("train/loss_total", stats.loss_per_tile, step);
-        board.scalar(
-            "train/loss_prediction",
-            stats.prediction_loss_per_tile,
-            step,
-        );
-        board.scalar(
-            "train/loss_contrastive",
-            stats.contrastive_loss_per_tile,
-            step,
-        );
-        board.scalar("train/grad_norm", stats.grad_norm as f64, step);
-        board.scalar("train/learning_rate", cfg.learning_rate(epoch), step);
-        let last = epoch + 1 == cfg.max_epochs;
-        if (epoch + 1) % cfg.valid_every == 0 || last {
-            let score = if valid.is_empty() {
-                -stats.loss_per_tile // no validation tiles: track the training loss
-            } else {
-                let ev = trainer.with_evaluated_weights(|t| {
-                    evaluate(&mut t.net, &t.dev, datasets, &valid, inputs, &t.norm)
-                });
-                let p = unscale(ev.predictions);
-                let m = crate::metrics::Metrics::compute(&valid_y, &p);
-                let board = run.board();
-                board.scalar("valid/r2", m.r2, step);
-                board.scalar("valid/rmse", m.rmse, step);
-                board.scalar("valid/mae", m.mae, step);
-                let flat: Vec<f32> = ev.grid_embeddings.concat();
-                board.histogram("embeddings/grid_x_g_valid", &flat, step);
-                if let Some(w) = &ev.modality_weights {
-                    let poi: Vec<f32> = w.iter().map(|b| b[1]).collect();
-                    board.histogram("attention/centre_poi_weight_valid", &poi, step);
-                }
-                m.r2
-            };
-            run.log(&format!(
-                "epoch {:>4}: train L1/tile (standardised) {:.4}, grad norm {:.3}, valid R² {score:.4} ({:.0} s)",
-                epoch + 1,
-                stats.loss_per_tile,
-                stats.grad_norm,
-                started.elapsed().as_secs_f64()
-            ));
-            if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
-                let snap = trainer.with_evaluated_weights(|t| snapshot(&mut t.net));
-                best = Some((score, epoch + 1, snap));
-                if cfg.patience_mode == PatienceMode::Reset {
-                    since_best = 0;
-                }
-            } else {
-                since_best += 1;
-            }
-            if stop_early(cfg, epoch + 1, since_best) {
-                let how = match cfg.patience_mode {
-                    PatienceMode::Reset => "in a row",
-                    PatienceMode::Cumulative => "in total",
-                };
-                run.log(&format!(
-                    "early stop after epoch {}: {since_best} validations without a better validation R² {how}",
-                    epoch + 1
-                ));
-                break;
-            }
-        }
-    }
-    let (best_score, best_epoch, snap) =
-        best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
+    let outcome = learner::fit(&mut trainer, &cfg.learner_settings(), run)?;
+    let (best_score, best_epoch) = (outcome.best_score, outcome.best_epoch);
     let Trainer {
         mut net, dev, norm, ..
     } = trainer;
-    restore(&mut net, &snap);
-    run.log(&format!(
-        "best validation R² {best_score:.4} at epoch {best_epoch}"
-    ));
     let mut ps = Vec::new();
     let running: Vec<(String, Vec<f32>)> = net
         .running_stats()
@@ -853,7 +808,7 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
     write_embeddings(run, datasets, &every_tile, &ev.grid_embeddings)?;
     let at = |r: &Row| base[r.dataset] + r.tile;
     let all: Vec<(usize, usize)> = rows.iter().map(|r| (r.dataset, r.tile)).collect();
-    let predictions = unscale(rows.iter().map(|r| ev.predictions[at(r)]).collect());
+    let predictions = scale.unscale(rows.iter().map(|r| ev.predictions[at(r)]).collect());
     let weights: Option<Vec<[f32; 2]>> = ev
         .modality_weights
         .map(|w| rows.iter().map(|r| w[at(r)]).collect());
@@ -862,7 +817,7 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
         "best_validation_score": best_score,
         "checkpoint": "best.safetensors",
         "image_norm": { "mean": norm.mean, "std": norm.std },
-        "target_norm": { "mean": y_mean, "std": y_std },
+        "target_norm": { "mean": scale.mean, "std": scale.std },
     });
     if let Some((gate, importance)) = se {
         let categories = &datasets[0].data.meta.poi_categories;
@@ -895,7 +850,7 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
             ));
         }
         run.write("modality_weights.csv", csv.as_bytes())?;
-        let log_e: Vec<f64> = all.iter().map(log_emission).collect();
+        let log_e: Vec<f64> = all.iter().map(|t| log_emission(datasets, t)).collect();
         description["poi_weight_by_emission_decile"] =
             serde_json::Value::Array(poi_weight_by_decile(&log_e, &w));
     }

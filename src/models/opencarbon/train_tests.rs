@@ -5,6 +5,7 @@ use crate::config::{DatasetEntry, DatasetSource, DeviceSpec};
 use crate::data::synth::GENERATOR_VERSION;
 use crate::metrics::r2;
 use crate::models::opencarbon::ImageEncoderKind;
+use crate::nn::learner;
 use crate::train::prepare_dataset;
 
 fn tiny(cache: &std::path::Path) -> PreparedDataset {
@@ -18,6 +19,12 @@ fn tiny(cache: &std::path::Path) -> PreparedDataset {
     };
     prepare_dataset(&entry, cache, 32, 32).unwrap()
 }
+
+/// The target the unit tests train on: ln e − 10.
+const SCALE: TargetScale = TargetScale {
+    mean: 10.0,
+    std: 1.0,
+};
 
 fn small_config(epochs: usize) -> OpenCarbonConfig {
     let mut cfg: OpenCarbonConfig = serde_yaml::from_str("{}").unwrap();
@@ -123,14 +130,13 @@ fn the_resnet_encoder_trains_checkpoints_and_reloads() {
 fn epoch_losses<D: ModelDevice>(dev: D, ds: &PreparedDataset, epochs: usize) -> Vec<f64> {
     let cfg = small_config(epochs);
     let datasets = [ds];
-    let mut train: Vec<(usize, usize)> = rows_for(ds, 20, 0)
+    let train: Vec<(usize, usize)> = rows_for(ds, 20, 0)
         .iter()
         .map(|r| (r.dataset, r.tile))
         .collect();
-    let mut trainer = Trainer::new(&cfg, Inputs::default(), 0, dev, &datasets, &train);
-    let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
+    let mut trainer = Trainer::new(&cfg, Inputs::default(), 0, dev, &datasets, train, SCALE);
     (0..epochs)
-        .map(|e| trainer.epoch(e, &mut train, &target).unwrap().loss_per_tile)
+        .map(|e| trainer.epoch(e).unwrap().loss_per_tile)
         .collect()
 }
 
@@ -447,19 +453,18 @@ fn train_trace(
     epochs: usize,
 ) -> (Vec<(f64, f64)>, Vec<Vec<f32>>) {
     let datasets = [ds];
-    let mut train = train.to_vec();
     let mut trainer = Trainer::new(
         cfg,
         Inputs::default(),
         0,
         Cpu::seed_from_u64(0),
         &datasets,
-        &train,
+        train.to_vec(),
+        SCALE,
     );
-    let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
     let losses = (0..epochs)
         .map(|e| {
-            let s = trainer.epoch(e, &mut train, &target).unwrap();
+            let s = trainer.epoch(e).unwrap();
             (s.prediction_loss_per_tile, s.contrastive_loss_per_tile)
         })
         .collect();
@@ -548,24 +553,6 @@ fn dihedral_transforms_move_pixels_and_neighbourhoods_alike() {
 }
 
 #[test]
-fn early_stopping_counts_as_the_patience_mode_says() {
-    let mut cfg = small_config(1000);
-    cfg.min_epochs = 100;
-    cfg.patience = 30;
-    cfg.valid_every = 5;
-    // Reset: 30 non-improving validations in a row.
-    assert!(!stop_early(&cfg, 150, 29));
-    assert!(stop_early(&cfg, 150, 30));
-    assert!(!stop_early(&cfg, 95, 30), "never before min_epochs");
-    // Cumulative (the authors' rule): the total count must exceed 30.
-    cfg.patience_mode = PatienceMode::Cumulative;
-    assert!(!stop_early(&cfg, 150, 30));
-    assert!(stop_early(&cfg, 150, 31));
-    assert!(!stop_early(&cfg, 95, 40));
-    assert!(stop_early(&cfg, 100, 40));
-}
-
-#[test]
 fn recipes_train_and_differ() {
     // Each recipe switch changes the training it claims to change, and keeps it finite.
     let dir = tempfile::tempdir().unwrap();
@@ -635,13 +622,12 @@ fn losses_have_their_values_and_gradients() {
 }
 
 #[test]
-fn the_moving_average_is_what_validation_sees() {
+fn the_moving_average_blends_the_model_and_puts_training_weights_back() {
     let dir = tempfile::tempdir().unwrap();
     let ds = tiny(&dir.path().join("cache"));
-    let mut train: Vec<(usize, usize)> = rows_for(&ds, 20, 0).iter().map(|r| (0, r.tile)).collect();
+    let train: Vec<(usize, usize)> = rows_for(&ds, 20, 0).iter().map(|r| (0, r.tile)).collect();
     let mut cfg = small_config(2);
-    cfg.ema = 0.5;
-    cfg.batch_size = 20; // one step: the average is 0.1·initial + 0.9·live
+    cfg.batch_size = 20; // one step
     let datasets = [&ds];
     let mut trainer = Trainer::new(
         &cfg,
@@ -649,26 +635,36 @@ fn the_moving_average_is_what_validation_sees() {
         0,
         Cpu::seed_from_u64(0),
         &datasets,
-        &train,
+        train,
+        SCALE,
     );
-    let initial = snapshot(&mut trainer.net).params;
-    let target = |&(_, t): &(usize, usize)| ds.data.tiles[t].emission.ln() - 10.0;
-    trainer.epoch(0, &mut train, &target).unwrap();
-    let live = snapshot(&mut trainer.net).params;
-    let seen = trainer.with_evaluated_weights(|t| snapshot(&mut t.net).params);
+    let mut ema = learner::Ema {
+        decay: 0.5,
+        average: learner::Snapshot::capture(&mut trainer),
+        steps: 0,
+    };
+    let initial = ema.average.clone();
+    trainer.epoch(0).unwrap();
+    ema.update(&mut trainer);
+    let live = learner::Snapshot::capture(&mut trainer);
+    let seen = ema.with_average(&mut trainer, learner::Snapshot::capture);
     assert_eq!(
-        snapshot(&mut trainer.net).params,
+        learner::Snapshot::capture(&mut trainer),
         live,
         "training weights put back"
     );
-    // One step with decay min(0.5, (1 + 0) / (10 + 0)) = 0.1.
+    // One step with decay min(0.5, (1 + 0) / (10 + 0)) = 0.1, parameters and batch-norm
+    // running statistics alike.
     assert_ne!(seen, live);
-    for ((a, l), i) in seen
-        .iter()
-        .flatten()
-        .zip(live.iter().flatten())
-        .zip(initial.iter().flatten())
-    {
+    let flat = |s: &learner::Snapshot| -> Vec<f32> {
+        s.params
+            .iter()
+            .flatten()
+            .chain(s.running.iter().flat_map(|(m, v)| m.iter().chain(v)))
+            .copied()
+            .collect()
+    };
+    for ((a, l), i) in flat(&seen).iter().zip(flat(&live)).zip(flat(&initial)) {
         let want = 0.1 * i + 0.9 * l;
         assert!(
             (a - want).abs() <= 1e-6 * want.abs().max(1.0),

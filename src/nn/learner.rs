@@ -1,0 +1,559 @@
+//! The training loop every neural model shares (burn's `Learner` is the model for it): epochs
+//! of batches, the learning-rate schedule, an exponential moving average of the weights,
+//! validation at a fixed cadence, early stopping, the best checkpoint kept and restored,
+//! TensorBoard scalars, run.log lines and the progress bar. A model supplies its batches, one
+//! training step and one validation (`TrainSteps`); it keeps its optimiser and network.
+
+use dfdx::prelude::{Device, Storage};
+use serde::{Deserialize, Serialize};
+
+use super::layers::BatchNorm;
+use super::params::{Adam, ParamRef};
+use super::LayerKernels;
+use crate::error::{Error, Result};
+use crate::track::RunDir;
+
+/// The learning rate over the epochs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// The base rate throughout (the reference's).
+    #[default]
+    Constant,
+    /// Linear warm-up, then a cosine from the base rate to 0 at the last epoch.
+    Cosine,
+    /// The base rate multiplied by a factor every few epochs.
+    Step,
+}
+
+impl Schedule {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// When early stopping's counter of non-improving validations goes back to 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatienceMode {
+    /// On every improvement: stop after `patience` non-improving validations in a row.
+    #[default]
+    Reset,
+    /// Never (the authors' loop): stop once more than `patience` non-improving validations
+    /// have been counted in total, at the first validation at or after `min_epochs`.
+    Cumulative,
+}
+
+impl PatienceMode {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The learning rate of each epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearningRate {
+    pub base: f64,
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up from base/warmup to base (cosine and step).
+    pub warmup_epochs: usize,
+    /// Step schedule: × `step_gamma` every `step_every` epochs after the warm-up.
+    pub step_every: usize,
+    pub step_gamma: f64,
+    /// The cosine reaches 0 here.
+    pub max_epochs: usize,
+}
+
+impl LearningRate {
+    pub fn constant(base: f64) -> Self {
+        LearningRate {
+            base,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+            step_every: 0,
+            step_gamma: 1.0,
+            max_epochs: 1,
+        }
+    }
+
+    /// The rate of epoch `epoch` (from 0).
+    pub fn at(&self, epoch: usize) -> f64 {
+        let warm = self.warmup_epochs;
+        if self.schedule != Schedule::Constant && epoch < warm {
+            return self.base * (epoch + 1) as f64 / warm as f64;
+        }
+        match self.schedule {
+            Schedule::Constant => self.base,
+            Schedule::Cosine => {
+                let span = self.max_epochs.saturating_sub(warm).max(1) as f64;
+                let t = (epoch - warm) as f64 / span;
+                0.5 * self.base * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            Schedule::Step => {
+                let steps = (epoch - warm) / self.step_every.max(1);
+                self.base * self.step_gamma.powi(steps as i32)
+            }
+        }
+    }
+}
+
+/// How the learner runs one model's training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnerSettings {
+    pub max_epochs: usize,
+    /// Validate after every this many epochs, and after the last.
+    pub valid_every: usize,
+    pub patience: usize,
+    /// Never stop before this epoch.
+    pub min_epochs: usize,
+    pub patience_mode: PatienceMode,
+    pub learning_rate: LearningRate,
+    /// Decay of the moving average of the weights; 0 = off.
+    pub ema: f64,
+    /// A run.log line every this many validations.
+    pub log_every: usize,
+    /// The progress bar's prefix, e.g. "  opencarbon".
+    pub name: &'static str,
+}
+
+impl LearnerSettings {
+    /// Whether training stops after `epochs` epochs with `non_improving` counted validations.
+    pub fn stop_early(&self, epochs: usize, non_improving: usize) -> bool {
+        if epochs < self.min_epochs {
+            return false;
+        }
+        match self.patience_mode {
+            PatienceMode::Reset => non_improving >= self.patience,
+            PatienceMode::Cumulative => non_improving > self.patience,
+        }
+    }
+}
+
+/// What one training step reports.
+pub struct StepReport {
+    /// Named loss sums over the step's samples; the first is the total that is minimised.
+    pub losses: Vec<(&'static str, f64)>,
+    /// Samples the sums are over (the epoch's scalars are Σ sums / Σ samples).
+    pub samples: usize,
+    /// The global gradient norm, when it was asked for.
+    pub grad_norm: Option<f32>,
+}
+
+/// What one validation reports.
+pub struct Validation {
+    /// Higher is better (validation R²).
+    pub score: f64,
+    /// Extra scalars, e.g. ("valid/rmse", …); `valid/r2` is written from `score`.
+    pub scalars: Vec<(&'static str, f64)>,
+    pub histograms: Vec<(&'static str, Vec<f32>)>,
+}
+
+/// A model as the learner trains it.
+pub trait TrainSteps<D: Storage<f32>> {
+    type Batch;
+
+    /// Every parameter, named, in a fixed order.
+    fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>);
+    /// Every batch norm, for its running statistics (none by default).
+    fn running_stats(&mut self) -> Vec<(String, &mut BatchNorm<D>)> {
+        Vec::new()
+    }
+    /// The optimiser, whose rate the learner sets each epoch.
+    fn optimiser(&mut self) -> &mut Adam<D>;
+    /// The batches of epoch `epoch` (from 0).
+    fn batches(&mut self, epoch: usize) -> Vec<Self::Batch>;
+    /// Whether a batch is trained on at all (e.g. batch norm needs two samples).
+    fn trains_on(&self, _batch: &Self::Batch) -> bool {
+        true
+    }
+    /// One optimiser step on `batch`; the gradient norm only when `want_norm`.
+    fn train_step(
+        &mut self,
+        epoch: usize,
+        batch: &Self::Batch,
+        want_norm: bool,
+    ) -> Result<StepReport>;
+    /// Evaluate the current weights on the validation set; None without one (the learner
+    /// then tracks the negated training loss).
+    fn validate(&mut self, epoch: usize) -> Result<Option<Validation>>;
+}
+
+/// Every parameter and running statistic of a model, copied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub params: Vec<Vec<f32>>,
+    pub running: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Snapshot {
+    pub fn capture<D: Device<f32>, M: TrainSteps<D> + ?Sized>(model: &mut M) -> Snapshot {
+        let running = model
+            .running_stats()
+            .into_iter()
+            .map(|(_, bn)| (bn.running_mean.as_vec(), bn.running_var.as_vec()))
+            .collect();
+        let mut ps = Vec::new();
+        model.params(&mut ps);
+        Snapshot {
+            params: ps.iter().map(|(_, p)| p.values()).collect(),
+            running,
+        }
+    }
+
+    pub fn restore<D: Device<f32>, M: TrainSteps<D> + ?Sized>(&self, model: &mut M) {
+        for ((_, bn), (m, v)) in model.running_stats().into_iter().zip(&self.running) {
+            bn.running_mean.copy_from(m);
+            bn.running_var.copy_from(v);
+        }
+        let mut ps = Vec::new();
+        model.params(&mut ps);
+        for ((_, p), values) in ps.iter_mut().zip(&self.params) {
+            p.set(values);
+        }
+    }
+
+    /// self ← decay·self + (1 − decay)·current, value by value.
+    pub fn blend(&mut self, current: &Snapshot, decay: f32) {
+        let pairs = self.params.iter_mut().zip(&current.params).chain(
+            self.running
+                .iter_mut()
+                .zip(&current.running)
+                .flat_map(|((m, v), (cm, cv))| [(m, cm), (v, cv)]),
+        );
+        for (avg, now) in pairs {
+            for (a, x) in avg.iter_mut().zip(now) {
+                *a = decay * *a + (1.0 - decay) * x;
+            }
+        }
+    }
+}
+
+/// The moving average of the weights and how many steps it has seen.
+pub struct Ema {
+    pub decay: f64,
+    pub average: Snapshot,
+    pub steps: u64,
+}
+
+impl Ema {
+    /// Fold the model's current weights in. The decay ramps up as min(decay, (1+n)/(10+n))
+    /// over the first n steps, so the average does not stay anchored at the initial weights.
+    pub fn update<D: Device<f32>, M: TrainSteps<D> + ?Sized>(&mut self, model: &mut M) {
+        let n = self.steps as f64;
+        let decay = self.decay.min((1.0 + n) / (10.0 + n)) as f32;
+        self.average.blend(&Snapshot::capture(model), decay);
+        self.steps += 1;
+    }
+
+    /// Run `f` with the averaged weights in the model, then put the training weights back.
+    pub fn with_average<D: Device<f32>, M: TrainSteps<D> + ?Sized, R>(
+        &self,
+        model: &mut M,
+        f: impl FnOnce(&mut M) -> R,
+    ) -> R {
+        let live = Snapshot::capture(model);
+        self.average.restore(model);
+        let out = f(model);
+        live.restore(model);
+        out
+    }
+}
+
+/// What training ended with; the model holds the best (evaluated) weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub best_score: f64,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+}
+
+/// Run `model`'s training as `settings` say.
+pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
+    model: &mut M,
+    settings: &LearnerSettings,
+    run: &mut RunDir,
+) -> Result<Outcome> {
+    let mut ema = (settings.ema > 0.0).then(|| Ema {
+        decay: settings.ema,
+        average: Snapshot::capture(model),
+        steps: 0,
+    });
+    let mut best: Option<(f64, usize, Snapshot)> = None;
+    let (mut non_improving, mut validations, mut epochs_run) = (0usize, 0usize, 0usize);
+    let started = std::time::Instant::now();
+    let bar = crate::track::progress::Bar::new(settings.max_epochs as u64, "epochs")
+        .prefix(settings.name);
+    for epoch in 0..settings.max_epochs {
+        bar.set(
+            epoch as u64,
+            best.as_ref().map_or(String::new(), |(b, e, _)| {
+                format!("best valid R² {b:.3} (epoch {e})")
+            }),
+        );
+        let lr = settings.learning_rate.at(epoch);
+        model.optimiser().lr = lr as f32;
+        let batches = model.batches(epoch);
+        let last = batches.iter().rposition(|b| model.trains_on(b));
+        let (mut sums, mut samples, mut grad_norm) = (Vec::<(&str, f64)>::new(), 0, 0.0f32);
+        for (i, batch) in batches.iter().enumerate() {
+            if !model.trains_on(batch) {
+                continue;
+            }
+            let report = model.train_step(epoch, batch, Some(i) == last)?;
+            if sums.is_empty() {
+                sums = report.losses.iter().map(|(n, _)| (*n, 0.0)).collect();
+            }
+            for ((_, s), (_, v)) in sums.iter_mut().zip(&report.losses) {
+                *s += v;
+            }
+            samples += report.samples;
+            grad_norm = report.grad_norm.unwrap_or(grad_norm);
+            if let Some(ema) = &mut ema {
+                ema.update(model);
+            }
+        }
+        epochs_run = epoch + 1;
+        let step = epoch + 1;
+        let per_sample: Vec<(&str, f64)> = sums
+            .iter()
+            .map(|(n, s)| (*n, s / samples.max(1) as f64))
+            .collect();
+        let board = run.board();
+        for (name, v) in &per_sample {
+            board.scalar(&format!("train/{name}"), *v, step);
+        }
+        board.scalar("train/grad_norm", grad_norm as f64, step);
+        board.scalar("train/learning_rate", lr, step);
+        if step % settings.valid_every != 0 && step != settings.max_epochs {
+            continue;
+        }
+        let validation = match &ema {
+            Some(ema) => ema.with_average(model, |m| m.validate(epoch))?,
+            None => model.validate(epoch)?,
+        };
+        let total = per_sample.first().map_or(f64::NAN, |(_, v)| *v);
+        let score = match validation {
+            None => -total, // no validation tiles: track the training loss
+            Some(v) => {
+                let board = run.board();
+                board.scalar("valid/r2", v.score, step);
+                for (name, value) in &v.scalars {
+                    board.scalar(name, *value, step);
+                }
+                for (name, values) in &v.histograms {
+                    board.histogram(name, values, step);
+                }
+                v.score
+            }
+        };
+        validations += 1;
+        if validations % settings.log_every.max(1) == 0 {
+            let name = per_sample.first().map_or("loss", |(n, _)| *n);
+            run.log(&format!(
+                "epoch {step:>4}: train {name} {total:.4}, grad norm {grad_norm:.3}, lr {lr:.2e}, valid R² {score:.4} ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if best.as_ref().is_none_or(|(b, _, _)| score > *b) {
+            let snap = match &ema {
+                Some(ema) => ema.average.clone(),
+                None => Snapshot::capture(model),
+            };
+            best = Some((score, step, snap));
+            if settings.patience_mode == PatienceMode::Reset {
+                non_improving = 0;
+            }
+        } else {
+            non_improving += 1;
+        }
+        if settings.stop_early(step, non_improving) {
+            let how = match settings.patience_mode {
+                PatienceMode::Reset => "in a row",
+                PatienceMode::Cumulative => "in total",
+            };
+            run.log(&format!(
+                "early stop after epoch {step}: {non_improving} validations without a better validation R² {how}"
+            ));
+            break;
+        }
+    }
+    let (best_score, best_epoch, snap) =
+        best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
+    snap.restore(model);
+    run.log(&format!(
+        "best validation R² {best_score:.4} at epoch {best_epoch}"
+    ));
+    Ok(Outcome {
+        best_score,
+        best_epoch,
+        epochs_run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Tensor1;
+    use dfdx::prelude::*;
+
+    /// One parameter vector pulled towards 3 by Adam; validation scores come from a script.
+    struct Scripted {
+        w: Tensor1<Cpu>,
+        opt: Adam<Cpu>,
+        scores: Vec<f64>,
+        /// Weights after each training step, the rate it ran at, and the weights each
+        /// validation saw.
+        after_step: Vec<Vec<f32>>,
+        rates: Vec<f32>,
+        validated: Vec<Vec<f32>>,
+    }
+
+    impl Scripted {
+        fn new(scores: &[f64]) -> Self {
+            let dev = Cpu::seed_from_u64(0);
+            Scripted {
+                w: dev.tensor_from_vec(vec![0.0, 1.0, -2.0], (3,)),
+                opt: Adam::new(0.1, 0.0),
+                scores: scores.to_vec(),
+                after_step: Vec::new(),
+                rates: Vec::new(),
+                validated: Vec::new(),
+            }
+        }
+    }
+
+    impl TrainSteps<Cpu> for Scripted {
+        type Batch = ();
+
+        fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, Cpu>)>) {
+            out.push(("w".into(), ParamRef::R1(&mut self.w)));
+        }
+
+        fn optimiser(&mut self) -> &mut Adam<Cpu> {
+            &mut self.opt
+        }
+
+        fn batches(&mut self, _epoch: usize) -> Vec<()> {
+            vec![()]
+        }
+
+        fn train_step(&mut self, _: usize, _: &(), want_norm: bool) -> Result<StepReport> {
+            let loss = (self.w.clone().leaky_traced() - 3.0).square().sum();
+            let value = loss.array() as f64;
+            let mut grads = loss.backward();
+            let mut ps = Vec::new();
+            ps.push(("w".to_string(), ParamRef::R1(&mut self.w)));
+            let grad_norm = self.opt.step(&mut ps, &mut grads, want_norm).unwrap();
+            self.rates.push(self.opt.lr);
+            self.after_step.push(self.w.as_vec());
+            Ok(StepReport {
+                losses: vec![("loss", value)],
+                samples: 1,
+                grad_norm,
+            })
+        }
+
+        fn validate(&mut self, _epoch: usize) -> Result<Option<Validation>> {
+            self.validated.push(self.w.as_vec());
+            Ok(Some(Validation {
+                score: self.scores[self.validated.len() - 1],
+                scalars: Vec::new(),
+                histograms: Vec::new(),
+            }))
+        }
+    }
+
+    fn settings(mode: PatienceMode, ema: f64) -> LearnerSettings {
+        LearnerSettings {
+            max_epochs: 10,
+            valid_every: 1,
+            patience: 2,
+            min_epochs: 1,
+            patience_mode: mode,
+            learning_rate: LearningRate::constant(0.1),
+            ema,
+            log_every: 1,
+            name: "test",
+        }
+    }
+
+    fn fit_scripted(scores: &[f64], s: &LearnerSettings) -> (Scripted, Outcome) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = RunDir::begin(dir.path(), "learner").unwrap();
+        let mut model = Scripted::new(scores);
+        let outcome = fit(&mut model, s, &mut run).unwrap();
+        (model, outcome)
+    }
+
+    const SCORES: [f64; 10] = [0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3];
+
+    #[test]
+    fn patience_resets_or_accumulates_and_the_best_weights_come_back() {
+        // Reset, patience 2: improvements at 1, 3, 5; two non-improving in a row at 6, 7.
+        let (model, out) = fit_scripted(&SCORES, &settings(PatienceMode::Reset, 0.0));
+        assert_eq!(
+            (out.epochs_run, out.best_epoch, out.best_score),
+            (7, 5, 0.3)
+        );
+        // Cumulative: non-improving at 2, 4, 6: the count exceeds 2 at epoch 6.
+        let (model_c, out_c) = fit_scripted(&SCORES, &settings(PatienceMode::Cumulative, 0.0));
+        assert_eq!((out_c.epochs_run, out_c.best_epoch), (6, 5));
+        // The weights left in the model are those validated at the best epoch, not the last.
+        for m in [&model, &model_c] {
+            assert_eq!(m.w.as_vec(), m.validated[4]);
+            assert_ne!(m.w.as_vec(), *m.after_step.last().unwrap());
+        }
+    }
+
+    #[test]
+    fn validation_sees_the_moving_average_and_training_continues_from_live_weights() {
+        let (model, _) = fit_scripted(&SCORES, &settings(PatienceMode::Reset, 0.5));
+        let init = [0.0f32, 1.0, -2.0];
+        // After one step the average is 0.1·initial + 0.9·live (decay min(0.5, 1/10)).
+        for ((v, l), i) in model.validated[0]
+            .iter()
+            .zip(&model.after_step[0])
+            .zip(init)
+        {
+            assert!((v - (0.1 * i + 0.9 * l)).abs() < 1e-6);
+        }
+        // Adam from the live weights: with a constant rate each step moves every value by
+        // about lr towards 3; had training continued from the average it would lag behind.
+        for (a, b) in model.after_step[0].iter().zip(&model.after_step[1]) {
+            assert!((b - a - 0.1).abs() < 1e-3, "{a} → {b}");
+        }
+        assert_ne!(model.validated[1], model.after_step[1]);
+    }
+
+    #[test]
+    fn schedules_give_their_rates_and_reach_the_optimiser() {
+        let cosine = LearningRate {
+            base: 1.0,
+            schedule: Schedule::Cosine,
+            warmup_epochs: 2,
+            step_every: 0,
+            step_gamma: 1.0,
+            max_epochs: 10,
+        };
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(cosine.at(0), 0.5) && close(cosine.at(1), 1.0) && close(cosine.at(2), 1.0));
+        assert!(close(cosine.at(6), 0.5));
+        assert!(close(
+            cosine.at(9),
+            0.5 * (1.0 + (std::f64::consts::PI * 7.0 / 8.0).cos())
+        ));
+        let step = LearningRate {
+            schedule: Schedule::Step,
+            warmup_epochs: 0,
+            step_every: 3,
+            step_gamma: 0.1,
+            ..cosine
+        };
+        assert!(close(step.at(2), 1.0) && close(step.at(3), 0.1) && close(step.at(6), 0.01));
+        assert!(close(LearningRate::constant(0.3).at(7), 0.3));
+        let mut s = settings(PatienceMode::Reset, 0.0);
+        s.learning_rate = LearningRate { base: 0.1, ..step };
+        let (model, _) = fit_scripted(&SCORES, &s);
+        assert_eq!(&model.rates[..4], &[0.1, 0.1, 0.1, (0.1f64 * 0.1) as f32]);
+    }
+}
