@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::layers::BatchNorm;
 use super::params::{Adam, ParamRef};
+use super::resume;
 use super::LayerKernels;
 use crate::error::{Error, Result};
 use crate::track::RunDir;
@@ -176,6 +177,16 @@ pub trait TrainSteps<D: Storage<f32>> {
     /// Evaluate the current weights on the validation set; None without one (the learner
     /// then tracks the negated training loss).
     fn validate(&mut self, epoch: usize) -> Result<Option<Validation>>;
+    /// What a resumed training needs besides weights, optimiser and learner state (e.g. the
+    /// model's random stream and sample order); None when the model cannot resume exactly
+    /// (then the learner writes no resume checkpoint for it).
+    fn resume_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Take back what `resume_state` gave.
+    fn restore_resume_state(&mut self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Every parameter and running statistic of a model, copied.
@@ -267,7 +278,16 @@ pub struct Outcome {
     pub epochs_run: usize,
 }
 
-/// Run `model`'s training as `settings` say.
+/// The device the model's parameters live on.
+fn device_of<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(model: &mut M) -> D {
+    let mut ps = Vec::new();
+    model.params(&mut ps);
+    ps.first().expect("a model has parameters").1.device()
+}
+
+/// Run `model`'s training as `settings` say. When the run has a resume key and the model can
+/// resume, a checkpoint is written after every validation that does not stop training, and
+/// an existing checkpoint with the same key is continued from.
 pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
     model: &mut M,
     settings: &LearnerSettings,
@@ -280,10 +300,48 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
     });
     let mut best: Option<(f64, usize, Snapshot)> = None;
     let (mut non_improving, mut validations, mut epochs_run) = (0usize, 0usize, 0usize);
+    // Resume checkpoints only for runs that ask for them (the job runner sets a key) and
+    // models that can continue exactly.
+    let resume_key = run
+        .resume_key()
+        .filter(|_| model.resume_state().is_some())
+        .map(str::to_string);
+    let mut first_epoch = 0;
+    if let Some(key) = &resume_key {
+        match resume::load(&run.resume_dir()) {
+            Ok(Some(state)) if state.key == *key => {
+                let dev = device_of(model);
+                state.current.restore(model);
+                model
+                    .optimiser()
+                    .import_state(&dev, &state.adam)
+                    .map_err(|e| Error::Model(format!("resume: optimiser state: {e:?}")))?;
+                model.restore_resume_state(&state.model)?;
+                if let (Some(ema), Some((avg, steps))) = (&mut ema, state.ema) {
+                    ema.average = avg;
+                    ema.steps = steps;
+                }
+                best = state.best;
+                non_improving = state.non_improving;
+                validations = state.validations;
+                first_epoch = state.epochs_done;
+                epochs_run = first_epoch;
+                run.continue_board(first_epoch + 1)?;
+                run.log(&format!("resumed at epoch {first_epoch}"));
+            }
+            Ok(Some(_)) => run.log(
+                "a resume checkpoint exists for another job configuration or build: starting over",
+            ),
+            Ok(None) => {}
+            Err(e) => run.log(&format!(
+                "resume checkpoint unreadable ({e}): starting over"
+            )),
+        }
+    }
     let started = std::time::Instant::now();
     let bar = crate::track::progress::Bar::new(settings.max_epochs as u64, "epochs")
         .prefix(settings.name);
-    for epoch in 0..settings.max_epochs {
+    for epoch in first_epoch..settings.max_epochs {
         bar.set(
             epoch as u64,
             best.as_ref().map_or(String::new(), |(b, e, _)| {
@@ -376,6 +434,27 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
             ));
             break;
         }
+        // Training goes on: this is a point to resume from (a stop above needs none, since
+        // a rerun from the previous checkpoint reaches the same stop).
+        if let Some(key) = &resume_key {
+            let dev = device_of(model);
+            let adam = model
+                .optimiser()
+                .export_state(&dev)
+                .map_err(|e| Error::Model(format!("resume: optimiser state: {e:?}")))?;
+            let state = resume::LearnerState {
+                key: key.clone(),
+                epochs_done: step,
+                non_improving,
+                validations,
+                current: Snapshot::capture(model),
+                adam,
+                ema: ema.as_ref().map(|e| (e.average.clone(), e.steps)),
+                best: best.clone(),
+                model: model.resume_state().unwrap_or_default(),
+            };
+            run.save_resume_point(|dir| resume::save(dir, &state))?;
+        }
     }
     let (best_score, best_epoch, snap) =
         best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
@@ -406,6 +485,8 @@ mod tests {
         after_step: Vec<Vec<f32>>,
         rates: Vec<f32>,
         validated: Vec<Vec<f32>>,
+        /// Fail (as a killed process would stop) in this epoch.
+        fail_at: Option<usize>,
     }
 
     impl Scripted {
@@ -418,6 +499,7 @@ mod tests {
                 after_step: Vec::new(),
                 rates: Vec::new(),
                 validated: Vec::new(),
+                fail_at: None,
             }
         }
     }
@@ -437,7 +519,21 @@ mod tests {
             vec![()]
         }
 
-        fn train_step(&mut self, _: usize, _: &(), want_norm: bool) -> Result<StepReport> {
+        fn resume_state(&self) -> Option<serde_json::Value> {
+            Some(serde_json::json!({ "validated": self.validated.len() }))
+        }
+
+        fn restore_resume_state(&mut self, state: &serde_json::Value) -> Result<()> {
+            // The score script is indexed by validation.
+            let n = state["validated"].as_u64().unwrap() as usize;
+            self.validated = vec![Vec::new(); n];
+            Ok(())
+        }
+
+        fn train_step(&mut self, epoch: usize, _: &(), want_norm: bool) -> Result<StepReport> {
+            if self.fail_at == Some(epoch) {
+                return Err(Error::Model("killed".into()));
+            }
             let loss = (self.w.clone().leaky_traced() - 3.0).square().sum();
             let value = loss.array() as f64;
             let mut grads = loss.backward();
@@ -523,6 +619,40 @@ mod tests {
             assert!((b - a - 0.1).abs() < 1e-3, "{a} → {b}");
         }
         assert_ne!(model.validated[1], model.after_step[1]);
+    }
+
+    #[test]
+    fn a_stopped_training_resumes_exactly_and_only_under_its_own_key() {
+        let s = settings(PatienceMode::Cumulative, 0.5);
+        let scores = [0.1, 0.2, 0.15, 0.3, 0.2, 0.2, 0.25, 0.1, 0.1, 0.1];
+        let (whole, whole_out) = fit_scripted(&scores, &s);
+
+        let dir = tempfile::tempdir().unwrap();
+        let attempt = |fail_at: Option<usize>, key: &str| {
+            let mut run = RunDir::begin(dir.path(), "job").unwrap();
+            run.set_resume_key(key.into());
+            let mut model = Scripted::new(&scores);
+            model.fail_at = fail_at;
+            let out = fit(&mut model, &s, &mut run);
+            let log = std::fs::read_to_string(run.path("run.log")).unwrap();
+            (model, out, log)
+        };
+        let (_, out, _) = attempt(Some(5), "job a");
+        assert!(out.is_err());
+        // The same key continues after epoch 5's checkpoint and ends exactly as the whole run.
+        let (resumed, out, log) = attempt(None, "job a");
+        assert!(log.contains("resumed at epoch 5"), "{log}");
+        assert_eq!(out.unwrap(), whole_out);
+        assert_eq!(resumed.w.as_vec(), whole.w.as_vec());
+        assert_eq!(resumed.after_step, whole.after_step[5..].to_vec());
+        // Another key (another configuration or build) starts over. (The job runner removes
+        // the checkpoint when a run finishes; this test has no job runner.)
+        std::fs::remove_dir_all(dir.path().join(".resume-job")).unwrap();
+        let (_, out, _) = attempt(Some(3), "job a");
+        assert!(out.is_err());
+        let (_, out, log) = attempt(None, "job b");
+        assert!(log.contains("starting over"), "{log}");
+        assert_eq!(out.unwrap(), whole_out);
     }
 
     #[test]

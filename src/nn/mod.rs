@@ -13,6 +13,7 @@ pub mod learner;
 pub mod norm;
 pub mod params;
 pub mod pool;
+pub mod resume;
 
 use dfdx::prelude::{
     Cpu, Device, Gradients, HasShape, PutTape, ReshapeTo, SplitTape, Storage, Tape, Tensor,

@@ -169,6 +169,37 @@ pub struct Adam<D: Storage<f32>> {
     moments: Vec<(D::Vec, D::Vec)>,
 }
 
+/// Adam's state on the host: the step count and (first, second) moments per parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamState {
+    pub step: i32,
+    pub moments: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// A device buffer's values on the host: the buffer is lent to a tensor for the copy.
+fn host_copy<D: Device<f32>>(
+    dev: &D,
+    buf: &mut <D as Storage<f32>>::Vec,
+) -> std::result::Result<Vec<f32>, D::Err> {
+    let n = Storage::<f32>::len(dev, buf);
+    let mut t: Tensor1<D> = dev.try_zeros_like(&(n,))?;
+    std::mem::swap(t.storage_mut(), buf);
+    let values = t.as_vec();
+    std::mem::swap(t.storage_mut(), buf);
+    Ok(values)
+}
+
+/// A new device buffer holding `values`.
+fn device_copy<D: Device<f32>>(
+    dev: &D,
+    values: &[f32],
+) -> std::result::Result<<D as Storage<f32>>::Vec, D::Err> {
+    let mut t: Tensor1<D> = dev.try_tensor_from_vec(values.to_vec(), (values.len(),))?;
+    let mut out = Storage::<f32>::try_alloc_len(dev, 0)?;
+    std::mem::swap(t.storage_mut(), &mut out);
+    Ok(out)
+}
+
 /// The constants of one Adam step (`AdamStep` in nn/cuda/kernels.cu).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -218,6 +249,36 @@ impl<D: LayerKernels> Adam<D> {
             step: 0,
             moments: Vec::new(),
         }
+    }
+
+    /// The step count and both moments of every parameter, copied to the host (a resume
+    /// checkpoint). Empty moments before the first step.
+    pub fn export_state(&mut self, dev: &D) -> std::result::Result<AdamState, D::Err>
+    where
+        D: Device<f32>,
+    {
+        let mut moments = Vec::with_capacity(self.moments.len());
+        for (m, v) in &mut self.moments {
+            moments.push((host_copy(dev, m)?, host_copy(dev, v)?));
+        }
+        Ok(AdamState {
+            step: self.step,
+            moments,
+        })
+    }
+
+    /// Continue from an exported state (same parameters in the same order).
+    pub fn import_state(&mut self, dev: &D, state: &AdamState) -> std::result::Result<(), D::Err>
+    where
+        D: Device<f32>,
+    {
+        self.step = state.step;
+        self.moments.clear();
+        for (m, v) in &state.moments {
+            self.moments
+                .push((device_copy(dev, m)?, device_copy(dev, v)?));
+        }
+        Ok(())
     }
 
     /// One update of every parameter from `grads`; with `want_norm`, also the global

@@ -86,12 +86,15 @@ pub struct RunDir {
     clock: Instant,
     log: fs::File,
     board: Option<tensorboard::Board>,
+    /// Set by the job runner: what a resume checkpoint must match to be continued from.
+    resume_key: Option<String>,
 }
 
 impl RunDir {
     /// Start a run of `run_id` under `experiment_dir`, clearing leftovers of earlier attempts.
     pub fn begin(experiment_dir: &Path, run_id: &str) -> Result<RunDir> {
         fs::create_dir_all(experiment_dir).map_err(|e| Error::io(experiment_dir, e))?;
+        keep_history_for_resume(experiment_dir, run_id)?;
         remove_stale_attempts(experiment_dir, run_id)?;
         let work_dir = experiment_dir.join(format!(".tmp-{run_id}-{}", std::process::id()));
         fs::create_dir_all(&work_dir).map_err(|e| Error::io(&work_dir, e))?;
@@ -104,7 +107,77 @@ impl RunDir {
             clock: Instant::now(),
             log,
             board: None,
+            resume_key: None,
         })
+    }
+
+    /// Where this run id's resume checkpoint lives: beside the run directories, outside any
+    /// attempt directory (which the next attempt deletes).
+    pub fn resume_dir(&self) -> PathBuf {
+        resume_dir(
+            self.final_dir.parent().unwrap_or(Path::new(".")),
+            &self
+                .final_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+        )
+    }
+
+    /// Let the learner write and continue resume checkpoints under `key`.
+    pub fn set_resume_key(&mut self, key: String) {
+        self.resume_key = Some(key);
+    }
+
+    pub fn resume_key(&self) -> Option<&str> {
+        self.resume_key.as_deref()
+    }
+
+    /// Remove this run id's resume checkpoint and history (`run --force`).
+    pub fn discard_resume(&self) -> Result<()> {
+        let dir = self.resume_dir();
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&dir, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Write a resume point with `save` (given the resume directory), after flushing the
+    /// event file so the history kept for a resumed run reaches the checkpoint.
+    pub fn save_resume_point(&mut self, save: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+        if let Some(board) = &mut self.board {
+            board.flush();
+        }
+        let dir = self.resume_dir();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        save(&dir)
+    }
+
+    /// Continue from a resume checkpoint: the earlier attempts' event files and run.log
+    /// lines come into this attempt, and the new events start with a SessionLog START at
+    /// `step`, so TensorBoard shows each step once.
+    pub fn continue_board(&mut self, step: usize) -> Result<()> {
+        let history = self.resume_dir().join(HISTORY);
+        if let Ok(entries) = fs::read_dir(&history) {
+            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            for path in names {
+                let name = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                if name.starts_with(EVENTS_PREFIX) {
+                    let to = self.work_dir.join(&name);
+                    fs::copy(&path, &to).map_err(|e| Error::io(&to, e))?;
+                } else if name == "run.log" {
+                    let earlier = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    let _ = self.log.write_all(&earlier);
+                }
+            }
+        }
+        self.board().session_start(step);
+        Ok(())
     }
 
     pub fn started(&self) -> SystemTime {
@@ -158,8 +231,59 @@ impl RunDir {
             fs::remove_dir_all(&self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
         }
         fs::rename(&self.work_dir, &self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
+        if manifest.status == RunStatus::Done {
+            self.discard_resume()?;
+        }
         Ok(self.final_dir.clone())
     }
+}
+
+/// The resume directory of `run_id` in `experiment_dir`.
+pub fn resume_dir(experiment_dir: &Path, run_id: &str) -> PathBuf {
+    experiment_dir.join(format!(".resume-{run_id}"))
+}
+
+/// Inside a resume directory: the event files and run.log of earlier attempts.
+const HISTORY: &str = "history";
+const EVENTS_PREFIX: &str = "events.out.tfevents.";
+
+/// Before a new attempt deletes the attempts of dead processes: when a resume checkpoint
+/// exists, move their event files and run.log into its history (the resumed run carries
+/// them on). Without a checkpoint nothing is kept: the run starts over.
+fn keep_history_for_resume(experiment_dir: &Path, run_id: &str) -> Result<()> {
+    let resume = resume_dir(experiment_dir, run_id);
+    if !resume.is_dir() {
+        return Ok(());
+    }
+    let history = resume.join(HISTORY);
+    let prefix = format!(".tmp-{run_id}-");
+    for entry in fs::read_dir(experiment_dir).map_err(|e| Error::io(experiment_dir, e))? {
+        let entry = entry.map_err(|e| Error::io(experiment_dir, e))?;
+        if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        fs::create_dir_all(&history).map_err(|e| Error::io(&history, e))?;
+        for file in fs::read_dir(entry.path()).map_err(|e| Error::io(&entry.path(), e))? {
+            let file = file.map_err(|e| Error::io(&entry.path(), e))?;
+            let name = file.file_name().to_string_lossy().to_string();
+            if name.starts_with(EVENTS_PREFIX) {
+                let to = history.join(&name);
+                fs::rename(file.path(), &to).map_err(|e| Error::io(&to, e))?;
+            } else if name == "run.log" {
+                // The history's run.log is every earlier attempt's, in order; a resumed
+                // attempt's log already starts with the history it carried on.
+                let kept = fs::read(history.join("run.log")).unwrap_or_default();
+                let log = fs::read(file.path()).map_err(|e| Error::io(&file.path(), e))?;
+                let all = if log.starts_with(&kept) {
+                    log
+                } else {
+                    [kept, log].concat()
+                };
+                atomic_write(&history.join("run.log"), &all)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn remove_stale_attempts(experiment_dir: &Path, run_id: &str) -> Result<()> {
@@ -172,6 +296,26 @@ fn remove_stale_attempts(experiment_dir: &Path, run_id: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The first 16 hex digits of the SHA-256 of `bytes`.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// This program's build: the hash of its executable file, read once per process ("unknown"
+/// when it cannot be read). Unlike a git commit, it changes with every code change that
+/// reaches the binary, committed or not.
+pub fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::env::current_exe()
+            .and_then(fs::read)
+            .map(|b| content_hash(&b))
+            .unwrap_or_else(|_| "unknown".into())
+    })
 }
 
 pub fn rfc3339(t: SystemTime) -> String {

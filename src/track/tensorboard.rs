@@ -61,6 +61,17 @@ impl Board {
         }
     }
 
+    /// A SessionLog START at `step`: TensorBoard then drops the events at `step` and later
+    /// that earlier files of this run hold (the records of a killed attempt after the
+    /// checkpoint a resumed run continues from).
+    pub fn session_start(&mut self, step: usize) {
+        let mut log = tensorboard_proto::event::SessionLog::new();
+        log.set_status(tensorboard_proto::event::SessionLog_SessionStatus::START);
+        let mut event = tensorboard_proto::event::Event::new();
+        event.set_session_log(log);
+        self.writer.add_event(&event, step);
+    }
+
     pub fn scalar(&mut self, tag: &str, value: f64, step: usize) {
         let mut v = Summary_Value::new();
         v.set_tag(tag.into());

@@ -296,7 +296,7 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
             .map(|d| &prepared[&d.name])
             .collect();
         let t = Instant::now();
-        let outcome = run_job(plan, job, &datasets)?;
+        let outcome = run_job(plan, job, &datasets, options.force)?;
         let eta = started.elapsed().as_secs_f64() / (k + 1) as f64 * (todo.len() - k - 1) as f64;
         match outcome {
             Ok(m) => progress::info(&format!(
@@ -335,6 +335,7 @@ fn run_job(
     plan: &Plan,
     job: &Job,
     datasets: &[&PreparedDataset],
+    force: bool,
 ) -> Result<std::result::Result<RunMetrics, String>> {
     let exp_dir = plan.experiment.experiment_dir();
     let mut run = RunDir::begin(&exp_dir, &job.run_id)?;
@@ -345,6 +346,16 @@ fn run_job(
     }))
     .map_err(|e| Error::Internal(e.to_string()))?;
     run.write("config.yaml", resolved.as_bytes())?;
+    if force {
+        run.discard_resume()?;
+    }
+    // A resume checkpoint is continued only by the same job configuration (the resolved
+    // config.yaml) run by the same build of this program.
+    run.set_resume_key(format!(
+        "config {}, build {}",
+        track::content_hash(resolved.as_bytes()),
+        track::build_id()
+    ));
     run.log(&format!(
         "job {} of experiment `{}`",
         job.run_id, plan.experiment.name

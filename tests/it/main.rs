@@ -4,6 +4,7 @@
 mod bad_input;
 mod import;
 mod neural;
+mod resume;
 mod scale;
 mod workflow;
 

@@ -619,6 +619,36 @@ impl<D: ModelDevice> TrainSteps<D> for Trainer<'_, D> {
         })
     }
 
+    /// The batch order's and augmentation's random stream (its position; the seed is the
+    /// job's) and the training targets' current order (random batches shuffle it in place).
+    fn resume_state(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "rng_word_pos": self.rng.get_word_pos().to_string(),
+            "train_order": self.train,
+        }))
+    }
+
+    fn restore_resume_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        let bad = || Error::Model("resume: OpenCarbon's state is malformed".into());
+        let pos: u128 = state["rng_word_pos"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)?;
+        let order: Vec<(usize, usize)> =
+            serde_json::from_value(state["train_order"].clone()).map_err(|_| bad())?;
+        let (mut a, mut b) = (order.clone(), self.train.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        if a != b {
+            return Err(Error::Model(
+                "resume: the checkpoint's training targets are not this job's".into(),
+            ));
+        }
+        self.rng.set_word_pos(pos);
+        self.train = order;
+        Ok(())
+    }
+
     fn validate(&mut self, _epoch: usize) -> Result<Option<Validation>> {
         if self.valid.is_empty() {
             return Ok(None);

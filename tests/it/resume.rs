@@ -1,0 +1,110 @@
+//! A training killed with SIGKILL continues from its resume checkpoint on the next `run` and
+//! ends bit for bit where an uninterrupted run ends.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{read, Cli};
+
+/// An OpenCarbon job long enough to be killed half-way, with every piece of state a resume
+/// must carry: moving average, augmentation's random stream, random batches' order.
+fn experiment(name: &str) -> String {
+    format!(
+        "name: {name}\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{{preset: tiny}}]\nmodels:\n  - kind: opencarbon\n    embedding_dim: 8\n    image_widths: [8]\n    max_epochs: 40\n    valid_every: 2\n    min_epochs: 40\n    batch_size: 16\n    contrastive_epoch: 2\n    ema: 0.9\n    augment: true\n    schedule: cosine\n    warmup_epochs: 2\nsplits: [{{kind: random}}]\nseeds: [0]\n"
+    )
+}
+
+fn finished_run(cli: &Cli, experiment: &str) -> std::path::PathBuf {
+    std::fs::read_dir(cli.path(&format!("results/{experiment}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("DONE").is_file())
+        .unwrap()
+}
+
+#[test]
+fn a_killed_training_resumes_and_ends_as_an_uninterrupted_one() {
+    let cli = Cli::in_temp_dir();
+    cli.write("whole.yaml", &experiment("whole"));
+    cli.write("killed.yaml", &experiment("killed"));
+    let r = cli.run(&["run", "whole.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // Kill as soon as the first resume checkpoint exists.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opencarbon"))
+        .args(["-q", "run", "killed.yaml"])
+        .current_dir(cli.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = cli.path("results/killed");
+    let started = Instant::now();
+    let checkpoint = loop {
+        let found = std::fs::read_dir(&results).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path().join("state.safetensors"))
+                .find(|p| p.is_file())
+        });
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(checkpoint.is_file());
+    assert!(
+        std::fs::read_dir(&results)
+            .unwrap()
+            .all(|e| !e.unwrap().path().join("DONE").exists()),
+        "the killed run must not have finished"
+    );
+
+    let r = cli.run(&["run", "killed.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (whole, killed) = (finished_run(&cli, "whole"), finished_run(&cli, "killed"));
+    let log = read(&killed.join("run.log"));
+    assert!(log.contains("resumed at epoch"), "{log}");
+    for file in ["predictions.csv", "best.safetensors", "embeddings.csv"] {
+        assert!(
+            std::fs::read(whole.join(file)).unwrap() == std::fs::read(killed.join(file)).unwrap(),
+            "{file} differs after the resume"
+        );
+    }
+    let metrics = |dir: &std::path::Path| -> serde_json::Value {
+        let mut m: serde_json::Value =
+            serde_json::from_str(&read(&dir.join("metrics.json"))).unwrap();
+        m.as_object_mut().unwrap().remove("fit_seconds");
+        m
+    };
+    assert_eq!(metrics(&whole), metrics(&killed));
+    // The finished run took its checkpoint away and kept the killed attempt's events, which
+    // the resumed attempt's SessionLog START (at the resumed step) supersedes in TensorBoard.
+    assert!(
+        !checkpoint.exists(),
+        "the resume checkpoint outlived the run"
+    );
+    let event_files = std::fs::read_dir(&killed)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+        .count();
+    assert_eq!(event_files, 2);
+    let leftovers: Vec<String> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
