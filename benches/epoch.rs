@@ -20,7 +20,7 @@ use opencarbon::data::SplitPart;
 use opencarbon::models::opencarbon::train::{TargetScale, Trainer};
 use opencarbon::models::opencarbon::OpenCarbonConfig;
 use opencarbon::models::{Inputs, ModelConfig};
-use opencarbon::train::device::{on_device, ModelDevice, OnDevice};
+use opencarbon::nn::device::{on_device, ModelDevice, OnDevice};
 use opencarbon::train::{prepare_dataset, PreparedDataset};
 
 fn main() {

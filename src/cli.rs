@@ -303,12 +303,14 @@ pub fn main() -> Result<()> {
             device,
         } => {
             let device = config::DeviceSpec::parse(&device).map_err(Error::Usage)?;
-            crate::train::device::check_available(device)?;
+            crate::nn::device::check_available(device)?;
             let o = crate::models::opencarbon::predict::run_predict(
                 &run,
                 &dataset,
                 out.as_deref(),
-                &cache_dir,
+                &|entry, image_size, poi_raster_size| {
+                    train::prepare_dataset(entry, &cache_dir, image_size, poi_raster_size)
+                },
                 device,
             )?;
             println!(
@@ -428,7 +430,7 @@ pub fn main() -> Result<()> {
             if let Some(d) = device {
                 exp.device = config::DeviceSpec::parse(&d).map_err(Error::Usage)?;
             }
-            crate::train::device::check_available(exp.device)?;
+            crate::nn::device::check_available(exp.device)?;
             let selection = match (index, shard) {
                 (Some(i), _) => JobSelection::Index(i),
                 (None, Some(s)) => JobSelection::parse_shard(&s)?,

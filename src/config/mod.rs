@@ -9,7 +9,7 @@ pub mod plan;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 use crate::data::split::SplitSpec;
@@ -17,6 +17,8 @@ use crate::data::synth;
 use crate::error::{ConfigProblem, Error, Result};
 use crate::models::{Inputs, ModelConfig, ModelSpec};
 
+pub use crate::data::entry::{DatasetEntry, DatasetSource};
+pub use crate::nn::device::DeviceSpec;
 pub use plan::{Job, Plan};
 
 /// The top level of an experiment file. Lists hold raw YAML so that each element is checked
@@ -116,63 +118,6 @@ struct RawCrossCitySplit {
     target_train_fraction: f64,
     #[serde(default)]
     seed: Option<u64>,
-}
-
-/// Where a job's dataset comes from; part of the job's identity (and so of its run id).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(untagged)]
-pub enum DatasetSource {
-    /// A synthetic benchmark city, generated into the cache on first use.
-    Preset {
-        preset: String,
-        seed: u64,
-        generator: u32,
-    },
-    /// A dataset directory on disk.
-    Path { path: PathBuf },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DatasetEntry {
-    /// The dataset's name (the preset's, or dataset.yaml's), unique within an experiment.
-    pub name: String,
-    pub source: DatasetSource,
-}
-
-/// Where the neural models train: `device: cpu | cuda | cuda:N` in an experiment, or
-/// `run --device`. Not part of a job's identity (run id): the same job on another device is
-/// the same job; the manifest records where it ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum DeviceSpec {
-    Cpu,
-    Cuda(usize),
-}
-
-impl DeviceSpec {
-    pub fn parse(text: &str) -> std::result::Result<DeviceSpec, String> {
-        match text.trim() {
-            "cpu" => Ok(DeviceSpec::Cpu),
-            "cuda" => Ok(DeviceSpec::Cuda(0)),
-            t => t
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceSpec::Cuda)
-                .ok_or_else(|| format!("`{t}` is not a device, expected cpu, cuda or cuda:N")),
-        }
-    }
-
-    pub fn is_cuda(self) -> bool {
-        matches!(self, DeviceSpec::Cuda(_))
-    }
-}
-
-impl std::fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceSpec::Cpu => write!(f, "cpu"),
-            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
 }
 
 /// One model of an experiment after grid expansion.

@@ -12,9 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{FieldProblem, Standardizer};
 use crate::data::graph::{Contiguity, NeighbourLists, TileGraph};
+use crate::data::PreparedDataset;
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::metrics::r2;
+use crate::models::{feature_columns, feature_matrix};
+use crate::models::{Fitted, Row};
+use crate::nn::device::{on_device, ModelDevice, OnDevice};
 use crate::nn::layers::{Linear, Tensor2};
 use crate::nn::learner::{
     self, LearnerSettings, LearningRate, PatienceMode, StepReport, TrainSteps, Validation,
@@ -22,10 +26,6 @@ use crate::nn::learner::{
 use crate::nn::params::{Adam, HasParams, ParamRef};
 use crate::nn::{aggregate, Aggregation, LayerKernels};
 use crate::track::RunDir;
-use crate::train::device::{on_device, ModelDevice, OnDevice};
-use crate::train::job::{Fitted, Row};
-use crate::train::tabular::{feature_columns, feature_matrix};
-use crate::train::PreparedDataset;
 
 fn d_layers() -> usize {
     2
@@ -346,7 +346,7 @@ pub fn find_opencarbon_run(
     split: &str,
     seed: u64,
 ) -> Result<std::path::PathBuf> {
-    let runs = crate::report::collect_runs(experiment_dir)?;
+    let runs = crate::track::records::collect_runs(experiment_dir)?;
     let found = runs
         .iter()
         .filter(|r| {
@@ -429,7 +429,7 @@ pub fn fit_predict(
     inputs: crate::models::Inputs,
     embeddings: Option<&std::path::Path>,
     seed: u64,
-    device: crate::config::DeviceSpec,
+    device: crate::nn::device::DeviceSpec,
     datasets: &[&PreparedDataset],
     rows: &[Row],
     run: &mut RunDir,

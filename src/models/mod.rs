@@ -14,6 +14,7 @@ pub mod random_forest;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::data::{PreparedDataset, SplitPart};
 use crate::error::Result;
 
 pub use gbdt::GbdtConfig;
@@ -21,6 +22,45 @@ pub use graphsage::{GraphSageConfig, MlpConfig};
 pub use lasso::{LassoConfig, LassoSmartcoreConfig};
 pub use ols::OlsConfig;
 pub use random_forest::RandomForestConfig;
+
+/// One labelled tile of a job: which dataset, which tile, which part.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    pub dataset: usize,
+    pub tile: usize,
+    pub part: SplitPart,
+}
+
+/// What a model hands back: a prediction (log emission) per row, and what it learned.
+pub struct Fitted {
+    pub predictions: Vec<f64>,
+    pub description: serde_json::Value,
+}
+
+/// The feature columns `inputs` allows: indices and names.
+pub fn feature_columns(inputs: Inputs, names: &[String]) -> (Vec<usize>, Vec<String>) {
+    let columns: Vec<usize> = (0..names.len())
+        .filter(|&c| inputs.allows_feature(&names[c]))
+        .collect();
+    let used = columns.iter().map(|&c| names[c].clone()).collect();
+    (columns, used)
+}
+
+/// Rows of features for tiles (dataset, tile), the given columns.
+pub fn feature_matrix(
+    datasets: &[&PreparedDataset],
+    tiles: &[(usize, usize)],
+    columns: &[usize],
+) -> Array2<f64> {
+    let mut x = Array2::zeros((tiles.len(), columns.len()));
+    for (i, &(d, t)) in tiles.iter().enumerate() {
+        let features = &datasets[d].features.rows[t];
+        for (k, &c) in columns.iter().enumerate() {
+            x[[i, k]] = features[c];
+        }
+    }
+    x
+}
 
 /// One job's model: which kind, with which hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

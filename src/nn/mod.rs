@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod device;
 pub mod layers;
 pub mod learner;
 pub mod norm;

@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use super::file_safe;
 use super::render::ramp;
 use crate::error::{Error, Result};
-use crate::train::RunMetrics;
+use crate::track::records::RunMetrics;
 
 const FONT: &str = "sans-serif";
 

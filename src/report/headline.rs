@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::train::RunMetrics;
+use crate::track::records::RunMetrics;
 
 /// The model kind of OpenCarbon (the rest are baselines).
 const OPENCARBON: &str = "opencarbon";

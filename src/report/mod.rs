@@ -4,18 +4,17 @@
 
 pub mod figures;
 pub mod headline;
-pub mod render;
+pub use crate::track::render;
 
 use std::fmt::Write as _;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::track::{atomic_write, is_done};
-use crate::train::RunMetrics;
+use crate::track::atomic_write;
+use crate::track::records::RunMetrics;
 
 /// The metrics shown in tables, in order.
 pub const TABLE_METRICS: [(&str, &str); 4] = [
@@ -29,29 +28,7 @@ fn polars_err(e: PolarsError) -> Error {
     Error::Internal(format!("polars: {e}"))
 }
 
-/// Read `metrics.json` of every finished run under `experiment_dir`, in plan order.
-pub fn collect_runs(experiment_dir: &Path) -> Result<Vec<RunMetrics>> {
-    let mut runs = Vec::new();
-    let entries = fs::read_dir(experiment_dir).map_err(|e| Error::io(experiment_dir, e))?;
-    for entry in entries {
-        let dir = entry.map_err(|e| Error::io(experiment_dir, e))?.path();
-        if !dir.is_dir() || !is_done(&dir) {
-            continue;
-        }
-        let file = dir.join("metrics.json");
-        let text = fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-        let m: RunMetrics = serde_json::from_str(&text).map_err(|e| {
-            Error::dataset(
-                &file,
-                Some(e.line() as u64),
-                format!("not a metrics file: {e}"),
-            )
-        })?;
-        runs.push(m);
-    }
-    runs.sort_by_key(|r| (r.job_index, r.run_id.clone()));
-    Ok(runs)
-}
+pub use crate::track::records::collect_runs;
 
 /// One row per run, with every metric of every part as a column.
 pub fn summary_frame(runs: &[RunMetrics]) -> Result<DataFrame> {

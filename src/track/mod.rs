@@ -13,6 +13,8 @@ use std::time::{Instant, SystemTime};
 
 pub mod claim;
 pub mod progress;
+pub mod records;
+pub mod render;
 pub mod tensorboard;
 
 use serde::Serialize;

@@ -14,19 +14,7 @@ use crate::models::ModelConfig;
 use crate::track::tensorboard::HParam;
 use crate::track::RunDir;
 
-/// One labelled tile of a job: which dataset, which tile, which part.
-#[derive(Debug, Clone, Copy)]
-pub struct Row {
-    pub dataset: usize,
-    pub tile: usize,
-    pub part: SplitPart,
-}
-
-/// What a model hands back: a prediction (log emission) per row, and what it learned.
-pub struct Fitted {
-    pub predictions: Vec<f64>,
-    pub description: serde_json::Value,
-}
+pub use crate::models::{Fitted, Row};
 
 /// The scalar tags of a run's final metrics (step 0), which the HPARAMS tab shows per run.
 pub const FINAL_METRIC_TAGS: [(&str, &str); 8] = [
@@ -92,7 +80,7 @@ fn board_summary(
     metrics: &[Option<Metrics>; 3],
     run: &mut RunDir,
 ) -> Result<()> {
-    use crate::report::render::{robust_range, scatter, tile_map};
+    use crate::track::render::{robust_range, scatter, tile_map};
     let yaml = serde_yaml::to_string(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
     let board = run.board();
     board.text(

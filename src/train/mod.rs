@@ -2,89 +2,27 @@
 //! any job starts), then run each job into its run directory.
 
 pub mod cluster;
-pub mod device;
+
 pub mod job;
 pub(crate) mod tabular;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
-
 use crate::config::plan::JobStatus;
-use crate::config::{DatasetEntry, DatasetSource, Job, Plan};
-use crate::data::features::{tile_features, FeatureTable};
-use crate::data::format::{content_fingerprint, CityDataset};
-use crate::data::raster::DerivedCache;
+use crate::config::{DatasetEntry, Job, Plan};
 use crate::data::split::SplitSpec;
-use crate::data::{synth, Contiguity, TileGraph, TileGrid};
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
 use crate::track::claim::{self, Claim};
 use crate::track::progress;
 use crate::track::{self, DatasetStamp, Manifest, RunDir, RunStatus};
 
-/// A dataset ready for jobs: validated, with its derived arrays.
-#[derive(Clone)]
-pub struct PreparedDataset {
-    pub entry: DatasetEntry,
-    pub path: PathBuf,
-    pub data: CityDataset,
-    pub fingerprint: String,
-    pub features: FeatureTable,
-    pub grid: TileGrid,
-    /// Queen contiguity, shared by the features and the graph models.
-    pub graph: TileGraph,
-    pub images: crate::data::raster::ImageStack,
-    pub pois: crate::data::raster::PoiRaster,
-}
-
-/// Resolve a dataset entry to a directory, generating a preset city on first use.
-pub fn dataset_dir(entry: &DatasetEntry, cache_dir: &std::path::Path) -> Result<PathBuf> {
-    match &entry.source {
-        DatasetSource::Preset { preset, seed, .. } => {
-            synth::ensure_preset(cache_dir, preset, *seed)
-        }
-        DatasetSource::Path { path } => Ok(path.clone()),
-    }
-}
+pub use crate::data::prepared::{dataset_dir, prepare_dataset};
+pub use crate::data::PreparedDataset;
 
 fn prepare(entry: &DatasetEntry, plan: &Plan) -> Result<PreparedDataset> {
     let e = &plan.experiment;
     prepare_dataset(entry, &e.cache_dir, e.image_size, e.poi_raster_size)
-}
-
-/// Open, validate and featurise one dataset, with its decoded images and POI rasters.
-pub fn prepare_dataset(
-    entry: &DatasetEntry,
-    cache_dir: &std::path::Path,
-    image_size: usize,
-    poi_raster_size: usize,
-) -> Result<PreparedDataset> {
-    let path = dataset_dir(entry, cache_dir)?;
-    let data = CityDataset::open(&path)?;
-    for w in &data.warnings {
-        crate::track::progress::warn(w);
-    }
-    let fingerprint = content_fingerprint(&data)?;
-    let cache = DerivedCache::new(cache_dir, &fingerprint);
-    let images = cache.images(&data, image_size)?;
-    let pois = cache.poi_raster(&data, poi_raster_size)?;
-    let grid = TileGrid::new(&data.tiles);
-    let graph = TileGraph::build(&grid, Contiguity::Queen);
-    let features = tile_features(&graph, &images, &pois, &data.meta.poi_categories);
-    Ok(PreparedDataset {
-        entry: entry.clone(),
-        path,
-        data,
-        fingerprint,
-        features,
-        grid,
-        graph,
-        images,
-        pois,
-    })
 }
 
 /// Checks that need the datasets themselves: predefined split files, matching POI categories.
@@ -131,22 +69,7 @@ fn check_against_data(plan: &Plan, prepared: &BTreeMap<String, PreparedDataset>)
     }
 }
 
-/// What `metrics.json` holds: the job's identity and its metrics per part.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct RunMetrics {
-    pub run_id: String,
-    /// Position of the job in its experiment's plan; orders the rows and columns of tables.
-    pub job_index: usize,
-    pub dataset: String,
-    pub model: String,
-    pub model_kind: String,
-    pub split: String,
-    pub seed: u64,
-    pub train: Option<Metrics>,
-    pub valid: Option<Metrics>,
-    pub test: Option<Metrics>,
-    pub fit_seconds: f64,
-}
+pub use crate::track::records::RunMetrics;
 
 /// Which jobs of the plan a `run` considers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,33 +6,8 @@ use super::job::{Fitted, Row};
 use super::PreparedDataset;
 use crate::data::SplitPart;
 use crate::error::Result;
-use crate::models::{Inputs, ModelConfig, Standardizer};
+use crate::models::{feature_columns, feature_matrix, Inputs, ModelConfig, Standardizer};
 use crate::track::RunDir;
-
-/// The feature columns `inputs` allows: indices and names.
-pub(crate) fn feature_columns(inputs: Inputs, names: &[String]) -> (Vec<usize>, Vec<String>) {
-    let columns: Vec<usize> = (0..names.len())
-        .filter(|&c| inputs.allows_feature(&names[c]))
-        .collect();
-    let used = columns.iter().map(|&c| names[c].clone()).collect();
-    (columns, used)
-}
-
-/// Rows of features for tiles (dataset, tile), the given columns.
-pub(crate) fn feature_matrix(
-    datasets: &[&PreparedDataset],
-    tiles: &[(usize, usize)],
-    columns: &[usize],
-) -> Array2<f64> {
-    let mut x = Array2::zeros((tiles.len(), columns.len()));
-    for (i, &(d, t)) in tiles.iter().enumerate() {
-        let features = &datasets[d].features.rows[t];
-        for (k, &c) in columns.iter().enumerate() {
-            x[[i, k]] = features[c];
-        }
-    }
-    x
-}
 
 pub(super) fn fit_predict(
     model: &ModelConfig,

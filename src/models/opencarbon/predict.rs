@@ -9,13 +9,16 @@ use dfdx::prelude::*;
 use super::network::OpenCarbonNet;
 use super::train::{predict, ImageNorm};
 use super::OpenCarbonConfig;
-use crate::config::{DatasetEntry, DatasetSource, DeviceSpec};
+use crate::data::{DatasetEntry, DatasetSource, PreparedDataset};
 use crate::error::{Error, Result};
 use crate::models::{Inputs, ModelConfig, ModelSpec};
+use crate::nn::device::{on_device, DeviceSpec, ModelDevice, OnDevice};
 use crate::nn::params::{load_safetensors, restore};
 use crate::track::atomic_write;
-use crate::train::device::{on_device, ModelDevice, OnDevice};
-use crate::train::{prepare_dataset, PreparedDataset};
+
+/// Prepares a dataset entry at (image size, POI raster size): the job runner's
+/// `prepare_dataset`, handed in by the caller.
+pub type Prepare<'a> = &'a dyn Fn(&DatasetEntry, usize, usize) -> Result<PreparedDataset>;
 
 /// What `predict` wrote.
 pub struct PredictOutput {
@@ -37,7 +40,7 @@ pub fn run_predict(
     run_dir: &Path,
     dataset_dir: &Path,
     out: Option<&Path>,
-    cache_dir: &Path,
+    prepare: Prepare<'_>,
     device: DeviceSpec,
 ) -> Result<PredictOutput> {
     let config_path = run_dir.join("config.yaml");
@@ -86,7 +89,7 @@ pub fn run_predict(
             path: dataset_dir.to_path_buf(),
         },
     };
-    let ds = prepare_dataset(&entry, cache_dir, image_size, poi_raster_size)?;
+    let ds = prepare(&entry, image_size, poi_raster_size)?;
     let work = Restored {
         cfg,
         inputs: spec.inputs,
@@ -192,7 +195,7 @@ impl OnDevice for Restored<'_> {
 
 /// The emission map PNG `predict` writes: predicted log emission per tile, 8 px per tile.
 pub fn emission_map(grid: &crate::data::TileGrid, log_values: &[f64]) -> Result<Vec<u8>> {
-    use crate::report::render::{robust_range, tile_map};
+    use crate::track::render::{robust_range, tile_map};
     let (lo, hi) = robust_range(log_values.iter().copied());
     let values: Vec<Option<f64>> = log_values.iter().map(|v| Some(*v)).collect();
     tile_map(grid, &values, lo, hi, 8).png()

@@ -14,18 +14,18 @@ use rand_chacha::ChaCha8Rng;
 
 use super::network::OpenCarbonNet;
 use super::{LossKind, OpenCarbonConfig};
+use crate::data::PreparedDataset;
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::models::Inputs;
+use crate::models::{Fitted, Row};
+use crate::nn::device::{on_device, ModelDevice, OnDevice};
 use crate::nn::layers::BatchNorm;
 use crate::nn::layers::{info_nce, Tensor2};
 use crate::nn::learner::{self, LearnerSettings, LearningRate, StepReport, TrainSteps, Validation};
 use crate::nn::params::{save_safetensors, Adam, ParamRef};
 use crate::nn::{SparseBatch, Tensor4};
 use crate::track::RunDir;
-use crate::train::device::{on_device, ModelDevice, OnDevice};
-use crate::train::job::{Fitted, Row};
-use crate::train::PreparedDataset;
 
 /// Per-channel image statistics of the training targets (for normalisation).
 pub(crate) struct ImageNorm {
@@ -725,7 +725,7 @@ pub fn fit_predict(
     cfg: &OpenCarbonConfig,
     inputs: Inputs,
     seed: u64,
-    device: crate::config::DeviceSpec,
+    device: crate::nn::device::DeviceSpec,
     datasets: &[&PreparedDataset],
     rows: &[Row],
     run: &mut RunDir,

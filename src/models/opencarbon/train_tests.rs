@@ -1,12 +1,13 @@
 //! Tests of OpenCarbon's training: determinism, gradients, masking, ablation switches,
 //! normalisation from training targets only, recipes (loss, schedule, EMA, augmentation).
 use super::*;
-use crate::config::{DatasetEntry, DatasetSource, DeviceSpec};
+use crate::data::prepared::prepare_dataset;
 use crate::data::synth::GENERATOR_VERSION;
+use crate::data::{DatasetEntry, DatasetSource};
 use crate::metrics::r2;
 use crate::models::opencarbon::ImageEncoderKind;
+use crate::nn::device::DeviceSpec;
 use crate::nn::learner;
-use crate::train::prepare_dataset;
 
 fn tiny(cache: &std::path::Path) -> PreparedDataset {
     let entry = DatasetEntry {

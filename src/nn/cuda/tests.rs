@@ -10,8 +10,8 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::nn::device::ModelDevice;
 use crate::nn::{self, Shape4};
-use crate::train::device::ModelDevice;
 
 /// The GPU, or None (with the reason printed) when there is none; with
 /// OPENCARBON_REQUIRE_GPU=1 (scripts/gpu_check.sh) a missing GPU fails the test instead.

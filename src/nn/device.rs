@@ -3,8 +3,8 @@
 //! runs the model's generic training function on it, so the CPU/CUDA choice is made once.
 
 use dfdx::prelude::{Cpu, Device, TensorToArray};
+use serde::Serialize;
 
-use crate::config::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::nn::LayerKernels;
 
@@ -49,5 +49,41 @@ pub fn check_available(spec: DeviceSpec) -> Result<()> {
         DeviceSpec::Cuda(n) => crate::nn::cuda::open(n, 0).map(drop).map_err(Error::Usage),
         #[cfg(not(feature = "cuda"))]
         DeviceSpec::Cuda(_) => Err(no_cuda_build()),
+    }
+}
+
+/// Where the neural models train: `device: cpu | cuda | cuda:N` in an experiment, or
+/// `run --device`. Not part of a job's identity (run id): the same job on another device is
+/// the same job; the manifest records where it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceSpec {
+    pub fn parse(text: &str) -> std::result::Result<DeviceSpec, String> {
+        match text.trim() {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            t => t
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| format!("`{t}` is not a device, expected cpu, cuda or cuda:N")),
+        }
+    }
+
+    pub fn is_cuda(self) -> bool {
+        matches!(self, DeviceSpec::Cuda(_))
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
     }
 }
