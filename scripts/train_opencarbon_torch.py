@@ -64,7 +64,7 @@ Training (same recipe as train.rs):
   and `contrastive` is true.
 - Adam (torch.optim.Adam: betas 0.9/0.999, eps 1e-8, L2 weight decay added to the gradient);
   the learning rate of each epoch from the schedule (constant | cosine with warm-up | step),
-  the same formula as OpenCarbonConfig::learning_rate. Every parameter gets a gradient every
+  the same formula as nn::learner::LearningRate::at. Every parameter gets a gradient every
   step (a zero one if the loss did not reach it), so all are updated as our Adam does.
 - `ema` > 0: after every step avg ← decay·avg + (1 − decay)·current over parameters and BN
   running statistics, decay = min(ema, (1 + n)/(10 + n)); validation, the kept checkpoint and
