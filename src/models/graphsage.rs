@@ -620,13 +620,9 @@ impl<D: ModelDevice> TrainSteps<D> for NodeTrainer<D> {
         let pred = out.reshape_like(&(n,)).gather(self.train_idx.clone());
         let loss = (pred - self.y_t.clone()).square().mean();
         let loss_value = loss.array();
-        let mut grads = loss.backward();
         let mut ps = Vec::new();
         self.net.params(&mut ps);
-        let grad_norm = self
-            .opt
-            .step(&mut ps, &mut grads, want_norm)
-            .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
+        let grad_norm = self.opt.minimise(loss, &mut ps, want_norm)?;
         Ok(StepReport {
             losses: vec![("loss_mse", loss_value as f64)],
             samples: 1,

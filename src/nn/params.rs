@@ -281,6 +281,22 @@ impl<D: LayerKernels> Adam<D> {
         Ok(())
     }
 
+    /// Back-propagate `loss` and update `params` from its gradients; the global gradient
+    /// norm when `want_norm` (see `step`).
+    pub fn minimise(
+        &mut self,
+        loss: Tensor<(), f32, D, OwnedTape<f32, D>>,
+        params: &mut [(String, ParamRef<'_, D>)],
+        want_norm: bool,
+    ) -> Result<Option<f32>>
+    where
+        D: Device<f32>,
+    {
+        let mut grads = loss.backward();
+        self.step(params, &mut grads, want_norm)
+            .map_err(|e| Error::Model(format!("optimiser: {e:?}")))
+    }
+
     /// One update of every parameter from `grads`; with `want_norm`, also the global
     /// gradient norm (on a GPU that costs a copy to the host per parameter, so callers ask
     /// only when they record it).

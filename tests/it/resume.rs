@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{read, Cli};
+use super::{names_starting_with, read, Cli};
 
 /// An OpenCarbon job long enough to be killed half-way, with every piece of state a resume
 /// must carry: moving average, augmentation's random stream, random batches' order.
@@ -90,21 +90,8 @@ fn a_killed_training_resumes_and_ends_as_an_uninterrupted_one() {
         !checkpoint.exists(),
         "the resume checkpoint outlived the run"
     );
-    let event_files = std::fs::read_dir(&killed)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("events.out.tfevents.")
-        })
-        .count();
+    let event_files = names_starting_with(&killed, "events.out.tfevents.").len();
     assert_eq!(event_files, 2);
-    let leftovers: Vec<String> = std::fs::read_dir(&results)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
+    let leftovers = names_starting_with(&results, ".");
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

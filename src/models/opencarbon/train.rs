@@ -601,13 +601,9 @@ impl<D: ModelDevice> TrainSteps<D> for Trainer<'_, D> {
             _ => prediction_loss,
         };
         let total = loss.array() as f64;
-        let mut grads = loss.backward();
-        let mut ps: Vec<(String, ParamRef<'_, D>)> = Vec::new();
+        let mut ps = Vec::new();
         self.net.params(&mut ps);
-        let grad_norm = self
-            .opt
-            .step(&mut ps, &mut grads, want_norm)
-            .map_err(|e| Error::Model(format!("optimiser: {e:?}")))?;
+        let grad_norm = self.opt.minimise(loss, &mut ps, want_norm)?;
         Ok(StepReport {
             losses: vec![
                 ("loss_total", total),
