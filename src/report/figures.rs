@@ -59,6 +59,49 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, s)
 }
 
+/// Labels for a figure: the `name=value` entries that every bracketed OpenCarbon label shares
+/// (its training recipe) are replaced by `*`, and returned once, so that rows differ by what
+/// differs. Labels without a shared entry come back unchanged, with an empty recipe.
+fn short_labels(models: &[&str]) -> (Vec<String>, String) {
+    let entries = |m: &str| -> Option<Vec<String>> {
+        let inner = m.strip_prefix("opencarbon[")?.split(']').next()?;
+        Some(inner.split(',').map(str::to_string).collect())
+    };
+    let bracketed: Vec<Vec<String>> = models.iter().filter_map(|m| entries(m)).collect();
+    let Some(first) = bracketed.first() else {
+        return (
+            models.iter().map(|m| m.to_string()).collect(),
+            String::new(),
+        );
+    };
+    let shared: Vec<String> = first
+        .iter()
+        .filter(|e| e.contains('=') && bracketed.iter().all(|b| b.contains(e)))
+        .cloned()
+        .collect();
+    if shared.is_empty() {
+        return (
+            models.iter().map(|m| m.to_string()).collect(),
+            String::new(),
+        );
+    }
+    let short = models
+        .iter()
+        .map(|m| match entries(m) {
+            Some(own) => {
+                let mut kept: Vec<String> =
+                    own.into_iter().filter(|e| !shared.contains(e)).collect();
+                kept.push("*".into());
+                let rest = &m["opencarbon[".len()..];
+                let after = rest.split_once(']').map_or("", |(_, a)| a);
+                format!("opencarbon[{}]{after}", kept.join(","))
+            }
+            None => m.to_string(),
+        })
+        .collect();
+    (short, format!("* = {}", shared.join(", ")))
+}
+
 /// Test R² per model (rows) and dataset (one panel each), mean and sample std over seeds.
 fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
     let mut models: Vec<&str> = Vec::new();
@@ -85,13 +128,22 @@ fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
         })
         .fold(f64::INFINITY, f64::min)
         .clamp(-1.0, 0.5);
-    let label_px = 10 + 7 * models.iter().map(|m| m.len()).max().unwrap_or(10) as u32;
+    let (names, recipe) = short_labels(&models);
+    let label_px = 10 + 7 * names.iter().map(|m| m.len()).max().unwrap_or(10) as u32;
     let panel_w = 300;
-    let height = 110 + 34 * models.len() as u32;
+    let footer = if recipe.is_empty() { 0 } else { 22 };
+    let height = 110 + 34 * models.len() as u32 + footer;
     let width = label_px + panel_w * datasets.len() as u32 + 20;
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let root = root.titled(title, (FONT, 20)).map_err(plot_err)?;
+    let (_, titled_h) = root.dim_in_pixel();
+    let (root, bottom_line) = root.split_vertically(titled_h as i32 - footer as i32);
+    if !recipe.is_empty() {
+        bottom_line
+            .draw(&Text::new(recipe.clone(), (6, 4), (FONT, 12)))
+            .map_err(plot_err)?;
+    }
     let (labels, panels) = root.split_horizontally(label_px);
     let panels = panels.split_evenly((1, datasets.len()));
     for (panel, dataset) in panels.iter().zip(&datasets) {
@@ -150,13 +202,41 @@ fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
     let top = 6 + 24;
     let bottom = h as i32 - 6 - 36;
     let row = (bottom - top) as f64 / models.len() as f64;
-    for (mi, model) in models.iter().enumerate() {
+    for (mi, name) in names.iter().enumerate() {
         let y = top + (row * (mi as f64 + 0.5)) as i32 - 7;
         labels
-            .draw(&Text::new(model.to_string(), (6, y), (FONT, 13)))
+            .draw(&Text::new(name.clone(), (6, y), (FONT, 13)))
             .map_err(plot_err)?;
     }
     root.present().map_err(plot_err)
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::short_labels;
+
+    #[test]
+    fn shared_recipe_entries_are_shown_once() {
+        let (short, recipe) = short_labels(&[
+            "opencarbon[lr=0.002,max_epochs=16]",
+            "opencarbon[lr=0.002,max_epochs=16][poi-only]",
+            "opencarbon[no-se,lr=0.002,max_epochs=16]",
+            "lasso(a=0.003)",
+        ]);
+        assert_eq!(
+            short,
+            [
+                "opencarbon[*]",
+                "opencarbon[*][poi-only]",
+                "opencarbon[no-se,*]",
+                "lasso(a=0.003)"
+            ]
+        );
+        assert_eq!(recipe, "* = lr=0.002, max_epochs=16");
+        let (same, none) = short_labels(&["opencarbon", "opencarbon[no-se]", "mlp"]);
+        assert_eq!(same, ["opencarbon", "opencarbon[no-se]", "mlp"]);
+        assert!(none.is_empty());
+    }
 }
 
 trait FloorTo {
