@@ -73,7 +73,7 @@ class Dims(ctypes.Structure):
 class AdamStep(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_float)
-        for name in "lr beta1 beta2 correction1 correction2 eps weight_decay".split()
+        for name in "lr beta1 beta2 correction1 correction2 eps weight_decay grad_scale".split()
     ]
 
 
@@ -886,7 +886,7 @@ def aggregate_checks(port, tag, rng):
 def adam_reference_step(w, g, m, v, s):
     """Numpy port of AdamStep::apply (f32 arithmetic)."""
     f = np.float32
-    gi = g + f(s.weight_decay) * w
+    gi = f(s.grad_scale) * g + f(s.weight_decay) * w
     m[:] = f(s.beta1) * m + (f(1) - f(s.beta1)) * gi
     v[:] = f(s.beta2) * v + (f(1) - f(s.beta2)) * gi * gi
     w[:] = w - f(s.lr) * (m / f(s.correction1)) / (np.sqrt(v / f(s.correction2)) + f(s.eps))
@@ -906,7 +906,7 @@ def adam_checks(port, tag, rng):
     def body():
         for step, gnp in enumerate(grads, start=1):
             f = np.float32
-            s = AdamStep(lr, b1, b2, f(1) - f(b1) ** step, f(1) - f(b2) ** step, eps, wd)
+            s = AdamStep(lr, b1, b2, f(1) - f(b1) ** step, f(1) - f(b2) ** step, eps, wd, 1.0)
             norm2 = [0.0]
             port.adam_update(w, htod(gnp), m, v, s, norm2)
             adam_reference_step(rw, gnp, rm, rv, s)

@@ -656,6 +656,7 @@ impl NodeModelSpec {
             patience_mode: PatienceMode::Reset,
             learning_rate: LearningRate::constant(self.lr),
             ema: 0.0,
+            clip_norm: None,
             log_every: 50,
             name: "  node model",
         }

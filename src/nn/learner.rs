@@ -111,6 +111,8 @@ pub struct LearnerSettings {
     pub learning_rate: LearningRate,
     /// Decay of the moving average of the weights; 0 = off.
     pub ema: f64,
+    /// Clip the gradients to this global norm before each step (None: off).
+    pub clip_norm: Option<f32>,
     /// A run.log line every this many validations.
     pub log_every: usize,
     /// The progress bar's prefix, e.g. "  opencarbon".
@@ -293,6 +295,7 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
     settings: &LearnerSettings,
     run: &mut RunDir,
 ) -> Result<Outcome> {
+    model.optimiser().clip_norm = settings.clip_norm;
     let mut ema = (settings.ema > 0.0).then(|| Ema {
         decay: settings.ema,
         average: Snapshot::capture(model),
@@ -568,6 +571,7 @@ mod tests {
             patience_mode: mode,
             learning_rate: LearningRate::constant(0.1),
             ema,
+            clip_norm: None,
             log_every: 1,
             name: "test",
         }

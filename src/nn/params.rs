@@ -165,6 +165,9 @@ pub struct Adam<D: Storage<f32>> {
     pub betas: (f32, f32),
     pub eps: f32,
     pub weight_decay: f32,
+    /// Clip the gradients to this global norm before each update (PyTorch's
+    /// `clip_grad_norm_` followed by the step); None: no clipping.
+    pub clip_norm: Option<f32>,
     step: i32,
     moments: Vec<(D::Vec, D::Vec)>,
 }
@@ -212,6 +215,9 @@ pub struct AdamStep {
     pub correction2: f32,
     pub eps: f32,
     pub weight_decay: f32,
+    /// The gradient's factor from clipping by global norm (1 without clipping; 1·g == g
+    /// exactly, so unclipped runs are unchanged).
+    pub grad_scale: f32,
 }
 
 impl AdamStep {
@@ -230,7 +236,7 @@ impl AdamStep {
             if let Some(n) = norm2.as_deref_mut() {
                 *n += (g[i] as f64).powi(2);
             }
-            let gi = g[i] + self.weight_decay * w[i];
+            let gi = self.grad_scale * g[i] + self.weight_decay * w[i];
             m[i] = b1 * m[i] + (1.0 - b1) * gi;
             v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
             w[i] -=
@@ -246,6 +252,7 @@ impl<D: LayerKernels> Adam<D> {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay,
+            clip_norm: None,
             step: 0,
             moments: Vec::new(),
         }
@@ -305,9 +312,33 @@ impl<D: LayerKernels> Adam<D> {
         params: &mut [(String, ParamRef<'_, D>)],
         grads: &mut Gradients<f32, D>,
         want_norm: bool,
-    ) -> std::result::Result<Option<f32>, D::Err> {
+    ) -> std::result::Result<Option<f32>, D::Err>
+    where
+        D: Device<f32>,
+    {
         self.step += 1;
         let (b1, b2) = self.betas;
+        // Clipping needs the norm before any update: one pass over the gradients first (a
+        // host copy of each; with clipping on, the norm is known for every step).
+        let mut known_norm = None;
+        let mut grad_scale = 1.0f32;
+        if let Some(max_norm) = self.clip_norm {
+            let mut norm2 = 0.0f64;
+            for (_, p) in params.iter() {
+                norm2 += p
+                    .grad(grads)?
+                    .iter()
+                    .map(|g| (*g as f64).powi(2))
+                    .sum::<f64>();
+            }
+            let norm = norm2.sqrt();
+            // PyTorch's rule: scale by max_norm / (norm + 1e-6) when that is below 1.
+            let coef = max_norm as f64 / (norm + 1e-6);
+            if coef < 1.0 {
+                grad_scale = coef as f32;
+            }
+            known_norm = Some(norm as f32);
+        }
         let constants = AdamStep {
             lr: self.lr,
             beta1: b1,
@@ -316,20 +347,24 @@ impl<D: LayerKernels> Adam<D> {
             correction2: 1.0 - b2.powi(self.step),
             eps: self.eps,
             weight_decay: self.weight_decay,
+            grad_scale,
         };
         let mut norm2 = 0.0f64;
+        let want_norm = want_norm && known_norm.is_none();
         for (k, (_, p)) in params.iter_mut().enumerate() {
             let dev = p.device();
             let (w, g) = p.buffers(grads)?;
             if self.moments.len() <= k {
-                let n = dev.len(w);
-                self.moments
-                    .push((dev.try_alloc_len(n)?, dev.try_alloc_len(n)?));
+                let n = Storage::<f32>::len(&dev, w);
+                self.moments.push((
+                    Storage::<f32>::try_alloc_len(&dev, n)?,
+                    Storage::<f32>::try_alloc_len(&dev, n)?,
+                ));
             }
             let (m, v) = &mut self.moments[k];
             dev.adam_update(w, g, m, v, &constants, want_norm.then_some(&mut norm2))?;
         }
-        Ok(want_norm.then(|| norm2.sqrt() as f32))
+        Ok(known_norm.or(want_norm.then(|| norm2.sqrt() as f32)))
     }
 }
 

@@ -154,6 +154,9 @@ pub struct OpenCarbonConfig {
     /// predictions use the averaged weights.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub ema: f64,
+    /// Clip the gradients to this global norm before each Adam step; 0 = off.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub clip_norm: f64,
     /// One of the 8 dihedral transforms (rotations by 90°, reflections) per training batch,
     /// applied to every image, POI raster and the neighbourhood arrangement alike.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -231,7 +234,11 @@ impl OpenCarbonConfig {
                 ),
             ));
         }
-        for (name, v) in [("alpha", self.alpha), ("weight_decay", self.weight_decay)] {
+        for (name, v) in [
+            ("alpha", self.alpha),
+            ("weight_decay", self.weight_decay),
+            ("clip_norm", self.clip_norm),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 p.push((name, format!("is {v}, expected a number >= 0")));
             }

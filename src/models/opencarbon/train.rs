@@ -495,7 +495,9 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
     /// One pass over the training targets at the schedule's rate, without the learner's
     /// moving average or validation (benchmarks and tests). Epochs start at 0.
     pub fn epoch(&mut self, epoch: usize) -> Result<EpochStats> {
-        self.opt.lr = self.cfg.learner_settings().learning_rate.at(epoch) as f32;
+        let settings = self.cfg.learner_settings();
+        self.opt.lr = settings.learning_rate.at(epoch) as f32;
+        self.opt.clip_norm = settings.clip_norm;
         let batches = self.batches(epoch);
         let last = batches.iter().rposition(|b| self.trains_on(b));
         let (mut total, mut prediction, mut tiles, mut grad_norm) = (0.0, 0.0, 0, 0.0f32);
@@ -692,6 +694,7 @@ impl OpenCarbonConfig {
                 max_epochs: self.max_epochs,
             },
             ema: self.ema,
+            clip_norm: (self.clip_norm > 0.0).then_some(self.clip_norm as f32),
             log_every: 1,
             name: "  opencarbon",
         }

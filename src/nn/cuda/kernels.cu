@@ -305,13 +305,13 @@ extern "C" __global__ void accumulate(float *dst, const float *src, long long n)
 
 // Adam (src/nn/params.rs, AdamStep::apply): one update of w in place.
 struct AdamStep {
-    float lr, beta1, beta2, correction1, correction2, eps, weight_decay;
+    float lr, beta1, beta2, correction1, correction2, eps, weight_decay, grad_scale;
 };
 
 extern "C" __global__ void adam_update(float *w, const float *g, float *m, float *v,
                                        long long n, AdamStep s) {
     GRID_STRIDE(i, n) {
-        const float gi = g[i] + s.weight_decay * w[i];
+        const float gi = s.grad_scale * g[i] + s.weight_decay * w[i];
         m[i] = s.beta1 * m[i] + (1.0f - s.beta1) * gi;
         v[i] = s.beta2 * v[i] + (1.0f - s.beta2) * gi * gi;
         w[i] -= s.lr * (m[i] / s.correction1) / (sqrtf(v[i] / s.correction2) + s.eps);
