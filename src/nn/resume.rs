@@ -234,7 +234,7 @@ mod tests {
                 ],
             },
             ema: Some((snap(0.2), 40)),
-            best: Some((0.123456789012345678, 6, snap(0.3))),
+            best: Some((0.123_456_789_012_345_67, 6, snap(0.3))),
             model: serde_json::json!({"rng_word_pos": "12345678901234567890", "order": [[0, 1]]}),
         };
         assert_eq!(load(dir.path()).unwrap(), None);

@@ -211,34 +211,6 @@ fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
     root.present().map_err(plot_err)
 }
 
-#[cfg(test)]
-mod label_tests {
-    use super::short_labels;
-
-    #[test]
-    fn shared_recipe_entries_are_shown_once() {
-        let (short, recipe) = short_labels(&[
-            "opencarbon[lr=0.002,max_epochs=16]",
-            "opencarbon[lr=0.002,max_epochs=16][poi-only]",
-            "opencarbon[no-se,lr=0.002,max_epochs=16]",
-            "lasso(a=0.003)",
-        ]);
-        assert_eq!(
-            short,
-            [
-                "opencarbon[*]",
-                "opencarbon[*][poi-only]",
-                "opencarbon[no-se,*]",
-                "lasso(a=0.003)"
-            ]
-        );
-        assert_eq!(recipe, "* = lr=0.002, max_epochs=16");
-        let (same, none) = short_labels(&["opencarbon", "opencarbon[no-se]", "mlp"]);
-        assert_eq!(same, ["opencarbon", "opencarbon[no-se]", "mlp"]);
-        assert!(none.is_empty());
-    }
-}
-
 trait FloorTo {
     fn floor_to(self, step: f64) -> f64;
 }
@@ -684,4 +656,32 @@ pub fn write_figures(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::short_labels;
+
+    #[test]
+    fn shared_recipe_entries_are_shown_once() {
+        let (short, recipe) = short_labels(&[
+            "opencarbon[lr=0.002,max_epochs=16]",
+            "opencarbon[lr=0.002,max_epochs=16][poi-only]",
+            "opencarbon[no-se,lr=0.002,max_epochs=16]",
+            "lasso(a=0.003)",
+        ]);
+        assert_eq!(
+            short,
+            [
+                "opencarbon[*]",
+                "opencarbon[*][poi-only]",
+                "opencarbon[no-se,*]",
+                "lasso(a=0.003)"
+            ]
+        );
+        assert_eq!(recipe, "* = lr=0.002, max_epochs=16");
+        let (same, none) = short_labels(&["opencarbon", "opencarbon[no-se]", "mlp"]);
+        assert_eq!(same, ["opencarbon", "opencarbon[no-se]", "mlp"]);
+        assert!(none.is_empty());
+    }
 }

@@ -265,8 +265,8 @@ fn keep_history_for_resume(experiment_dir: &Path, run_id: &str) -> Result<()> {
             continue;
         }
         fs::create_dir_all(&history).map_err(|e| Error::io(&history, e))?;
-        for file in fs::read_dir(entry.path()).map_err(|e| Error::io(&entry.path(), e))? {
-            let file = file.map_err(|e| Error::io(&entry.path(), e))?;
+        for file in fs::read_dir(entry.path()).map_err(|e| Error::io(entry.path(), e))? {
+            let file = file.map_err(|e| Error::io(entry.path(), e))?;
             let name = file.file_name().to_string_lossy().to_string();
             if name.starts_with(EVENTS_PREFIX) {
                 let to = history.join(&name);
@@ -275,7 +275,7 @@ fn keep_history_for_resume(experiment_dir: &Path, run_id: &str) -> Result<()> {
                 // The history's run.log is every earlier attempt's, in order; a resumed
                 // attempt's log already starts with the history it carried on.
                 let kept = fs::read(history.join("run.log")).unwrap_or_default();
-                let log = fs::read(file.path()).map_err(|e| Error::io(&file.path(), e))?;
+                let log = fs::read(file.path()).map_err(|e| Error::io(file.path(), e))?;
                 let all = if log.starts_with(&kept) {
                     log
                 } else {
