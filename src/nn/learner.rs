@@ -280,6 +280,47 @@ pub struct Outcome {
     pub epochs_run: usize,
 }
 
+/// Named loss sums, samples and the last gradient norm of one epoch's steps.
+pub struct EpochSums {
+    pub sums: Vec<(&'static str, f64)>,
+    pub samples: usize,
+    pub grad_norm: f32,
+}
+
+/// One pass over the model's batches of `epoch` at the optimiser's current rate, folding
+/// each step into `ema` when given; the gradient norm is asked for on the last trained batch.
+pub fn train_epoch<D: Device<f32>, M: TrainSteps<D>>(
+    model: &mut M,
+    epoch: usize,
+    mut ema: Option<&mut Ema>,
+) -> Result<EpochSums> {
+    let batches = model.batches(epoch);
+    let last = batches.iter().rposition(|b| model.trains_on(b));
+    let (mut sums, mut samples, mut grad_norm) = (Vec::<(&str, f64)>::new(), 0, 0.0f32);
+    for (i, batch) in batches.iter().enumerate() {
+        if !model.trains_on(batch) {
+            continue;
+        }
+        let report = model.train_step(epoch, batch, Some(i) == last)?;
+        if sums.is_empty() {
+            sums = report.losses.iter().map(|(n, _)| (*n, 0.0)).collect();
+        }
+        for ((_, s), (_, v)) in sums.iter_mut().zip(&report.losses) {
+            *s += v;
+        }
+        samples += report.samples;
+        grad_norm = report.grad_norm.unwrap_or(grad_norm);
+        if let Some(ema) = ema.as_deref_mut() {
+            ema.update(model);
+        }
+    }
+    Ok(EpochSums {
+        sums,
+        samples,
+        grad_norm,
+    })
+}
+
 /// The device the model's parameters live on.
 fn device_of<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(model: &mut M) -> D {
     let mut ps = Vec::new();
@@ -353,26 +394,11 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
         );
         let lr = settings.learning_rate.at(epoch);
         model.optimiser().lr = lr as f32;
-        let batches = model.batches(epoch);
-        let last = batches.iter().rposition(|b| model.trains_on(b));
-        let (mut sums, mut samples, mut grad_norm) = (Vec::<(&str, f64)>::new(), 0, 0.0f32);
-        for (i, batch) in batches.iter().enumerate() {
-            if !model.trains_on(batch) {
-                continue;
-            }
-            let report = model.train_step(epoch, batch, Some(i) == last)?;
-            if sums.is_empty() {
-                sums = report.losses.iter().map(|(n, _)| (*n, 0.0)).collect();
-            }
-            for ((_, s), (_, v)) in sums.iter_mut().zip(&report.losses) {
-                *s += v;
-            }
-            samples += report.samples;
-            grad_norm = report.grad_norm.unwrap_or(grad_norm);
-            if let Some(ema) = &mut ema {
-                ema.update(model);
-            }
-        }
+        let EpochSums {
+            sums,
+            samples,
+            grad_norm,
+        } = train_epoch(model, epoch, ema.as_mut())?;
         epochs_run = epoch + 1;
         let step = epoch + 1;
         let per_sample: Vec<(&str, f64)> = sums

@@ -498,19 +498,9 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
         let settings = self.cfg.learner_settings();
         self.opt.lr = settings.learning_rate.at(epoch) as f32;
         self.opt.clip_norm = settings.clip_norm;
-        let batches = self.batches(epoch);
-        let last = batches.iter().rposition(|b| self.trains_on(b));
-        let (mut total, mut prediction, mut tiles, mut grad_norm) = (0.0, 0.0, 0, 0.0f32);
-        for (i, batch) in batches.iter().enumerate() {
-            if !self.trains_on(batch) {
-                continue;
-            }
-            let r = self.train_step(epoch, batch, Some(i) == last)?;
-            total += r.losses[0].1;
-            prediction += r.losses[1].1;
-            tiles += r.samples;
-            grad_norm = r.grad_norm.unwrap_or(grad_norm);
-        }
+        let e = learner::train_epoch(self, epoch, None)?;
+        let (total, prediction) = (e.sums[0].1, e.sums[1].1);
+        let (tiles, grad_norm) = (e.samples, e.grad_norm);
         let per = |v: f64| v / tiles.max(1) as f64;
         Ok(EpochStats {
             loss_per_tile: per(total),
