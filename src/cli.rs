@@ -132,7 +132,7 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum EmitTarget {
     /// A Slurm job array (`run --index $SLURM_ARRAY_TASK_ID`) and a report job that runs after
-    /// every task succeeded; submit with the written submit.sh.
+    /// every task ended (`afterany`); submit with the written submit.sh.
     Slurm {
         /// The experiment file (YAML).
         experiment: PathBuf,
@@ -159,8 +159,9 @@ pub struct EmitArgs {
     /// Most tasks running at once (0 = as many as the scheduler allows).
     #[arg(long, default_value_t = 0)]
     parallel: usize,
-    /// CPU cores per task.
-    #[arg(long, default_value_t = 4)]
+    /// CPU cores per task. One job uses what the machine gives it; a node must have at least
+    /// this many CPUs, or the tasks stay pending.
+    #[arg(long, default_value_t = 1)]
     cpus: usize,
     /// Where to write the scripts (default: results/<experiment>/<slurm|k8s>/).
     #[arg(long)]
@@ -363,6 +364,7 @@ pub fn main() -> Result<()> {
         }
         Command::Inspect { dataset, json } => {
             let ds = CityDataset::open(&dataset)?;
+            inspect::check_images(&ds)?;
             let stats = inspect::dataset_stats(&ds);
             if json {
                 println!(
@@ -439,24 +441,34 @@ pub fn main() -> Result<()> {
             let plan = Plan::new(exp);
             let result = train::run_experiment(&plan, RunOptions { force, selection });
             // One task of many leaves the tables to the report job (`emit`), which runs once
-            // every task has finished.
-            if selection != JobSelection::All {
+            // every task has finished. Bad input (exit 2) is found before any job runs and
+            // must not touch the results either.
+            let input_error = matches!(&result, Err(e) if e.exit_code() == 2);
+            if selection != JobSelection::All || input_error {
                 return result.map(|_| ());
             }
-            // Tables are rebuilt even when some jobs failed, from the runs that finished.
+            // Tables are rebuilt even when some jobs failed, from the runs that finished; the
+            // jobs' outcome is said first when the report fails too.
             let dir = plan.experiment.experiment_dir();
-            if dir.exists()
+            let written = if dir.exists()
                 && report::collect_runs(&dir)
                     .map(|r| !r.is_empty())
                     .unwrap_or(false)
             {
-                report::write_report(&dir, &plan.experiment.name)?;
-                crate::track::progress::info(&format!(
-                    "report: {}",
-                    dir.join("report.md").display()
-                ));
+                report::write_report(&dir, &plan.experiment.name).map(|_| {
+                    crate::track::progress::info(&format!(
+                        "report: {}",
+                        dir.join("report.md").display()
+                    ))
+                })
+            } else {
+                Ok(())
+            };
+            match (result, written) {
+                (Ok(_), Ok(())) => Ok(()),
+                (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
+                (Err(jobs), Err(report)) => Err(Error::Several(vec![jobs, report])),
             }
-            result.map(|_| ())
         }
         Command::Report { target } => {
             let (dir, title) = if target.is_dir() {

@@ -54,6 +54,9 @@ pub enum Error {
     },
     /// Anything else that is the program's fault rather than the input's (exit 1).
     Internal(String),
+    /// Several failures of one command, in the order they happened (e.g. failed jobs, then a
+    /// report that could not be written); the exit code is the highest of theirs.
+    Several(Vec<Error>),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -97,6 +100,7 @@ impl Error {
             | Error::JobsFailed { .. }
             | Error::Incomplete { .. }
             | Error::Internal(_) => 1,
+            Error::Several(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(1),
         }
     }
 }
@@ -153,6 +157,15 @@ impl fmt::Display for Error {
                 write!(f, " run the missing jobs, then `report` again")
             }
             Error::Internal(m) => write!(f, "internal error: {m}"),
+            Error::Several(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "\nerror: ")?;
+                    }
+                    write!(f, "{e}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

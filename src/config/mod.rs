@@ -206,9 +206,12 @@ fn typed<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Largest configuration file read (a YAML file is a few KB; anything near this is a mistake).
+const MAX_YAML_BYTES: u64 = 16 << 20;
+
 fn read_yaml(file: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::config(file, "", format!("cannot read: {e}")))?;
+    let text = crate::data::read_capped_string(file, MAX_YAML_BYTES)
+        .map_err(|e| Error::config(file, "", e))?;
     serde_yaml::from_str(&text).map_err(|e| {
         let at = e
             .location()
@@ -260,10 +263,19 @@ fn resolve_use(element: Value, path: &str, problems: &mut Problems) -> Option<Ma
     Some(merged)
 }
 
-/// Expand a mapping whose values may be lists of alternatives into every combination, in
-/// key order (the last key varies fastest).
-fn expand_grid(map: &Mapping, list_fields: &[&str]) -> Vec<Mapping> {
-    let mut out = vec![Mapping::new()];
+/// Most jobs one experiment may expand to: a typo in a grid (two long lists) must fail with
+/// the count before anything is allocated for it.
+pub const MAX_JOBS: usize = 100_000;
+
+/// The alternatives of each key of a mapping whose values may be lists of alternatives. An
+/// empty list of alternatives is a problem (it would silently remove the model).
+fn grid_alternatives(
+    map: &Mapping,
+    list_fields: &[&str],
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Vec<(Value, Vec<Value>)>> {
+    let mut keys = Vec::new();
     for (k, v) in map {
         let native_list = k.as_str().is_some_and(|k| list_fields.contains(&k));
         let alternatives: Vec<Value> = match v {
@@ -276,6 +288,29 @@ fn expand_grid(map: &Mapping, list_fields: &[&str]) -> Vec<Mapping> {
             Value::Sequence(items) => items.clone(),
             other => vec![other.clone()],
         };
+        if alternatives.is_empty() {
+            let key = k.as_str().unwrap_or("?");
+            problems.add(
+                join_path(path, key),
+                "is an empty list: give one value, or a list of values to try",
+            );
+            return None;
+        }
+        keys.push((k.clone(), alternatives));
+    }
+    Some(keys)
+}
+
+/// How many combinations `grid_alternatives` expands to (saturating).
+fn grid_size(keys: &[(Value, Vec<Value>)]) -> usize {
+    keys.iter()
+        .fold(1usize, |n, (_, alts)| n.saturating_mul(alts.len()))
+}
+
+/// Every combination of the alternatives, in key order (the last key varies fastest).
+fn expand_grid(keys: &[(Value, Vec<Value>)]) -> Vec<Mapping> {
+    let mut out = vec![Mapping::new()];
+    for (k, alternatives) in keys {
         out = out
             .into_iter()
             .flat_map(|m| {
@@ -288,6 +323,13 @@ fn expand_grid(map: &Mapping, list_fields: &[&str]) -> Vec<Mapping> {
             .collect();
     }
     out
+}
+
+/// A YAML value on one line, for messages.
+fn yaml_inline(v: &Value) -> String {
+    serde_yaml::to_string(v)
+        .map(|t| t.trim().replace('\n', " "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn check_fractions(f: &[f64; 3], path: &str, problems: &mut Problems) {
@@ -376,7 +418,17 @@ fn take_dataset_restriction(
         let list: Vec<String> = match v {
             Value::Sequence(s) => s
                 .iter()
-                .filter_map(|d| d.as_str().map(str::to_string))
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    let name = d.as_str().map(str::to_string);
+                    if name.is_none() {
+                        problems.add(
+                            format!("{}[{i}]", join_path(path, "datasets")),
+                            format!("expected a dataset name, found {}", yaml_inline(d)),
+                        );
+                    }
+                    name
+                })
                 .collect(),
             Value::String(s) => vec![s],
             _ => Vec::new(),
@@ -438,8 +490,20 @@ fn parse_model_specs(
             return Vec::new();
         }
     };
+    let Some(keys) = grid_alternatives(&map, ModelConfig::list_fields(&kind), path, problems)
+    else {
+        return Vec::new();
+    };
+    let size = grid_size(&keys);
+    if size > MAX_JOBS {
+        problems.add(
+            path,
+            format!("expands to {size} configurations, more than the limit of {MAX_JOBS} jobs"),
+        );
+        return Vec::new();
+    }
     let mut out = Vec::new();
-    for mut combo in expand_grid(&map, ModelConfig::list_fields(&kind)) {
+    for mut combo in expand_grid(&keys) {
         // The input switches are common to every model; the rest is the model's own.
         let mut inputs = Inputs::default();
         for key in Inputs::KEYS {
@@ -682,6 +746,29 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
         }
     }
 
+    // The plan's size, bounded before it is expanded: every split applies to at most all
+    // datasets (a cross-city split is one group), times models and seeds.
+    let groups: usize = splits
+        .iter()
+        .zip(&split_datasets)
+        .map(|(s, only): (&SplitSpec, &Option<Vec<String>>)| match s {
+            SplitSpec::CrossCity { .. } => 1,
+            _ => only.as_ref().map_or(datasets.len(), Vec::len),
+        })
+        .fold(0usize, usize::saturating_add);
+    let jobs = groups
+        .saturating_mul(models.len())
+        .saturating_mul(raw.seeds.len());
+    if jobs > MAX_JOBS {
+        problems.add(
+            "",
+            format!(
+                "expands to up to {jobs} jobs ({groups} dataset groups × {} models × {} seeds), more than the limit of {MAX_JOBS}",
+                models.len(),
+                raw.seeds.len()
+            ),
+        );
+    }
     if !problems.0.is_empty() {
         return Err(fail(problems));
     }

@@ -53,8 +53,11 @@ pub struct Plan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
     Done,
-    /// Claimed by a process (its lock file exists) and not finished.
+    /// Claimed by a live process (its lock file exists) and not finished.
     Running,
+    /// Its lock is held by process `pid`, which is gone (or silent past the heartbeat
+    /// limit): nobody is running it; the next `run` takes the lock over.
+    Stale { pid: u32 },
     Failed,
     Pending,
 }
@@ -64,8 +67,17 @@ impl JobStatus {
         match self {
             JobStatus::Done => "done",
             JobStatus::Running => "running",
+            JobStatus::Stale { .. } => "stale",
             JobStatus::Failed => "failed",
             JobStatus::Pending => "pending",
+        }
+    }
+
+    /// `as_str`, with the dead holder of a stale lock named.
+    pub fn describe(self) -> String {
+        match self {
+            JobStatus::Stale { pid } => format!("stale (pid {pid} gone)"),
+            other => other.as_str().into(),
         }
     }
 }
@@ -135,10 +147,14 @@ impl Plan {
     pub fn status(&self, job: &Job) -> JobStatus {
         let dir = self.run_dir(job);
         if track::is_done(&dir) {
-            JobStatus::Done
-        } else if track::claim::lock_path(&self.experiment.experiment_dir(), &job.run_id).exists() {
-            JobStatus::Running
-        } else if dir.exists() {
+            return JobStatus::Done;
+        }
+        match track::claim::lock_state(&self.experiment.experiment_dir(), &job.run_id) {
+            Some((_, false)) => return JobStatus::Running,
+            Some((holder, true)) => return JobStatus::Stale { pid: holder.pid },
+            None => {}
+        }
+        if dir.exists() {
             JobStatus::Failed
         } else {
             JobStatus::Pending
@@ -159,7 +175,7 @@ impl Plan {
                     "model": j.config.model.label(),
                     "split": j.config.split.label(),
                     "seed": j.config.seed,
-                    "status": self.status(j).as_str(),
+                    "status": self.status(j).describe(),
                     "run_dir": self.run_dir(j),
                     "config": j.config,
                 })
@@ -173,7 +189,8 @@ impl Plan {
         })
     }
 
-    /// Ok when every job has finished; otherwise which ones failed, are running or are missing.
+    /// Ok when every job has finished; otherwise which ones failed, are running or are missing
+    /// (a job whose lock is stale is missing: nobody is running it).
     pub fn check_complete(&self) -> crate::error::Result<()> {
         let (mut failed, mut running, mut missing) = (Vec::new(), Vec::new(), Vec::new());
         for j in &self.jobs {
@@ -182,6 +199,7 @@ impl Plan {
                 JobStatus::Done => {}
                 JobStatus::Failed => failed.push(entry),
                 JobStatus::Running => running.push(entry),
+                JobStatus::Stale { pid } => missing.push(format!("{entry} (stale lock, pid {pid} gone)")),
                 JobStatus::Pending => missing.push(entry),
             }
         }
@@ -215,7 +233,7 @@ impl Plan {
                 j.config.model.label(),
                 j.config.split.label(),
                 j.config.seed.to_string(),
-                self.status(j).as_str().into(),
+                self.status(j).describe(),
             ]);
         }
         let widths: Vec<usize> = (0..7)

@@ -126,6 +126,7 @@ fn csv_error(file: &Path, e: csv::Error) -> Error {
 
 /// Open a CSV file and check that its header is one of `allowed` (exact column names and order).
 fn open_csv(file: &Path, allowed: &[&[&str]]) -> Result<(csv::Reader<fs::File>, usize)> {
+    super::check_dataset_input(file)?;
     let f = fs::File::open(file)
         .map_err(|e| Error::dataset(file, None, format!("cannot read: {e}")))?;
     let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(f);
@@ -241,8 +242,9 @@ impl CityDataset {
             return Err(Error::dataset(&root, None, "is not a dataset directory"));
         }
         let meta_path = root.join("dataset.yaml");
-        let text = fs::read_to_string(&meta_path)
-            .map_err(|e| Error::dataset(&meta_path, None, format!("cannot read: {e}")))?;
+        // dataset.yaml is a few lines; a megabyte is already far too much.
+        let text = super::read_capped_string(&meta_path, 1 << 20)
+            .map_err(|m| Error::dataset(&meta_path, None, m))?;
         let meta: DatasetMeta = serde_yaml::from_str(&text).map_err(|e| {
             let line = e.location().map(|l| l.line() as u64);
             Error::dataset(&meta_path, line, e.to_string())

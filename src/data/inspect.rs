@@ -25,6 +25,19 @@ pub struct DatasetStats {
     pub warnings: Vec<String>,
 }
 
+/// Decode every tile image of `ds` (`raster::read_tile_image`), with progress: a truncated,
+/// non-image, oversized or non-square file is refused with its name (exit 2), as `run`
+/// would refuse it.
+pub fn check_images(ds: &CityDataset) -> crate::error::Result<()> {
+    let bar = crate::track::progress::Bar::new(ds.tiles.len() as u64, "images")
+        .prefix(format!("decoding {}", ds.meta.name));
+    for i in 0..ds.tiles.len() {
+        super::raster::read_tile_image(&ds.image_path(i))?;
+        bar.inc();
+    }
+    Ok(())
+}
+
 /// Linear-interpolation quantile of sorted data (numpy's default).
 pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {

@@ -192,9 +192,43 @@ pub fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
 
 /// Decode and resize one tile image to `size`×`size` RGB.
 pub fn decode_image(path: &Path, size: usize) -> Result<Vec<u8>> {
-    let img = image::open(path)
-        .map_err(|e| Error::dataset(path, None, format!("cannot decode image: {e}")))?
-        .to_rgb8();
+    let img = read_tile_image(path)?;
+    let img = if img.width() as usize == size {
+        img
+    } else {
+        image::imageops::resize(&img, size as u32, size as u32, FilterType::Triangle)
+    };
+    Ok(img.into_raw())
+}
+
+/// Decode one tile image as RGB, refusing what is not a regular file, an image larger than
+/// `max_image_side` (checked from the header, before any pixel is allocated), a truncated or
+/// non-image file, and a tile that is not square. Every refusal names the file (exit 2).
+pub fn read_tile_image(path: &Path) -> Result<image::RgbImage> {
+    super::check_dataset_input(path)?;
+    let open = || {
+        image::ImageReader::open(path)
+            .and_then(|r| r.with_guessed_format())
+            .map_err(|e| Error::dataset(path, None, format!("cannot read image: {e}")))
+    };
+    let bad = |e: image::ImageError| Error::dataset(path, None, format!("cannot decode image: {e}"));
+    let (w, h) = open()?.into_dimensions().map_err(bad)?;
+    let side = super::max_image_side();
+    if w > side || h > side {
+        return Err(Error::dataset(
+            path,
+            None,
+            format!(
+                "image is {w}×{h} px, larger than the limit of {side} px a side (set OPENCARBON_MAX_IMAGE_SIDE to raise it)"
+            ),
+        ));
+    }
+    let mut reader = open()?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    reader.limits(limits);
+    let img = reader.decode().map_err(bad)?.to_rgb8();
     if img.width() != img.height() {
         return Err(Error::dataset(
             path,
@@ -206,12 +240,7 @@ pub fn decode_image(path: &Path, size: usize) -> Result<Vec<u8>> {
             ),
         ));
     }
-    let img = if img.width() as usize == size {
-        img
-    } else {
-        image::imageops::resize(&img, size as u32, size as u32, FilterType::Triangle)
-    };
-    Ok(img.into_raw())
+    Ok(img)
 }
 
 /// The cache folder of one dataset's derived arrays.

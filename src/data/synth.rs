@@ -922,13 +922,15 @@ pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::pa
     if dir.join("dataset.yaml").is_file() {
         return Ok(dir);
     }
-    let tmp = cache_root
-        .join("cities")
-        .join(format!(".tmp-{name}-s{seed}-{}", std::process::id()));
+    let cities = cache_root.join("cities");
+    // Generations killed earlier on this host leave temp directories; they go first.
+    crate::track::remove_dead_temps(&cities)?;
+    let tmp = crate::track::temp_path(&cities.join(format!(".{name}-s{seed}")));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     SynthCity::generate(&p, seed).write(&tmp)?;
+    crate::track::fault::point("rename generated city into the cache");
     if dir.exists() && !dir.join("dataset.yaml").is_file() {
         // Not a dataset (left by something else): make room.
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

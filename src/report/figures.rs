@@ -541,6 +541,27 @@ fn category_importance(path: &Path, title: &str, run_dir: &Path) -> Result<bool>
     Ok(true)
 }
 
+/// Draw a figure into a temp file beside `path` and rename it into place, so a killed
+/// report never leaves a half-written figure under the name report.md links to. The temp
+/// name keeps the extension, from which the plotting backend picks the format.
+fn atomically<T>(path: &Path, draw: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let ext = path.extension().unwrap_or_default().to_string_lossy();
+    let tmp = crate::track::temp_path(&path.with_file_name(stem.as_ref()));
+    let tmp = tmp.with_file_name(format!(
+        "{}.{ext}",
+        tmp.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let drawn = draw(&tmp);
+    if drawn.is_err() || !tmp.exists() {
+        let _ = std::fs::remove_file(&tmp);
+        return drawn;
+    }
+    crate::track::fault::point("rename figure into place");
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    drawn
+}
+
 /// Write every figure; returns (caption, path relative to the experiment dir). Nothing (and a
 /// warning) when no font is available.
 pub fn write_figures(
@@ -556,6 +577,7 @@ pub fn write_figures(
     }
     let dir = experiment_dir.join("figures");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::track::remove_dead_temps(&dir)?;
     let mut out = Vec::new();
     let mut splits: Vec<&str> = Vec::new();
     for r in runs {
@@ -566,11 +588,13 @@ pub fn write_figures(
     for split in splits {
         let in_split: Vec<&RunMetrics> = runs.iter().filter(|r| r.split == split).collect();
         let name = format!("r2_by_model_{}.png", file_safe(split));
-        r2_bars(
-            &dir.join(&name),
-            &format!("{title}: test R² by model, split {split}"),
-            &in_split,
-        )?;
+        atomically(&dir.join(&name), |p| {
+            r2_bars(
+                p,
+                &format!("{title}: test R² by model, split {split}"),
+                &in_split,
+            )
+        })?;
         out.push((
             format!("Test R² per model, split `{split}`"),
             format!("figures/{name}"),
@@ -609,30 +633,28 @@ pub fn write_figures(
             }
             let base = format!("{}_{}", file_safe(split), file_safe(dataset));
             let what = format!("{} (seed {seed}, run {})", run.model, run.run_id);
-            maps(
-                &dir.join(format!("maps_{base}.png")),
-                &format!("{dataset}, split {split}: {what}"),
-                &mine,
-            )?;
+            atomically(&dir.join(format!("maps_{base}.png")), |p| {
+                maps(p, &format!("{dataset}, split {split}: {what}"), &mine)
+            })?;
             out.push((
                 format!("Maps, {dataset}, split `{split}`: {what}"),
                 format!("figures/maps_{base}.png"),
             ));
-            scatter(
-                &dir.join(format!("scatter_{base}.png")),
-                &format!("{dataset}, {split}: {what}"),
-                &mine,
-            )?;
+            atomically(&dir.join(format!("scatter_{base}.png")), |p| {
+                scatter(p, &format!("{dataset}, {split}: {what}"), &mine)
+            })?;
             out.push((
                 format!("Predicted vs true, {dataset}, split `{split}`: {what}"),
                 format!("figures/scatter_{base}.png"),
             ));
             let importance = dir.join(format!("poi_categories_{base}.png"));
-            if category_importance(
-                &importance,
-                &format!("POI categories through the SE block, {dataset}, {split}: {what}"),
-                &experiment_dir.join(&run.run_id),
-            )? {
+            if atomically(&importance, |p| {
+                category_importance(
+                    p,
+                    &format!("POI categories through the SE block, {dataset}, {split}: {what}"),
+                    &experiment_dir.join(&run.run_id),
+                )
+            })? {
                 out.push((
                     format!(
                         "POI category importance (SE-weighted), {dataset}, split `{split}`: {what}"
@@ -642,12 +664,9 @@ pub fn write_figures(
             }
             let weights = dir.join(format!("modality_weights_{base}.png"));
             let run_dir = experiment_dir.join(&run.run_id);
-            if modality_weights(
-                &weights,
-                &format!("{dataset}, {split}: {what}"),
-                &run_dir,
-                city,
-            )? {
+            if atomically(&weights, |p| {
+                modality_weights(p, &format!("{dataset}, {split}: {what}"), &run_dir, city)
+            })? {
                 out.push((
                     format!("OpenCarbon's modality weights, {dataset}, split `{split}`: {what}"),
                     format!("figures/modality_weights_{base}.png"),

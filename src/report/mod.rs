@@ -286,6 +286,9 @@ pub fn write_report(experiment_dir: &Path, title: &str) -> Result<String> {
             experiment_dir.display()
         )));
     }
+    // Temp files of reports killed earlier (tables are written by temp and rename).
+    crate::track::remove_dead_temps(experiment_dir)?;
+    crate::track::remove_dead_temps(&experiment_dir.join("tables"))?;
     let mut summary = summary_frame(&runs)?;
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)

@@ -115,8 +115,18 @@ pub fn claim(experiment_dir: &Path, run_id: &str) -> Result<Claim> {
     }
 }
 
+/// Who holds the lock of `run_id`, and whether the lock is stale (its holder is gone); None
+/// when nobody holds it.
+pub fn lock_state(experiment_dir: &Path, run_id: &str) -> Option<(Holder, bool)> {
+    let path = lock_path(experiment_dir, run_id);
+    let (holder, _) = read_lock(&path).ok()??;
+    let stale = is_stale(&path, &holder);
+    Some((holder, stale))
+}
+
 /// Create the lock file if it does not exist; false when it does.
 fn create_exclusive(path: &Path) -> Result<bool> {
+    super::fault::point("create lock");
     match fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -166,7 +176,7 @@ fn heartbeat_age(path: &Path) -> Option<Duration> {
     SystemTime::now().duration_since(modified).ok()
 }
 
-fn process_exists(pid: u32) -> bool {
+pub(crate) fn process_exists(pid: u32) -> bool {
     if cfg!(target_os = "linux") {
         Path::new(&format!("/proc/{pid}")).exists()
     } else {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 pub mod claim;
+pub mod fault;
 pub mod progress;
 pub mod records;
 pub mod render;
@@ -27,22 +28,120 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
+    let tmp = temp_path(path);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    fault::point(&format!("write {name}"));
     {
         let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     }
+    fault::point(&format!("rename temp -> {name}"));
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Where this process writes `path` before renaming it into place: `<path>.tmp-<host>-<pid>`,
+/// so that `remove_dead_temps` can tell the temp files of dead processes of this host.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}-{}", host_name(), std::process::id()));
+    PathBuf::from(tmp)
+}
+
+/// True when `name` is a temp name of `temp_path` whose process, on this host, is gone.
+/// Temp names of other hosts are left alone: only their own host can tell they are dead.
+pub fn is_dead_temp(name: &str) -> bool {
+    let Some((_, owner)) = name.rsplit_once(".tmp-") else {
+        return false;
+    };
+    let Some((host, pid)) = owner.rsplit_once('-') else {
+        return false;
+    };
+    // Figures keep their extension after the pid (`r2.tmp-host-12.png`).
+    let pid = pid.split('.').next().unwrap_or_default();
+    match pid.parse::<u32>() {
+        Ok(pid) => host == host_name() && !claim::process_exists(pid),
+        Err(_) => false,
+    }
+}
+
+/// Remove the temp files and directories that dead processes of this host left in `dir`
+/// (a killed report, a killed city generation). Returns how many were removed.
+pub fn remove_dead_temps(dir: &Path) -> Result<usize> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !is_dead_temp(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let path = entry.path();
+        fault::point("remove a dead process's temp");
+        let gone = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match gone {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&path, e)),
+        }
+    }
+    Ok(removed)
 }
 
 pub const DONE_MARKER: &str = "DONE";
 
-/// True when `dir` holds a finished run.
+/// The version of the run-directory layout this build writes (in `manifest.json`). Version 1
+/// (no `record_version` field) is every run directory written before it was introduced.
+pub const RECORD_VERSION: u32 = 2;
+
+/// The records a finished run of layout `version` holds besides `DONE`.
+fn required_records(version: u32) -> &'static [&'static str] {
+    match version {
+        1 => &["manifest.json", "metrics.json"],
+        _ => &[
+            "manifest.json",
+            "metrics.json",
+            "config.yaml",
+            "split.csv",
+            "predictions.csv",
+            "model.json",
+        ],
+    }
+}
+
+/// True when `dir` holds a finished run: `DONE` and every record its layout version requires
+/// (a directory that lost a record, e.g. to an interrupted delete, is not finished).
 pub fn is_done(dir: &Path) -> bool {
-    dir.join(DONE_MARKER).is_file()
+    #[derive(serde::Deserialize)]
+    struct Version {
+        #[serde(default = "legacy_version")]
+        record_version: u32,
+    }
+    fn legacy_version() -> u32 {
+        1
+    }
+    if !dir.join(DONE_MARKER).is_file() {
+        return false;
+    }
+    let Ok(text) = fs::read_to_string(dir.join("manifest.json")) else {
+        return false;
+    };
+    let Ok(v) = serde_json::from_str::<Version>(&text) else {
+        return false;
+    };
+    required_records(v.record_version)
+        .iter()
+        .all(|r| dir.join(r).is_file())
+}
+
+/// True when `name` can be a run directory's name (a run id: hex digits). Hidden attempt,
+/// trash and resume directories never are.
+pub fn is_run_id(name: &str) -> bool {
+    (8..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -55,6 +154,8 @@ pub enum RunStatus {
 /// `manifest.json`: where and how a run was made.
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
+    /// `RECORD_VERSION` of the layout.
+    pub record_version: u32,
     pub run_id: String,
     pub experiment: String,
     pub status: RunStatus,
@@ -229,11 +330,29 @@ impl RunDir {
             self.write(DONE_MARKER, b"")?;
         }
         let _ = self.log.flush();
-        if self.final_dir.exists() {
-            fs::remove_dir_all(&self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
-        }
+        // Replacing an earlier run only by renames: at every instant the run id's directory
+        // is either the old run, complete, or absent, or the new one, complete.
+        let parent = self.final_dir.parent().unwrap_or(Path::new("."));
+        let trash = parent.join(format!(
+            ".trash-{}-{}",
+            self.final_dir.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        let replaced = if self.final_dir.exists() {
+            fault::point("rename old run dir -> trash");
+            fs::rename(&self.final_dir, &trash).map_err(|e| Error::io(&self.final_dir, e))?;
+            true
+        } else {
+            false
+        };
+        fault::point("rename work dir -> run dir");
         fs::rename(&self.work_dir, &self.final_dir).map_err(|e| Error::io(&self.final_dir, e))?;
+        if replaced {
+            fault::point("remove trash");
+            fs::remove_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+        }
         if manifest.status == RunStatus::Done {
+            fault::point("remove resume checkpoint");
             self.discard_resume()?;
         }
         Ok(self.final_dir.clone())
@@ -288,16 +407,70 @@ fn keep_history_for_resume(experiment_dir: &Path, run_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Remove the attempt and trash directories of `run_id` (the caller holds its claim, so no
+/// live process owns them).
 fn remove_stale_attempts(experiment_dir: &Path, run_id: &str) -> Result<()> {
-    let prefix = format!(".tmp-{run_id}-");
+    let prefixes = [format!(".tmp-{run_id}-"), format!(".trash-{run_id}-")];
     for entry in fs::read_dir(experiment_dir).map_err(|e| Error::io(experiment_dir, e))? {
         let entry = entry.map_err(|e| Error::io(experiment_dir, e))?;
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if prefixes.iter().any(|p| name.starts_with(p)) {
             let p = entry.path();
-            fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            fault::point("remove a stale attempt");
+            match fs::remove_dir_all(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&p, e))
+                }
+                _ => {}
+            }
         }
     }
     Ok(())
+}
+
+/// The run id an attempt (`.tmp-<id>-<pid>`) or trash (`.trash-<id>-<pid>`) directory
+/// belongs to.
+fn leftover_run_id(name: &str) -> Option<&str> {
+    let rest = name
+        .strip_prefix(".tmp-")
+        .or_else(|| name.strip_prefix(".trash-"))?;
+    let (id, pid) = rest.rsplit_once('-')?;
+    (is_run_id(id) && pid.parse::<u32>().is_ok()).then_some(id)
+}
+
+/// Remove the leftovers of killed attempts in `experiment_dir`: attempt and trash directories
+/// and stale locks of every run id that no live process holds (each is claimed while it is
+/// cleaned; the history of a run with a resume checkpoint is kept for it), and dead
+/// processes' temp files.
+/// Returns how many run ids were cleaned.
+pub fn clean_dead_attempts(experiment_dir: &Path) -> Result<usize> {
+    let Ok(entries) = fs::read_dir(experiment_dir) else {
+        return Ok(0);
+    };
+    // Run ids with attempt or trash directories, and with locks of dead holders (a process
+    // killed after its job finished leaves one that no later run would otherwise claim).
+    let ids: std::collections::BTreeSet<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(id) = leftover_run_id(&name) {
+                return Some(id.to_string());
+            }
+            let id = name.strip_suffix(".lock")?;
+            let (_, stale) = claim::lock_state(experiment_dir, id)?;
+            stale.then(|| id.to_string())
+        })
+        .collect();
+    let mut cleaned = 0;
+    for id in ids {
+        if let claim::Claim::Claimed(_held) = claim::claim(experiment_dir, &id)? {
+            keep_history_for_resume(experiment_dir, &id)?;
+            remove_stale_attempts(experiment_dir, &id)?;
+            cleaned += 1;
+        }
+    }
+    remove_dead_temps(experiment_dir)?;
+    Ok(cleaned)
 }
 
 /// The first 16 hex digits of the SHA-256 of `bytes`.
@@ -364,6 +537,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let exp = root.path();
         let stamp = |status| Manifest {
+            record_version: 1,
             run_id: "abc".into(),
             experiment: "e".into(),
             status,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::is_done;
+use super::{is_done, is_run_id};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -26,13 +26,16 @@ pub struct RunMetrics {
     pub fit_seconds: f64,
 }
 
-/// Read `metrics.json` of every finished run under `experiment_dir`, in plan order.
+/// Read `metrics.json` of every finished run under `experiment_dir`, in plan order. Only
+/// run-id directories count: attempt (`.tmp-*`), trash and resume directories never do, even
+/// when an attempt was killed after writing its DONE marker.
 pub fn collect_runs(experiment_dir: &Path) -> Result<Vec<RunMetrics>> {
     let mut runs = Vec::new();
     let entries = fs::read_dir(experiment_dir).map_err(|e| Error::io(experiment_dir, e))?;
     for entry in entries {
-        let dir = entry.map_err(|e| Error::io(experiment_dir, e))?.path();
-        if !dir.is_dir() || !is_done(&dir) {
+        let entry = entry.map_err(|e| Error::io(experiment_dir, e))?;
+        let dir = entry.path();
+        if !is_run_id(&entry.file_name().to_string_lossy()) || !dir.is_dir() || !is_done(&dir) {
             continue;
         }
         let file = dir.join("metrics.json");

@@ -1,8 +1,10 @@
 //! Scripts that hand an experiment's jobs to an existing scheduler (no home-made one): a Slurm
 //! job array with a dependent report job, or a Kubernetes Indexed Job. Every array task runs
 //! `opencarbon run <experiment> --index I`; the job claims (`track::claim`) keep tasks that
-//! share a results directory from running a job twice, and `report` exits non-zero when any
-//! job is missing, so the dependent report job fails visibly.
+//! share a results directory from running a job twice (a task whose job another process
+//! runs waits for it, so its exit code says whether the job is done), and `report` writes the
+//! tables of every finished run and exits non-zero naming any job that is missing or failed,
+//! so the dependent report job fails visibly without costing the whole table.
 
 use std::path::{Path, PathBuf};
 
@@ -38,8 +40,8 @@ fn quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
-/// A Slurm array over the plan's jobs plus a report job that runs after all of them
-/// succeeded (`afterok`). Paths are absolute (Slurm starts tasks elsewhere); the binary is the
+/// A Slurm array over the plan's jobs plus a report job that runs after all of them ended,
+/// failed or not (`afterany`; `report` decides). Paths are absolute (Slurm starts tasks elsewhere); the binary is the
 /// one that wrote the scripts.
 pub fn slurm(plan: &Plan, options: &EmitOptions) -> Result<Emitted> {
     let n = plan.jobs.len();
@@ -58,14 +60,17 @@ pub fn slurm(plan: &Plan, options: &EmitOptions) -> Result<Emitted> {
     } else {
         ""
     };
+    // Array tasks log per task (%A_%a); the report job is no array task, so its log is
+    // named by its own job id (%j).
     let header = |job: &str, extra: &str| {
+        let log = if job == "report" { "%j" } else { "%A_%a" };
         format!(
             "#!/bin/bash\n\
              # Written by `opencarbon emit slurm` for experiment `{name}` ({n} jobs).\n\
              #SBATCH --job-name=oc-{name}-{job}\n\
              #SBATCH --cpus-per-task={cpus}\n\
              {extra}\
-             #SBATCH --output={logs}/{job}-%A_%a.out\n\
+             #SBATCH --output={logs}/{job}-{log}.out\n\
              set -euo pipefail\n\
              cd {workdir}\n",
             cpus = options.cpus,
@@ -90,12 +95,13 @@ pub fn slurm(plan: &Plan, options: &EmitOptions) -> Result<Emitted> {
     );
     let submit = format!(
         "#!/bin/bash\n\
-         # Submit the job array, then the report once every array task has succeeded.\n\
+         # Submit the job array, then the report once every array task has ended (afterany:\n\
+         # `report` writes the tables of the finished runs and exits 1 naming the missing ones).\n\
          set -euo pipefail\n\
          cd \"$(dirname \"$0\")\"\n\
          mkdir -p {logs}\n\
          array=$(sbatch --parsable jobs.sbatch)\n\
-         sbatch --dependency=afterok:\"${{array%%;*}}\" report.sbatch\n\
+         sbatch --dependency=afterany:\"${{array%%;*}}\" report.sbatch\n\
          echo \"submitted array $array ({n} jobs) and its report\"\n",
         logs = quote(&logs)
     );

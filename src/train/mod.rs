@@ -134,6 +134,15 @@ pub struct RunOptions {
 /// same job at once. Returns the number of jobs this process ran.
 pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     options.selection.check(plan.jobs.len())?;
+    let exp_dir = plan.experiment.experiment_dir();
+    // Attempts of killed processes never count as runs; their directories go now.
+    let cleaned = track::clean_dead_attempts(&exp_dir)?;
+    if cleaned > 0 {
+        progress::info(&format!(
+            "removed the leftovers of {cleaned} killed attempts in {}",
+            exp_dir.display()
+        ));
+    }
     let selected: Vec<&Job> = plan
         .jobs
         .iter()
@@ -181,7 +190,6 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     check_against_data(plan, &prepared)?;
 
     let started = Instant::now();
-    let exp_dir = plan.experiment.experiment_dir();
     let (mut failed, mut ran) = (0, 0);
     let bar = progress::Bar::new(todo.len() as u64, "jobs").prefix(plan.experiment.name.clone());
     for (k, job) in todo.iter().enumerate() {
@@ -189,18 +197,24 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
             k as u64,
             format!("{} {}", job.dataset_label(), job.config.model.label()),
         );
-        let _claim = match claim::claim(&exp_dir, &job.run_id)? {
-            Claim::Claimed(c) => c,
-            Claim::Busy(holder) => {
-                progress::info(&format!(
-                    "[{}/{}] {} skipped: being run by {holder}",
-                    k + 1,
-                    todo.len(),
-                    job.run_id
-                ));
-                continue;
-            }
+        let claimed = match options.selection {
+            // One task of a scheduler's array: its exit code must say whether its job is done,
+            // so it waits for another process that runs the job.
+            JobSelection::Index(_) => Some(claim_waiting(&exp_dir, &job.run_id)?),
+            _ => match claim::claim(&exp_dir, &job.run_id)? {
+                Claim::Claimed(c) => Some(c),
+                Claim::Busy(holder) => {
+                    progress::info(&format!(
+                        "[{}/{}] {} skipped: being run by {holder}",
+                        k + 1,
+                        todo.len(),
+                        job.run_id
+                    ));
+                    None
+                }
+            },
         };
+        let Some(_claim) = claimed else { continue };
         // Another process may have finished it between our status check and the claim.
         if !options.force && plan.status(job) == JobStatus::Done {
             progress::info(&format!(
@@ -252,6 +266,29 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     Ok(ran)
 }
 
+/// How often a task waiting for another process's job looks at its lock again.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Claim `run_id`, waiting while another live process holds it (the lock's heartbeat rules
+/// decide when a silent holder is given up on).
+fn claim_waiting(exp_dir: &std::path::Path, run_id: &str) -> Result<claim::JobClaim> {
+    let mut told = false;
+    loop {
+        match claim::claim(exp_dir, run_id)? {
+            Claim::Claimed(c) => return Ok(c),
+            Claim::Busy(holder) => {
+                if !told {
+                    progress::info(&format!(
+                        "{run_id} is being run by {holder}; waiting for it to finish"
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(WAIT_POLL);
+            }
+        }
+    }
+}
+
 /// Run one job. The outer `Result` is for failures of the results store itself (which stop
 /// the experiment); the inner one for failures of the job (recorded in its run directory).
 fn run_job(
@@ -294,6 +331,7 @@ fn run_job(
     };
     let (git_commit, git_dirty) = track::git_state();
     let manifest = Manifest {
+        record_version: track::RECORD_VERSION,
         run_id: job.run_id.clone(),
         experiment: plan.experiment.name.clone(),
         status,

@@ -249,3 +249,91 @@ fn missing_experiment_file() {
     let r = cli.run(&["plan", "nope.yaml"]);
     assert_rejected(&r, &["nope.yaml: cannot read: No such file"]);
 }
+
+#[test]
+fn yaml_empty_list_of_values_is_refused() {
+    assert_config_rejected(
+        &GOOD.replace("alpha: 0.1", "alpha: []"),
+        &["models[0].alpha: is an empty list"],
+    );
+}
+
+#[test]
+fn yaml_non_name_in_a_dataset_list_is_refused() {
+    assert_config_rejected(
+        &GOOD.replace("kind: lasso,", "kind: lasso, datasets: [tiny, 5],"),
+        &["models[0].datasets[1]: expected a dataset name, found 5"],
+    );
+}
+
+/// Two 2000-value lists would be 4 M jobs: refused with the count, before the grid is
+/// expanded (quickly, in little memory).
+#[test]
+fn yaml_grid_larger_than_the_job_limit_is_refused() {
+    let values: Vec<String> = (1..=2000).map(|i| format!("{}", i as f64 * 1e-4)).collect();
+    let seeds: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    let one_model = GOOD.replace("alpha: 0.1", &format!("alpha: [{}], max_iter: [{}]", values.join(", "), seeds.join(", ")));
+    assert_config_rejected(&one_model, &["models[0]: expands to 4000000 configurations", "100000"]);
+    let with_seeds = GOOD
+        .replace("alpha: 0.1", &format!("alpha: [{}]", values.join(", ")))
+        .replace("seeds: [0]", &format!("seeds: [{}]", seeds.join(", ")));
+    assert_config_rejected(&with_seeds, &["expands to up to 4000000 jobs"]);
+}
+
+#[test]
+fn dataset_input_that_is_not_a_regular_file_is_refused() {
+    let (_, r) = inspect_corrupted(|cli| {
+        std::fs::remove_file(cli.path("city/pois.csv")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", cli.path("city/pois.csv")).unwrap();
+    });
+    assert_rejected(&r, &["city/pois.csv: is not a regular file"]);
+}
+
+/// A sparse tiles.csv of 3 GiB (no disk used) is refused by its size, before any read.
+#[test]
+fn dataset_input_larger_than_the_read_limit_is_refused() {
+    let (_, r) = inspect_corrupted(|cli| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(cli.path("city/tiles.csv"))
+            .unwrap();
+        f.set_len(3 << 30).unwrap();
+    });
+    assert_rejected(&r, &["city/tiles.csv", "more than the input limit"]);
+}
+
+fn first_image(cli: &Cli) -> std::path::PathBuf {
+    let mut names: Vec<_> = std::fs::read_dir(cli.path("city/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names[0].clone()
+}
+
+#[test]
+fn inspect_refuses_a_truncated_image() {
+    let mut image = std::path::PathBuf::new();
+    let (_, r) = inspect_corrupted(|cli| {
+        image = first_image(cli);
+        let bytes = std::fs::read(&image).unwrap();
+        std::fs::write(&image, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    let name = image.file_name().unwrap().to_string_lossy().into_owned();
+    assert_rejected(&r, &[&name, "cannot decode image"]);
+}
+
+#[test]
+fn inspect_refuses_a_file_that_is_no_image() {
+    let (_, r) = inspect_corrupted(|cli| std::fs::write(first_image(cli), b"not a png").unwrap());
+    assert_rejected(&r, &["city/images/", "cannot"]);
+}
+
+/// The image side limit is read from the header, before decoding.
+#[test]
+fn an_image_larger_than_the_side_limit_is_refused() {
+    let cli = Cli::in_temp_dir();
+    cli.tiny_city("city");
+    let r = cli.run_env(&[("OPENCARBON_MAX_IMAGE_SIDE", "32")], &["inspect", "city"]);
+    assert_rejected(&r, &["city/images/", "is 64×64 px, larger than the limit of 32 px"]);
+}

@@ -2,6 +2,7 @@
 //! own temporary working directory.
 
 mod bad_input;
+mod faults;
 mod import;
 mod neural;
 mod resume;
@@ -60,6 +61,18 @@ impl Cli {
         Ran::from(
             Command::new(env!("CARGO_BIN_EXE_opencarbon"))
                 .args(args)
+                .current_dir(self.dir.path())
+                .output()
+                .unwrap(),
+        )
+    }
+
+    /// `run` with extra environment variables (e.g. the fault injection of `track::fault`).
+    pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Ran {
+        Ran::from(
+            Command::new(env!("CARGO_BIN_EXE_opencarbon"))
+                .args(args)
+                .envs(env.iter().copied())
                 .current_dir(self.dir.path())
                 .output()
                 .unwrap(),

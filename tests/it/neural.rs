@@ -120,6 +120,8 @@ fn train_opencarbon_then_predict_a_new_city() {
         assert!(g.stderr.contains("CUDA"), "{}", g.stderr);
     }
 
+    predict_refuses_what_it_cannot_trust(&cli, &run_dir);
+
     // predict refuses a baseline run with a clear message.
     cli.write("b.yaml", "name: b\ndatasets: [{preset: tiny}]\nmodels: [{kind: ols}]\nsplits: [{kind: random}]\nseeds: [0]\n");
     assert_eq!(cli.run(&["run", "b.yaml"]).code, 0);
@@ -165,4 +167,68 @@ fn graphsage_trains_on_opencarbon_embeddings() {
     let emb = read(&oc.join("embeddings.csv"));
     assert!(emb.starts_with("dataset,x,y,e0,e1,"), "{}", &emb[..40]);
     assert_eq!(emb.lines().count(), 1 + 64, "every tile of the tiny city");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
+}
+
+/// Each refusal of `predict` is exit 2 with the reason: an unfinished run, a missing
+/// checkpoint, a dataset whose POI categories are in another order, weights that give NaN.
+fn predict_refuses_what_it_cannot_trust(cli: &Cli, run_dir: &std::path::Path) {
+    let predict = |run: &str, dataset: &str| {
+        cli.run(&["predict", "--run", run, "--dataset", dataset, "--out", "x.csv"])
+    };
+    let variant = |name: &str, change: &dyn Fn(&std::path::Path)| {
+        let dir = cli.path(name);
+        copy_dir(run_dir, &dir);
+        change(&dir);
+        dir.to_string_lossy().into_owned()
+    };
+    let unfinished = variant("unfinished", &|d| std::fs::remove_file(d.join("DONE")).unwrap());
+    let r = predict(&unfinished, "other");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is not a finished run"), "{}", r.stderr);
+
+    let no_ckpt = variant("no_ckpt", &|d| {
+        std::fs::remove_file(d.join("best.safetensors")).unwrap()
+    });
+    let r = predict(&no_ckpt, "other");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("checkpoint is missing"), "{}", r.stderr);
+
+    // Every stored value NaN (a safetensors file: 8-byte header length, JSON header, data).
+    let nan = variant("nan", &|d| {
+        let p = d.join("best.safetensors");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        for chunk in bytes[start..].chunks_exact_mut(4) {
+            chunk.copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        std::fs::write(&p, bytes).unwrap();
+    });
+    let r = predict(&nan, "other");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("non-finite prediction for 64 of 64 tiles"), "{}", r.stderr);
+    assert!(!cli.path("x.csv").exists(), "no CSV of NaN may be written");
+
+    // The same city with its POI categories listed in another order.
+    copy_dir(&cli.path("other"), &cli.path("reordered"));
+    let meta = read(&cli.path("reordered/dataset.yaml"));
+    let mut yaml: serde_yaml::Value = serde_yaml::from_str(&meta).unwrap();
+    let cats = yaml["poi_categories"].as_sequence_mut().unwrap();
+    cats.reverse();
+    std::fs::write(cli.path("reordered/dataset.yaml"), serde_yaml::to_string(&yaml).unwrap()).unwrap();
+    let r = predict(&run_dir.to_string_lossy(), "reordered");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("same categories in the same order"), "{}", r.stderr);
 }

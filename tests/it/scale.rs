@@ -181,7 +181,11 @@ fn a_lock_left_by_a_crashed_process_is_taken_over() {
         &format!("4194305 {host} 2026-01-01T00:00:00Z\n"),
     );
     let plan = cli.run(&["plan", "exp.yaml"]);
-    assert!(plan.stdout.contains("running"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("stale (pid 4194305 gone)"),
+        "{}",
+        plan.stdout
+    );
     let r = cli.run(&["run", "exp.yaml", "--index", "0"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(cli
@@ -207,8 +211,18 @@ fn emit_writes_slurm_and_kubernetes_jobs() {
         "a CPU experiment asks for no GPU"
     );
     let submit = read(&cli.path("results/shared/slurm/submit.sh"));
-    assert!(submit.contains("--dependency=afterok:"), "{submit}");
-    assert!(read(&cli.path("results/shared/slurm/report.sbatch")).contains(" report "));
+    // The report runs after every task ended, failed or not, and decides itself.
+    assert!(submit.contains("--dependency=afterany:"), "{submit}");
+    // One CPU per task unless asked: a default above a node's CPUs leaves tasks pending.
+    assert!(jobs.contains("#SBATCH --cpus-per-task=1\n"), "{jobs}");
+    let report = read(&cli.path("results/shared/slurm/report.sbatch"));
+    assert!(report.contains(" report "), "{report}");
+    // The report job is no array task: its log is named by its own job id.
+    assert!(report.contains("/report-%j.out"), "{report}");
+    assert!(!report.contains("%a"), "{report}");
+    let r = cli.run(&["emit", "slurm", "exp.yaml", "--cpus", "8", "--out", "s8"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(read(&cli.path("s8/jobs.sbatch")).contains("--cpus-per-task=8\n"));
 
     cli.write(
         "gpu.yaml",

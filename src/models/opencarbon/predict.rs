@@ -43,6 +43,12 @@ pub fn run_predict(
     prepare: Prepare<'_>,
     device: DeviceSpec,
 ) -> Result<PredictOutput> {
+    if !crate::track::is_done(run_dir) {
+        return Err(Error::Usage(format!(
+            "{} is not a finished run (no DONE marker, or a record is missing): predict needs a run that completed",
+            run_dir.display()
+        )));
+    }
     let config_path = run_dir.join("config.yaml");
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| Error::Usage(format!("{} is not a run directory: {e}", run_dir.display())))?;
@@ -90,10 +96,27 @@ pub fn run_predict(
         },
     };
     let ds = prepare(&entry, image_size, poi_raster_size)?;
+    // The network's POI channels are the training categories in their order.
+    let trained = training_categories(run_dir, &description)?;
+    if trained != ds.data.meta.poi_categories {
+        return Err(Error::dataset(
+            dataset_dir.join("dataset.yaml"),
+            None,
+            format!(
+                "poi_categories are [{}]; the run was trained with [{}] and needs the same categories in the same order",
+                ds.data.meta.poi_categories.join(", "),
+                trained.join(", ")
+            ),
+        ));
+    }
+    let ckpt_path = run_dir.join("best.safetensors");
+    if !ckpt_path.is_file() {
+        return Err(Error::dataset(&ckpt_path, None, "the run's checkpoint is missing"));
+    }
     let work = Restored {
         cfg,
         inputs: spec.inputs,
-        ckpt_path: run_dir.join("best.safetensors"),
+        ckpt_path: ckpt_path.clone(),
         ds: &ds,
         norm: &norm,
     };
@@ -103,6 +126,17 @@ pub fn run_predict(
         .map(|p| p * y_std + y_mean)
         .collect();
 
+    let bad = log_pred.iter().filter(|p| !p.is_finite()).count();
+    if bad > 0 {
+        return Err(Error::dataset(
+            &ckpt_path,
+            None,
+            format!(
+                "the checkpoint's weights give a non-finite prediction for {bad} of {} tiles",
+                log_pred.len()
+            ),
+        ));
+    }
     let csv_path = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| run_dir.join(format!("predict-{}.csv", ds.data.meta.name)));
@@ -129,6 +163,37 @@ pub fn run_predict(
         csv: csv_path,
         map: map_path,
         tiles: log_pred.len(),
+    })
+}
+
+/// The POI categories a run was trained with: `model.json`'s `poi_categories`, or, for runs
+/// written before it was recorded there, the training dataset's `dataset.yaml` named in the
+/// manifest.
+fn training_categories(run_dir: &Path, description: &serde_json::Value) -> Result<Vec<String>> {
+    let strings = |v: &serde_json::Value| -> Option<Vec<String>> {
+        v.as_array()?
+            .iter()
+            .map(|c| c.as_str().map(str::to_string))
+            .collect()
+    };
+    if let Some(c) = strings(&description["poi_categories"]) {
+        return Ok(c);
+    }
+    let manifest = read_json(&run_dir.join("manifest.json"))?;
+    let from_dataset = manifest["datasets"][0]["path"].as_str().and_then(|p| {
+        let text = std::fs::read_to_string(Path::new(p).join("dataset.yaml")).ok()?;
+        let meta: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+        meta["poi_categories"]
+            .as_sequence()?
+            .iter()
+            .map(|c| c.as_str().map(str::to_string))
+            .collect()
+    });
+    from_dataset.ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: cannot tell which POI categories the run was trained with (model.json has no poi_categories and the training dataset is gone)",
+            run_dir.display()
+        ))
     })
 }
 

@@ -837,6 +837,8 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
         "checkpoint": "best.safetensors",
         "image_norm": { "mean": norm.mean, "std": norm.std },
         "target_norm": { "mean": scale.mean, "std": scale.std },
+        // `predict` refuses a dataset whose POI channels differ from these.
+        "poi_categories": datasets[0].data.meta.poi_categories,
     });
     if let Some((gate, importance)) = se {
         let categories = &datasets[0].data.meta.poi_categories;

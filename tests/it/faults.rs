@@ -1,0 +1,291 @@
+//! The run store under faults: `run`, `run --force` and `report` stopped at each of their
+//! file operations in turn (`OPENCARBON_FAULT_AFTER=k`, see `track::fault`), stale locks,
+//! killed city generations, and array tasks whose job another process runs.
+
+use std::path::Path;
+
+use super::{read, Cli, Ran};
+
+const EXPERIMENT: &str = "name: f\ndatasets: [{preset: tiny}]\nmodels: [{kind: lasso, alpha: 0.1}]\nsplits: [{kind: random}]\nseeds: [0, 1]\n";
+
+fn fault_at(cli: &Cli, k: usize, args: &[&str]) -> Ran {
+    cli.run_env(&[("OPENCARBON_FAULT_AFTER", &k.to_string())], args)
+}
+
+/// Every file under `dir`, recursively, as paths relative to it.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The run ids in summary.csv (its first column), with repetitions.
+fn summary_run_ids(cli: &Cli) -> Vec<String> {
+    read(&cli.path("results/f/summary.csv"))
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect()
+}
+
+/// What must hold right after a kill, whatever point it hit: `report` either succeeds or says
+/// which jobs are missing; no run is counted twice; no figure is a broken file.
+fn check_after_kill(cli: &Cli, k: usize) {
+    let r = cli.run(&["report", "exp.yaml"]);
+    let ok = r.code == 0
+        || (r.code == 1 && r.stderr.contains("the experiment is incomplete"))
+        || (r.code == 2 && r.stderr.contains("holds no finished runs"));
+    assert!(ok, "fault {k}: report: {}", r.stderr);
+    if cli.path("results/f/summary.csv").is_file() {
+        let mut ids = summary_run_ids(cli);
+        let n = ids.len();
+        ids.dedup();
+        assert!(n <= 2 && ids.len() == n, "fault {k}: summary {ids:?}");
+    }
+    for f in tree(&cli.path("results/f/figures")) {
+        let bytes = std::fs::read(cli.path("results/f/figures").join(&f)).unwrap();
+        assert!(
+            bytes.starts_with(b"\x89PNG"),
+            "fault {k}: figures/{f} is not a PNG"
+        );
+    }
+}
+
+/// What must hold after a clean `run` follows a kill: both runs, each once, with the given
+/// test metrics, and nothing left of the killed attempt.
+fn check_recovered(cli: &Cli, k: usize, expected: &[String]) {
+    let r = cli.run(&["run", "exp.yaml"]);
+    assert_eq!(r.code, 0, "fault {k}: rerun: {}", r.stderr);
+    let r = cli.run(&["report", "exp.yaml"]);
+    assert_eq!(r.code, 0, "fault {k}: report: {}", r.stderr);
+    assert!(
+        read(&cli.path("results/f/report.md")).contains("2 finished runs"),
+        "fault {k}"
+    );
+    assert_eq!(metrics_of_runs(cli), expected, "fault {k}: results changed");
+    let left: Vec<String> = tree(&cli.path("results/f"))
+        .into_iter()
+        .filter(|p| p.starts_with('.') || p.ends_with(".lock") || p.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "fault {k}: leftovers {left:?}");
+}
+
+/// metrics.json of every run directory, in name order.
+fn metrics_of_runs(cli: &Cli) -> Vec<String> {
+    let mut dirs: Vec<_> = std::fs::read_dir(cli.path("results/f"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("DONE").is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .map(|d| {
+            let m: serde_json::Value = serde_json::from_str(&read(&d.join("metrics.json"))).unwrap();
+            m["test"].to_string()
+        })
+        .collect()
+}
+
+/// Kill `run` (from nothing, then with `--force` over finished results) at every file
+/// operation of the run store and the report in turn. Nothing is lost, nothing counted
+/// twice, and the next plain `run` completes the experiment with the same numbers.
+#[test]
+fn a_kill_at_any_file_operation_loses_nothing_and_counts_nothing_twice() {
+    let cli = Cli::in_temp_dir();
+    cli.write("exp.yaml", EXPERIMENT);
+    // The city is generated once, outside the enumeration (its own test is below).
+    assert_eq!(cli.run(&["run", "exp.yaml"]).code, 0);
+    let expected = metrics_of_runs(&cli);
+    assert_eq!(expected.len(), 2);
+
+    for force in [false, true] {
+        let mut k = 1;
+        loop {
+            if !force {
+                std::fs::remove_dir_all(cli.path("results")).unwrap();
+            }
+            let args: &[&str] = if force {
+                &["run", "exp.yaml", "--force"]
+            } else {
+                &["run", "exp.yaml"]
+            };
+            let r = fault_at(&cli, k, args);
+            if r.code == 0 {
+                // The run ended before its k-th fault point: every point has been tried.
+                assert!(k > 20, "only {k} fault points (force {force})");
+                break;
+            }
+            assert!(
+                r.stderr.contains("fault injected"),
+                "fault {k}: {}",
+                r.stderr
+            );
+            check_after_kill(&cli, k);
+            check_recovered(&cli, k, &expected);
+            k += 1;
+        }
+    }
+}
+
+/// A city generation killed part-way leaves a temp directory in the cache; the next run that
+/// needs the city removes it.
+#[test]
+fn a_killed_city_generation_leaves_nothing_behind() {
+    let cli = Cli::in_temp_dir();
+    cli.write("exp.yaml", EXPERIMENT);
+    for k in [1, 40, 100] {
+        let r = fault_at(&cli, k, &["run", "exp.yaml"]);
+        assert_ne!(r.code, 0, "fault {k}: {}", r.stderr);
+    }
+    let temps: Vec<String> = tree(&cli.path(".cache/cities"))
+        .into_iter()
+        .filter(|p| p.contains(".tmp-"))
+        .collect();
+    assert!(!temps.is_empty(), "the kills must have left temp directories");
+    let r = cli.run(&["run", "exp.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let left: Vec<String> = std::fs::read_dir(cli.path(".cache/cities"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn run_ids(cli: &Cli) -> Vec<String> {
+    let plan = cli.run(&["plan", "exp.yaml", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["run_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A lock whose process is gone is "stale", and its job counts as missing, not running.
+#[test]
+fn a_dead_process_lock_is_stale_not_running() {
+    let cli = Cli::in_temp_dir();
+    cli.write("exp.yaml", EXPERIMENT);
+    assert_eq!(cli.run(&["run", "exp.yaml", "--index", "0"]).code, 0);
+    let ids = run_ids(&cli);
+    // A pid above the kernel's pid_max cannot be alive.
+    cli.write(
+        &format!("results/f/{}.lock", ids[1]),
+        &format!("4194305 {} 2026-01-01T00:00:00Z\n", host_name()),
+    );
+    let plan = cli.run(&["plan", "exp.yaml"]);
+    assert!(
+        plan.stdout.contains("stale (pid 4194305 gone)"),
+        "{}",
+        plan.stdout
+    );
+    let r = cli.run(&["report", "exp.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("1 missing") && r.stderr.contains("stale lock, pid 4194305 gone"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("still running"), "{}", r.stderr);
+}
+
+/// An array task whose job another live process holds waits for it, so its exit status says
+/// whether the job is done.
+#[test]
+fn an_index_task_waits_for_the_process_that_holds_its_job() {
+    let cli = Cli::in_temp_dir();
+    cli.write("exp.yaml", EXPERIMENT);
+    let ids = run_ids(&cli);
+    let mut holder = std::process::Command::new("sleep").arg("3").spawn().unwrap();
+    cli.write(
+        &format!("results/f/{}.lock", ids[0]),
+        &format!("{} {} 2026-01-01T00:00:00Z\n", holder.id(), host_name()),
+    );
+    let dir = cli.dir.path().to_path_buf();
+    let task = std::thread::spawn(move || {
+        Ran::from(
+            std::process::Command::new(env!("CARGO_BIN_EXE_opencarbon"))
+                .args(["run", "exp.yaml", "--index", "0"])
+                .current_dir(dir)
+                .output()
+                .unwrap(),
+        )
+    });
+    // Reaping the holder when it exits makes its lock stale (a zombie still has a pid).
+    holder.wait().unwrap();
+    let r = task.join().unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("waiting for it"), "{}", r.stderr);
+    assert!(
+        cli.path(&format!("results/f/{}/DONE", ids[0])).is_file(),
+        "exit 0 must mean the job is done"
+    );
+}
+
+/// A failed job is reported before a report that cannot be written, and an experiment whose
+/// input check fails writes no result at all.
+#[test]
+fn failures_are_reported_in_order_and_bad_input_writes_nothing() {
+    let cli = Cli::in_temp_dir();
+    // 0.1 % of 64 tiles for training: the job fails with "fewer than 2 training tiles".
+    cli.write(
+        "exp.yaml",
+        &EXPERIMENT.replace(
+            "splits: [{kind: random}]",
+            "splits: [{kind: random}, {kind: random, fractions: [0.001, 0.5, 0.499]}]",
+        ),
+    );
+    assert_eq!(cli.run(&["run", "exp.yaml", "--index", "0"]).code, 0);
+    // summary.csv cannot be replaced while a directory holds its name.
+    std::fs::create_dir_all(cli.path("results/f/summary.csv")).unwrap();
+    let r = cli.run(&["run", "exp.yaml"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let errors: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 2, "{}", r.stderr);
+    assert!(errors[0].contains("jobs failed"), "{}", r.stderr);
+    assert!(errors[1].contains("summary.csv"), "{}", r.stderr);
+    std::fs::remove_dir(cli.path("results/f/summary.csv")).unwrap();
+
+    // A predefined split file that does not exist is found after the datasets are prepared,
+    // before any result is written.
+    std::fs::remove_file(cli.path("results/f/report.md")).ok();
+    cli.write(
+        "exp.yaml",
+        &EXPERIMENT.replace(
+            "splits: [{kind: random}]",
+            "splits: [{kind: random}, {kind: predefined, file: nope}]",
+        ),
+    );
+    let r = cli.run(&["run", "exp.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("splits[1].file"), "{}", r.stderr);
+    for f in ["summary.csv", "report.md"] {
+        assert!(!cli.path(&format!("results/f/{f}")).exists(), "{f} was written");
+    }
+}
