@@ -57,7 +57,9 @@ pub enum JobStatus {
     Running,
     /// Its lock is held by process `pid`, which is gone (or silent past the heartbeat
     /// limit): nobody is running it; the next `run` takes the lock over.
-    Stale { pid: u32 },
+    Stale {
+        pid: u32,
+    },
     Failed,
     Pending,
 }
@@ -199,7 +201,9 @@ impl Plan {
                 JobStatus::Done => {}
                 JobStatus::Failed => failed.push(entry),
                 JobStatus::Running => running.push(entry),
-                JobStatus::Stale { pid } => missing.push(format!("{entry} (stale lock, pid {pid} gone)")),
+                JobStatus::Stale { pid } => {
+                    missing.push(format!("{entry} (stale lock, pid {pid} gone)"))
+                }
                 JobStatus::Pending => missing.push(entry),
             }
         }

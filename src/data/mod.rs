@@ -72,7 +72,9 @@ pub fn read_capped_string(path: &Path, max: u64) -> std::result::Result<String, 
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read: {e}"))?;
     if text.len() as u64 > max {
-        return Err(format!("grew past the input limit of {max} bytes while being read"));
+        return Err(format!(
+            "grew past the input limit of {max} bytes while being read"
+        ));
     }
     Ok(text)
 }

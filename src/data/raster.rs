@@ -211,7 +211,8 @@ pub fn read_tile_image(path: &Path) -> Result<image::RgbImage> {
             .and_then(|r| r.with_guessed_format())
             .map_err(|e| Error::dataset(path, None, format!("cannot read image: {e}")))
     };
-    let bad = |e: image::ImageError| Error::dataset(path, None, format!("cannot decode image: {e}"));
+    let bad =
+        |e: image::ImageError| Error::dataset(path, None, format!("cannot decode image: {e}"));
     let (w, h) = open()?.into_dimensions().map_err(bad)?;
     let side = super::max_image_side();
     if w > side || h > side {

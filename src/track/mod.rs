@@ -335,7 +335,10 @@ impl RunDir {
         let parent = self.final_dir.parent().unwrap_or(Path::new("."));
         let trash = parent.join(format!(
             ".trash-{}-{}",
-            self.final_dir.file_name().unwrap_or_default().to_string_lossy(),
+            self.final_dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
             std::process::id()
         ));
         let replaced = if self.final_dir.exists() {
@@ -418,9 +421,7 @@ fn remove_stale_attempts(experiment_dir: &Path, run_id: &str) -> Result<()> {
             let p = entry.path();
             fault::point("remove a stale attempt");
             match fs::remove_dir_all(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io(&p, e))
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&p, e)),
                 _ => {}
             }
         }
@@ -561,12 +562,17 @@ mod tests {
         fs::create_dir_all(exp.join(".tmp-abc-999999")).unwrap();
         let run = RunDir::begin(exp, "abc").unwrap();
         assert!(!exp.join(".tmp-abc-999999").exists());
+        run.write("metrics.json", b"{\"new\": 1}").unwrap();
         let dir = run.finish(&stamp(RunStatus::Done)).unwrap();
         assert!(is_done(&dir));
-        assert!(
-            !dir.join("metrics.json").exists(),
-            "old attempt's files must be gone"
+        assert_eq!(
+            fs::read(dir.join("metrics.json")).unwrap(),
+            b"{\"new\": 1}",
+            "the finished attempt replaces the failed one"
         );
+        // A finished run that lost a record its layout requires is not finished.
+        fs::remove_file(dir.join("metrics.json")).unwrap();
+        assert!(!is_done(&dir));
         let names: Vec<_> = fs::read_dir(exp)
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -52,3 +52,35 @@ pub fn collect_runs(experiment_dir: &Path) -> Result<Vec<RunMetrics>> {
     runs.sort_by_key(|r| (r.job_index, r.run_id.clone()));
     Ok(runs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run directory written before `record_version` existed (layout 1, committed under
+    /// tests/fixtures) still counts as finished and reads back; hidden attempt directories
+    /// holding DONE never count.
+    #[test]
+    fn a_layout_1_run_still_reads_and_attempts_never_count() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs_v1");
+        let runs = collect_runs(&fixture).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].run_id, "b62b6afb0b");
+
+        let exp = tempfile::tempdir().unwrap();
+        let copy = |to: &Path| {
+            fs::create_dir_all(to).unwrap();
+            for e in fs::read_dir(fixture.join("b62b6afb0b")).unwrap() {
+                let p = e.unwrap().path();
+                fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+            }
+        };
+        copy(&exp.path().join("b62b6afb0b"));
+        copy(&exp.path().join(".tmp-b62b6afb0b-4194305"));
+        copy(&exp.path().join(".trash-b62b6afb0b-4194305"));
+        assert_eq!(collect_runs(exp.path()).unwrap().len(), 1);
+        // A layout-1 run that lost metrics.json (an interrupted delete) is not finished.
+        fs::remove_file(exp.path().join("b62b6afb0b/metrics.json")).unwrap();
+        assert!(collect_runs(exp.path()).unwrap().is_empty());
+    }
+}

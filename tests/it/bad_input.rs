@@ -272,8 +272,18 @@ fn yaml_non_name_in_a_dataset_list_is_refused() {
 fn yaml_grid_larger_than_the_job_limit_is_refused() {
     let values: Vec<String> = (1..=2000).map(|i| format!("{}", i as f64 * 1e-4)).collect();
     let seeds: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
-    let one_model = GOOD.replace("alpha: 0.1", &format!("alpha: [{}], max_iter: [{}]", values.join(", "), seeds.join(", ")));
-    assert_config_rejected(&one_model, &["models[0]: expands to 4000000 configurations", "100000"]);
+    let one_model = GOOD.replace(
+        "alpha: 0.1",
+        &format!(
+            "alpha: [{}], max_iter: [{}]",
+            values.join(", "),
+            seeds.join(", ")
+        ),
+    );
+    assert_config_rejected(
+        &one_model,
+        &["models[0]: expands to 4000000 configurations", "100000"],
+    );
     let with_seeds = GOOD
         .replace("alpha: 0.1", &format!("alpha: [{}]", values.join(", ")))
         .replace("seeds: [0]", &format!("seeds: [{}]", seeds.join(", ")));
@@ -335,5 +345,11 @@ fn an_image_larger_than_the_side_limit_is_refused() {
     let cli = Cli::in_temp_dir();
     cli.tiny_city("city");
     let r = cli.run_env(&[("OPENCARBON_MAX_IMAGE_SIDE", "32")], &["inspect", "city"]);
-    assert_rejected(&r, &["city/images/", "is 64×64 px, larger than the limit of 32 px"]);
+    assert_rejected(
+        &r,
+        &[
+            "city/images/",
+            "is 64×64 px, larger than the limit of 32 px",
+        ],
+    );
 }

@@ -89,12 +89,15 @@ fn metrics_of_runs(cli: &Cli) -> Vec<String> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.join("DONE").is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .filter(|p| {
+            p.join("DONE").is_file() && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+        })
         .collect();
     dirs.sort();
     dirs.iter()
         .map(|d| {
-            let m: serde_json::Value = serde_json::from_str(&read(&d.join("metrics.json"))).unwrap();
+            let m: serde_json::Value =
+                serde_json::from_str(&read(&d.join("metrics.json"))).unwrap();
             m["test"].to_string()
         })
         .collect()
@@ -155,7 +158,10 @@ fn a_killed_city_generation_leaves_nothing_behind() {
         .into_iter()
         .filter(|p| p.contains(".tmp-"))
         .collect();
-    assert!(!temps.is_empty(), "the kills must have left temp directories");
+    assert!(
+        !temps.is_empty(),
+        "the kills must have left temp directories"
+    );
     let r = cli.run(&["run", "exp.yaml"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let left: Vec<String> = std::fs::read_dir(cli.path(".cache/cities"))
@@ -222,7 +228,10 @@ fn an_index_task_waits_for_the_process_that_holds_its_job() {
     let cli = Cli::in_temp_dir();
     cli.write("exp.yaml", EXPERIMENT);
     let ids = run_ids(&cli);
-    let mut holder = std::process::Command::new("sleep").arg("3").spawn().unwrap();
+    let mut holder = std::process::Command::new("sleep")
+        .arg("3")
+        .spawn()
+        .unwrap();
     cli.write(
         &format!("results/f/{}.lock", ids[0]),
         &format!("{} {} 2026-01-01T00:00:00Z\n", holder.id(), host_name()),
@@ -266,7 +275,11 @@ fn failures_are_reported_in_order_and_bad_input_writes_nothing() {
     std::fs::create_dir_all(cli.path("results/f/summary.csv")).unwrap();
     let r = cli.run(&["run", "exp.yaml"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    let errors: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
     assert_eq!(errors.len(), 2, "{}", r.stderr);
     assert!(errors[0].contains("jobs failed"), "{}", r.stderr);
     assert!(errors[1].contains("summary.csv"), "{}", r.stderr);
@@ -286,6 +299,9 @@ fn failures_are_reported_in_order_and_bad_input_writes_nothing() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("splits[1].file"), "{}", r.stderr);
     for f in ["summary.csv", "report.md"] {
-        assert!(!cli.path(&format!("results/f/{f}")).exists(), "{f} was written");
+        assert!(
+            !cli.path(&format!("results/f/{f}")).exists(),
+            "{f} was written"
+        );
     }
 }

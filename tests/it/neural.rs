@@ -186,7 +186,15 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// checkpoint, a dataset whose POI categories are in another order, weights that give NaN.
 fn predict_refuses_what_it_cannot_trust(cli: &Cli, run_dir: &std::path::Path) {
     let predict = |run: &str, dataset: &str| {
-        cli.run(&["predict", "--run", run, "--dataset", dataset, "--out", "x.csv"])
+        cli.run(&[
+            "predict",
+            "--run",
+            run,
+            "--dataset",
+            dataset,
+            "--out",
+            "x.csv",
+        ])
     };
     let variant = |name: &str, change: &dyn Fn(&std::path::Path)| {
         let dir = cli.path(name);
@@ -194,7 +202,9 @@ fn predict_refuses_what_it_cannot_trust(cli: &Cli, run_dir: &std::path::Path) {
         change(&dir);
         dir.to_string_lossy().into_owned()
     };
-    let unfinished = variant("unfinished", &|d| std::fs::remove_file(d.join("DONE")).unwrap());
+    let unfinished = variant("unfinished", &|d| {
+        std::fs::remove_file(d.join("DONE")).unwrap()
+    });
     let r = predict(&unfinished, "other");
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("is not a finished run"), "{}", r.stderr);
@@ -218,7 +228,12 @@ fn predict_refuses_what_it_cannot_trust(cli: &Cli, run_dir: &std::path::Path) {
     });
     let r = predict(&nan, "other");
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("non-finite prediction for 64 of 64 tiles"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("non-finite prediction for 64 of 64 tiles"),
+        "{}",
+        r.stderr
+    );
     assert!(!cli.path("x.csv").exists(), "no CSV of NaN may be written");
 
     // The same city with its POI categories listed in another order.
@@ -227,8 +242,16 @@ fn predict_refuses_what_it_cannot_trust(cli: &Cli, run_dir: &std::path::Path) {
     let mut yaml: serde_yaml::Value = serde_yaml::from_str(&meta).unwrap();
     let cats = yaml["poi_categories"].as_sequence_mut().unwrap();
     cats.reverse();
-    std::fs::write(cli.path("reordered/dataset.yaml"), serde_yaml::to_string(&yaml).unwrap()).unwrap();
+    std::fs::write(
+        cli.path("reordered/dataset.yaml"),
+        serde_yaml::to_string(&yaml).unwrap(),
+    )
+    .unwrap();
     let r = predict(&run_dir.to_string_lossy(), "reordered");
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("same categories in the same order"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("same categories in the same order"),
+        "{}",
+        r.stderr
+    );
 }

@@ -111,7 +111,11 @@ pub fn run_predict(
     }
     let ckpt_path = run_dir.join("best.safetensors");
     if !ckpt_path.is_file() {
-        return Err(Error::dataset(&ckpt_path, None, "the run's checkpoint is missing"));
+        return Err(Error::dataset(
+            &ckpt_path,
+            None,
+            "the run's checkpoint is missing",
+        ));
     }
     let work = Restored {
         cfg,
