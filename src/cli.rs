@@ -75,6 +75,9 @@ pub enum Command {
         /// Generator seed: the same seed always gives the same city.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Scale the preset to this many tiles (default: the preset's own size).
+        #[arg(long)]
+        tiles: Option<usize>,
     },
     /// Apply a trained OpenCarbon run to a dataset (e.g. a new city): per-tile predicted
     /// emission (log and raw units) as CSV, and an emission map PNG beside it.
@@ -277,7 +280,12 @@ pub fn main() -> Result<()> {
         _ => 0,
     });
     match cli.command {
-        Command::Synth { preset, out, seed } => {
+        Command::Synth {
+            preset,
+            out,
+            seed,
+            tiles,
+        } => {
             let p = synth::preset(&preset).ok_or_else(|| {
                 Error::Usage(format!(
                     "unknown preset `{preset}`, expected one of {}",
@@ -290,6 +298,11 @@ pub fn main() -> Result<()> {
                     out.display()
                 )));
             }
+            let p = match tiles {
+                Some(0) => return Err(Error::Usage("--tiles must be at least 1".into())),
+                Some(n) => p.with_tiles(n),
+                None => p,
+            };
             synth::SynthCity::generate(&p, seed).write(&out)?;
             let ds = CityDataset::open(&out)?;
             println!("wrote {}", out.display());

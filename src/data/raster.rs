@@ -16,7 +16,63 @@ use crate::track::atomic_write;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageStack {
     pub size: usize,
-    pub data: Vec<u8>,
+    pub data: ImageBytes,
+}
+
+/// The bytes of an image stack: in memory, or a private copy-on-write mapping of its cache
+/// file. A mapping is read page by page as tiles are used and the kernel may drop clean pages
+/// again under memory pressure, so a city whose images exceed the memory (50 000 tiles at
+/// 256 px are 9.8 GB) still trains; what a process changes stays its own.
+pub enum ImageBytes {
+    Owned(Vec<u8>),
+    Mapped(memmap2::MmapMut),
+}
+
+impl std::ops::Deref for ImageBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ImageBytes::Owned(v) => v,
+            ImageBytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ImageBytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            ImageBytes::Owned(v) => v,
+            ImageBytes::Mapped(m) => m,
+        }
+    }
+}
+
+impl From<Vec<u8>> for ImageBytes {
+    fn from(v: Vec<u8>) -> Self {
+        ImageBytes::Owned(v)
+    }
+}
+
+impl Clone for ImageBytes {
+    fn clone(&self) -> Self {
+        ImageBytes::Owned(self.to_vec())
+    }
+}
+
+impl PartialEq for ImageBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for ImageBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            ImageBytes::Owned(_) => "in memory",
+            ImageBytes::Mapped(_) => "mapped",
+        };
+        write!(f, "ImageBytes({} bytes, {how})", self.len())
+    }
 }
 
 impl ImageStack {
@@ -273,15 +329,38 @@ impl DerivedCache {
         Ok(bytes)
     }
 
-    /// All tile images of `ds` at `size` px, decoded once and cached.
+    /// All tile images of `ds` at `size` px, decoded once into the cache file and mapped from
+    /// it (`ImageBytes`): memory holds one chunk of decoded tiles at a time, never the stack.
     pub fn images(&self, ds: &CityDataset, size: usize) -> Result<ImageStack> {
-        let expected = ds.tiles.len() * size * size * 3;
-        let data = self.get_or_build(
-            &format!("images_{size}.u8"),
-            || decode_all(ds, size),
-            |b| b.len() == expected,
-        )?;
-        Ok(ImageStack { size, data })
+        let expected = (ds.tiles.len() * size * size * 3) as u64;
+        if expected == 0 {
+            return Ok(ImageStack {
+                size,
+                data: Vec::new().into(),
+            });
+        }
+        let path = self.dir.join(format!("images_{size}.u8"));
+        if fs::metadata(&path).ok().map(|m| m.len()) != Some(expected) {
+            decode_all_to(ds, size, &path, DECODE_CHUNK)?;
+        }
+        let file = fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: cache files are only ever replaced by rename (`decode_all_to`,
+        // `atomic_write`), never written in place or truncated, so the mapped inode keeps
+        // its contents for the mapping's life; the mapping is private, so writes through it
+        // never reach the file.
+        let map = unsafe { memmap2::MmapOptions::new().map_copy(&file) }
+            .map_err(|e| Error::io(&path, e))?;
+        if map.len() as u64 != expected {
+            return Err(Error::Internal(format!(
+                "{}: {} bytes, expected {expected}",
+                path.display(),
+                map.len()
+            )));
+        }
+        Ok(ImageStack {
+            size,
+            data: ImageBytes::Mapped(map),
+        })
     }
 
     /// The POI rasters of `ds` at `size` px, built once and cached.
@@ -297,23 +376,60 @@ impl DerivedCache {
     }
 }
 
-/// Decode every image, spreading the work over the available cores.
-fn decode_all(ds: &CityDataset, size: usize) -> Result<Vec<u8>> {
+/// Tiles decoded per chunk by `decode_all_to` (at 256 px, 1024 tiles are 200 MB).
+const DECODE_CHUNK: usize = 1024;
+
+/// Decode every image into the file `path`, `chunk` tiles at a time (the work of a chunk
+/// spread over the available cores), through a temp file and a rename.
+fn decode_all_to(ds: &CityDataset, size: usize, path: &Path, chunk: usize) -> Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::track::remove_dead_temps(dir)?;
+    }
+    let tmp = crate::track::temp_path(path);
+    let file = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let mut out = std::io::BufWriter::new(file);
     let n = ds.tiles.len();
+    let bar = crate::track::progress::Bar::new(n as u64, "images")
+        .prefix(format!("decoding {}", ds.meta.name));
+    let written = (0..n).step_by(chunk).try_for_each(|start| {
+        let tiles: Vec<usize> = (start..(start + chunk).min(n)).collect();
+        out.write_all(&decode_tiles(ds, size, &tiles)?)
+            .map_err(|e| Error::io(&tmp, e))?;
+        bar.set((start + tiles.len()) as u64, "");
+        Ok(())
+    });
+    let synced = written.and_then(|()| {
+        out.into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?
+            .sync_all()
+            .map_err(|e| Error::io(&tmp, e))
+    });
+    if let Err(e) = synced {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::track::fault::point("rename decoded images into the cache");
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Decode `tiles` of `ds` at `size` px, spreading the work over the available cores.
+fn decode_tiles(ds: &CityDataset, size: usize, tiles: &[usize]) -> Result<Vec<u8>> {
     let per = size * size * 3;
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .min(8);
-    let chunk = n.div_ceil(threads).max(1);
-    let mut data = vec![0u8; n * per];
+    let chunk = tiles.len().div_ceil(threads).max(1);
+    let mut data = vec![0u8; tiles.len() * per];
     std::thread::scope(|s| {
         let handles: Vec<_> = data
             .chunks_mut(chunk * per)
-            .enumerate()
-            .map(|(c, out)| {
+            .zip(tiles.chunks(chunk))
+            .map(|(out, mine)| {
                 s.spawn(move || -> Result<()> {
-                    for (k, dst) in out.chunks_mut(per).enumerate() {
-                        dst.copy_from_slice(&decode_image(&ds.image_path(c * chunk + k), size)?);
+                    for (dst, &t) in out.chunks_mut(per).zip(mine) {
+                        dst.copy_from_slice(&decode_image(&ds.image_path(t), size)?);
                     }
                     Ok(())
                 })
@@ -431,5 +547,39 @@ mod cache_tests {
         assert!(fresh.tile(0).iter().all(|&v| v == 0));
         let raster = cache.poi_raster(&ds, 16).unwrap();
         assert_eq!(raster, PoiRaster::build(&ds, 16));
+    }
+
+    /// The stack is mapped from its cache file, every tile as decoded, in order across the
+    /// decoding chunks; writes through the mapping stay private; a cache file of the wrong
+    /// length (an older or foreign file) is rebuilt.
+    #[test]
+    fn the_image_stack_is_mapped_from_its_cache_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("city");
+        SynthCity::generate(&preset("tiny").unwrap(), 5)
+            .write(&data)
+            .unwrap();
+        let ds = CityDataset::open(&data).unwrap();
+        let cache = DerivedCache::new(dir.path(), "fp");
+        let file = dir.path().join("derived/fp/images_16.u8");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, b"short").unwrap();
+        let mut stack = cache.images(&ds, 16).unwrap();
+        assert!(matches!(stack.data, ImageBytes::Mapped(_)));
+        let tiles: Vec<usize> = (0..ds.tiles.len()).collect();
+        assert_eq!(&stack.data[..], &decode_tiles(&ds, 16, &tiles).unwrap()[..]);
+        for t in [0, ds.tiles.len() - 1] {
+            assert_eq!(
+                stack.tile(t),
+                &decode_image(&ds.image_path(t), 16).unwrap()[..]
+            );
+        }
+        let on_disk = std::fs::read(&file).unwrap();
+        stack.data[0] ^= 0xff;
+        assert_eq!(std::fs::read(&file).unwrap(), on_disk);
+        // Chunks of 7 tiles (64 is no multiple of 7) give the same bytes.
+        let chunked = dir.path().join("chunked.u8");
+        decode_all_to(&ds, 16, &chunked, 7).unwrap();
+        assert_eq!(std::fs::read(&chunked).unwrap(), on_disk);
     }
 }

@@ -326,6 +326,15 @@ pub fn presets() -> Vec<Preset> {
     ]
 }
 
+impl Preset {
+    /// The same city scaled to `tiles` tiles (e.g. a 50 000-tile city for memory tests); the
+    /// land-use story and its proportions stay the preset's.
+    pub fn with_tiles(mut self, tiles: usize) -> Preset {
+        self.tiles = tiles;
+        self
+    }
+}
+
 pub fn preset(name: &str) -> Option<Preset> {
     presets().into_iter().find(|p| p.name == name)
 }

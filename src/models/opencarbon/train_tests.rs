@@ -346,7 +346,7 @@ fn missing_neighbours_are_zero_slots_and_present_neighbours_count() {
     // A tile with no neighbours at all still gets a finite prediction.
     let mut only = ds.clone();
     only.grid = crate::data::TileGrid::new(&[ds.data.tiles[edge]]);
-    only.images.data = ds.images.tile(edge).to_vec();
+    only.images.data = ds.images.tile(edge).to_vec().into();
     only.pois.cells = vec![ds.pois.cells[edge].clone()];
     only.data.tiles = vec![ds.data.tiles[edge]];
     assert!(predict_one(&mut net, &only, 0).is_finite());
