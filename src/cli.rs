@@ -65,6 +65,15 @@ pub enum Command {
     Report {
         /// An experiment file (YAML) or an experiment's results directory.
         target: PathBuf,
+        /// Refuse (exit 2) an experiment whose runs span several commits or come from a build
+        /// with uncommitted changes, instead of warning.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Export an experiment's finished runs for another tool.
+    Export {
+        #[command(subcommand)]
+        format: ExportFormat,
     },
     /// Write a synthetic benchmark city as a dataset directory.
     Synth {
@@ -129,6 +138,20 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportFormat {
+    /// MLflow's file store (`mlruns/`): one MLflow run per finished run, with its
+    /// hyperparameters, final metrics, per-epoch metric histories and records. View with
+    /// `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri <out>`.
+    Mlflow {
+        /// An experiment file (YAML) or an experiment's results directory.
+        target: PathBuf,
+        /// The MLflow store directory (created; other experiments in it are kept).
+        #[arg(long, default_value = "mlruns")]
+        out: PathBuf,
     },
 }
 
@@ -468,7 +491,7 @@ pub fn main() -> Result<()> {
                     .map(|r| !r.is_empty())
                     .unwrap_or(false)
             {
-                report::write_report(&dir, &plan.experiment.name).map(|_| {
+                report::write_report(&dir, &plan.experiment.name, false).map(|_| {
                     crate::track::progress::info(&format!(
                         "report: {}",
                         dir.join("report.md").display()
@@ -483,7 +506,21 @@ pub fn main() -> Result<()> {
                 (Err(jobs), Err(report)) => Err(Error::Several(vec![jobs, report])),
             }
         }
-        Command::Report { target } => {
+        Command::Export {
+            format: ExportFormat::Mlflow { target, out },
+        } => {
+            let (dir, name) = experiment_target(&target)?;
+            let e = crate::track::mlflow::export(&dir, &name, &out)?;
+            println!(
+                "exported {} runs ({} metric histories) of `{name}` as MLflow experiment {} in {}",
+                e.runs,
+                e.histories,
+                e.experiment_id,
+                e.dir.display()
+            );
+            Ok(())
+        }
+        Command::Report { target, strict } => {
             let (dir, title) = if target.is_dir() {
                 let title = target
                     .file_name()
@@ -494,15 +531,31 @@ pub fn main() -> Result<()> {
                 let plan = Plan::new(config::load_experiment(&target)?);
                 let dir = plan.experiment.experiment_dir();
                 if dir.exists() {
-                    print!("{}", report::write_report(&dir, &plan.experiment.name)?);
+                    print!(
+                        "{}",
+                        report::write_report(&dir, &plan.experiment.name, strict)?
+                    );
                 }
                 // Given the experiment, the report knows which jobs should exist.
                 plan.check_complete()?;
                 println!("all {} jobs are done", plan.jobs.len());
                 return Ok(());
             };
-            print!("{}", report::write_report(&dir, &title)?);
+            print!("{}", report::write_report(&dir, &title, strict)?);
             Ok(())
         }
     }
+}
+
+/// The results directory and name of an experiment given as its YAML file or its directory.
+fn experiment_target(target: &std::path::Path) -> Result<(PathBuf, String)> {
+    if target.is_dir() {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok((target.to_path_buf(), name));
+    }
+    let experiment = config::load_experiment(target)?;
+    Ok((experiment.experiment_dir(), experiment.name))
 }

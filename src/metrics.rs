@@ -3,14 +3,29 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every field but `n` reads as NaN when absent (a metrics.json written before the metric
+/// existed) or null (serde_json writes a NaN as null).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub n: usize,
+    #[serde(default = "missing", deserialize_with = "nan_if_null")]
     pub r2: f64,
+    #[serde(default = "missing", deserialize_with = "nan_if_null")]
     pub rmse: f64,
+    #[serde(default = "missing", deserialize_with = "nan_if_null")]
     pub mae: f64,
+    #[serde(default = "missing", deserialize_with = "nan_if_null")]
     pub mape: f64,
+    #[serde(default = "missing", deserialize_with = "nan_if_null")]
     pub spearman: f64,
+}
+
+fn missing() -> f64 {
+    f64::NAN
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
 }
 
 pub const METRIC_NAMES: [&str; 5] = ["r2", "rmse", "mae", "mape", "spearman"];

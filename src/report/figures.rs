@@ -222,28 +222,10 @@ impl FloorTo for f64 {
 }
 
 /// predictions.csv rows of one run: (dataset, x, y, split, target, prediction).
-type PredictionRow = (String, u32, u32, String, f64, f64);
+use crate::track::records::{read_csv, PredictionRow};
 
 fn read_predictions(run_dir: &Path) -> Result<Vec<PredictionRow>> {
-    let file = run_dir.join("predictions.csv");
-    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let c: Vec<&str> = line.split(',').collect();
-        let bad = || Error::dataset(&file, Some(i as u64 + 1), "malformed prediction row");
-        if c.len() != 6 {
-            return Err(bad());
-        }
-        out.push((
-            c[0].to_string(),
-            c[1].parse().map_err(|_| bad())?,
-            c[2].parse().map_err(|_| bad())?,
-            c[3].to_string(),
-            c[4].parse().map_err(|_| bad())?,
-            c[5].parse().map_err(|_| bad())?,
-        ));
-    }
-    Ok(out)
+    read_csv(run_dir, "predictions.csv")
 }
 
 /// A map panel: one square per tile coloured on [lo, hi] with a labelled colour bar.
@@ -303,9 +285,12 @@ fn map_panel(
 /// Maps of true, predicted and error (predicted − true) log emission of every assigned tile
 /// of `dataset` in one run.
 fn maps(path: &Path, title: &str, rows: &[&PredictionRow]) -> Result<()> {
-    let truth: Vec<(u32, u32, f64)> = rows.iter().map(|r| (r.1, r.2, r.4)).collect();
-    let pred: Vec<(u32, u32, f64)> = rows.iter().map(|r| (r.1, r.2, r.5)).collect();
-    let err: Vec<(u32, u32, f64)> = rows.iter().map(|r| (r.1, r.2, r.5 - r.4)).collect();
+    let truth: Vec<(u32, u32, f64)> = rows.iter().map(|r| (r.x, r.y, r.target)).collect();
+    let pred: Vec<(u32, u32, f64)> = rows.iter().map(|r| (r.x, r.y, r.prediction)).collect();
+    let err: Vec<(u32, u32, f64)> = rows
+        .iter()
+        .map(|r| (r.x, r.y, r.prediction - r.target))
+        .collect();
     let range = super::render::robust_range(truth.iter().map(|t| t.2));
     let e_max = super::render::robust_range(err.iter().map(|t| t.2.abs())).1;
     let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
@@ -344,8 +329,8 @@ fn maps(path: &Path, title: &str, rows: &[&PredictionRow]) -> Result<()> {
 fn scatter(path: &Path, title: &str, rows: &[&PredictionRow]) -> Result<()> {
     let test: Vec<(f64, f64)> = rows
         .iter()
-        .filter(|r| r.3 == "test")
-        .map(|r| (r.4, r.5))
+        .filter(|r| r.split == "test")
+        .map(|r| (r.target, r.prediction))
         .collect();
     if test.is_empty() {
         return Ok(());
@@ -627,7 +612,7 @@ pub fn write_figures(
             let rows = read_predictions(&experiment_dir.join(&run.run_id))?;
             // Cross-city runs: the maps of the test city (the dataset label's part after '>').
             let city = dataset.rsplit('>').next().unwrap_or(dataset);
-            let mine: Vec<&PredictionRow> = rows.iter().filter(|r| r.0 == city).collect();
+            let mine: Vec<&PredictionRow> = rows.iter().filter(|r| r.dataset == city).collect();
             if mine.is_empty() {
                 continue;
             }

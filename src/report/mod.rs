@@ -14,7 +14,7 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::track::atomic_write;
-use crate::track::records::RunMetrics;
+use crate::track::records::{collect_summaries, RunMetrics, RunSummary};
 
 /// The metrics shown in tables, in order.
 pub const TABLE_METRICS: [(&str, &str); 4] = [
@@ -29,6 +29,57 @@ fn polars_err(e: PolarsError) -> Error {
 }
 
 pub use crate::track::records::collect_runs;
+
+/// One row per run: identity, every metric of every part, the build (commit, dirty) and every
+/// resolved hyperparameter as a `param.<name>` column (empty where a run has no such field).
+pub fn summary_frame_of(summaries: &[RunSummary]) -> Result<DataFrame> {
+    let runs: Vec<RunMetrics> = summaries.iter().map(|s| s.metrics.clone()).collect();
+    let mut frame = summary_frame(&runs)?;
+    let mut extra: Vec<Column> = vec![
+        Column::new(
+            "commit".into(),
+            summaries
+                .iter()
+                .map(|s| s.commit.clone())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "dirty".into(),
+            summaries.iter().map(|s| s.dirty).collect::<Vec<_>>(),
+        ),
+    ];
+    for name in param_names(summaries) {
+        extra.push(Column::new(
+            format!("param.{name}").into(),
+            summaries
+                .iter()
+                .map(|s| {
+                    s.params
+                        .iter()
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| v.to_string())
+                })
+                .collect::<Vec<_>>(),
+        ));
+    }
+    for c in extra {
+        frame.with_column(c).map_err(polars_err)?;
+    }
+    Ok(frame)
+}
+
+/// Every hyperparameter name of any run, in order of first appearance.
+pub fn param_names(summaries: &[RunSummary]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in summaries {
+        for (k, _) in &s.params {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    names
+}
 
 /// One row per run, with every metric of every part as a column.
 pub fn summary_frame(runs: &[RunMetrics]) -> Result<DataFrame> {
@@ -276,20 +327,71 @@ fn file_safe(label: &str) -> String {
         .collect()
 }
 
+/// Say when an experiment's runs were made by several commits or by a build whose source
+/// differed from its commit: their numbers may not be comparable. `strict` makes it an error.
+fn check_builds(experiment_dir: &Path, summaries: &[RunSummary], strict: bool) -> Result<()> {
+    let mut commits: Vec<&str> = summaries
+        .iter()
+        .map(|s| s.commit.as_deref().unwrap_or("unknown"))
+        .collect();
+    commits.sort();
+    commits.dedup();
+    let dirty = summaries.iter().filter(|s| s.dirty == Some(true)).count();
+    let mut problems = Vec::new();
+    if commits.len() > 1 {
+        let shown: Vec<String> = commits
+            .iter()
+            .map(|c| c.chars().take(10).collect())
+            .collect();
+        problems.push(format!(
+            "its runs were made by {} commits ({})",
+            commits.len(),
+            shown.join(", ")
+        ));
+    }
+    if dirty > 0 {
+        problems.push(format!(
+            "{dirty} of {} runs were made by a build with uncommitted changes (see their diff.patch)",
+            summaries.len()
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let message = format!("{}: {}", experiment_dir.display(), problems.join("; "));
+    if strict {
+        Err(Error::Usage(format!("{message} (--strict)")))
+    } else {
+        crate::track::progress::warn(&message);
+        Ok(())
+    }
+}
+
 /// Rebuild `summary.csv` and `tables/` of an experiment directory. Returns the Markdown of all
 /// tables.
-pub fn write_report(experiment_dir: &Path, title: &str) -> Result<String> {
-    let runs = collect_runs(experiment_dir)?;
-    if runs.is_empty() {
+pub fn write_report(experiment_dir: &Path, title: &str, strict: bool) -> Result<String> {
+    let summaries = collect_summaries(experiment_dir)?;
+    if summaries.is_empty() {
         return Err(Error::Usage(format!(
             "{} holds no finished runs",
             experiment_dir.display()
         )));
     }
+    check_builds(experiment_dir, &summaries, strict)?;
+    let runs: Vec<RunMetrics> = summaries.iter().map(|s| s.metrics.clone()).collect();
     // Temp files of reports killed earlier (tables are written by temp and rename).
     crate::track::remove_dead_temps(experiment_dir)?;
     crate::track::remove_dead_temps(&experiment_dir.join("tables"))?;
-    let mut summary = summary_frame(&runs)?;
+    let tags: Vec<&str> = crate::track::tensorboard::FINAL_METRIC_TAGS
+        .iter()
+        .map(|(t, _)| *t)
+        .collect();
+    crate::track::tensorboard::write_hparams_experiment(
+        experiment_dir,
+        &param_names(&summaries),
+        &tags,
+    )?;
+    let mut summary = summary_frame_of(&summaries)?;
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
         .finish(&mut summary)

@@ -13,7 +13,9 @@ use std::time::{Instant, SystemTime};
 
 pub mod claim;
 pub mod fault;
+pub mod mlflow;
 pub mod progress;
+pub mod provenance;
 pub mod records;
 pub mod render;
 pub mod tensorboard;
@@ -144,42 +146,7 @@ pub fn is_run_id(name: &str) -> bool {
     (8..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum RunStatus {
-    Done,
-    Failed,
-}
-
-/// `manifest.json`: where and how a run was made.
-#[derive(Debug, Clone, Serialize)]
-pub struct Manifest {
-    /// `RECORD_VERSION` of the layout.
-    pub record_version: u32,
-    pub run_id: String,
-    pub experiment: String,
-    pub status: RunStatus,
-    pub error: Option<String>,
-    pub seed: u64,
-    pub crate_version: &'static str,
-    pub git_commit: Option<String>,
-    pub git_dirty: Option<bool>,
-    pub host: String,
-    /// Where the neural models ran (`cpu`, `cuda:N`); tabular models always use the CPU.
-    pub device: String,
-    pub started: String,
-    pub ended: String,
-    pub wall_seconds: f64,
-    pub datasets: Vec<DatasetStamp>,
-}
-
-/// Which dataset a run read, and its content fingerprint at the time.
-#[derive(Debug, Clone, Serialize)]
-pub struct DatasetStamp {
-    pub name: String,
-    pub path: String,
-    pub fingerprint: String,
-}
+pub use records::{BuildStamp, DatasetStamp, Manifest, RunStatus};
 
 /// A job's working directory while it runs.
 pub struct RunDir {
@@ -507,28 +474,6 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The commit of the working directory's git checkout and whether it has uncommitted changes;
-/// `None` when there is no git or no repository.
-pub fn git_state() -> (Option<String>, Option<bool>) {
-    let run = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match run(&["rev-parse", "HEAD"]) {
-        Some(commit) => {
-            let dirty =
-                run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
-            (Some(commit), dirty)
-        }
-        None => (None, None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -540,19 +485,8 @@ mod tests {
         let stamp = |status| Manifest {
             record_version: 1,
             run_id: "abc".into(),
-            experiment: "e".into(),
             status,
-            error: None,
-            seed: 1,
-            crate_version: "0",
-            git_commit: None,
-            git_dirty: None,
-            host: "h".into(),
-            device: "cpu".into(),
-            started: "s".into(),
-            ended: "e".into(),
-            wall_seconds: 0.0,
-            datasets: vec![],
+            ..Manifest::default()
         };
         let run = RunDir::begin(exp, "abc").unwrap();
         run.write("metrics.json", b"{}").unwrap();

@@ -1,56 +1,330 @@
-//! The records a finished run leaves that other runs and `report` read back.
+//! The typed records of a run directory, the one place they are defined, written and read:
+//! `config.yaml` (`RunConfig`), `manifest.json` (`Manifest`), `metrics.json` (`RunMetrics`),
+//! `model.json` (free-form per model; typed by the models that read it back), and the CSVs
+//! `predictions.csv` and `split.csv` (`PredictionRow`, `SplitRow`, through `csv`).
+//!
+//! Every struct reads older files: a field added later has a serde default, and
+//! `record_version` (in the manifest) says which records a finished run must hold
+//! (`super::is_done`). Run directories written before the version existed are version 1.
 
 use std::fs;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{is_done, is_run_id};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
 /// What `metrics.json` holds: the job's identity and its metrics per part.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunMetrics {
     pub run_id: String,
     /// Position of the job in its experiment's plan; orders the rows and columns of tables.
+    #[serde(default)]
     pub job_index: usize,
     pub dataset: String,
     pub model: String,
+    #[serde(default)]
     pub model_kind: String,
     pub split: String,
     pub seed: u64,
+    #[serde(default)]
     pub train: Option<Metrics>,
+    #[serde(default)]
     pub valid: Option<Metrics>,
+    #[serde(default)]
     pub test: Option<Metrics>,
+    #[serde(default)]
     pub fit_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Done,
+    #[default]
+    Failed,
+}
+
+fn legacy_version() -> u32 {
+    1
+}
+
+/// `manifest.json`: where and how a run was made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `super::RECORD_VERSION` of the layout (1 for directories written before it existed).
+    #[serde(default = "legacy_version")]
+    pub record_version: u32,
+    pub run_id: String,
+    #[serde(default)]
+    pub experiment: String,
+    pub status: RunStatus,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub crate_version: String,
+    /// The commit of the source the program was built from (`provenance`); before record
+    /// version 2, of the working directory the program ran in.
+    #[serde(default)]
+    pub git_commit: Option<String>,
+    /// Whether that source differed from the commit (untracked files included since version
+    /// 2); the diff is the run's `diff.patch`.
+    #[serde(default)]
+    pub git_dirty: Option<bool>,
+    #[serde(default)]
+    pub build: Option<BuildStamp>,
+    #[serde(default)]
+    pub host: String,
+    /// CPU model and threads the process could use.
+    #[serde(default)]
+    pub cpu: String,
+    #[serde(default)]
+    pub threads: usize,
+    /// Where the neural models ran (`cpu`, `cuda:N`); tabular models always use the CPU.
+    #[serde(default)]
+    pub device: String,
+    #[serde(default)]
+    pub started: String,
+    #[serde(default)]
+    pub ended: String,
+    #[serde(default)]
+    pub wall_seconds: f64,
+    #[serde(default)]
+    pub datasets: Vec<DatasetStamp>,
+}
+
+/// The build of the program that made a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BuildStamp {
+    pub commit: Option<String>,
+    pub dirty: Option<bool>,
+    pub rustc: String,
+    /// Hash of the executable (`super::build_id`): changes with every build.
+    pub executable: String,
+}
+
+impl BuildStamp {
+    /// This program's build.
+    pub fn current() -> BuildStamp {
+        use super::provenance as p;
+        BuildStamp {
+            commit: p::build_commit().map(str::to_string),
+            dirty: p::build_dirty(),
+            rustc: p::rustc_version().to_string(),
+            executable: super::build_id().to_string(),
+        }
+    }
+}
+
+/// Which dataset a run read, and its content fingerprint at the time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DatasetStamp {
+    pub name: String,
+    pub path: String,
+    pub fingerprint: String,
+}
+
+/// `config.yaml`: the resolved job. `J` is the job configuration's type for its writer and
+/// for readers that know it; `serde_json::Value` for readers that only need its fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunConfig<J> {
+    pub experiment: String,
+    pub run_id: String,
+    pub job: J,
+}
+
+/// One row of `predictions.csv`: every tile the job used, with its part, log target and
+/// prediction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PredictionRow {
+    pub dataset: String,
+    pub x: u32,
+    pub y: u32,
+    pub split: String,
+    pub target: f64,
+    pub prediction: f64,
+}
+
+/// One row of `split.csv`: which part each tile of the job was assigned to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitRow {
+    pub dataset: String,
+    pub x: u32,
+    pub y: u32,
+    pub split: String,
+}
+
+fn parse_error(file: &Path, line: Option<u64>, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::dataset(file, line, format!("not a {what} file: {e}"))
+}
+
+/// Read a JSON record of a run directory.
+pub fn read_json<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<T> {
+    let file = dir.join(name);
+    let text = fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+    serde_json::from_str(&text).map_err(|e| parse_error(&file, Some(e.line() as u64), name, e))
+}
+
+/// Read `config.yaml` of a run directory.
+pub fn read_config<J: DeserializeOwned>(dir: &Path) -> Result<RunConfig<J>> {
+    let file = dir.join("config.yaml");
+    let text = fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+    serde_yaml::from_str(&text).map_err(|e| {
+        let line = e.location().map(|l| l.line() as u64);
+        parse_error(&file, line, "config.yaml", e)
+    })
+}
+
+/// `config.yaml`'s text. Through JSON, so keys are sorted at every level (the text, and so
+/// the resume key that hashes it, does not depend on struct field order).
+pub fn config_yaml<J: Serialize>(config: &RunConfig<J>) -> Result<String> {
+    let value = serde_json::to_value(config).map_err(|e| Error::Internal(e.to_string()))?;
+    serde_yaml::to_string(&value).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Rows as CSV text with a header.
+pub fn csv_text<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).map_err(|e| Error::Internal(e.to_string()))?;
+    }
+    w.into_inner().map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Read a CSV record of a run directory.
+pub fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>> {
+    let file = dir.join(name);
+    let mut r = csv::Reader::from_path(&file).map_err(|e| parse_error(&file, None, name, e))?;
+    r.deserialize()
+        .map(|row| {
+            row.map_err(|e| {
+                let line = e.position().map(|p| p.line());
+                parse_error(&file, line, name, e)
+            })
+        })
+        .collect()
 }
 
 /// Read `metrics.json` of every finished run under `experiment_dir`, in plan order. Only
 /// run-id directories count: attempt (`.tmp-*`), trash and resume directories never do, even
 /// when an attempt was killed after writing its DONE marker.
 pub fn collect_runs(experiment_dir: &Path) -> Result<Vec<RunMetrics>> {
-    let mut runs = Vec::new();
+    let mut runs = finished_run_dirs(experiment_dir)?
+        .iter()
+        .map(|d| read_json::<RunMetrics>(d, "metrics.json"))
+        .collect::<Result<Vec<_>>>()?;
+    runs.sort_by_key(|r| (r.job_index, r.run_id.clone()));
+    Ok(runs)
+}
+
+/// The directories of every finished run under `experiment_dir`.
+pub fn finished_run_dirs(experiment_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut dirs = Vec::new();
     let entries = fs::read_dir(experiment_dir).map_err(|e| Error::io(experiment_dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(experiment_dir, e))?;
         let dir = entry.path();
-        if !is_run_id(&entry.file_name().to_string_lossy()) || !dir.is_dir() || !is_done(&dir) {
-            continue;
+        if is_run_id(&entry.file_name().to_string_lossy()) && dir.is_dir() && is_done(&dir) {
+            dirs.push(dir);
         }
-        let file = dir.join("metrics.json");
-        let text = fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
-        let m: RunMetrics = serde_json::from_str(&text).map_err(|e| {
-            Error::dataset(
-                &file,
-                Some(e.line() as u64),
-                format!("not a metrics file: {e}"),
-            )
-        })?;
-        runs.push(m);
     }
-    runs.sort_by_key(|r| (r.job_index, r.run_id.clone()));
-    Ok(runs)
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// What a report needs of one finished run: its metrics, its resolved hyperparameters
+/// (`run_params`) and the build that made it.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub metrics: RunMetrics,
+    pub params: Vec<(String, ParamValue)>,
+    pub commit: Option<String>,
+    pub dirty: Option<bool>,
+}
+
+/// `RunSummary` of every finished run under `experiment_dir`, in plan order.
+pub fn collect_summaries(experiment_dir: &Path) -> Result<Vec<RunSummary>> {
+    let mut out = Vec::new();
+    for dir in finished_run_dirs(experiment_dir)? {
+        let metrics: RunMetrics = read_json(&dir, "metrics.json")?;
+        let manifest: Manifest = read_json(&dir, "manifest.json")?;
+        let config: RunConfig<serde_json::Value> = read_config(&dir)?;
+        out.push(RunSummary {
+            params: run_params(&metrics, &config.job),
+            metrics,
+            commit: manifest.git_commit,
+            dirty: manifest.git_dirty,
+        });
+    }
+    out.sort_by_key(|r| (r.metrics.job_index, r.metrics.run_id.clone()));
+    Ok(out)
+}
+
+/// A resolved hyperparameter's value, for HParams, summary.csv and MLflow alike.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    Number(f64),
+    Flag(bool),
+    Text(String),
+}
+
+impl std::fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParamValue::Number(v) => write!(f, "{v}"),
+            ParamValue::Flag(b) => write!(f, "{b}"),
+            ParamValue::Text(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// Every resolved hyperparameter and input switch of a run, by one rule for every consumer:
+/// `dataset`, `split`, `seed`, `model` (label), `kind`, `image_size`, `poi_raster_size`,
+/// `input.image|poi|neighborhood`, and `model.<field>` for each field of the model's
+/// configuration (lists and maps as compact JSON; null fields left out). `job` is the job of
+/// `config.yaml` as JSON.
+pub fn run_params(run: &RunMetrics, job: &serde_json::Value) -> Vec<(String, ParamValue)> {
+    use serde_json::Value;
+    let mut out = vec![
+        ("dataset".to_string(), ParamValue::Text(run.dataset.clone())),
+        ("split".into(), ParamValue::Text(run.split.clone())),
+        ("seed".into(), ParamValue::Number(run.seed as f64)),
+        ("model".into(), ParamValue::Text(run.model.clone())),
+        ("kind".into(), ParamValue::Text(run.model_kind.clone())),
+    ];
+    for key in ["image_size", "poi_raster_size"] {
+        if let Some(v) = job[key].as_f64() {
+            out.push((key.into(), ParamValue::Number(v)));
+        }
+    }
+    if let Value::Object(inputs) = &job["model"]["inputs"] {
+        for (k, v) in inputs {
+            if let Some(b) = v.as_bool() {
+                out.push((format!("input.{k}"), ParamValue::Flag(b)));
+            }
+        }
+    }
+    if let Value::Object(fields) = &job["model"]["model"] {
+        for (k, v) in fields {
+            let value = match v {
+                _ if k == "kind" => None,
+                Value::Number(n) => n.as_f64().map(ParamValue::Number),
+                Value::Bool(b) => Some(ParamValue::Flag(*b)),
+                Value::String(s) => Some(ParamValue::Text(s.clone())),
+                Value::Null => None,
+                other => Some(ParamValue::Text(other.to_string())),
+            };
+            if let Some(value) = value {
+                out.push((format!("model.{k}"), value));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -66,11 +340,22 @@ mod tests {
         let runs = collect_runs(&fixture).unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].run_id, "b62b6afb0b");
+        let dir = fixture.join("b62b6afb0b");
+        let manifest: Manifest = read_json(&dir, "manifest.json").unwrap();
+        assert_eq!(manifest.record_version, 1);
+        assert_eq!(manifest.status, RunStatus::Done);
+        let config: RunConfig<serde_json::Value> = read_config(&dir).unwrap();
+        assert_eq!(config.run_id, "b62b6afb0b");
+        let params = run_params(&runs[0], &config.job);
+        assert!(params.iter().any(|(k, _)| k == "model.alpha"), "{params:?}");
+        let predictions: Vec<PredictionRow> = read_csv(&dir, "predictions.csv").unwrap();
+        let split: Vec<SplitRow> = read_csv(&dir, "split.csv").unwrap();
+        assert_eq!(predictions.len(), split.len());
 
         let exp = tempfile::tempdir().unwrap();
         let copy = |to: &Path| {
             fs::create_dir_all(to).unwrap();
-            for e in fs::read_dir(fixture.join("b62b6afb0b")).unwrap() {
+            for e in fs::read_dir(&dir).unwrap() {
                 let p = e.unwrap().path();
                 fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
             }

@@ -19,18 +19,26 @@ use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
 use tensorboard_proto::types::DataType;
 use tensorboard_rs::summary_writer::FileWriter;
 
+/// The scalar tags of a run's final metrics (step 0), which the HPARAMS tab shows per run.
+pub const FINAL_METRIC_TAGS: [(&str, &str); 8] = [
+    ("metrics/test_r2", "test r2"),
+    ("metrics/test_rmse", "test rmse"),
+    ("metrics/test_mae", "test mae"),
+    ("metrics/test_mape", "test mape"),
+    ("metrics/valid_r2", "valid r2"),
+    ("metrics/valid_rmse", "valid rmse"),
+    ("metrics/train_r2", "train r2"),
+    ("metrics/train_rmse", "train rmse"),
+];
+
 /// One run's event file.
 pub struct Board {
     writer: FileWriter,
 }
 
-/// A hyperparameter value for the HPARAMS tab.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HParam {
-    Number(f64),
-    Text(String),
-    Flag(bool),
-}
+/// A hyperparameter value for the HPARAMS tab: the same values summary.csv and the MLflow
+/// export show (`records::run_params`).
+pub use super::records::ParamValue as HParam;
 
 fn summary(value: Summary_Value) -> Summary {
     let mut s = Summary::new();
@@ -146,16 +154,77 @@ impl Board {
         self.writer.add_summary(summary(v), step);
     }
 
-    /// The HParams plugin's records for this run: the experiment (hyperparameter names and
-    /// the metric tags), the session start with this run's values, and the session end. The
-    /// metric values themselves are ordinary scalars under `metric_tags`.
-    pub fn hparams(&mut self, params: &[(String, HParam)], metric_tags: &[&str], group: &str) {
+    /// This run's session for the HPARAMS tab: its hyperparameter values and a successful
+    /// end. The session group is the run id, so the tab shows one row per run (a group would
+    /// average its sessions' metrics, e.g. over datasets). The experiment record that names
+    /// the columns is written once per experiment by `report` (`write_hparams_experiment`).
+    pub fn hparams_session(&mut self, params: &[(String, HParam)], group: &str) {
+        let mut start = SessionStartInfo::new();
+        for (name, value) in params {
+            start
+                .mut_hparams()
+                .insert(name.clone(), hparam_value(value));
+        }
+        start.set_group_name(group.into());
+        start.set_start_time_secs(now_secs());
+        let mut end = SessionEndInfo::new();
+        end.set_status(Status::STATUS_SUCCESS);
+        end.set_end_time_secs(now_secs());
+        let mut d = HParamsPluginData::new();
+        d.set_session_start_info(start);
+        self.hparams_record("_hparams_/session_start_info", d);
+        let mut d = HParamsPluginData::new();
+        d.set_session_end_info(end);
+        self.hparams_record("_hparams_/session_end_info", d);
+    }
+
+    fn hparams_record(&mut self, tag: &str, mut data: HParamsPluginData) {
+        data.set_version(0);
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.into());
+        v.set_metadata(plugin_metadata(
+            "hparams",
+            data.write_to_bytes().unwrap_or_default(),
+        ));
+        self.writer.add_summary(summary(v), 0);
+    }
+
+    pub fn flush(&mut self) {
+        self.writer.flush();
+    }
+}
+
+fn hparam_value(value: &HParam) -> protobuf::well_known_types::Value {
+    let mut v = protobuf::well_known_types::Value::new();
+    match value {
+        HParam::Number(x) => v.set_number_value(*x),
+        HParam::Text(s) => v.set_string_value(s.clone()),
+        HParam::Flag(b) => v.set_bool_value(*b),
+    }
+    v
+}
+
+/// The experiment-level HParams record of an experiment directory: every hyperparameter
+/// name any of its runs has (`names`) and the metric tags, in an event file of its own under
+/// `<experiment>/_hparams/` (replaced as a whole, so index runs and shards need not agree:
+/// `report` writes it from all finished runs).
+pub fn write_hparams_experiment(
+    experiment_dir: &Path,
+    names: &[String],
+    metric_tags: &[&str],
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    let dir = experiment_dir.join("_hparams");
+    let tmp = super::temp_path(&dir);
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    {
+        let mut board = Board::open(&tmp);
         let mut exp = Experiment::new();
         exp.set_time_created_secs(now_secs());
         exp.set_hparam_infos(RepeatedField::from_vec(
-            params
+            names
                 .iter()
-                .map(|(name, _)| {
+                .map(|name| {
                     let mut i = HParamInfo::new();
                     i.set_name(name.clone());
                     i
@@ -174,45 +243,15 @@ impl Board {
                 })
                 .collect(),
         ));
-        let mut start = SessionStartInfo::new();
-        for (name, value) in params {
-            let mut v = protobuf::well_known_types::Value::new();
-            match value {
-                HParam::Number(x) => v.set_number_value(*x),
-                HParam::Text(s) => v.set_string_value(s.clone()),
-                HParam::Flag(b) => v.set_bool_value(*b),
-            }
-            start.mut_hparams().insert(name.clone(), v);
-        }
-        start.set_group_name(group.into());
-        start.set_start_time_secs(now_secs());
-        let mut end = SessionEndInfo::new();
-        end.set_status(Status::STATUS_SUCCESS);
-        end.set_end_time_secs(now_secs());
-
-        let mut records: Vec<(&str, HParamsPluginData)> = Vec::new();
         let mut d = HParamsPluginData::new();
         d.set_experiment(exp);
-        records.push(("_hparams_/experiment", d));
-        let mut d = HParamsPluginData::new();
-        d.set_session_start_info(start);
-        records.push(("_hparams_/session_start_info", d));
-        let mut d = HParamsPluginData::new();
-        d.set_session_end_info(end);
-        records.push(("_hparams_/session_end_info", d));
-        for (tag, mut data) in records {
-            data.set_version(0);
-            let mut v = Summary_Value::new();
-            v.set_tag(tag.into());
-            v.set_metadata(plugin_metadata(
-                "hparams",
-                data.write_to_bytes().unwrap_or_default(),
-            ));
-            self.writer.add_summary(summary(v), 0);
-        }
+        board.hparams_record("_hparams_/experiment", d);
+        board.flush();
     }
-
-    pub fn flush(&mut self) {
-        self.writer.flush();
+    super::fault::point("replace the hparams experiment record");
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
+        _ => {}
     }
+    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
 }

@@ -1,7 +1,6 @@
 //! One job, whatever its model: assign the split, get a prediction for every assigned tile
 //! from the model, and write split.csv, predictions.csv, model.json and metrics.json.
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::{tabular, PreparedDataset, RunMetrics};
@@ -11,69 +10,19 @@ use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::models::ModelConfig;
-use crate::track::tensorboard::HParam;
+use crate::track::records::{self, PredictionRow, SplitRow};
 use crate::track::RunDir;
 
 pub use crate::models::{Fitted, Row};
 
-/// The scalar tags of a run's final metrics (step 0), which the HPARAMS tab shows per run.
-pub const FINAL_METRIC_TAGS: [(&str, &str); 8] = [
-    ("metrics/test_r2", "test r2"),
-    ("metrics/test_rmse", "test rmse"),
-    ("metrics/test_mae", "test mae"),
-    ("metrics/test_mape", "test mape"),
-    ("metrics/valid_r2", "valid r2"),
-    ("metrics/valid_rmse", "valid rmse"),
-    ("metrics/train_r2", "train r2"),
-    ("metrics/train_rmse", "train rmse"),
-];
-
-/// Hyperparameters of a job for the HPARAMS tab: the model's fields (flattened), its kind and
-/// input switches, the dataset, split and seed.
-fn hparams_of(job: &Job) -> Vec<(String, HParam)> {
-    let mut out = vec![
-        ("model".to_string(), HParam::Text(job.config.model.label())),
-        (
-            "kind".into(),
-            HParam::Text(job.config.model.model.kind().into()),
-        ),
-        ("dataset".into(), HParam::Text(job.dataset_label())),
-        ("split".into(), HParam::Text(job.config.split.label())),
-        ("seed".into(), HParam::Number(job.config.seed as f64)),
-        (
-            "image_size".into(),
-            HParam::Number(job.config.image_size as f64),
-        ),
-    ];
-    for (name, on) in [
-        ("input_image", job.config.model.inputs.image),
-        ("input_poi", job.config.model.inputs.poi),
-        ("input_neighborhood", job.config.model.inputs.neighborhood),
-    ] {
-        out.push((name.into(), HParam::Flag(on)));
-    }
-    if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&job.config.model.model) {
-        for (k, v) in fields {
-            let value = match v {
-                serde_json::Value::Number(n) => n.as_f64().map(HParam::Number),
-                serde_json::Value::Bool(b) => Some(HParam::Flag(b)),
-                serde_json::Value::String(s) => Some(HParam::Text(s)),
-                serde_json::Value::Null => None,
-                other => Some(HParam::Text(other.to_string())),
-            };
-            if let Some(value) = value {
-                out.push((format!("model.{k}"), value));
-            }
-        }
-    }
-    out
-}
+use crate::track::tensorboard::FINAL_METRIC_TAGS;
 
 /// End-of-run TensorBoard records: the resolved job as text, the final metrics as scalars
 /// and HParams, the true and predicted emission maps side by side (one per dataset, tiles
 /// outside the job grey) and the predicted-vs-true scatter of the test tiles.
 fn board_summary(
     job: &Job,
+    params: &[(String, crate::track::tensorboard::HParam)],
     datasets: &[&PreparedDataset],
     rows: &[Row],
     predictions: &[f64],
@@ -88,27 +37,17 @@ fn board_summary(
         &format!("run `{}`\n\n```yaml\n{yaml}```", job.run_id),
         0,
     );
-    let value = |part: usize, m: &str| {
-        metrics[part].as_ref().map(|x| match m {
-            "r2" => x.r2,
-            "rmse" => x.rmse,
-            "mae" => x.mae,
-            _ => x.mape,
-        })
-    };
     for (tag, _) in FINAL_METRIC_TAGS {
         let (part, m) = tag["metrics/".len()..].split_once('_').unwrap();
-        let part = match part {
-            "train" => 0,
-            "valid" => 1,
-            _ => 2,
-        };
-        if let Some(v) = value(part, m) {
+        let part = SplitPart::ALL.iter().position(|p| p.as_str() == part);
+        if let Some(v) = part
+            .and_then(|p| metrics[p].as_ref())
+            .and_then(|x| x.get(m))
+        {
             board.scalar(tag, v, 0);
         }
     }
-    let tags: Vec<&str> = FINAL_METRIC_TAGS.iter().map(|(t, _)| *t).collect();
-    board.hparams(&hparams_of(job), &tags, &job.config.model.label());
+    board.hparams_session(params, &job.run_id);
 
     for (d, ds) in datasets.iter().enumerate() {
         let n = ds.data.tiles.len();
@@ -179,16 +118,17 @@ pub(super) fn fit_and_evaluate(
             }
         }
     }
-    // "dataset,x,y" of a row: the key columns of split.csv and predictions.csv.
-    let key = |r: &Row| {
+    let split_row = |r: &Row| {
         let t = datasets[r.dataset].data.tiles[r.tile];
-        format!("{},{},{}", datasets[r.dataset].entry.name, t.x, t.y)
+        SplitRow {
+            dataset: datasets[r.dataset].entry.name.clone(),
+            x: t.x,
+            y: t.y,
+            split: r.part.as_str().into(),
+        }
     };
-    let mut split_csv = String::from("dataset,x,y,split\n");
-    for r in &rows {
-        writeln!(split_csv, "{},{}", key(r), r.part.as_str()).unwrap();
-    }
-    run.write("split.csv", split_csv.as_bytes())?;
+    let split_rows: Vec<SplitRow> = rows.iter().map(split_row).collect();
+    run.write("split.csv", &records::csv_text(&split_rows)?)?;
     let target = |r: &Row| datasets[r.dataset].data.tiles[r.tile].emission.ln();
     if rows.iter().filter(|r| r.part == SplitPart::Train).count() < 2 {
         return Err(Error::Model("fewer than 2 training tiles".into()));
@@ -257,7 +197,7 @@ pub(super) fn fit_and_evaluate(
     }
 
     let mut metrics: [Option<Metrics>; 3] = [None, None, None];
-    let mut predictions = String::from("dataset,x,y,split,target,prediction\n");
+    let mut predictions: Vec<PredictionRow> = Vec::with_capacity(rows.len());
     for part in SplitPart::ALL {
         let idx: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].part == part).collect();
         if idx.is_empty() {
@@ -276,20 +216,19 @@ pub(super) fn fit_and_evaluate(
         ));
         metrics[part as usize] = Some(m);
         for (k, &i) in idx.iter().enumerate() {
-            writeln!(
-                predictions,
-                "{},{},{:.6},{:.6}",
-                key(&rows[i]),
-                part.as_str(),
-                y[k],
-                p[k]
-            )
-            .unwrap();
+            let s = split_row(&rows[i]);
+            predictions.push(PredictionRow {
+                dataset: s.dataset,
+                x: s.x,
+                y: s.y,
+                split: s.split,
+                target: y[k],
+                prediction: p[k],
+            });
         }
     }
-    run.write("predictions.csv", predictions.as_bytes())?;
+    run.write("predictions.csv", &records::csv_text(&predictions)?)?;
     run.write_json("model.json", &fitted.description)?;
-    board_summary(job, datasets, &rows, &fitted.predictions, &metrics, run)?;
     let [train, valid, test] = metrics;
     let result = RunMetrics {
         run_id: job.run_id.clone(),
@@ -304,6 +243,17 @@ pub(super) fn fit_and_evaluate(
         test,
         fit_seconds,
     };
+    let job_json = serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
+    let params = records::run_params(&result, &job_json);
+    board_summary(
+        job,
+        &params,
+        datasets,
+        &rows,
+        &fitted.predictions,
+        &[train, valid, test],
+        run,
+    )?;
     run.write_json("metrics.json", &result)?;
     Ok(result)
 }

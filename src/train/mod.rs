@@ -15,7 +15,7 @@ use crate::data::split::SplitSpec;
 use crate::error::{Error, Result};
 use crate::track::claim::{self, Claim};
 use crate::track::progress;
-use crate::track::{self, DatasetStamp, Manifest, RunDir, RunStatus};
+use crate::track::{self, records, DatasetStamp, Manifest, RunDir, RunStatus};
 
 pub use crate::data::prepared::{dataset_dir, prepare_dataset};
 pub use crate::data::PreparedDataset;
@@ -299,13 +299,16 @@ fn run_job(
 ) -> Result<std::result::Result<RunMetrics, String>> {
     let exp_dir = plan.experiment.experiment_dir();
     let mut run = RunDir::begin(&exp_dir, &job.run_id)?;
-    let resolved = serde_yaml::to_string(&serde_json::json!({
-        "experiment": plan.experiment.name,
-        "run_id": job.run_id,
-        "job": job.config,
-    }))
-    .map_err(|e| Error::Internal(e.to_string()))?;
+    let resolved = records::config_yaml(&records::RunConfig {
+        experiment: plan.experiment.name.clone(),
+        run_id: job.run_id.clone(),
+        job: &job.config,
+    })?;
     run.write("config.yaml", resolved.as_bytes())?;
+    if track::provenance::build_dirty() == Some(true) {
+        // The source this binary was built from differs from its commit: keep the difference.
+        run.write("diff.patch", track::provenance::BUILD_DIFF.as_bytes())?;
+    }
     if force {
         run.discard_resume()?;
     }
@@ -329,7 +332,7 @@ fn run_job(
             (RunStatus::Failed, Some(e.to_string()), Err(e.to_string()))
         }
     };
-    let (git_commit, git_dirty) = track::git_state();
+    let build = track::BuildStamp::current();
     let manifest = Manifest {
         record_version: track::RECORD_VERSION,
         run_id: job.run_id.clone(),
@@ -337,10 +340,13 @@ fn run_job(
         status,
         error,
         seed: job.config.seed,
-        crate_version: env!("CARGO_PKG_VERSION"),
-        git_commit,
-        git_dirty,
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: build.commit.clone(),
+        git_dirty: build.dirty,
+        build: Some(build),
         host: track::host_name(),
+        cpu: track::provenance::cpu_model(),
+        threads: track::provenance::threads(),
         device: plan.experiment.device.to_string(),
         started: track::rfc3339(run.started()),
         ended: track::rfc3339(SystemTime::now()),

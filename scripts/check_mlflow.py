@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Read an MLflow file store written by `opencarbon export mlflow` with MLflow's own client and
+check what it holds against the experiment's run directories (issue: MLflow export).
+
+    python scripts/check_mlflow.py <mlruns dir> <experiment results dir>
+
+Needs the packages of scripts/requirements-mlflow.txt (MLflow >= 3.13 opens a file store only
+with MLFLOW_ALLOW_FILE_STORE=true, which this script sets). Opening the store makes MLflow create
+`<mlruns>/.trash/` if it is missing; nothing else is written.
+
+The run directories are the sub-directories of the results directory named by 8-64 hex digits
+that hold a `DONE` file (hidden .tmp-/.trash-/.resume- dirs, tables/ and figures/ are not
+runs). Checked, through MlflowClient only, so that what passes is what MLflow itself reads:
+
+- an experiment named like the results directory exists and is active, and its active runs are
+  exactly the run directories: MLflow run id = our run id, status FINISHED, run name and tag
+  mlflow.runName = "<model> | <dataset> | <split> | seed <seed>" (metrics.json);
+- start/end times (ms) = manifest.json `started`/`ended`;
+- params are exactly those derived from config.yaml and metrics.json (dataset, split, seed,
+  model, kind, image_size, poi_raster_size, input.*, model.<key> for every non-null key of
+  job.model.model but `kind`); numbers compare as numbers, lists and maps as JSON structures;
+- one step-0 value per final metric (<part>_<r2|rmse|mae|mape|spearman>, fit_seconds) equal
+  to metrics.json;
+- every TensorBoard scalar of the run but the final `metrics/...` copies has an MLflow metric
+  history with the same steps and values (TensorBoard keeps float32, so 1e-6 relative);
+- tags mlflow.source.git.commit (manifest.json git_commit) and opencarbon.run_id;
+- config.yaml, manifest.json and metrics.json are among the run's artifacts.
+
+config.yaml is read with YAML 1.2 scalar rules, as serde_yaml writes and reads it (`tol: 1e-6`
+is a number, not PyYAML's string). A final metric that metrics.json holds as null may be absent
+or NaN. MLflow metrics outside the contract are listed as a note, not as a failure. A run that
+MLflow cannot read at all (a missing params/, metrics/ or artifacts/ folder, a malformed
+meta.yaml or metric file) is reported with MLflow's own error.
+
+Exits 1 listing every failed check; exits 0 printing "N runs, P params, M metric histories
+checked" when all pass.
+"""
+import datetime
+import json
+import math
+import os
+import re
+import sys
+import warnings
+
+os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+
+import yaml  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
+
+RUN_DIR_NAME = re.compile(r"^[0-9a-fA-F]{8,64}$")
+PARTS = ("train", "valid", "test")
+FINAL_METRICS = ("r2", "rmse", "mae", "mape", "spearman")
+ARTIFACTS = ("config.yaml", "manifest.json", "metrics.json")
+
+
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML speaks YAML 1.1, where `1e-6` is a string and `yes`/`no` are booleans; our
+    config.yaml is written and read by serde_yaml (YAML 1.2 core schema), where `1e-6` is a
+    float and only true/false are booleans. Resolve scalars the 1.2 way."""
+
+
+Yaml12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def close(got, want, rel, floor=0.0):
+    """Numbers equal within `rel` relative (NaN equals NaN, infinities must match)."""
+    if math.isnan(got) or math.isnan(want):
+        return math.isnan(got) and math.isnan(want)
+    if math.isinf(got) or math.isinf(want):
+        return got == want
+    return abs(got - want) <= max(rel * max(abs(got), abs(want)), floor)
+
+
+def as_float(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def same_json(got, want):
+    """Structural equality of parsed JSON against a YAML value, numbers within 1e-12."""
+    if is_number(want):
+        return is_number(got) and close(float(got), float(want), 1e-12)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(map(same_json, got, want))
+    if isinstance(want, dict):
+        return (isinstance(got, dict) and set(got) == set(map(str, want))
+                and all(same_json(got[str(k)], v) for k, v in want.items()))
+    return got == want
+
+
+def rfc3339_ms(s):
+    """'2026-11-29T12:07:33Z' -> milliseconds since the epoch."""
+    t = datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return (t - epoch) // datetime.timedelta(milliseconds=1)
+
+
+def run_name(metrics):
+    return f"{metrics['model']} | {metrics['dataset']} | {metrics['split']} | seed {metrics['seed']}"
+
+
+def expected_params(config, metrics):
+    """The params contract: name -> value (bool/int/float/str/list/dict) before rendering."""
+    job = config["job"]
+    spec = job["model"]
+    p = {
+        "dataset": metrics["dataset"],
+        "split": metrics["split"],
+        "seed": metrics["seed"],
+        "model": metrics["model"],
+        "kind": metrics["model_kind"],
+        "image_size": job["image_size"],
+        "poi_raster_size": job["poi_raster_size"],
+    }
+    for k in ("image", "poi", "neighborhood"):
+        p[f"input.{k}"] = bool(spec["inputs"][k])
+    for k, v in spec["model"].items():
+        if k != "kind" and v is not None:
+            p[f"model.{k}"] = v
+    return p
+
+
+def param_matches(got, want):
+    """Compare an MLflow param (a string) with a contract value; returns (ok, rendered want)."""
+    if isinstance(want, bool):
+        shown = "true" if want else "false"
+        return got == shown, shown
+    if is_number(want):
+        g = as_float(got)
+        return g is not None and close(g, float(want), 1e-12), repr(want)
+    if isinstance(want, (list, dict)):
+        shown = json.dumps(want, separators=(",", ":"))
+        try:
+            return same_json(json.loads(got), want), shown
+        except ValueError:
+            return False, shown
+    return got == str(want), str(want)
+
+
+def run_dirs(results):
+    out = []
+    for d in sorted(os.listdir(results)):
+        path = os.path.join(results, d)
+        if RUN_DIR_NAME.match(d) and os.path.isdir(path) and os.path.isfile(os.path.join(path, "DONE")):
+            out.append(path)
+    return out
+
+
+def check_run(client, run, path, counts, problems):
+    """Append to `problems` what differs between one MLflow run and its run directory."""
+
+    def need(ok, what):
+        if not ok:
+            problems.append(f"run {run.info.run_id}: {what}")
+
+    rid = os.path.basename(path)
+    metrics = json.load(open(os.path.join(path, "metrics.json")))
+    manifest = json.load(open(os.path.join(path, "manifest.json")))
+    config = yaml.load(open(os.path.join(path, "config.yaml")), Loader=Yaml12Loader)
+    info, data = run.info, run.data
+
+    # Run info.
+    need(info.status == "FINISHED", f"status {info.status}, want FINISHED")
+    name = run_name(metrics)
+    need(info.run_name == name, f"run name {info.run_name!r}, want {name!r}")
+    need(data.tags.get("mlflow.runName") == name,
+         f"tag mlflow.runName {data.tags.get('mlflow.runName')!r}, want {name!r}")
+    for field, key in (("start_time", "started"), ("end_time", "ended")):
+        want = rfc3339_ms(manifest[key]) if manifest.get(key) else None
+        got = getattr(info, field)
+        need(got == want, f"{field} {got}, want {want} (manifest.json {key} {manifest.get(key)!r})")
+
+    # Tags.
+    if manifest.get("git_commit") is not None:
+        got = data.tags.get("mlflow.source.git.commit")
+        need(got == manifest["git_commit"], f"tag mlflow.source.git.commit {got!r}, want {manifest['git_commit']!r}")
+    need(data.tags.get("opencarbon.run_id") == rid,
+         f"tag opencarbon.run_id {data.tags.get('opencarbon.run_id')!r}, want {rid!r}")
+
+    # Params: exactly the contract's.
+    want_params = expected_params(config, metrics)
+    got_params = data.params
+    for k in sorted(set(want_params) - set(got_params)):
+        need(False, f"param {k} missing")
+    for k in sorted(set(got_params) - set(want_params)):
+        need(False, f"unexpected param {k} = {got_params[k]!r}")
+    for k in sorted(set(want_params) & set(got_params)):
+        ok, shown = param_matches(got_params[k], want_params[k])
+        need(ok, f"param {k} = {got_params[k]!r}, want {shown}")
+    counts["params"] += len(want_params)
+
+    # Final metrics: one value at step 0 each.
+    want_metrics = {}
+    for part in PARTS:
+        if metrics.get(part) is None:
+            continue
+        for m in FINAL_METRICS:
+            want_metrics[f"{part}_{m}"] = metrics[part].get(m)
+    want_metrics["fit_seconds"] = metrics.get("fit_seconds")
+    for key, want in want_metrics.items():
+        hist = client.get_metric_history(info.run_id, key)
+        if want is None:
+            # metrics.json null (not computable): no value, or a NaN, is acceptable.
+            need(len(hist) == 0 or (len(hist) == 1 and math.isnan(hist[0].value)),
+                 f"metric {key} has {[(h.step, h.value) for h in hist]}, metrics.json null")
+            continue
+        need(len(hist) == 1, f"metric {key}: {len(hist)} history entries, want 1")
+        if len(hist) == 1:
+            need(hist[0].step == 0, f"metric {key} at step {hist[0].step}, want 0")
+            need(close(hist[0].value, float(want), 1e-9), f"metric {key} = {hist[0].value!r}, metrics.json {want!r}")
+        counts["histories"] += 1
+
+    # Metric histories from the TensorBoard scalars.
+    acc = ea.EventAccumulator(path, size_guidance={ea.SCALARS: 0})
+    acc.Reload()
+    tb_tags = [t for t in acc.Tags()["scalars"] if not t.startswith("metrics/")]
+    for tag in tb_tags:
+        want = sorted(((e.step, e.value) for e in acc.Scalars(tag)), key=lambda x: x[0])
+        got = sorted(((m.step, m.value) for m in client.get_metric_history(info.run_id, tag)), key=lambda x: x[0])
+        if len(got) != len(want):
+            need(False, f"metric history {tag}: {len(got)} entries, TensorBoard has {len(want)}")
+        else:
+            bad = [(w, g) for w, g in zip(want, got) if w[0] != g[0] or not close(g[1], w[1], 1e-6, 1e-37)]
+            if bad:
+                need(False, f"metric history {tag}: {len(bad)} (step, value) pairs differ, first: "
+                            f"TensorBoard {bad[0][0]} vs MLflow {bad[0][1]}")
+        counts["histories"] += 1
+
+    extra = sorted(set(data.metrics) - set(want_metrics) - set(tb_tags))
+    if extra:
+        print(f"  note: run {rid}: metrics outside the contract (not checked): {', '.join(extra)}")
+
+    # Artifacts.
+    arts = {os.path.basename(a.path) for a in client.list_artifacts(info.run_id)}
+    for a in ARTIFACTS:
+        need(a in arts, f"artifact {a} missing (artifacts: {sorted(arts)})")
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    mlruns, results = (os.path.abspath(a) for a in sys.argv[1:])
+    if not os.path.isdir(mlruns):
+        # MlflowClient would create it (with a Default experiment): refuse instead.
+        sys.exit(f"no such directory: {mlruns}")
+    if not os.path.isdir(results):
+        sys.exit(f"no such directory: {results}")
+    runs = run_dirs(results)
+    if not runs:
+        sys.exit(f"no finished run directories in {results}")
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # the file store's deprecation
+    client = MlflowClient(tracking_uri="file://" + mlruns)
+    problems = []
+    name = os.path.basename(results)
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        names = [e.name for e in client.search_experiments()]
+        print(f"FAILED: no MLflow experiment named {name!r} in {mlruns} (experiments: {names})")
+        sys.exit(1)
+    if exp.lifecycle_stage != "active":
+        problems.append(f"experiment {name!r} is {exp.lifecycle_stage}, want active")
+
+    try:
+        found, token = [], None
+        while True:
+            page = client.search_runs([exp.experiment_id], max_results=1000, page_token=token)
+            found += page
+            token = page.token
+            if not token:
+                break
+    except Exception as e:  # a malformed run makes MLflow fail the whole search
+        problems.append(f"search_runs on experiment {name!r} fails: {type(e).__name__}: {e}")
+        found = None
+    want_ids = {os.path.basename(p): p for p in runs}
+    if found is not None:
+        listed = [r.info.run_id for r in found]
+        for rid in sorted({i for i in listed if listed.count(i) > 1}):
+            problems.append(f"run {rid}: listed twice")
+        for rid in sorted(set(want_ids) - set(listed)):
+            problems.append(f"run {rid}: not listed by search_runs in experiment {name!r}")
+        for rid in sorted(set(listed) - set(want_ids)):
+            problems.append(f"run {rid}: in MLflow but not a finished run directory of {results}")
+
+    counts = {"params": 0, "histories": 0}
+    checked = 0
+    for rid, path in sorted(want_ids.items()):
+        try:
+            run = client.get_run(rid)
+        except Exception as e:
+            if found is not None and rid not in listed:
+                continue  # already reported
+            problems.append(f"run {rid}: MLflow cannot read it: {type(e).__name__}: {e}")
+            continue
+        if run.info.experiment_id != exp.experiment_id:
+            problems.append(f"run {rid}: in experiment {run.info.experiment_id}, want {exp.experiment_id}")
+        try:
+            check_run(client, run, path, counts, problems)
+        except Exception as e:
+            problems.append(f"run {rid}: check aborted: {type(e).__name__}: {e}")
+        checked += 1
+
+    if problems:
+        print(f"FAILED: {len(problems)} problem(s) in {mlruns} (experiment {name!r}, {len(runs)} run directories)")
+        for p in problems:
+            print("  " + p)
+        sys.exit(1)
+    print(f"{checked} runs, {counts['params']} params, {counts['histories']} metric histories checked")
+
+
+if __name__ == "__main__":
+    main()
