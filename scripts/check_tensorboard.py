@@ -4,29 +4,330 @@ hold against the runs' own files (issue: TensorBoard inspection).
 
     python scripts/check_tensorboard.py <run dir | experiment results dir> ...
 
-(an experiment results directory stands for every finished run in it)
+Needs the `tensorboard` package (scripts/requirements-tensorboard.txt). An argument holding a
+metrics.json is a run directory; any other argument is an experiment results directory and
+stands for its finished runs: the sub-directories named by 8-64 hex digits that hold a `DONE`
+file (tables/, figures/, _hparams/ and hidden .tmp-/.trash- dirs are not runs).
 
-For every run: the event file parses (EventAccumulator); the final-metric scalars
-(metrics/test_r2, ...) equal metrics.json; the `config` text names the run id; the HParams
-plugin holds an experiment, a session start whose hyperparameters include the job's seed,
-split and model, and a successful session end; the emission-map and scatter images are PNGs of
-the stated size. Neural runs (a model.json with best_epoch) also need per-epoch train/valid
-scalars whose best validation R² equals model.json's best_validation_score, and OpenCarbon runs
-the embedding histograms. Exits 1 listing every failed check.
+Per run (EventAccumulator on the run directory):
+- the event file parses; the final-metric scalars (metrics/test_r2, ...) equal metrics.json;
+  the `config` text names the run id;
+- HParams: the run's records are exactly `_hparams_/session_start_info` and
+  `_hparams_/session_end_info` (a per-run `_hparams_/experiment` would compete with the
+  experiment-level one: TensorBoard shows the first experiment record it finds and ignores the
+  others). The session start's group_name is the run id (so the HPARAMS tab has one row per
+  run; runs that share a group are averaged into one row) and its hyperparameters are exactly
+  the run's params (below); the session end's status is success;
+- the emission-map and scatter images are PNGs with a size. Neural runs (a model.json with
+  best_epoch) also need per-epoch train/valid scalars whose best validation R² equals
+  model.json's best_validation_score, and OpenCarbon runs the embedding histograms and the
+  loss/gradient/learning-rate scalars.
+
+A run's params (the same contract as summary.csv's `param.<name>` columns and the MLflow
+export, see scripts/check_mlflow.py): dataset, split, seed, model (the label), kind
+(metrics.json model_kind), image_size and poi_raster_size (from config.yaml's job),
+input.image|poi|neighborhood (bools, job.model.inputs), and model.<k> for every key k of
+job.model.model but `kind` whose value is not null. Numbers are HParams numbers (compared
+within 1e-9 relative), bools bools, strings strings, lists and maps strings holding compact
+JSON (compared as JSON structures). config.yaml is read with YAML 1.2 scalar rules, as serde_yaml
+writes it (`tol: 1e-6` is a number): with PyYAML when it is installed, otherwise with a small
+reader of the block-style YAML that serde_yaml emits (it refuses anything else, naming PyYAML).
+
+Per experiment results directory, through TensorBoard's own HParams backend for that logdir
+(EventMultiplexer + AddRunsFromDirectory + Reload, MultiplexerDataProvider, HParamsPlugin and
+its list_session_groups / get_experiment handlers, i.e. what the HPARAMS tab is served):
+- the experiment record comes from `<experiment>/_hparams/` and from no other run (without it
+  TensorBoard would improvise an experiment from the session starts);
+- the experiment's hyperparameters are the union of the runs' param names (so a column exists
+  for each model's fields, whichever run TensorBoard reads first; a name no run has fails too),
+  a declared hyperparameter type must fit every run's value, and its metrics are
+  exactly metrics/{test_r2,test_rmse,test_mae,test_mape,valid_r2,valid_rmse,train_r2,
+  train_rmse};
+- there is one session group per finished run directory, named by its run id, each holding
+  exactly one session (the run id) with status success, and nothing else (an unfinished run
+  or a stray event file shows up as an extra group);
+- each group's hyperparameters are its run's params, and its metric values equal
+  metrics.json (float32, 1e-5 relative; metrics/test_r2 must be there).
+
+Exits 1 listing every failed check; on success prints one line per run and, per experiment,
+"experiment <name>: N session groups, H hyperparameters, M metrics, ...".
 """
 import json
+import math
 import os
+import re
 import sys
 
+from tensorboard import context as tb_context
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.backend.event_processing import data_provider as tb_data_provider
 from tensorboard.backend.event_processing import event_accumulator as ea
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import get_experiment
+from tensorboard.plugins.hparams import hparams_plugin
+from tensorboard.plugins.hparams import list_session_groups
+from tensorboard.plugins.hparams import metadata as hp_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+try:
+    import yaml
+except ImportError:  # the CI venv has only tensorboard: use the fallback reader below
+    yaml = None
+
 SIZE = {ea.SCALARS: 0, ea.IMAGES: 0, ea.HISTOGRAMS: 0, ea.TENSORS: 0}
+RUN_DIR_NAME = re.compile(r"^[0-9a-fA-F]{8,64}$")
+EXPERIMENT_RUN = "_hparams"  # <experiment dir>/_hparams/: the experiment-level record
+RUN_HPARAMS_TAGS = {hp_metadata.SESSION_START_INFO_TAG, hp_metadata.SESSION_END_INFO_TAG}
+EXPERIMENT_METRICS = ("metrics/test_r2", "metrics/test_rmse", "metrics/test_mae", "metrics/test_mape",
+                      "metrics/valid_r2", "metrics/valid_rmse", "metrics/train_r2", "metrics/train_rmse")
 
 
-def check_run(run):
-    problems = []
+# ------------------------------------------------------------------------------ config.yaml
 
+YAML12_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+
+if yaml is not None:
+    class Yaml12Loader(yaml.SafeLoader):
+        """PyYAML speaks YAML 1.1, where `1e-6` is a string and `yes`/`no` are booleans; our
+        config.yaml is written and read by serde_yaml (YAML 1.2 core schema), where `1e-6` is a
+        float and only true/false are booleans. Resolve scalars the 1.2 way (as
+        scripts/check_mlflow.py does)."""
+
+    Yaml12Loader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Yaml12Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    Yaml12Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
+                      |[-+]?\.(?:inf|Inf|INF)
+                      |\.(?:nan|NaN|NAN))$""", re.X),
+        list("-+0123456789."))
+
+
+class YamlSubsetError(ValueError):
+    pass
+
+
+def _yaml12_scalar(text, where):
+    """A YAML 1.2 core-schema scalar (plain or quoted) as serde_yaml writes it."""
+    t = text.strip()
+    if t in ("", "~", "null", "Null", "NULL"):
+        return None
+    if t in ("true", "True", "TRUE"):
+        return True
+    if t in ("false", "False", "FALSE"):
+        return False
+    if t == "[]":
+        return []
+    if t == "{}":
+        return {}
+    if t[0] == "'":
+        if len(t) < 2 or t[-1] != "'":
+            raise YamlSubsetError(f"{where}: unterminated quoted scalar {t!r}")
+        return t[1:-1].replace("''", "'")
+    if t[0] == '"':
+        try:
+            return json.loads(t)
+        except ValueError:
+            raise YamlSubsetError(f"{where}: double-quoted scalar {t!r} is not JSON-compatible") from None
+    if t[0] in "[{|>&*!%@`":
+        raise YamlSubsetError(f"{where}: {t!r} (flow collections, block scalars, anchors, tags)")
+    if re.fullmatch(r"[-+]?[0-9]+", t):
+        return int(t)
+    if re.fullmatch(r"0o[0-7]+", t):
+        return int(t[2:], 8)
+    if re.fullmatch(r"0x[0-9a-fA-F]+", t):
+        return int(t[2:], 16)
+    if YAML12_FLOAT.match(t):
+        return float(t)
+    if re.fullmatch(r"[-+]?\.(?:inf|Inf|INF)", t):
+        return -math.inf if t[0] == "-" else math.inf
+    if re.fullmatch(r"\.(?:nan|NaN|NAN)", t):
+        return math.nan
+    return t
+
+
+_MAP_ENTRY = re.compile(r"""^('(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^\s'"\-?:#][^:]*?|-[^\s:][^:]*?)\s*:(?:\s+(.*))?$""")
+
+
+def read_block_yaml(path):
+    """The block-style YAML that serde_yaml emits: nested mappings, `- ` sequences (also at
+    the parent key's indentation), `[]`/`{}`, plain and quoted scalars. Anything else raises
+    YamlSubsetError (install PyYAML to read it)."""
+    lines = []
+    with open(path) as f:
+        for no, raw in enumerate(f, 1):
+            s = raw.rstrip("\r\n")
+            body = s.lstrip(" ")
+            if not body or body.startswith("#") or (no == 1 and body == "---"):
+                continue
+            if "\t" in s[: len(s) - len(body) + 1]:
+                raise YamlSubsetError(f"{path}:{no}: tab indentation")
+            lines.append([len(s) - len(body), body, no])
+
+    def block(i, indent):
+        if lines[i][1] == "-" or lines[i][1].startswith("- "):
+            return seq(i, indent)
+        return mapping(i, indent)
+
+    def nested(i, ind):
+        """The value of a `key:` / `-` with nothing after it: the block below, if any."""
+        if i < len(lines) and (lines[i][0] > ind or (lines[i][0] == ind and (lines[i][1] == "-" or lines[i][1].startswith("- ")))):
+            return block(i, lines[i][0])
+        return None, i
+
+    def mapping(i, ind):
+        out = {}
+        while i < len(lines) and lines[i][0] == ind and not (lines[i][1] == "-" or lines[i][1].startswith("- ")):
+            _, text, no = lines[i]
+            m = _MAP_ENTRY.match(text)
+            if not m:
+                raise YamlSubsetError(f"{path}:{no}: not a `key: value` line: {text!r}")
+            key = _yaml12_scalar(m.group(1), f"{path}:{no}")
+            if m.group(2) is not None and m.group(2).strip():
+                out[key] = _yaml12_scalar(m.group(2), f"{path}:{no}")
+                i += 1
+            else:
+                out[key], i = nested(i + 1, ind)
+        if i < len(lines) and lines[i][0] > ind:
+            raise YamlSubsetError(f"{path}:{lines[i][2]}: unexpected indentation")
+        return out, i
+
+    def seq(i, ind):
+        out = []
+        while i < len(lines) and lines[i][0] == ind and (lines[i][1] == "-" or lines[i][1].startswith("- ")):
+            _, text, no = lines[i]
+            rest = text[1:].lstrip(" ")
+            if not rest:
+                item, i = nested(i + 1, ind)
+            elif rest == "-" or rest.startswith("- ") or _MAP_ENTRY.match(rest):
+                # `- key: v` / `- - x`: a block whose first line starts after the dash.
+                lines[i] = [ind + len(text) - len(rest), rest, no]
+                item, i = block(i, lines[i][0])
+            else:
+                item = _yaml12_scalar(rest, f"{path}:{no}")
+                i += 1
+            out.append(item)
+        return out, i
+
+    if not lines:
+        return None
+    value, i = block(0, lines[0][0])
+    if i != len(lines):
+        raise YamlSubsetError(f"{path}:{lines[i][2]}: unexpected line {lines[i][1]!r}")
+    return value
+
+
+def read_config(path):
+    if yaml is not None:
+        with open(path) as f:
+            return yaml.load(f, Loader=Yaml12Loader)
+    try:
+        return read_block_yaml(path)
+    except YamlSubsetError as e:
+        raise YamlSubsetError(f"cannot read config.yaml without PyYAML ({e}); pip install PyYAML") from None
+
+
+# ------------------------------------------------------------------------------ params contract
+
+def close(got, want, rel, floor=0.0):
+    """Numbers equal within `rel` relative (NaN equals NaN, infinities must match)."""
+    if math.isnan(got) or math.isnan(want):
+        return math.isnan(got) and math.isnan(want)
+    if math.isinf(got) or math.isinf(want):
+        return got == want
+    return abs(got - want) <= max(rel * max(abs(got), abs(want)), floor)
+
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def same_json(got, want, rel=1e-9):
+    """Structural equality of parsed JSON against a YAML value, numbers within `rel`."""
+    if is_number(want):
+        return is_number(got) and close(float(got), float(want), rel)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(same_json(g, w, rel) for g, w in zip(got, want))
+    if isinstance(want, dict):
+        return (isinstance(got, dict) and set(got) == set(map(str, want))
+                and all(same_json(got[str(k)], v, rel) for k, v in want.items()))
+    return got == want
+
+
+def expected_params(config, metrics):
+    """The params contract: name -> value (bool/int/float/str/list/dict) before rendering.
+    Same rule as scripts/check_mlflow.py's expected_params (summary.csv param.<name>, MLflow
+    params, TensorBoard session-start hparams)."""
+    job = config["job"]
+    spec = job["model"]
+    p = {
+        "dataset": metrics["dataset"],
+        "split": metrics["split"],
+        "seed": metrics["seed"],
+        "model": metrics["model"],
+        "kind": metrics["model_kind"],
+        "image_size": job["image_size"],
+        "poi_raster_size": job["poi_raster_size"],
+    }
+    for k in ("image", "poi", "neighborhood"):
+        p[f"input.{k}"] = bool(spec["inputs"][k])
+    for k, v in spec["model"].items():
+        if k != "kind" and v is not None:
+            p[f"model.{k}"] = v
+    return p
+
+
+def show_value(v):
+    """A google.protobuf.Value as text."""
+    kind = v.WhichOneof("kind")
+    return f"{kind}={getattr(v, kind)!r}" if kind else "unset"
+
+
+def hparam_matches(v, want):
+    """Compare an HParams value (google.protobuf.Value) with a contract value; returns
+    (ok, rendered want)."""
+    kind = v.WhichOneof("kind")
+    if isinstance(want, bool):
+        return kind == "bool_value" and v.bool_value == want, f"bool_value={want!r}"
+    if is_number(want):
+        return kind == "number_value" and close(v.number_value, float(want), 1e-9), f"number_value={want!r}"
+    if isinstance(want, (list, dict)):
+        shown = json.dumps(want, separators=(",", ":"))
+        if kind != "string_value":
+            return False, f"string_value={shown!r}"
+        try:
+            return same_json(json.loads(v.string_value), want), f"string_value={shown!r}"
+        except ValueError:
+            return False, f"string_value={shown!r}"
+    return kind == "string_value" and v.string_value == str(want), f"string_value={str(want)!r}"
+
+
+def compare_hparams(got, want, need, where):
+    """`got`: a map name -> google.protobuf.Value; `want`: expected_params()."""
+    for k in sorted(set(want) - set(got)):
+        need(False, f"{where}: hparam {k} missing (want {want[k]!r})")
+    for k in sorted(set(got) - set(want)):
+        need(False, f"{where}: unexpected hparam {k} = {show_value(got[k])}")
+    for k in sorted(set(want) & set(got)):
+        ok, shown = hparam_matches(got[k], want[k])
+        need(ok, f"{where}: hparam {k} = {show_value(got[k])}, want {shown}")
+
+
+def load_run(run):
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    config = read_config(os.path.join(run, "config.yaml"))
+    return metrics, expected_params(config, metrics)
+
+
+# ------------------------------------------------------------------------------ per run
+
+def check_run(run, problems):
     def need(ok, what):
         if not ok:
             problems.append(f"{run}: {what}")
@@ -34,8 +335,10 @@ def check_run(run):
     acc = ea.EventAccumulator(run, size_guidance=SIZE)
     acc.Reload()
     tags = acc.Tags()
-    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    metrics, want_params = load_run(run)
     model = json.load(open(os.path.join(run, "model.json")))
+    rid = os.path.basename(os.path.normpath(run))
+    need(metrics.get("run_id") == rid, f"metrics.json run_id {metrics.get('run_id')!r}, directory {rid!r}")
 
     scalars = set(tags["scalars"])
     for part in ("train", "valid", "test"):
@@ -56,22 +359,21 @@ def check_run(run):
         t = acc.Tensors("config")[0].tensor_proto.string_val[0].decode()
         need(metrics["run_id"] in t, "config text does not name the run id")
 
-    hp = acc.PluginTagToContent("hparams")
-    for tag in ("_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"):
-        need(tag in hp, f"hparams record {tag} missing")
-    if "_hparams_/session_start_info" in hp:
-        d = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/session_start_info"])
-        h = d.session_start_info.hparams
-        need(h["seed"].number_value == metrics["seed"], "hparams seed differs from metrics.json")
-        need(h["split"].string_value == metrics["split"], "hparams split differs")
-        need(h["model"].string_value == metrics["model"], "hparams model differs")
-    if "_hparams_/experiment" in hp:
-        d = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/experiment"])
-        names = {m.name.tag for m in d.experiment.metric_infos}
-        need("metrics/test_r2" in names, "hparams experiment lacks metric metrics/test_r2")
-    if "_hparams_/session_end_info" in hp:
-        d = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/session_end_info"])
-        need(d.session_end_info.status == 1, "session end status is not success")
+    hp = acc.PluginTagToContent(hp_metadata.PLUGIN_NAME)
+    for tag in sorted(RUN_HPARAMS_TAGS - set(hp)):
+        need(False, f"hparams record {tag} missing")
+    for tag in sorted(set(hp) - RUN_HPARAMS_TAGS):
+        need(False, f"unexpected hparams record {tag} (only the session start/end belong in a run; "
+                    f"the experiment record lives in <experiment>/{EXPERIMENT_RUN}/)")
+    if hp_metadata.SESSION_START_INFO_TAG in hp:
+        d = plugin_data_pb2.HParamsPluginData.FromString(hp[hp_metadata.SESSION_START_INFO_TAG])
+        start = d.session_start_info
+        need(start.group_name == rid, f"session start group_name {start.group_name!r}, want the run id {rid!r}")
+        compare_hparams(start.hparams, want_params, need, "session start")
+    if hp_metadata.SESSION_END_INFO_TAG in hp:
+        d = plugin_data_pb2.HParamsPluginData.FromString(hp[hp_metadata.SESSION_END_INFO_TAG])
+        need(d.session_end_info.status == api_pb2.STATUS_SUCCESS,
+             f"session end status {api_pb2.Status.Name(d.session_end_info.status)}, want STATUS_SUCCESS")
 
     images = tags["images"]
     need(any(t.startswith("maps/") for t in images), "no emission map image")
@@ -93,26 +395,189 @@ def check_run(run):
         need("embeddings/grid_x_g_valid" in tags["histograms"], "embedding histogram missing")
         for t in ("train/loss_total", "train/loss_prediction", "train/loss_contrastive", "train/grad_norm", "train/learning_rate"):
             need(t in scalars, f"scalar {t} missing")
-    return problems, sorted(scalars), sorted(images)
+    return sorted(scalars), sorted(images)
+
+
+# ------------------------------------------------------------------------------ per experiment
+
+def tensorboard_hparams(logdir):
+    """What TensorBoard's HPARAMS tab is served for `logdir`: (backend metadata per run,
+    ListSessionGroupsResponse, Experiment), through the plugin's own handlers."""
+    # As tensorboard.backend.event_processing.data_ingester.LocalDataIngester does for --logdir.
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE,
+        tensor_size_guidance=dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE),
+    )
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    provider = tb_data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    plugin = hparams_plugin.HParamsPlugin(
+        base_plugin.TBContext(logdir=logdir, multiplexer=multiplexer, data_provider=provider))
+    backend = plugin._context  # the plugin's backend_context.Context, as its routes use it
+    ctx = tb_context.RequestContext()
+    experiment_id = ""  # plugin_util.experiment_id() of a local TensorBoard
+    request = api_pb2.ListSessionGroupsRequest(
+        start_index=0,
+        slice_size=1 << 30,
+        # The dashboard's default: sessions of every status are listed.
+        allowed_statuses=[api_pb2.STATUS_UNKNOWN, api_pb2.STATUS_SUCCESS,
+                          api_pb2.STATUS_FAILURE, api_pb2.STATUS_RUNNING],
+    )
+    groups = list_session_groups.Handler(ctx, backend, experiment_id, request).run()
+    experiment = get_experiment.Handler(ctx, backend, experiment_id, api_pb2.GetExperimentRequest()).run()
+    run_tags = backend.hparams_metadata(ctx, experiment_id)
+    return run_tags, groups, experiment
+
+
+def check_experiment(results, runs, problems):
+    """Append to `problems` what TensorBoard's HParams backend shows wrongly for the experiment
+    results directory `results` whose finished run directories are `runs`. Returns the summary
+    line."""
+    name = os.path.basename(os.path.normpath(results))
+
+    def need(ok, what):
+        if not ok:
+            problems.append(f"experiment {name}: {what}")
+
+    want = {}
+    for run in runs:
+        try:
+            want[os.path.basename(run)] = load_run(run)
+        except Exception as e:
+            need(False, f"run {os.path.basename(run)}: cannot read metrics.json/config.yaml: {type(e).__name__}: {e}")
+
+    run_tags, response, experiment = tensorboard_hparams(results)
+
+    # The experiment record: <experiment>/_hparams/ only.
+    holders = sorted(r for r, tags in run_tags.items() if hp_metadata.EXPERIMENT_TAG in tags)
+    if EXPERIMENT_RUN not in holders:
+        need(False, f"no {hp_metadata.EXPERIMENT_TAG} record in {os.path.join(results, EXPERIMENT_RUN)}/ "
+                    + (f"(TensorBoard runs holding one: {holders})" if holders else
+                       "(TensorBoard improvises the experiment from the session starts and scalars)"))
+    others = [r for r in holders if r != EXPERIMENT_RUN]
+    need(not others, f"runs other than {EXPERIMENT_RUN} hold an experiment record: {others} "
+                     "(TensorBoard shows whichever it reads first)")
+    if EXPERIMENT_RUN in holders:
+        record = hp_metadata.parse_experiment_plugin_data(run_tags[EXPERIMENT_RUN][hp_metadata.EXPERIMENT_TAG])
+        need({h.name for h in experiment.hparam_infos} == {h.name for h in record.hparam_infos}
+             and {m.name.tag for m in experiment.metric_infos} == {m.name.tag for m in record.metric_infos},
+             f"TensorBoard's experiment is not the {EXPERIMENT_RUN}/ record")
+
+    hparam_names = [h.name for h in experiment.hparam_infos]
+    for n in sorted({n for n in hparam_names if hparam_names.count(n) > 1}):
+        need(False, f"hyperparameter {n} listed twice")
+    all_params = {}
+    for rid, (_, params) in want.items():
+        for k in params:
+            all_params.setdefault(k, []).append(rid)
+    for k in sorted(set(all_params) - set(hparam_names)):
+        need(False, f"experiment lacks hyperparameter {k} (a param of run(s) {', '.join(sorted(all_params[k]))})")
+    for k in sorted(set(hparam_names) - set(all_params)):
+        need(False, f"experiment hyperparameter {k} is a param of no run")
+    # A declared type must fit the runs' values (unset types are left to TensorBoard).
+    kinds = {api_pb2.DATA_TYPE_BOOL: lambda v: isinstance(v, bool),
+             api_pb2.DATA_TYPE_FLOAT64: is_number,
+             api_pb2.DATA_TYPE_STRING: lambda v: isinstance(v, (str, list, dict))}
+    for h in experiment.hparam_infos:
+        if h.type in kinds:
+            bad = sorted(rid for rid, (_, p) in want.items() if h.name in p and not kinds[h.type](p[h.name]))
+            need(not bad, f"hyperparameter {h.name} declared {api_pb2.DataType.Name(h.type)}, runs {bad} differ")
+
+    metric_names = [m.name.tag for m in experiment.metric_infos]
+    need(all(not m.name.group for m in experiment.metric_infos),
+         f"metric infos with a group (would be read from a sub-run): "
+         f"{[(m.name.group, m.name.tag) for m in experiment.metric_infos if m.name.group]}")
+    for m in EXPERIMENT_METRICS:
+        need(m in metric_names, f"experiment lacks metric {m} (metric infos: {metric_names})")
+    for m in metric_names:
+        need(m in EXPERIMENT_METRICS, f"unexpected experiment metric {m}")
+
+    # Session groups: one per finished run, named by its run id.
+    groups = list(response.session_groups)
+    need(response.total_size == len(groups), f"total_size {response.total_size}, {len(groups)} groups returned")
+    names = [g.name for g in groups]
+    need(len(groups) == len(runs),
+         f"TensorBoard shows {len(groups)} session groups, want one per finished run directory ({len(runs)})")
+    for g in sorted({n for n in names if names.count(n) > 1}):
+        need(False, f"session group {g!r} listed twice")
+    for rid in sorted(set(want) - set(names)):
+        need(False, f"run {rid}: no session group named by it")
+    for g in sorted(set(names) - {os.path.basename(r) for r in runs}):
+        group = next(x for x in groups if x.name == g)
+        need(False, f"session group {g!r} (sessions {[s.name for s in group.sessions]}) is not a finished run directory")
+    matched = 0
+    for g in groups:
+        if g.name not in want:
+            continue
+        rid = g.name
+        metrics, params = want[rid]
+        sessions = [s.name for s in g.sessions]
+        need(sessions == [rid], f"group {rid}: sessions {sessions}, want exactly [{rid!r}]")
+        for s in g.sessions:
+            need(s.status == api_pb2.STATUS_SUCCESS,
+                 f"group {rid}: session {s.name} status {api_pb2.Status.Name(s.status)}, want STATUS_SUCCESS")
+        compare_hparams(g.hparams, params, need, f"group {rid}")
+        values = {v.name.tag: v.value for v in g.metric_values if not v.name.group}
+        need("metrics/test_r2" in values, f"group {rid}: no metrics/test_r2 value (values: {sorted(values)})")
+        for tag in metric_names:
+            part, _, m = tag[len("metrics/"):].partition("_")
+            want_v = (metrics.get(part) or {}).get(m)
+            if want_v is None:
+                continue
+            if tag not in values:
+                need(tag == "metrics/test_r2", f"group {rid}: no {tag} value, metrics.json {part}.{m} = {want_v}")
+                continue
+            ok = close(values[tag], float(want_v), 1e-5, 1e-30)
+            need(ok, f"group {rid}: {tag} = {values[tag]!r}, metrics.json {part}.{m} = {want_v!r}")
+            if ok and tag == "metrics/test_r2":
+                matched += 1
+    return (f"experiment {name}: {len(groups)} session groups, {len(hparam_names)} hyperparameters, "
+            f"{len(metric_names)} metrics, metrics/test_r2 of {matched}/{len(runs)} runs = metrics.json")
+
+
+# ------------------------------------------------------------------------------ main
+
+def finished_runs(results):
+    return [os.path.join(results, d) for d in sorted(os.listdir(results))
+            if RUN_DIR_NAME.match(d) and os.path.isfile(os.path.join(results, d, "DONE"))]
 
 
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    runs = []
+    targets = []  # (run dir, None) or (experiment dir, [run dirs])
     for arg in sys.argv[1:]:
+        if not os.path.isdir(arg):
+            sys.exit(f"no such directory: {arg}")
         if os.path.isfile(os.path.join(arg, "metrics.json")):
-            runs.append(arg)
+            targets.append((arg, None))
         else:
-            runs += sorted(os.path.join(arg, d) for d in os.listdir(arg)
-                           if os.path.isfile(os.path.join(arg, d, "DONE")))
-    if not runs:
-        sys.exit("no run directories given")
+            runs = finished_runs(arg)
+            if not runs:
+                sys.exit(f"no finished run directories in {arg}")
+            targets.append((arg, runs))
     failed = []
-    for run in runs:
-        problems, scalars, images = check_run(run)
-        failed += problems
-        print(f"{run}: {len(scalars)} scalar tags, {len(images)} images, {'ok' if not problems else 'FAILED'}")
+    for path, runs in targets:
+        for run in (runs if runs is not None else [path]):
+            problems = []
+            try:
+                scalars, images = check_run(run, problems)
+                counts = f"{len(scalars)} scalar tags, {len(images)} images, "
+            except Exception as e:
+                problems.append(f"{run}: check aborted: {type(e).__name__}: {e}")
+                counts = ""
+            failed += problems
+            print(f"{run}: {counts}{'ok' if not problems else 'FAILED'}")
+        if runs is not None:
+            problems = []
+            try:
+                summary = check_experiment(path, runs, problems)
+            except Exception as e:
+                problems.append(f"experiment {os.path.basename(os.path.normpath(path))}: check aborted: "
+                                f"{type(e).__name__}: {e}")
+                summary = f"experiment {os.path.basename(os.path.normpath(path))}"
+            failed += problems
+            print(summary if not problems else f"{summary}: FAILED")
     for p in failed:
         print("  " + p)
     sys.exit(1 if failed else 0)

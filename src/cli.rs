@@ -70,6 +70,29 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Compare two result sets run by run: B against A, paired by dataset, split, seed and
+    /// every hyperparameter (not by run id or label); per cell both means, the paired
+    /// difference B − A and its standard error.
+    Compare {
+        /// The reference: an experiment results directory or a summary.csv.
+        a: PathBuf,
+        /// The result set compared with it.
+        b: PathBuf,
+        /// The summary.csv column compared (errors such as test_rmse: lower is better).
+        #[arg(long, default_value = "test_r2")]
+        metric: String,
+        /// Exit 1 when a cell of B is worse than A by more than 2 standard errors (≥ 2 paired
+        /// seeds) or by more than --tolerance (one seed), or is missing from B.
+        #[arg(long)]
+        fail_on_regression: bool,
+        /// Allowed worsening before a cell counts as a regression.
+        #[arg(long, default_value_t = 0.0)]
+        tolerance: f64,
+        /// Exit 1 unless every cell is in both and every paired difference is exactly 0
+        /// (determinism checks).
+        #[arg(long)]
+        require_identical: bool,
+    },
     /// Export an experiment's finished runs for another tool.
     Export {
         #[command(subcommand)]
@@ -505,6 +528,45 @@ pub fn main() -> Result<()> {
                 (Err(e), Ok(())) | (Ok(_), Err(e)) => Err(e),
                 (Err(jobs), Err(report)) => Err(Error::Several(vec![jobs, report])),
             }
+        }
+        Command::Compare {
+            a,
+            b,
+            metric,
+            fail_on_regression,
+            tolerance,
+            require_identical,
+        } => {
+            let c = report::compare::compare(&a, &b, &metric)?;
+            print!(
+                "{}",
+                c.markdown(&a.display().to_string(), &b.display().to_string())
+            );
+            let show = |cells: Vec<&report::compare::Cell>| -> String {
+                cells
+                    .iter()
+                    .map(|c| c.label.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            if require_identical && !c.differences().is_empty() {
+                return Err(Error::Regressed(format!(
+                    "{} of {} cells differ: {}",
+                    c.differences().len(),
+                    c.cells.len(),
+                    show(c.differences())
+                )));
+            }
+            let rule = report::compare::RegressionRule { tolerance };
+            if fail_on_regression && !c.regressions(rule).is_empty() {
+                return Err(Error::Regressed(format!(
+                    "{} of {} cells regressed or are missing: {}",
+                    c.regressions(rule).len(),
+                    c.cells.len(),
+                    show(c.regressions(rule))
+                )));
+            }
+            Ok(())
         }
         Command::Export {
             format: ExportFormat::Mlflow { target, out },

@@ -54,6 +54,9 @@ pub enum Error {
     },
     /// Anything else that is the program's fault rather than the input's (exit 1).
     Internal(String),
+    /// `compare` found results worse than, or (with `--require-identical`) different from,
+    /// the reference (exit 1).
+    Regressed(String),
     /// Several failures of one command, in the order they happened (e.g. failed jobs, then a
     /// report that could not be written); the exit code is the highest of theirs.
     Several(Vec<Error>),
@@ -99,7 +102,8 @@ impl Error {
             | Error::Model(_)
             | Error::JobsFailed { .. }
             | Error::Incomplete { .. }
-            | Error::Internal(_) => 1,
+            | Error::Internal(_)
+            | Error::Regressed(_) => 1,
             Error::Several(errors) => errors.iter().map(Error::exit_code).max().unwrap_or(1),
         }
     }
@@ -157,6 +161,7 @@ impl fmt::Display for Error {
                 write!(f, " run the missing jobs, then `report` again")
             }
             Error::Internal(m) => write!(f, "internal error: {m}"),
+            Error::Regressed(m) => write!(f, "{m}"),
             Error::Several(errors) => {
                 for (i, e) in errors.iter().enumerate() {
                     if i > 0 {

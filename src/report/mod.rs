@@ -2,6 +2,7 @@
 //! (rows: models; columns: city × metric; cells: mean ± std over seeds, with n), built with
 //! polars from the run directories alone, so a report can be rebuilt at any time.
 
+pub mod compare;
 pub mod figures;
 pub mod headline;
 pub use crate::track::render;

@@ -204,11 +204,14 @@ fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> 
     Ok(histories.len())
 }
 
+/// One scalar tag's (step, wall time in ms, value) points.
+pub type ScalarHistory = Vec<(i64, u64, f64)>;
+
 /// (step, wall time in ms, value) per scalar tag of a run's TensorBoard event files, the
 /// final `metrics/*` scalars left out (exported as final metrics). As TensorBoard reads them:
 /// files in name order, and a SessionLog START at step s (a resumed run) drops what earlier
 /// records hold at steps ≥ s.
-pub fn epoch_scalars(run_dir: &Path) -> Result<BTreeMap<String, Vec<(i64, u64, f64)>>> {
+pub fn epoch_scalars(run_dir: &Path) -> Result<BTreeMap<String, ScalarHistory>> {
     use tensorboard_proto::event::{Event, SessionLog_SessionStatus};
     let mut files: Vec<PathBuf> = fs::read_dir(run_dir)
         .map_err(io(run_dir))?
@@ -220,7 +223,7 @@ pub fn epoch_scalars(run_dir: &Path) -> Result<BTreeMap<String, Vec<(i64, u64, f
         })
         .collect();
     files.sort();
-    let mut out: BTreeMap<String, Vec<(i64, u64, f64)>> = BTreeMap::new();
+    let mut out: BTreeMap<String, ScalarHistory> = BTreeMap::new();
     for file in files {
         let bytes = fs::read(&file).map_err(io(&file))?;
         for payload in tfrecords(&bytes) {

@@ -7,6 +7,7 @@ mod import;
 mod neural;
 mod resume;
 mod scale;
+mod tracking;
 mod workflow;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,135 @@
+//! Tracking through the CLI: `compare` of two result sets, the records of a run's build,
+//! and `export mlflow`.
+
+use super::{read, Cli};
+
+const EXPERIMENT: &str = "name: t\ndatasets: [{preset: tiny}]\nmodels: [{kind: lasso, alpha: [0.01, 0.1]}, {kind: random_forest, n_trees: 8}]\nsplits: [{kind: random}]\nseeds: [0, 1]\n";
+
+/// Two fresh runs of one experiment are identical; a changed hyperparameter's runs do not pair
+/// with the old ones and count as missing; labels do not matter, hyperparameters do.
+#[test]
+fn compare_pairs_runs_by_what_they_are() {
+    let cli = Cli::in_temp_dir();
+    cli.write("a.yaml", EXPERIMENT);
+    cli.write("b.yaml", &EXPERIMENT.replace("name: t", "name: u"));
+    assert_eq!(cli.run(&["run", "a.yaml"]).code, 0);
+    assert_eq!(cli.run(&["run", "b.yaml"]).code, 0);
+    let r = cli.run(&[
+        "compare",
+        "results/t",
+        "results/u/summary.csv",
+        "--require-identical",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("| tiny | random | lasso(a=0.01) | 0."),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("+0.0000 | 0.0000 | 2 |"), "{}", r.stdout);
+
+    // 12 trees instead of 8: that cell of A is missing from B.
+    cli.write(
+        "c.yaml",
+        &EXPERIMENT
+            .replace("name: t", "name: v")
+            .replace("n_trees: 8", "n_trees: 12"),
+    );
+    assert_eq!(cli.run(&["run", "c.yaml"]).code, 0);
+    let r = cli.run(&["compare", "results/t", "results/v", "--fail-on-regression"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("1 of 4 cells regressed or are missing"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("random_forest"), "{}", r.stderr);
+    // RMSE: lower is better, said in the header.
+    let r = cli.run(&["compare", "results/t", "results/u", "--metric", "test_rmse"]);
+    assert!(r.stdout.contains("lower is better"), "{}", r.stdout);
+    let r = cli.run(&["compare", "results/t", "results/u", "--metric", "nope"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+/// Every run records the build that made it, summary.csv carries the build and every
+/// hyperparameter, and `--strict` refuses runs of several commits.
+#[test]
+fn runs_record_their_build_and_strict_reports_refuse_mixed_builds() {
+    let cli = Cli::in_temp_dir();
+    cli.write("a.yaml", EXPERIMENT);
+    assert_eq!(cli.run(&["run", "a.yaml"]).code, 0);
+    let dir = std::fs::read_dir(cli.path("results/t"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("DONE").is_file())
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("manifest.json"))).unwrap();
+    assert_eq!(manifest["record_version"], 2);
+    assert!(manifest["build"]["rustc"]
+        .as_str()
+        .unwrap()
+        .starts_with("rustc "));
+    assert!(manifest["threads"].as_u64().unwrap() >= 1);
+    let dirty = manifest["git_dirty"].as_bool();
+    assert_eq!(dir.join("diff.patch").is_file(), dirty == Some(true));
+    let summary = read(&cli.path("results/t/summary.csv"));
+    let header = summary.lines().next().unwrap();
+    for col in [
+        "commit",
+        "dirty",
+        "param.kind",
+        "param.model.alpha",
+        "param.model.n_trees",
+        "param.seed",
+    ] {
+        assert!(header.split(',').any(|c| c == col), "{col} not in {header}");
+    }
+
+    // A run made by another commit: the report warns, and refuses with --strict.
+    let mut other: serde_json::Value = manifest.clone();
+    other["git_commit"] = "0123456789abcdef0123456789abcdef01234567".into();
+    std::fs::write(dir.join("manifest.json"), other.to_string()).unwrap();
+    let r = cli.run(&["report", "results/t"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("2 commits"), "{}", r.stderr);
+    let r = cli.run(&["report", "results/t", "--strict"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--strict"), "{}", r.stderr);
+}
+
+/// `export mlflow` writes one MLflow run per finished run (MLflow's own reader is
+/// scripts/check_mlflow.py, run by CI); a second export replaces, never duplicates.
+#[test]
+fn export_mlflow_writes_the_file_store_layout() {
+    let cli = Cli::in_temp_dir();
+    cli.write("a.yaml", EXPERIMENT);
+    assert_eq!(cli.run(&["run", "a.yaml"]).code, 0);
+    for _ in 0..2 {
+        let r = cli.run(&["export", "mlflow", "a.yaml", "--out", "mlruns"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stdout.contains("exported 6 runs"), "{}", r.stdout);
+    }
+    let exp = cli.path("mlruns/1");
+    assert!(read(&exp.join("meta.yaml")).contains("name: \"t\""));
+    let runs: Vec<_> = std::fs::read_dir(&exp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("meta.yaml").is_file())
+        .collect();
+    assert_eq!(runs.len(), 6);
+    for run in &runs {
+        for sub in ["params", "metrics", "tags", "artifacts"] {
+            assert!(run.join(sub).is_dir(), "{} lacks {sub}", run.display());
+        }
+        let meta = read(&run.join("meta.yaml"));
+        assert!(meta.contains("status: 3"), "{meta}");
+        let line = read(&run.join("metrics/test_r2"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        assert_eq!(fields[2], "0");
+        assert!(
+            run.join("params/model.alpha").is_file() || run.join("params/model.n_trees").is_file()
+        );
+    }
+}
