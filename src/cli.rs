@@ -545,7 +545,7 @@ pub fn main() -> Result<()> {
             let show = |cells: Vec<&report::compare::Cell>| -> String {
                 cells
                     .iter()
-                    .map(|c| c.label.clone())
+                    .map(|c| c.name())
                     .collect::<Vec<_>>()
                     .join("; ")
             };

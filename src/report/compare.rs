@@ -24,7 +24,8 @@ pub struct RegressionRule {
 /// One cell of a comparison.
 #[derive(Debug, Clone)]
 pub struct Cell {
-    pub label: String,
+    /// Dataset, split and model label of the cell (of A where A has it).
+    pub label: [String; 3],
     pub mean_a: Option<f64>,
     pub mean_b: Option<f64>,
     /// Paired differences B − A, one per seed present in both.
@@ -32,6 +33,11 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// `dataset / split / model`, for messages.
+    pub fn name(&self) -> String {
+        self.label.join(" / ")
+    }
+
     pub fn delta(&self) -> Option<f64> {
         (!self.diffs.is_empty()).then(|| self.diffs.iter().sum::<f64>() / self.diffs.len() as f64)
     }
@@ -147,17 +153,13 @@ pub fn compare(a: &Path, b: &Path, metric: &str) -> Result<Comparison> {
     };
     let value = |r: &BTreeMap<String, String>| r.get(metric).and_then(|v| v.parse::<f64>().ok());
     // cell → (label, seed → value) per side
-    type Side = BTreeMap<Vec<String>, (String, BTreeMap<String, f64>)>;
+    type Side = BTreeMap<Vec<String>, ([String; 3], BTreeMap<String, f64>)>;
     let side = |rows: &Rows| -> Side {
         let mut out: Side = BTreeMap::new();
         for r in rows {
             let entry = out.entry(cell_of(r)).or_insert_with(|| {
-                let label = format!(
-                    "{} | {} | {}",
-                    r.get("dataset").map_or("", |s| s.as_str()),
-                    r.get("split").map_or("", |s| s.as_str()),
-                    r.get("model").map_or("", |s| s.as_str())
-                );
+                let field = |k: &str| r.get(k).cloned().unwrap_or_default();
+                let label = [field("dataset"), field("split"), field("model")];
                 (label, BTreeMap::new())
             });
             if let Some(v) = value(r) {
@@ -239,7 +241,7 @@ impl Comparison {
         use std::fmt::Write as _;
         let fmt = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.4}"));
         let mut out = format!(
-            "{} ({}), B = {b} against A = {a}; paired by {}\n\n| cell | A | B | Δ (B − A) | SE | n |\n|---|---|---|---|---|---|\n",
+            "{} ({}), B = {b} against A = {a}; paired by {}\n\n| dataset | split | model | A | B | Δ (B − A) | SE | n |\n|---|---|---|---|---|---|---|---|\n",
             self.metric,
             if self.lower_is_better {
                 "lower is better"
@@ -252,8 +254,10 @@ impl Comparison {
             let delta = c.delta().map_or("—".to_string(), |d| format!("{d:+.4}"));
             writeln!(
                 out,
-                "| {} | {} | {} | {delta} | {} | {} |",
-                c.label,
+                "| {} | {} | {} | {} | {} | {delta} | {} | {} |",
+                c.label[0],
+                c.label[1],
+                c.label[2],
                 fmt(c.mean_a),
                 fmt(c.mean_b),
                 fmt(c.standard_error()),
@@ -294,7 +298,7 @@ mod tests {
         );
         let c = compare(&a, &b, "test_r2").unwrap();
         assert_eq!(c.cells.len(), 2);
-        let lasso = c.cells.iter().find(|c| c.label.contains("lasso")).unwrap();
+        let lasso = c.cells.iter().find(|c| c.name().contains("lasso")).unwrap();
         assert_eq!(lasso.diffs.len(), 2, "paired across labels");
         assert!((lasso.delta().unwrap() + 0.11).abs() < 1e-12);
         assert!((lasso.standard_error().unwrap() - 0.01).abs() < 1e-12);
