@@ -69,6 +69,19 @@ pub enum Command {
         /// with uncommitted changes, instead of warning.
         #[arg(long)]
         strict: bool,
+        /// Also write a pivot table with these row axes (any hyperparameter: model, kind,
+        /// dataset, split, seed, model.alpha, input.poi, ...), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<String>,
+        /// The pivot table's column axes.
+        #[arg(long, value_delimiter = ',', requires = "rows")]
+        cols: Vec<String>,
+        /// The axes the pivot table averages over (mean ± std).
+        #[arg(long, value_delimiter = ',', default_value = "seed", requires = "rows")]
+        over: Vec<String>,
+        /// The pivot table's metric: <train|valid|test>_<r2|rmse|mae|mape|spearman>.
+        #[arg(long, default_value = "test_r2", requires = "rows")]
+        metric: String,
     },
     /// Compare two result sets run by run: B against A, paired by dataset, split, seed and
     /// every hyperparameter (not by run id or label); per cell both means, the paired
@@ -582,31 +595,58 @@ pub fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Report { target, strict } => {
-            let (dir, title) = if target.is_dir() {
-                let title = target
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (target, title)
-            } else {
-                let plan = Plan::new(config::load_experiment(&target)?);
-                let dir = plan.experiment.experiment_dir();
-                if dir.exists() {
-                    print!(
-                        "{}",
-                        report::write_report(&dir, &plan.experiment.name, strict)?
-                    );
-                }
-                // Given the experiment, the report knows which jobs should exist.
-                plan.check_complete()?;
-                println!("all {} jobs are done", plan.jobs.len());
-                return Ok(());
-            };
-            print!("{}", report::write_report(&dir, &title, strict)?);
-            Ok(())
+        Command::Report {
+            target,
+            strict,
+            rows,
+            cols,
+            over,
+            metric,
+        } => {
+            if !rows.is_empty() {
+                let (dir, _) = experiment_target(&target)?;
+                let spec = report::pivot::PivotSpec {
+                    rows,
+                    cols,
+                    over,
+                    metric,
+                };
+                // Checked first, so bad axes are refused before any table is rewritten.
+                let summaries = crate::track::records::collect_summaries(&dir)?;
+                report::pivot::pivot(&summaries, &spec)?;
+                let result = report_command(&target, strict);
+                print!("{}", report::write_pivot(&dir, &spec)?);
+                return result;
+            }
+            report_command(&target, strict)
         }
     }
+}
+
+/// `report` without a pivot table.
+fn report_command(target: &std::path::Path, strict: bool) -> Result<()> {
+    let (dir, title) = if target.is_dir() {
+        let title = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (target, title)
+    } else {
+        let plan = Plan::new(config::load_experiment(&target)?);
+        let dir = plan.experiment.experiment_dir();
+        if dir.exists() {
+            print!(
+                "{}",
+                report::write_report(&dir, &plan.experiment.name, strict)?
+            );
+        }
+        // Given the experiment, the report knows which jobs should exist.
+        plan.check_complete()?;
+        println!("all {} jobs are done", plan.jobs.len());
+        return Ok(());
+    };
+    print!("{}", report::write_report(&dir, &title, strict)?);
+    Ok(())
 }
 
 /// The results directory and name of an experiment given as its YAML file or its directory.

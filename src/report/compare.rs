@@ -303,11 +303,7 @@ mod tests {
         assert!((lasso.delta().unwrap() + 0.11).abs() < 1e-12);
         assert!((lasso.standard_error().unwrap() - 0.01).abs() < 1e-12);
         let rule = RegressionRule { tolerance: 0.0 };
-        let regressed: Vec<&str> = c
-            .regressions(rule)
-            .iter()
-            .map(|c| c.label.as_str())
-            .collect();
+        let regressed: Vec<String> = c.regressions(rule).iter().map(|c| c.name()).collect();
         assert_eq!(
             regressed.len(),
             2,

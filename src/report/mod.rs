@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod figures;
 pub mod headline;
+pub mod pivot;
 pub use crate::track::render;
 
 use std::fmt::Write as _;
@@ -366,6 +367,20 @@ fn check_builds(experiment_dir: &Path, summaries: &[RunSummary], strict: bool) -
         crate::track::progress::warn(&message);
         Ok(())
     }
+}
+
+/// Write the pivot table `spec` of an experiment's finished runs as
+/// `tables/pivot_<metric>.{md,csv,tex}`; returns its Markdown.
+pub fn write_pivot(experiment_dir: &Path, spec: &pivot::PivotSpec) -> Result<String> {
+    let summaries = collect_summaries(experiment_dir)?;
+    let p = pivot::pivot(&summaries, spec)?;
+    let tables = experiment_dir.join("tables");
+    let base = format!("pivot_{}", file_safe(&spec.metric));
+    let md = p.markdown();
+    atomic_write(&tables.join(format!("{base}.md")), md.as_bytes())?;
+    atomic_write(&tables.join(format!("{base}.csv")), p.csv().as_bytes())?;
+    atomic_write(&tables.join(format!("{base}.tex")), p.latex().as_bytes())?;
+    Ok(md)
 }
 
 /// Rebuild `summary.csv` and `tables/` of an experiment directory. Returns the Markdown of all

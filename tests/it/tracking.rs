@@ -133,3 +133,49 @@ fn export_mlflow_writes_the_file_store_layout() {
         );
     }
 }
+
+/// `report --rows … --cols … --over seed` writes the pivot table as Markdown, CSV and LaTeX;
+/// an axis that is no hyperparameter is refused before any table is rewritten.
+#[test]
+fn report_writes_pivot_tables() {
+    let cli = Cli::in_temp_dir();
+    cli.write("a.yaml", EXPERIMENT);
+    assert_eq!(cli.run(&["run", "a.yaml"]).code, 0);
+    let r = cli.run(&[
+        "report",
+        "a.yaml",
+        "--rows",
+        "kind,model.alpha",
+        "--cols",
+        "dataset,split",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("| kind | model.alpha | tiny / random |"),
+        "{}",
+        r.stdout
+    );
+    // n_trees belongs to the random forest, which `kind` already separates: no note.
+    assert!(!r.stdout.contains("kept apart"), "{}", r.stdout);
+    let tex = read(&cli.path("results/t/tables/pivot_test_r2.tex"));
+    assert!(
+        tex.contains("\\toprule") && tex.contains("\\mathbf{"),
+        "{tex}"
+    );
+    assert!(read(&cli.path("results/t/tables/pivot_test_r2.csv"))
+        .starts_with("kind,model.alpha,dataset,split,mean,std,n\n"));
+    // Without the kind, LASSO's α values would share a row: they are kept apart, with a note.
+    let r = cli.run(&["report", "a.yaml", "--rows", "kind", "--cols", "dataset"]);
+    assert!(
+        r.stdout.contains("Runs also differ in model.alpha"),
+        "{}",
+        r.stdout
+    );
+    let r = cli.run(&["report", "a.yaml", "--rows", "colour"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`colour` is no hyperparameter"),
+        "{}",
+        r.stderr
+    );
+}
