@@ -82,6 +82,11 @@ pub enum Command {
         /// The pivot table's metric: <train|valid|test>_<r2|rmse|mae|mape|spearman>.
         #[arg(long, default_value = "test_r2", requires = "rows")]
         metric: String,
+        /// How the headline chooses OpenCarbon's configuration and the best baseline: by
+        /// validation R² or by test R² (the paper's definition). Default: the experiment's
+        /// `select`, else valid.
+        #[arg(long, value_enum)]
+        select: Option<crate::track::records::Select>,
     },
     /// Compare two result sets run by run: B against A, paired by dataset, split, seed and
     /// every hyperparameter (not by run id or label); per cell both means, the paired
@@ -527,12 +532,13 @@ pub fn main() -> Result<()> {
                     .map(|r| !r.is_empty())
                     .unwrap_or(false)
             {
-                report::write_report(&dir, &plan.experiment.name, false).map(|_| {
-                    crate::track::progress::info(&format!(
-                        "report: {}",
-                        dir.join("report.md").display()
-                    ))
-                })
+                report::write_report(&dir, &plan.experiment.name, false, plan.experiment.select)
+                    .map(|_| {
+                        crate::track::progress::info(&format!(
+                            "report: {}",
+                            dir.join("report.md").display()
+                        ))
+                    })
             } else {
                 Ok(())
             };
@@ -602,6 +608,7 @@ pub fn main() -> Result<()> {
             cols,
             over,
             metric,
+            select,
         } => {
             if !rows.is_empty() {
                 let (dir, _) = experiment_target(&target)?;
@@ -614,17 +621,21 @@ pub fn main() -> Result<()> {
                 // Checked first, so bad axes are refused before any table is rewritten.
                 let summaries = crate::track::records::collect_summaries(&dir)?;
                 report::pivot::pivot(&summaries, &spec)?;
-                let result = report_command(&target, strict);
+                let result = report_command(&target, strict, select);
                 print!("{}", report::write_pivot(&dir, &spec)?);
                 return result;
             }
-            report_command(&target, strict)
+            report_command(&target, strict, select)
         }
     }
 }
 
 /// `report` without a pivot table.
-fn report_command(target: &std::path::Path, strict: bool) -> Result<()> {
+fn report_command(
+    target: &std::path::Path,
+    strict: bool,
+    select: Option<crate::track::records::Select>,
+) -> Result<()> {
     let (dir, title) = if target.is_dir() {
         let title = target
             .file_name()
@@ -632,12 +643,17 @@ fn report_command(target: &std::path::Path, strict: bool) -> Result<()> {
             .unwrap_or_default();
         (target, title)
     } else {
-        let plan = Plan::new(config::load_experiment(&target)?);
+        let plan = Plan::new(config::load_experiment(target)?);
         let dir = plan.experiment.experiment_dir();
         if dir.exists() {
             print!(
                 "{}",
-                report::write_report(&dir, &plan.experiment.name, strict)?
+                report::write_report(
+                    &dir,
+                    &plan.experiment.name,
+                    strict,
+                    select.unwrap_or(plan.experiment.select)
+                )?
             );
         }
         // Given the experiment, the report knows which jobs should exist.
@@ -645,7 +661,10 @@ fn report_command(target: &std::path::Path, strict: bool) -> Result<()> {
         println!("all {} jobs are done", plan.jobs.len());
         return Ok(());
     };
-    print!("{}", report::write_report(&dir, &title, strict)?);
+    print!(
+        "{}",
+        report::write_report(dir, &title, strict, select.unwrap_or_default())?
+    );
     Ok(())
 }
 

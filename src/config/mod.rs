@@ -5,6 +5,7 @@
 //! element, so one typo does not hide the problems of the other elements.
 
 pub mod plan;
+pub mod search;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ struct RawExperiment {
     models: Vec<Value>,
     splits: Vec<Value>,
     seeds: Vec<u64>,
+    /// How the report's headline chooses configurations: `valid` (default) or `test`.
+    #[serde(default)]
+    select: crate::track::records::Select,
 }
 
 fn default_results_dir() -> PathBuf {
@@ -159,6 +163,8 @@ pub struct Experiment {
     /// split file that only some cities have.
     pub split_datasets: Vec<Option<Vec<String>>>,
     pub seeds: Vec<u64>,
+    /// How the report's headline chooses configurations and the best baseline.
+    pub select: crate::track::records::Select,
 }
 
 impl Experiment {
@@ -286,6 +292,13 @@ fn grid_alternatives(
                 vec![v.clone()]
             }
             Value::Sequence(items) => items.clone(),
+            Value::Mapping(m) if search::is_sampler(m) => match search::sample(m) {
+                Ok(values) => values,
+                Err(e) => {
+                    problems.add(join_path(path, k.as_str().unwrap_or("?")), e);
+                    return None;
+                }
+            },
             other => vec![other.clone()],
         };
         if alternatives.is_empty() {
@@ -785,6 +798,7 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
         splits,
         split_datasets,
         seeds: raw.seeds,
+        select: raw.select,
     })
 }
 

@@ -385,7 +385,12 @@ pub fn write_pivot(experiment_dir: &Path, spec: &pivot::PivotSpec) -> Result<Str
 
 /// Rebuild `summary.csv` and `tables/` of an experiment directory. Returns the Markdown of all
 /// tables.
-pub fn write_report(experiment_dir: &Path, title: &str, strict: bool) -> Result<String> {
+pub fn write_report(
+    experiment_dir: &Path,
+    title: &str,
+    strict: bool,
+    select: headline::Select,
+) -> Result<String> {
     let summaries = collect_summaries(experiment_dir)?;
     if summaries.is_empty() {
         return Err(Error::Usage(format!(
@@ -425,7 +430,7 @@ pub fn write_report(experiment_dir: &Path, title: &str, strict: bool) -> Result<
         all.push_str(&md);
         all.push('\n');
     }
-    let headline = headline::markdown(&runs);
+    let headline = headline::markdown(&runs, select);
     if !headline.is_empty() {
         atomic_write(&tables_dir.join("headline.md"), headline.as_bytes())?;
         all.push_str(&headline);

@@ -237,6 +237,18 @@ pub fn finished_run_dirs(experiment_dir: &Path) -> Result<Vec<std::path::PathBuf
     Ok(dirs)
 }
 
+/// How a report's headline chooses each model's configuration and the best baseline
+/// (`select:` in the experiment, `report --select`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Select {
+    /// By mean validation R²; test R² is only reported.
+    #[default]
+    Valid,
+    /// By mean test R² (the paper's definition; optimistic).
+    Test,
+}
+
 /// What a report needs of one finished run: its metrics, its resolved hyperparameters
 /// (`run_params`) and the build that made it.
 #[derive(Debug, Clone)]

@@ -353,3 +353,11 @@ fn an_image_larger_than_the_side_limit_is_refused() {
         ],
     );
 }
+
+#[test]
+fn yaml_malformed_sampler_is_refused() {
+    assert_config_rejected(
+        &GOOD.replace("alpha: 0.1", "alpha: {uniform: [1, 0], n: 2}"),
+        &["models[0].alpha: uniform: expected [low, high] with low < high"],
+    );
+}
