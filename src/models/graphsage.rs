@@ -372,33 +372,15 @@ fn embedding_features(
     datasets: &[&PreparedDataset],
     tiles: &[(usize, usize)],
 ) -> Result<(ndarray::Array2<f64>, Vec<String>)> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-    let mut lines = text.lines();
-    let header: Vec<String> = lines
-        .next()
-        .unwrap_or("")
-        .split(',')
-        .skip(3)
-        .map(str::to_string)
+    let run_dir = file.parent().unwrap_or(std::path::Path::new("."));
+    let table = crate::track::records::EmbeddingTable::read(run_dir)?;
+    let dims = table.rows.first().map_or(0, |r| r.3.len());
+    let header: Vec<String> = (0..dims).map(|k| format!("e{k}")).collect();
+    let by_tile: std::collections::HashMap<(String, u32, u32), Vec<f64>> = table
+        .rows
+        .into_iter()
+        .map(|(d, x, y, e)| ((d, x, y), e))
         .collect();
-    let mut by_tile: std::collections::HashMap<(String, u32, u32), Vec<f64>> = Default::default();
-    for (i, line) in lines.enumerate() {
-        let c: Vec<&str> = line.split(',').collect();
-        let bad = || Error::dataset(file, Some(i as u64 + 2), "malformed embedding row");
-        if c.len() != 3 + header.len() {
-            return Err(bad());
-        }
-        let values = c[3..]
-            .iter()
-            .map(|v| v.parse::<f64>())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| bad())?;
-        let (x, y) = (
-            c[1].parse().map_err(|_| bad())?,
-            c[2].parse().map_err(|_| bad())?,
-        );
-        by_tile.insert((c[0].to_string(), x, y), values);
-    }
     let mut out = ndarray::Array2::zeros((tiles.len(), header.len()));
     for (i, &(d, t)) in tiles.iter().enumerate() {
         let tile = datasets[d].data.tiles[t];

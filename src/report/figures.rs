@@ -222,7 +222,9 @@ impl FloorTo for f64 {
 }
 
 /// predictions.csv rows of one run: (dataset, x, y, split, target, prediction).
-use crate::track::records::{read_csv, PredictionRow};
+use crate::track::records::{
+    read_csv, read_json, CategoryImportanceRow, ModalityWeightRow, PredictionRow,
+};
 
 fn read_predictions(run_dir: &Path) -> Result<Vec<PredictionRow>> {
     read_csv(run_dir, "predictions.csv")
@@ -391,27 +393,19 @@ fn scatter(path: &Path, title: &str, rows: &[&PredictionRow]) -> Result<()> {
 /// map, beside its mean per decile of true emission (model.json): the paper claims POIs
 /// matter more where emissions are high.
 fn modality_weights(path: &Path, title: &str, run_dir: &Path, city: &str) -> Result<bool> {
-    let file = run_dir.join("modality_weights.csv");
-    let Ok(text) = std::fs::read_to_string(&file) else {
+    if !run_dir.join("modality_weights.csv").is_file() {
         return Ok(false);
-    };
-    let tiles: Vec<(u32, u32, f64)> = text
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let c: Vec<&str> = l.split(',').collect();
-            (c.len() == 6 && c[0] == city)
-                .then(|| Some((c[1].parse().ok()?, c[2].parse().ok()?, c[5].parse().ok()?)))
-                .flatten()
-        })
+    }
+    let rows: Vec<ModalityWeightRow> = read_csv(run_dir, "modality_weights.csv")?;
+    let tiles: Vec<(u32, u32, f64)> = rows
+        .iter()
+        .filter(|r| r.dataset == city)
+        .map(|r| (r.x, r.y, r.poi_weight as f64))
         .collect();
     if tiles.is_empty() {
         return Ok(false);
     }
-    let model: serde_json::Value = std::fs::read_to_string(run_dir.join("model.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let model: serde_json::Value = read_json(run_dir, "model.json")?;
     let deciles: Vec<(f64, f64)> = model["poi_weight_by_emission_decile"]
         .as_array()
         .map(|a| {
@@ -470,17 +464,14 @@ fn modality_weights(path: &Path, title: &str, run_dir: &Path, city: &str) -> Res
 
 /// The SE-weighted importance of each POI category (poi_category_importance.csv).
 fn category_importance(path: &Path, title: &str, run_dir: &Path) -> Result<bool> {
-    let Ok(text) = std::fs::read_to_string(run_dir.join("poi_category_importance.csv")) else {
+    if !run_dir.join("poi_category_importance.csv").is_file() {
         return Ok(false);
-    };
-    let rows: Vec<(String, f64)> = text
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let (c, v) = l.split_once(',')?;
-            Some((c.to_string(), v.parse().ok()?))
-        })
-        .collect();
+    }
+    let rows: Vec<(String, f64)> =
+        read_csv::<CategoryImportanceRow>(run_dir, "poi_category_importance.csv")?
+            .into_iter()
+            .map(|r| (r.category, r.importance))
+            .collect();
     if rows.is_empty() {
         return Ok(false);
     }

@@ -159,6 +159,83 @@ pub struct SplitRow {
     pub split: String,
 }
 
+/// One row of OpenCarbon's `modality_weights.csv`: the centre fusion's weights per tile.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModalityWeightRow {
+    pub dataset: String,
+    pub x: u32,
+    pub y: u32,
+    pub split: String,
+    pub image_weight: f32,
+    pub poi_weight: f32,
+}
+
+/// One row of OpenCarbon's `poi_category_importance.csv` (SE-weighted share per category).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CategoryImportanceRow {
+    pub category: String,
+    pub importance: f64,
+}
+
+/// OpenCarbon's `embeddings.csv`: per tile (dataset, x, y) its grid embedding, in columns
+/// `e0`, `e1`, ….
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EmbeddingTable {
+    pub rows: Vec<(String, u32, u32, Vec<f64>)>,
+}
+
+impl EmbeddingTable {
+    pub fn csv_text(&self) -> Result<Vec<u8>> {
+        let dims = self.rows.first().map_or(0, |r| r.3.len());
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let header: Vec<String> = ["dataset", "x", "y"]
+            .into_iter()
+            .map(str::to_string)
+            .chain((0..dims).map(|k| format!("e{k}")))
+            .collect();
+        let internal = |e: csv::Error| Error::Internal(e.to_string());
+        w.write_record(&header).map_err(internal)?;
+        for (d, x, y, e) in &self.rows {
+            let record: Vec<String> = [d.clone(), x.to_string(), y.to_string()]
+                .into_iter()
+                .chain(e.iter().map(|v| v.to_string()))
+                .collect();
+            w.write_record(&record).map_err(internal)?;
+        }
+        w.into_inner().map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Read `embeddings.csv` of a run directory.
+    pub fn read(dir: &Path) -> Result<EmbeddingTable> {
+        let file = dir.join("embeddings.csv");
+        let bad = |line: Option<u64>, e: String| parse_error(&file, line, "embeddings.csv", e);
+        let mut r = csv::Reader::from_path(&file).map_err(|e| bad(None, e.to_string()))?;
+        let dims = r.headers().map_err(|e| bad(Some(1), e.to_string()))?.len();
+        if dims < 3 {
+            return Err(bad(Some(1), "expected dataset,x,y,e0,…".into()));
+        }
+        let mut rows = Vec::new();
+        for record in r.records() {
+            let record = record.map_err(|e| bad(e.position().map(|p| p.line()), e.to_string()))?;
+            let line = record.position().map(|p| p.line());
+            let number = |i: usize| -> Result<f64> {
+                record
+                    .get(i)
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad(line, format!("column {} is not a number", i + 1)))
+            };
+            let e = (3..dims).map(number).collect::<Result<Vec<f64>>>()?;
+            rows.push((
+                record.get(0).unwrap_or_default().to_string(),
+                number(1)? as u32,
+                number(2)? as u32,
+                e,
+            ));
+        }
+        Ok(EmbeddingTable { rows })
+    }
+}
+
 fn parse_error(file: &Path, line: Option<u64>, what: &str, e: impl std::fmt::Display) -> Error {
     Error::dataset(file, line, format!("not a {what} file: {e}"))
 }

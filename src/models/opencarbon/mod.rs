@@ -10,6 +10,24 @@ use serde::{Deserialize, Serialize};
 use super::FieldProblem;
 pub use crate::nn::learner::{PatienceMode, Schedule};
 
+/// OpenCarbon's `model.json`: what `predict` needs to apply a run (normalisations, the POI
+/// categories of the network's channels, the checkpoint) and the analyses (`analysis`: SE
+/// gates, POI weight by emission decile), written by training and read by `predict`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenCarbonRecord {
+    pub best_epoch: usize,
+    pub best_validation_score: f64,
+    pub checkpoint: String,
+    pub(crate) image_norm: train::ImageNorm,
+    pub target_norm: train::TargetScale,
+    /// Absent in runs written before it was recorded (`predict` then reads the training
+    /// dataset's dataset.yaml).
+    #[serde(default)]
+    pub poi_categories: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub analysis: serde_json::Map<String, serde_json::Value>,
+}
+
 fn d_embedding() -> usize {
     32
 }

@@ -8,13 +8,13 @@ use dfdx::prelude::*;
 
 use super::network::OpenCarbonNet;
 use super::train::{predict, ImageNorm};
-use super::OpenCarbonConfig;
+use super::{OpenCarbonConfig, OpenCarbonRecord};
 use crate::data::{DatasetEntry, DatasetSource, PreparedDataset};
 use crate::error::{Error, Result};
 use crate::models::{Inputs, ModelConfig, ModelSpec};
 use crate::nn::device::{on_device, DeviceSpec, ModelDevice, OnDevice};
 use crate::nn::params::{load_safetensors, restore};
-use crate::track::atomic_write;
+use crate::track::{atomic_write, records};
 
 /// Prepares a dataset entry at (image size, POI raster size): the job runner's
 /// `prepare_dataset`, handed in by the caller.
@@ -27,11 +27,12 @@ pub struct PredictOutput {
     pub tiles: usize,
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("{}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::dataset(path, Some(e.line() as u64), e.to_string()))
+/// What `predict` reads of a run's resolved job (config.yaml).
+#[derive(serde::Deserialize)]
+struct TrainedJob {
+    model: ModelSpec,
+    image_size: usize,
+    poi_raster_size: usize,
 }
 
 /// Predict every tile of the dataset in `dataset_dir` with the OpenCarbon run in `run_dir`,
@@ -49,14 +50,8 @@ pub fn run_predict(
             run_dir.display()
         )));
     }
-    let config_path = run_dir.join("config.yaml");
-    let text = std::fs::read_to_string(&config_path)
-        .map_err(|e| Error::Usage(format!("{} is not a run directory: {e}", run_dir.display())))?;
-    let config: serde_yaml::Value = serde_yaml::from_str(&text)
-        .map_err(|e| Error::dataset(&config_path, None, e.to_string()))?;
-    let job = &config["job"];
-    let spec: ModelSpec = serde_yaml::from_value(job["model"].clone())
-        .map_err(|e| Error::dataset(&config_path, None, format!("job.model: {e}")))?;
+    let job = records::read_config::<TrainedJob>(run_dir)?.job;
+    let spec = job.model;
     let ModelConfig::OpenCarbon(cfg) = &spec.model else {
         return Err(Error::Usage(format!(
             "{} is a `{}` run; predict needs an OpenCarbon run (with best.safetensors)",
@@ -64,30 +59,10 @@ pub fn run_predict(
             spec.model.kind()
         )));
     };
-    let size = |key: &str| {
-        job[key]
-            .as_u64()
-            .map(|v| v as usize)
-            .ok_or_else(|| Error::dataset(&config_path, None, format!("job.{key} is missing")))
-    };
-    let (image_size, poi_raster_size) = (size("image_size")?, size("poi_raster_size")?);
-    let description = read_json(&run_dir.join("model.json"))?;
-    let f32s = |v: &serde_json::Value| -> Option<[f32; 3]> {
-        let a = v.as_array()?;
-        Some([
-            a.first()?.as_f64()? as f32,
-            a.get(1)?.as_f64()? as f32,
-            a.get(2)?.as_f64()? as f32,
-        ])
-    };
-    let norm = ImageNorm {
-        mean: f32s(&description["image_norm"]["mean"])
-            .ok_or_else(|| Error::Usage("model.json lacks image_norm".into()))?,
-        std: f32s(&description["image_norm"]["std"])
-            .ok_or_else(|| Error::Usage("model.json lacks image_norm".into()))?,
-    };
-    let y_mean = description["target_norm"]["mean"].as_f64().unwrap_or(0.0);
-    let y_std = description["target_norm"]["std"].as_f64().unwrap_or(1.0);
+    let (image_size, poi_raster_size) = (job.image_size, job.poi_raster_size);
+    let description: OpenCarbonRecord = records::read_json(run_dir, "model.json")?;
+    let norm = description.image_norm.clone();
+    let (y_mean, y_std) = (description.target_norm.mean, description.target_norm.std);
 
     let entry = DatasetEntry {
         name: "predict".into(),
@@ -173,19 +148,13 @@ pub fn run_predict(
 /// The POI categories a run was trained with: `model.json`'s `poi_categories`, or, for runs
 /// written before it was recorded there, the training dataset's `dataset.yaml` named in the
 /// manifest.
-fn training_categories(run_dir: &Path, description: &serde_json::Value) -> Result<Vec<String>> {
-    let strings = |v: &serde_json::Value| -> Option<Vec<String>> {
-        v.as_array()?
-            .iter()
-            .map(|c| c.as_str().map(str::to_string))
-            .collect()
-    };
-    if let Some(c) = strings(&description["poi_categories"]) {
-        return Ok(c);
+fn training_categories(run_dir: &Path, description: &OpenCarbonRecord) -> Result<Vec<String>> {
+    if let Some(c) = &description.poi_categories {
+        return Ok(c.clone());
     }
-    let manifest = read_json(&run_dir.join("manifest.json"))?;
-    let from_dataset = manifest["datasets"][0]["path"].as_str().and_then(|p| {
-        let text = std::fs::read_to_string(Path::new(p).join("dataset.yaml")).ok()?;
+    let manifest: records::Manifest = records::read_json(run_dir, "manifest.json")?;
+    let from_dataset = manifest.datasets.first().and_then(|d| {
+        let text = std::fs::read_to_string(Path::new(&d.path).join("dataset.yaml")).ok()?;
         let meta: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
         meta["poi_categories"]
             .as_sequence()?

@@ -25,9 +25,11 @@ use crate::nn::layers::{info_nce, Tensor2};
 use crate::nn::learner::{self, LearnerSettings, LearningRate, StepReport, TrainSteps, Validation};
 use crate::nn::params::{save_safetensors, Adam, ParamRef};
 use crate::nn::{SparseBatch, Tensor4};
+use crate::track::records::{self, CategoryImportanceRow, EmbeddingTable, ModalityWeightRow};
 use crate::track::RunDir;
 
 /// Per-channel image statistics of the training targets (for normalisation).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ImageNorm {
     pub(crate) mean: [f32; 3],
     pub(crate) std: [f32; 3],
@@ -355,24 +357,22 @@ fn write_embeddings(
     tiles: &[(usize, usize)],
     embeddings: &[Vec<f32>],
 ) -> Result<()> {
-    let d = embeddings.first().map_or(0, Vec::len);
-    let mut csv = String::from("dataset,x,y");
-    for k in 0..d {
-        csv.push_str(&format!(",e{k}"));
-    }
-    csv.push('\n');
-    for (&(ds, t), e) in tiles.iter().zip(embeddings) {
-        let tile = datasets[ds].data.tiles[t];
-        csv.push_str(&format!(
-            "{},{},{}",
-            datasets[ds].entry.name, tile.x, tile.y
-        ));
-        for v in e {
-            csv.push_str(&format!(",{v}"));
-        }
-        csv.push('\n');
-    }
-    run.write("embeddings.csv", csv.as_bytes())
+    let table = EmbeddingTable {
+        rows: tiles
+            .iter()
+            .zip(embeddings)
+            .map(|(&(ds, t), e)| {
+                let tile = datasets[ds].data.tiles[t];
+                (
+                    datasets[ds].entry.name.clone(),
+                    tile.x,
+                    tile.y,
+                    e.iter().map(|v| *v as f64).collect(),
+                )
+            })
+            .collect(),
+    };
+    run.write("embeddings.csv", &table.csv_text()?)
 }
 
 /// Mean POI weight of the centre fusion per decile of true log emission: the paper's claim
@@ -394,7 +394,7 @@ fn poi_weight_by_decile(log_emission: &[f64], weights: &[[f32; 2]]) -> Vec<serde
 }
 
 /// Log emission's standardisation: the network learns (ln e − mean) / std.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TargetScale {
     pub mean: f64,
     pub std: f64,
@@ -831,53 +831,66 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
     let weights: Option<Vec<[f32; 2]>> = ev
         .modality_weights
         .map(|w| rows.iter().map(|r| w[at(r)]).collect());
-    let mut description = serde_json::json!({
-        "best_epoch": best_epoch,
-        "best_validation_score": best_score,
-        "checkpoint": "best.safetensors",
-        "image_norm": { "mean": norm.mean, "std": norm.std },
-        "target_norm": { "mean": scale.mean, "std": scale.std },
+    let mut record = super::OpenCarbonRecord {
+        best_epoch,
+        best_validation_score: best_score,
+        checkpoint: "best.safetensors".into(),
+        image_norm: norm.clone(),
+        target_norm: scale,
         // `predict` refuses a dataset whose POI channels differ from these.
-        "poi_categories": datasets[0].data.meta.poi_categories,
-    });
+        poi_categories: Some(datasets[0].data.meta.poi_categories.clone()),
+        analysis: serde_json::Map::new(),
+    };
     if let Some((gate, importance)) = se {
         let categories = &datasets[0].data.meta.poi_categories;
-        let mut csv = String::from("category,importance\n");
-        for (c, v) in categories.iter().zip(&importance) {
-            csv.push_str(&format!("{c},{v:.6}\n"));
-        }
-        run.write("poi_category_importance.csv", csv.as_bytes())?;
-        description["se_gate_mean_by_channel"] = serde_json::json!(gate);
-        description["poi_category_importance"] = serde_json::Value::Object(
-            categories
-                .iter()
-                .zip(&importance)
-                .map(|(c, v)| (c.clone(), serde_json::json!(v)))
-                .collect(),
+        let rows: Vec<CategoryImportanceRow> = categories
+            .iter()
+            .zip(&importance)
+            .map(|(c, v)| CategoryImportanceRow {
+                category: c.clone(),
+                importance: *v,
+            })
+            .collect();
+        run.write("poi_category_importance.csv", &records::csv_text(&rows)?)?;
+        let description = &mut record.analysis;
+        description.insert("se_gate_mean_by_channel".into(), serde_json::json!(gate));
+        description.insert(
+            "poi_category_importance".into(),
+            serde_json::Value::Object(
+                categories
+                    .iter()
+                    .zip(&importance)
+                    .map(|(c, v)| (c.clone(), serde_json::json!(v)))
+                    .collect(),
+            ),
         );
     }
     if let Some(w) = weights {
-        let mut csv = String::from("dataset,x,y,split,image_weight,poi_weight\n");
-        for (r, b) in rows.iter().zip(&w) {
-            let t = datasets[r.dataset].data.tiles[r.tile];
-            csv.push_str(&format!(
-                "{},{},{},{},{:.5},{:.5}\n",
-                datasets[r.dataset].entry.name,
-                t.x,
-                t.y,
-                r.part.as_str(),
-                b[0],
-                b[1]
-            ));
-        }
-        run.write("modality_weights.csv", csv.as_bytes())?;
+        let weight_rows: Vec<ModalityWeightRow> = rows
+            .iter()
+            .zip(&w)
+            .map(|(r, b)| {
+                let t = datasets[r.dataset].data.tiles[r.tile];
+                ModalityWeightRow {
+                    dataset: datasets[r.dataset].entry.name.clone(),
+                    x: t.x,
+                    y: t.y,
+                    split: r.part.as_str().into(),
+                    image_weight: b[0],
+                    poi_weight: b[1],
+                }
+            })
+            .collect();
+        run.write("modality_weights.csv", &records::csv_text(&weight_rows)?)?;
         let log_e: Vec<f64> = all.iter().map(|t| log_emission(datasets, t)).collect();
-        description["poi_weight_by_emission_decile"] =
-            serde_json::Value::Array(poi_weight_by_decile(&log_e, &w));
+        record.analysis.insert(
+            "poi_weight_by_emission_decile".into(),
+            serde_json::Value::Array(poi_weight_by_decile(&log_e, &w)),
+        );
     }
     Ok(Fitted {
         predictions,
-        description,
+        description: serde_json::to_value(&record).map_err(|e| Error::Internal(e.to_string()))?,
     })
 }
 
