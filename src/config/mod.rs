@@ -1,10 +1,10 @@
-//! Experiment files: raw YAML → validated `Experiment` → `Plan` of jobs.
+//! Experiment files: raw YAML → validated `Experiment` (defined with the `Plan` of jobs in
+//! `train::plan`, the layer that runs it).
 //!
 //! Validation reports every problem it can find, each with its YAML path (`models[1].alpha`),
 //! before any work starts. Structural problems (unknown fields, wrong types) are found per list
 //! element, so one typo does not hide the problems of the other elements.
 
-pub mod plan;
 pub mod search;
 
 use std::collections::BTreeSet;
@@ -20,7 +20,7 @@ use crate::models::{Inputs, ModelConfig, ModelSpec};
 
 pub use crate::data::entry::{DatasetEntry, DatasetSource};
 pub use crate::nn::device::DeviceSpec;
-pub use plan::{Job, Plan};
+pub use crate::train::plan::{Experiment, Job, ModelEntry, Plan};
 
 /// The top level of an experiment file. Lists hold raw YAML so that each element is checked
 /// on its own (see the module comment).
@@ -122,55 +122,6 @@ struct RawCrossCitySplit {
     target_train_fraction: f64,
     #[serde(default)]
     seed: Option<u64>,
-}
-
-/// One model of an experiment after grid expansion.
-#[derive(Debug, Clone)]
-pub struct ModelEntry {
-    /// Index of its entry in the YAML `models` list.
-    pub index: usize,
-    pub spec: ModelSpec,
-    /// `datasets: [..]` in the entry: the model runs only on jobs whose (training) datasets
-    /// are all in this list, e.g. per-city learning rates. Not part of a job's identity.
-    pub only_datasets: Option<Vec<String>>,
-}
-
-impl ModelEntry {
-    /// Whether the model runs on a job that trains on `datasets`.
-    pub fn applies_to<'a>(&self, mut datasets: impl Iterator<Item = &'a str>) -> bool {
-        match &self.only_datasets {
-            None => true,
-            Some(only) => datasets.all(|d| only.iter().any(|o| o == d)),
-        }
-    }
-}
-
-/// A validated experiment.
-#[derive(Debug, Clone)]
-pub struct Experiment {
-    pub file: PathBuf,
-    pub name: String,
-    pub results_dir: PathBuf,
-    pub cache_dir: PathBuf,
-    pub image_size: usize,
-    pub poi_raster_size: usize,
-    pub device: DeviceSpec,
-    pub datasets: Vec<DatasetEntry>,
-    /// Every model configuration after grid expansion, with the index of its YAML entry.
-    pub models: Vec<ModelEntry>,
-    pub splits: Vec<SplitSpec>,
-    /// Per split, its `datasets: [..]` restriction (None: every dataset), e.g. a published
-    /// split file that only some cities have.
-    pub split_datasets: Vec<Option<Vec<String>>>,
-    pub seeds: Vec<u64>,
-    /// How the report's headline chooses configurations and the best baseline.
-    pub select: crate::track::records::Select,
-}
-
-impl Experiment {
-    pub fn experiment_dir(&self) -> PathBuf {
-        self.results_dir.join(&self.name)
-    }
 }
 
 /// Collects problems with their YAML paths.

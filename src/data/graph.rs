@@ -178,6 +178,33 @@ impl TileGraph {
     }
 }
 
+/// Moran's I of `values` over the graph's links with binary weights, using only tiles where
+/// `values` is `Some` (both ends of a link must have a value). `None` when undefined.
+pub fn morans_i(graph: &TileGraph, values: &[Option<f64>]) -> Option<f64> {
+    let present: Vec<usize> = (0..graph.len()).filter(|&i| values[i].is_some()).collect();
+    let n = present.len();
+    if n < 3 {
+        return None;
+    }
+    let mean = present.iter().map(|&i| values[i].unwrap()).sum::<f64>() / n as f64;
+    let z = |i: usize| values[i].map(|v| v - mean);
+    let denom: f64 = present.iter().map(|&i| z(i).unwrap().powi(2)).sum();
+    let (mut num, mut w_sum) = (0.0, 0.0);
+    for &i in &present {
+        let zi = z(i).unwrap();
+        for &j in graph.neighbours(i) {
+            if let Some(zj) = z(j) {
+                num += zi * zj;
+                w_sum += 1.0;
+            }
+        }
+    }
+    if w_sum == 0.0 || denom == 0.0 {
+        return None;
+    }
+    Some(n as f64 / w_sum * num / denom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@ use std::fmt;
 use serde::Serialize;
 
 use super::format::CityDataset;
-use super::grid::{morans_i, TileGrid};
+use super::graph::morans_i;
+use super::grid::TileGrid;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetStats {
@@ -38,16 +39,7 @@ pub fn check_images(ds: &CityDataset) -> crate::error::Result<()> {
     Ok(())
 }
 
-/// Linear-interpolation quantile of sorted data (numpy's default).
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
+pub use crate::metrics::quantile;
 
 pub fn dataset_stats(ds: &CityDataset) -> DatasetStats {
     let grid = TileGrid::new(&ds.tiles);

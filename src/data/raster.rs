@@ -231,20 +231,7 @@ fn cell_of(p: &Poi, zoom: u8, size: usize) -> RasterCell {
     }
 }
 
-/// Encode an RGB8 picture (row-major, `width`×`height`) as PNG.
-pub fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let enc = image::codecs::png::PngEncoder::new(&mut out);
-    image::ImageEncoder::write_image(
-        enc,
-        rgb,
-        width as u32,
-        height as u32,
-        image::ExtendedColorType::Rgb8,
-    )
-    .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
-    Ok(out)
-}
+pub use crate::track::render::encode_png;
 
 /// Decode and resize one tile image to `size`×`size` RGB.
 pub fn decode_image(path: &Path, size: usize) -> Result<Vec<u8>> {

@@ -959,7 +959,8 @@ pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::grid::{morans_i, TileGrid};
+    use crate::data::graph::morans_i;
+    use crate::data::grid::TileGrid;
 
     #[test]
     fn same_seed_same_city_other_seed_other_city() {

@@ -191,12 +191,7 @@ pub trait TrainSteps<D: Storage<f32>> {
     }
 }
 
-/// Every parameter and running statistic of a model, copied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    pub params: Vec<Vec<f32>>,
-    pub running: Vec<(Vec<f32>, Vec<f32>)>,
-}
+pub use super::resume::Snapshot;
 
 impl Snapshot {
     pub fn capture<D: Device<f32>, M: TrainSteps<D> + ?Sized>(model: &mut M) -> Snapshot {

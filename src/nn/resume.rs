@@ -7,9 +7,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::learner::Snapshot;
 use super::params::AdamState;
 use crate::error::{Error, Result};
+
+/// Every parameter and running statistic of a model, copied (what a resume point and the
+/// learner's best and EMA weights hold; `learner` captures and restores it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub params: Vec<Vec<f32>>,
+    pub running: Vec<(Vec<f32>, Vec<f32>)>,
+}
 
 /// The checkpoint's file name inside the resume directory.
 pub const STATE_FILE: &str = "state.safetensors";

@@ -108,7 +108,7 @@ pub fn comparisons(runs: &[RunMetrics], select: Select) -> Vec<Comparison> {
     let mut out = Vec::new();
     for ((split, dataset), group) in groups {
         let full_models = labels(&group, |r| {
-            crate::models::opencarbon::is_full_opencarbon(&r.model)
+            crate::track::records::is_full_opencarbon(&r.model)
         });
         let Some(full) = best_by(&group, &full_models, select) else {
             continue;

@@ -314,6 +314,22 @@ pub fn finished_run_dirs(experiment_dir: &Path) -> Result<Vec<std::path::PathBuf
     Ok(dirs)
 }
 
+/// The labels' marks of an ablated model (written by `models::opencarbon::OpenCarbonConfig::label` and `models::Inputs::label`).
+pub const ABLATION_MARKS: [&str; 5] = ["no-se", "no-cl", "image-only", "poi-only", "no-nb"];
+
+/// Whether a model label is a full OpenCarbon (every module and modality on), whatever its
+/// training recipe.
+pub fn is_full_opencarbon(label: &str) -> bool {
+    let Some(rest) = label.strip_prefix("opencarbon") else {
+        return false;
+    };
+    (rest.is_empty() || rest.starts_with('['))
+        && !rest
+            .trim_matches(|c| c == '[' || c == ']')
+            .split([',', '[', ']'])
+            .any(|mark| ABLATION_MARKS.contains(&mark))
+}
+
 /// How a report's headline chooses each model's configuration and the best baseline
 /// (`select:` in the experiment, `report --select`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]

@@ -1,7 +1,7 @@
 //! Pictures as RGB buffers (no fonts): emission maps of a city's tiles and predicted-vs-true
 //! scatter plots, for `predict`'s map PNG and the TensorBoard images of every run.
 
-use crate::data::TileGrid;
+use crate::error::{Error, Result};
 
 /// An RGB picture, row-major, 3 bytes per pixel.
 pub struct Picture {
@@ -27,7 +27,7 @@ impl Picture {
     }
 
     pub fn png(&self) -> crate::error::Result<Vec<u8>> {
-        crate::data::raster::encode_png(&self.rgb, self.width, self.height)
+        encode_png(&self.rgb, self.width, self.height)
     }
 
     /// Two pictures of the same height side by side with a gap.
@@ -44,6 +44,21 @@ impl Picture {
         }
         out
     }
+}
+
+/// Encode an RGB8 picture (row-major, `width`×`height`) as PNG.
+pub fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let enc = image::codecs::png::PngEncoder::new(&mut out);
+    image::ImageEncoder::write_image(
+        enc,
+        rgb,
+        width as u32,
+        height as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| Error::Internal(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
 }
 
 /// A viridis-like colour ramp over [lo, hi].
@@ -69,19 +84,29 @@ pub fn robust_range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if sorted.is_empty() {
         return (0.0, 1.0);
     }
-    let lo = crate::data::inspect::quantile(&sorted, 0.02);
-    let hi = crate::data::inspect::quantile(&sorted, 0.98).max(lo + 1e-9);
+    let lo = crate::metrics::quantile(&sorted, 0.02);
+    let hi = crate::metrics::quantile(&sorted, 0.98).max(lo + 1e-9);
     (lo, hi)
 }
 
-/// One square of `px` pixels per tile, coloured by value on [lo, hi]; tiles without a value
-/// (None or not finite) are grey, positions without a tile white.
-pub fn tile_map(grid: &TileGrid, values: &[Option<f64>], lo: f64, hi: f64, px: usize) -> Picture {
-    let (x0, y0, x1, y1) = grid.bounds();
+/// One square of `px` pixels per tile (at `coords[t]`), coloured by value on [lo, hi]; tiles
+/// without a value (None or not finite) are grey, positions without a tile white.
+pub fn tile_map(
+    coords: &[(u32, u32)],
+    values: &[Option<f64>],
+    lo: f64,
+    hi: f64,
+    px: usize,
+) -> Picture {
+    let (x0, y0, x1, y1) = coords
+        .iter()
+        .fold((u32::MAX, u32::MAX, 0, 0), |b, &(x, y)| {
+            (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y))
+        });
     let (w, h) = ((x1 - x0 + 1) as usize * px, (y1 - y0 + 1) as usize * px);
     let mut pic = Picture::new(w, h, [255, 255, 255]);
     for (t, v) in values.iter().enumerate() {
-        let (x, y) = grid.coords(t);
+        let (x, y) = coords[t];
         let c = match v {
             Some(v) if v.is_finite() => ramp(*v, lo, hi),
             _ => [190, 190, 190],

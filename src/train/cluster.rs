@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::Plan;
+use super::plan::Plan;
 use crate::error::{Error, Result};
 
 /// What `emit` writes, by file name.

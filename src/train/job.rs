@@ -3,13 +3,14 @@
 
 use std::time::Instant;
 
+use super::plan::Job;
 use super::{tabular, PreparedDataset, RunMetrics};
-use crate::config::{DeviceSpec, Job};
 use crate::data::split::{self, part_counts};
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::models::ModelConfig;
+use crate::nn::device::DeviceSpec;
 use crate::track::records::{self, PredictionRow, SplitRow};
 use crate::track::RunDir;
 
@@ -63,8 +64,13 @@ fn board_summary(
         }
         let (lo, hi) = robust_range(truth.iter().flatten().copied());
         let px = (512 / (ds.grid.bounds().2 - ds.grid.bounds().0 + 1) as usize).clamp(2, 8);
-        let pic =
-            tile_map(&ds.grid, &truth, lo, hi, px).beside(&tile_map(&ds.grid, &pred, lo, hi, px));
+        let pic = tile_map(ds.grid.all_coords(), &truth, lo, hi, px).beside(&tile_map(
+            ds.grid.all_coords(),
+            &pred,
+            lo,
+            hi,
+            px,
+        ));
         board.image_png(
             &format!("maps/{}_true_vs_predicted_log_emission", ds.entry.name),
             pic.png()?,

@@ -2,6 +2,7 @@
 //! any job starts), then run each job into its run directory.
 
 pub mod cluster;
+pub mod plan;
 
 pub mod job;
 pub(crate) mod tabular;
@@ -9,13 +10,13 @@ pub(crate) mod tabular;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
-use crate::config::plan::JobStatus;
-use crate::config::{DatasetEntry, Job, Plan};
 use crate::data::split::SplitSpec;
+use crate::data::DatasetEntry;
 use crate::error::{Error, Result};
 use crate::track::claim::{self, Claim};
 use crate::track::progress;
 use crate::track::{self, records, DatasetStamp, Manifest, RunDir, RunStatus};
+use plan::{Job, JobStatus, Plan};
 
 pub use crate::data::prepared::{dataset_dir, prepare_dataset};
 pub use crate::data::PreparedDataset;

@@ -2,11 +2,11 @@
 
 use ndarray::{Array1, Array2};
 
-use super::job::{Fitted, Row};
 use super::PreparedDataset;
 use crate::data::SplitPart;
 use crate::error::Result;
 use crate::models::{feature_columns, feature_matrix, Inputs, ModelConfig, Standardizer};
+use crate::models::{Fitted, Row};
 use crate::track::RunDir;
 
 pub(super) fn fit_predict(

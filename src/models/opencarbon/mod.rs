@@ -345,18 +345,6 @@ impl OpenCarbonConfig {
     }
 }
 
-/// The labels' marks of an ablated model (`OpenCarbonConfig::label`, `Inputs::label`).
-pub const ABLATION_MARKS: [&str; 5] = ["no-se", "no-cl", "image-only", "poi-only", "no-nb"];
-
-/// Whether a model label is a full OpenCarbon (every module and modality on), whatever its
-/// training recipe.
-pub fn is_full_opencarbon(label: &str) -> bool {
-    let Some(rest) = label.strip_prefix("opencarbon") else {
-        return false;
-    };
-    (rest.is_empty() || rest.starts_with('['))
-        && !rest
-            .trim_matches(|c| c == '[' || c == ']')
-            .split([',', '[', ']'])
-            .any(|mark| ABLATION_MARKS.contains(&mark))
-}
+/// What an OpenCarbon label says is defined with the records that carry it, so `report`
+/// reads it without importing the model.
+pub use crate::track::records::{is_full_opencarbon, ABLATION_MARKS};

@@ -236,5 +236,5 @@ pub fn emission_map(grid: &crate::data::TileGrid, log_values: &[f64]) -> Result<
     use crate::track::render::{robust_range, tile_map};
     let (lo, hi) = robust_range(log_values.iter().copied());
     let values: Vec<Option<f64>> = log_values.iter().map(|v| Some(*v)).collect();
-    tile_map(grid, &values, lo, hi, 8).png()
+    tile_map(grid.all_coords(), &values, lo, hi, 8).png()
 }

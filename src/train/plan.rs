@@ -1,16 +1,67 @@
-//! The plan: every job of an experiment (split × dataset × model × seed), each with a run id
-//! that is a hash of its resolved configuration.
+//! A validated experiment and its plan: every job (split × dataset × model × seed), each with
+//! a run id that is a hash of its resolved configuration. `config` builds the `Experiment` from
+//! YAML; this layer runs it.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{DatasetEntry, Experiment};
 use crate::data::format::hex;
 use crate::data::split::SplitSpec;
+use crate::data::DatasetEntry;
 use crate::models::ModelSpec;
+use crate::nn::device::DeviceSpec;
 use crate::track;
+
+/// One model of an experiment after grid expansion.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    /// Index of its entry in the YAML `models` list.
+    pub index: usize,
+    pub spec: ModelSpec,
+    /// `datasets: [..]` in the entry: the model runs only on jobs whose (training) datasets
+    /// are all in this list, e.g. per-city learning rates. Not part of a job's identity.
+    pub only_datasets: Option<Vec<String>>,
+}
+
+impl ModelEntry {
+    /// Whether the model runs on a job that trains on `datasets`.
+    pub fn applies_to<'a>(&self, mut datasets: impl Iterator<Item = &'a str>) -> bool {
+        match &self.only_datasets {
+            None => true,
+            Some(only) => datasets.all(|d| only.iter().any(|o| o == d)),
+        }
+    }
+}
+
+/// A validated experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub file: PathBuf,
+    pub name: String,
+    pub results_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub image_size: usize,
+    pub poi_raster_size: usize,
+    pub device: DeviceSpec,
+    pub datasets: Vec<DatasetEntry>,
+    /// Every model configuration after grid expansion, with the index of its YAML entry.
+    pub models: Vec<ModelEntry>,
+    pub splits: Vec<SplitSpec>,
+    /// Per split, its `datasets: [..]` restriction (None: every dataset), e.g. a published
+    /// split file that only some cities have.
+    pub split_datasets: Vec<Option<Vec<String>>>,
+    pub seeds: Vec<u64>,
+    /// How the report's headline chooses configurations and the best baseline.
+    pub select: crate::track::records::Select,
+}
+
+impl Experiment {
+    pub fn experiment_dir(&self) -> PathBuf {
+        self.results_dir.join(&self.name)
+    }
+}
 
 /// Bump when the meaning of a job changes in a way its configuration does not show (new
 /// features, a fixed bug in a model), so old results are not mistaken for new ones.
