@@ -408,24 +408,20 @@ fn embedding_features(
 pub fn fit_predict(
     spec: &NodeModelSpec,
     contiguity: Contiguity,
-    inputs: crate::models::Inputs,
+    job: &super::JobInput,
     embeddings: Option<&std::path::Path>,
-    seed: u64,
-    device: crate::nn::device::DeviceSpec,
-    datasets: &[&PreparedDataset],
-    rows: &[Row],
     run: &mut RunDir,
 ) -> Result<Fitted> {
     let fit = NodeFit {
         spec,
         contiguity,
-        inputs,
+        inputs: job.inputs,
         embeddings,
-        datasets,
-        rows,
+        datasets: job.datasets,
+        rows: job.rows,
         run,
     };
-    on_device(device, seed, fit)
+    on_device(job.device, job.seed, fit)
 }
 
 /// `fit_predict`'s arguments, run on the device `on_device` opens.
@@ -642,6 +638,67 @@ impl NodeModelSpec {
             log_every: 50,
             name: "  node model",
         }
+    }
+}
+
+impl super::Model for MlpConfig {
+    const KIND: &'static str = "mlp";
+
+    fn label(&self) -> String {
+        format!("mlp(l={},h={})", self.layers, self.hidden)
+    }
+
+    fn check(&self) -> Vec<FieldProblem> {
+        self.spec().check()
+    }
+
+    fn fit(&self, job: &super::JobInput, run: &mut RunDir) -> Result<Fitted> {
+        // An MLP has no neighbour term: the contiguity is unused.
+        fit_predict(&self.spec(), Contiguity::Queen, job, None, run)
+    }
+}
+
+impl super::Model for GraphSageConfig {
+    const KIND: &'static str = "graphsage";
+
+    fn label(&self) -> String {
+        format!(
+            "graphsage(l={},h={},{},{}{})",
+            self.layers,
+            self.hidden,
+            serde_json::to_value(self.aggregator)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            String::from(self.contiguity),
+            if self.embeddings_from.is_some() {
+                ",opencarbon-emb"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn check(&self) -> Vec<FieldProblem> {
+        self.spec().check()
+    }
+
+    fn fit(&self, job: &super::JobInput, run: &mut RunDir) -> Result<Fitted> {
+        let embeddings = self
+            .embeddings_from
+            .as_ref()
+            .map(|dir| {
+                find_opencarbon_run(dir, &job.dataset_label, &job.split_label, job.seed)
+                    .map(|r| r.join("embeddings.csv"))
+            })
+            .transpose()?;
+        fit_predict(
+            &self.spec(),
+            self.contiguity,
+            job,
+            embeddings.as_deref(),
+            run,
+        )
     }
 }
 

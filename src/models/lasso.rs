@@ -143,6 +143,62 @@ impl FittedModel for FittedSmartcoreLasso {
     }
 }
 
+impl super::Model for LassoConfig {
+    const KIND: &'static str = "lasso";
+
+    fn label(&self) -> String {
+        format!("lasso(a={})", self.alpha)
+    }
+
+    fn check(&self) -> Vec<FieldProblem> {
+        LassoConfig::check(self)
+    }
+
+    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
+        super::tabular::fit_job(self, job, run)
+    }
+}
+
+impl super::TabularModel for LassoConfig {
+    fn fit_table(
+        &self,
+        x: ArrayView2<f64>,
+        y: &Array1<f64>,
+        seed: u64,
+    ) -> Result<Box<dyn FittedModel>> {
+        let _ = seed;
+        LassoConfig::fit(self, x, y)
+    }
+}
+
+impl super::Model for LassoSmartcoreConfig {
+    const KIND: &'static str = "lasso_smartcore";
+
+    fn label(&self) -> String {
+        format!("lasso_smartcore(a={})", self.alpha)
+    }
+
+    fn check(&self) -> Vec<FieldProblem> {
+        LassoSmartcoreConfig::check(self)
+    }
+
+    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
+        super::tabular::fit_job(self, job, run)
+    }
+}
+
+impl super::TabularModel for LassoSmartcoreConfig {
+    fn fit_table(
+        &self,
+        x: ArrayView2<f64>,
+        y: &Array1<f64>,
+        seed: u64,
+    ) -> Result<Box<dyn FittedModel>> {
+        let _ = seed;
+        LassoSmartcoreConfig::fit(self, x, y)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod lasso;
 pub mod ols;
 pub mod opencarbon;
 pub mod random_forest;
+pub mod tabular;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
@@ -60,20 +61,6 @@ pub fn feature_matrix(
         }
     }
     x
-}
-
-/// One job's model: which kind, with which hyperparameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ModelConfig {
-    Lasso(LassoConfig),
-    LassoSmartcore(LassoSmartcoreConfig),
-    Ols(OlsConfig),
-    RandomForest(RandomForestConfig),
-    Gbdt(GbdtConfig),
-    Mlp(MlpConfig),
-    GraphSage(GraphSageConfig),
-    OpenCarbon(opencarbon::OpenCarbonConfig),
 }
 
 /// Which inputs a model may use: the ablation switches every model accepts in YAML
@@ -141,152 +128,140 @@ impl ModelSpec {
     }
 }
 
-/// The model kinds a YAML file may name.
-pub const MODEL_KINDS: [&str; 8] = [
-    "lasso",
-    "lasso_smartcore",
-    "ols",
-    "random_forest",
-    "gbdt",
-    "mlp",
-    "graphsage",
-    "opencarbon",
-];
-
 /// A problem with one hyperparameter: (field, message).
 pub type FieldProblem = (&'static str, String);
 
-impl ModelConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ModelConfig::Lasso(_) => "lasso",
-            ModelConfig::LassoSmartcore(_) => "lasso_smartcore",
-            ModelConfig::Ols(_) => "ols",
-            ModelConfig::RandomForest(_) => "random_forest",
-            ModelConfig::Gbdt(_) => "gbdt",
-            ModelConfig::Mlp(_) => "mlp",
-            ModelConfig::GraphSage(_) => "graphsage",
-            ModelConfig::OpenCarbon(_) => "opencarbon",
-        }
-    }
+/// What a model gets to fit one job: its inputs, seed and device, the job's identity (for
+/// models that read another run, e.g. GraphSAGE on OpenCarbon's embeddings), the prepared
+/// datasets and the job's labelled tiles.
+pub struct JobInput<'a> {
+    pub inputs: Inputs,
+    pub seed: u64,
+    pub device: crate::nn::device::DeviceSpec,
+    /// The job's dataset and split labels, as in metrics.json.
+    pub dataset_label: String,
+    pub split_label: String,
+    pub datasets: &'a [&'a PreparedDataset],
+    pub rows: &'a [Row],
+}
 
-    /// Deserialise the hyperparameters of `kind` from a YAML mapping without its `kind` key.
-    /// Errors carry the path inside the mapping (e.g. `alpha`).
-    pub fn from_yaml(
-        kind: &str,
-        body: serde_yaml::Value,
-    ) -> std::result::Result<ModelConfig, (String, String)> {
-        fn parse<T: serde::de::DeserializeOwned>(
-            v: serde_yaml::Value,
-        ) -> std::result::Result<T, (String, String)> {
-            serde_path_to_error::deserialize(v).map_err(|e| {
-                let path = e.path().to_string();
-                (
-                    if path == "." { String::new() } else { path },
-                    e.into_inner().to_string(),
-                )
-            })
-        }
-        Ok(match kind {
-            "lasso" => ModelConfig::Lasso(parse(body)?),
-            "lasso_smartcore" => ModelConfig::LassoSmartcore(parse(body)?),
-            "ols" => ModelConfig::Ols(parse(body)?),
-            "random_forest" => ModelConfig::RandomForest(parse(body)?),
-            "gbdt" => ModelConfig::Gbdt(parse(body)?),
-            "mlp" => ModelConfig::Mlp(parse(body)?),
-            "graphsage" => ModelConfig::GraphSage(parse(body)?),
-            "opencarbon" => ModelConfig::OpenCarbon(parse(body)?),
-            other => {
-                return Err((
-                    "kind".into(),
-                    format!(
-                        "unknown model `{other}`, expected one of {}",
-                        MODEL_KINDS.join(", ")
-                    ),
-                ))
-            }
-        })
-    }
-
-    /// Fields of `kind` whose value is itself a list; for them a list of lists gives grid
-    /// alternatives.
-    pub fn list_fields(kind: &str) -> &'static [&'static str] {
-        match kind {
-            "opencarbon" => &opencarbon::LIST_FIELDS,
-            _ => &[],
-        }
-    }
-
-    /// Range checks of the hyperparameters.
-    pub fn check(&self) -> Vec<FieldProblem> {
-        match self {
-            ModelConfig::Lasso(c) => c.check(),
-            ModelConfig::LassoSmartcore(c) => c.check(),
-            ModelConfig::Ols(_) => Vec::new(),
-            ModelConfig::RandomForest(c) => c.check(),
-            ModelConfig::Gbdt(c) => c.check(),
-            ModelConfig::Mlp(c) => c.spec().check(),
-            ModelConfig::GraphSage(c) => c.spec().check(),
-            ModelConfig::OpenCarbon(c) => c.check(),
-        }
-    }
-
+/// A model: its `XConfig` (the resolved hyperparameters of one job) implements this, and one
+/// line in `model_table!` below registers it. Adding a model is one file plus that line
+/// (docs/config.md, "Adding a model").
+pub trait Model {
+    /// The `kind:` that names the model in YAML.
+    const KIND: &'static str;
+    /// Fields whose value is itself a list; for them a list of lists gives grid alternatives.
+    const LIST_FIELDS: &'static [&'static str] = &[];
     /// A short label with the hyperparameters that distinguish runs, for tables.
-    pub fn label(&self) -> String {
-        match self {
-            ModelConfig::Lasso(c) => format!("lasso(a={})", c.alpha),
-            ModelConfig::LassoSmartcore(c) => format!("lasso_smartcore(a={})", c.alpha),
-            ModelConfig::Ols(_) => "ols".into(),
-            ModelConfig::RandomForest(c) => format!(
-                "random_forest(t={},d={})",
-                c.n_trees,
-                c.max_depth.map_or("none".to_string(), |d| d.to_string())
-            ),
-            ModelConfig::Gbdt(c) => format!(
-                "gbdt(t={},d={},lr={})",
-                c.n_trees, c.max_depth, c.learning_rate
-            ),
-            ModelConfig::Mlp(c) => format!("mlp(l={},h={})", c.layers, c.hidden),
-            ModelConfig::GraphSage(c) => format!(
-                "graphsage(l={},h={},{},{}{})",
-                c.layers,
-                c.hidden,
-                serde_json::to_value(c.aggregator)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                String::from(c.contiguity),
-                if c.embeddings_from.is_some() {
-                    ",opencarbon-emb"
-                } else {
-                    ""
-                }
-            ),
-            ModelConfig::OpenCarbon(c) => c.label(),
-        }
+    fn label(&self) -> String;
+    /// Range checks of the hyperparameters.
+    fn check(&self) -> Vec<FieldProblem> {
+        Vec::new()
     }
+    /// Fit on the job's training tiles; predict every tile of the job (log emission).
+    fn fit(&self, job: &JobInput, run: &mut crate::track::RunDir) -> Result<Fitted>;
+}
 
-    /// Fit on standardised features.
-    pub fn fit(
+/// A model fitted on the standardised per-tile feature table (`tabular::fit_job` gives such a
+/// model its `Model::fit`).
+pub trait TabularModel {
+    fn fit_table(
         &self,
         x: ArrayView2<f64>,
         y: &Array1<f64>,
         seed: u64,
-    ) -> Result<Box<dyn FittedModel>> {
-        match self {
-            ModelConfig::Lasso(c) => c.fit(x, y),
-            ModelConfig::LassoSmartcore(c) => c.fit(x, y),
-            ModelConfig::Ols(c) => c.fit(x, y),
-            ModelConfig::RandomForest(c) => c.fit(x, y, seed),
-            ModelConfig::Gbdt(c) => c.fit(x, y, seed),
-            ModelConfig::OpenCarbon(_) | ModelConfig::Mlp(_) | ModelConfig::GraphSage(_) => {
-                Err(crate::error::Error::Internal(format!(
-                    "{} is trained by its own module, not as a tabular model",
-                    self.kind()
-                )))
+    ) -> Result<Box<dyn FittedModel>>;
+}
+
+/// The closed set of models, from one table: the enum `ModelConfig` (serialised with a `kind`
+/// tag into every job configuration, so into run ids), `MODEL_KINDS`, and the dispatch of
+/// `Model`'s methods. The compiler checks every entry.
+macro_rules! model_table {
+    ($($variant:ident($config:ty)),* $(,)?) => {
+        /// One job's model: which kind, with which hyperparameters.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum ModelConfig {
+            $($variant($config)),*
+        }
+
+        /// The model kinds a YAML file may name.
+        pub const MODEL_KINDS: &[&str] = &[$(<$config as Model>::KIND),*];
+
+        impl ModelConfig {
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ModelConfig::$variant(_) => <$config as Model>::KIND),*
+                }
+            }
+
+            /// Deserialise the hyperparameters of `kind` from a YAML mapping without its `kind`
+            /// key. Errors carry the path inside the mapping (e.g. `alpha`).
+            pub fn from_yaml(
+                kind: &str,
+                body: serde_yaml::Value,
+            ) -> std::result::Result<ModelConfig, (String, String)> {
+                $(if kind == <$config as Model>::KIND {
+                    return Ok(ModelConfig::$variant(parse_yaml(body)?));
+                })*
+                Err((
+                    "kind".into(),
+                    format!("unknown model `{kind}`, expected one of {}", MODEL_KINDS.join(", ")),
+                ))
+            }
+
+            /// `Model::LIST_FIELDS` of `kind`.
+            pub fn list_fields(kind: &str) -> &'static [&'static str] {
+                $(if kind == <$config as Model>::KIND {
+                    return <$config as Model>::LIST_FIELDS;
+                })*
+                &[]
+            }
+
+            pub fn check(&self) -> Vec<FieldProblem> {
+                match self {
+                    $(ModelConfig::$variant(c) => Model::check(c)),*
+                }
+            }
+
+            pub fn label(&self) -> String {
+                match self {
+                    $(ModelConfig::$variant(c) => Model::label(c)),*
+                }
+            }
+
+            pub fn fit(&self, job: &JobInput, run: &mut crate::track::RunDir) -> Result<Fitted> {
+                match self {
+                    $(ModelConfig::$variant(c) => Model::fit(c, job, run)),*
+                }
             }
         }
-    }
+    };
+}
+
+model_table! {
+    Lasso(LassoConfig),
+    LassoSmartcore(LassoSmartcoreConfig),
+    Ols(OlsConfig),
+    RandomForest(RandomForestConfig),
+    Gbdt(GbdtConfig),
+    Mlp(MlpConfig),
+    GraphSage(GraphSageConfig),
+    OpenCarbon(opencarbon::OpenCarbonConfig),
+}
+
+/// A model's hyperparameters from YAML, with the path of the first problem.
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    v: serde_yaml::Value,
+) -> std::result::Result<T, (String, String)> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        (
+            if path == "." { String::new() } else { path },
+            e.into_inner().to_string(),
+        )
+    })
 }
 
 /// A fitted tabular model.

@@ -38,6 +38,30 @@ impl FittedModel for FittedOls {
     }
 }
 
+impl super::Model for OlsConfig {
+    const KIND: &'static str = "ols";
+
+    fn label(&self) -> String {
+        "ols".into()
+    }
+
+    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
+        super::tabular::fit_job(self, job, run)
+    }
+}
+
+impl super::TabularModel for OlsConfig {
+    fn fit_table(
+        &self,
+        x: ArrayView2<f64>,
+        y: &Array1<f64>,
+        seed: u64,
+    ) -> Result<Box<dyn FittedModel>> {
+        let _ = seed;
+        OlsConfig::fit(self, x, y)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

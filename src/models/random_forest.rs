@@ -159,6 +159,37 @@ impl FittedModel for FittedForest {
     }
 }
 
+impl super::Model for RandomForestConfig {
+    const KIND: &'static str = "random_forest";
+
+    fn label(&self) -> String {
+        format!(
+            "random_forest(t={},d={})",
+            self.n_trees,
+            self.max_depth.map_or("none".to_string(), |d| d.to_string())
+        )
+    }
+
+    fn check(&self) -> Vec<FieldProblem> {
+        RandomForestConfig::check(self)
+    }
+
+    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
+        super::tabular::fit_job(self, job, run)
+    }
+}
+
+impl super::TabularModel for RandomForestConfig {
+    fn fit_table(
+        &self,
+        x: ArrayView2<f64>,
+        y: &Array1<f64>,
+        seed: u64,
+    ) -> Result<Box<dyn FittedModel>> {
+        RandomForestConfig::fit(self, x, y, seed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

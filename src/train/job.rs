@@ -4,12 +4,12 @@
 use std::time::Instant;
 
 use super::plan::Job;
-use super::{tabular, PreparedDataset, RunMetrics};
+use super::{PreparedDataset, RunMetrics};
 use crate::data::split::{self, part_counts};
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::models::ModelConfig;
+use crate::models::JobInput;
 use crate::nn::device::DeviceSpec;
 use crate::track::records::{self, PredictionRow, SplitRow};
 use crate::track::RunDir;
@@ -141,59 +141,16 @@ pub(super) fn fit_and_evaluate(
     }
 
     let t = Instant::now();
-    let fitted = match &job.config.model.model {
-        ModelConfig::OpenCarbon(cfg) => crate::models::opencarbon::train::fit_predict(
-            cfg,
-            job.config.model.inputs,
-            job.config.seed,
-            device,
-            datasets,
-            &rows,
-            run,
-        )?,
-        ModelConfig::GraphSage(cfg) => crate::models::graphsage::fit_predict(
-            &cfg.spec(),
-            cfg.contiguity,
-            job.config.model.inputs,
-            cfg.embeddings_from
-                .as_ref()
-                .map(|dir| {
-                    crate::models::graphsage::find_opencarbon_run(
-                        dir,
-                        &job.dataset_label(),
-                        &job.config.split.label(),
-                        job.config.seed,
-                    )
-                    .map(|r| r.join("embeddings.csv"))
-                })
-                .transpose()?
-                .as_deref(),
-            job.config.seed,
-            device,
-            datasets,
-            &rows,
-            run,
-        )?,
-        ModelConfig::Mlp(cfg) => crate::models::graphsage::fit_predict(
-            &cfg.spec(),
-            crate::data::Contiguity::Queen, // unused: an MLP has no neighbour term
-            job.config.model.inputs,
-            None,
-            job.config.seed,
-            device,
-            datasets,
-            &rows,
-            run,
-        )?,
-        model => tabular::fit_predict(
-            model,
-            job.config.model.inputs,
-            job.config.seed,
-            datasets,
-            &rows,
-            run,
-        )?,
+    let input = JobInput {
+        inputs: job.config.model.inputs,
+        seed: job.config.seed,
+        device,
+        dataset_label: job.dataset_label(),
+        split_label: job.config.split.label(),
+        datasets,
+        rows: &rows,
     };
+    let fitted = job.config.model.model.fit(&input, run)?;
     let fit_seconds = t.elapsed().as_secs_f64();
     if fitted.predictions.iter().any(|v| !v.is_finite()) {
         return Err(Error::Model(format!(

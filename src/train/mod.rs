@@ -5,7 +5,6 @@ pub mod cluster;
 pub mod plan;
 
 pub mod job;
-pub(crate) mod tabular;
 
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};

@@ -348,3 +348,32 @@ impl OpenCarbonConfig {
 /// What an OpenCarbon label says is defined with the records that carry it, so `report`
 /// reads it without importing the model.
 pub use crate::track::records::{is_full_opencarbon, ABLATION_MARKS};
+
+impl super::Model for OpenCarbonConfig {
+    const KIND: &'static str = "opencarbon";
+    const LIST_FIELDS: &'static [&'static str] = &LIST_FIELDS;
+
+    fn label(&self) -> String {
+        OpenCarbonConfig::label(self)
+    }
+
+    fn check(&self) -> Vec<FieldProblem> {
+        OpenCarbonConfig::check(self)
+    }
+
+    fn fit(
+        &self,
+        job: &super::JobInput,
+        run: &mut crate::track::RunDir,
+    ) -> crate::error::Result<super::Fitted> {
+        train::fit_predict(
+            self,
+            job.inputs,
+            job.seed,
+            job.device,
+            job.datasets,
+            job.rows,
+            run,
+        )
+    }
+}

@@ -1,23 +1,22 @@
-//! Fitting a tabular baseline on the per-tile handcrafted features.
+//! Fitting a tabular baseline on the per-tile handcrafted features: the columns its inputs
+//! allow, standardised with the training rows' mean and deviation. A tabular model's
+//! `Model::fit` is `fit_job(self, job, run)`.
 
 use ndarray::{Array1, Array2};
 
-use super::PreparedDataset;
+use super::TabularModel;
+use super::{feature_columns, feature_matrix, Fitted, JobInput, Model, Row, Standardizer};
 use crate::data::SplitPart;
 use crate::error::Result;
-use crate::models::{feature_columns, feature_matrix, Inputs, ModelConfig, Standardizer};
-use crate::models::{Fitted, Row};
 use crate::track::RunDir;
 
-pub(super) fn fit_predict(
-    model: &ModelConfig,
-    inputs: Inputs,
-    seed: u64,
-    datasets: &[&PreparedDataset],
-    rows: &[Row],
+pub fn fit_job<M: TabularModel + Model>(
+    model: &M,
+    job: &JobInput,
     run: &mut RunDir,
 ) -> Result<Fitted> {
-    let (columns, used_names) = feature_columns(inputs, &datasets[0].features.names);
+    let datasets = job.datasets;
+    let (columns, used_names) = feature_columns(job.inputs, &datasets[0].features.names);
     run.log(&format!(
         "{} of {} features: {}",
         columns.len(),
@@ -28,20 +27,24 @@ pub(super) fn fit_predict(
         let tiles: Vec<(usize, usize)> = sel.iter().map(|r| (r.dataset, r.tile)).collect();
         feature_matrix(datasets, &tiles, &columns)
     };
-    let train: Vec<&Row> = rows.iter().filter(|r| r.part == SplitPart::Train).collect();
+    let train: Vec<&Row> = job
+        .rows
+        .iter()
+        .filter(|r| r.part == SplitPart::Train)
+        .collect();
     let x_train = matrix(&train);
     let y_train: Array1<f64> = train
         .iter()
         .map(|r| datasets[r.dataset].data.tiles[r.tile].emission.ln())
         .collect();
     let scaler = Standardizer::fit(x_train.view());
-    let fitted = model.fit(scaler.apply(x_train.view()).view(), &y_train, seed)?;
+    let fitted = model.fit_table(scaler.apply(x_train.view()).view(), &y_train, job.seed)?;
     run.log(&format!(
         "fitted {} on {} tiles",
         model.label(),
         train.len()
     ));
-    let all: Vec<&Row> = rows.iter().collect();
+    let all: Vec<&Row> = job.rows.iter().collect();
     let predictions = fitted
         .predict(scaler.apply(matrix(&all).view()).view())?
         .to_vec();
