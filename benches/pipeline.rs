@@ -11,7 +11,9 @@ use opencarbon::data::raster::{DerivedCache, PoiRaster};
 use opencarbon::data::split::random_split;
 use opencarbon::data::synth::{preset, SynthCity};
 use opencarbon::data::{Contiguity, SplitPart, TileGraph, TileGrid};
-use opencarbon::models::{LassoConfig, ModelConfig, OlsConfig, RandomForestConfig, Standardizer};
+use opencarbon::models::{
+    LassoConfig, Model, OlsConfig, RandomForestConfig, Standardizer, TabularModel,
+};
 
 fn time<T>(label: &str, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
@@ -66,24 +68,26 @@ fn main() {
         y[k] = ds.tiles[i].emission.ln();
     }
     let x = Standardizer::fit(x.view()).apply(x.view());
-    for model in [
-        ModelConfig::Lasso(LassoConfig {
-            alpha: 0.003,
-            max_iter: 10_000,
-            tol: 1e-6,
-        }),
-        ModelConfig::Ols(OlsConfig {}),
-        ModelConfig::RandomForest(RandomForestConfig {
-            n_trees: 200,
-            max_depth: None,
-            min_samples_leaf: 2,
-            min_samples_split: 2,
-            max_features: 0.33,
-        }),
-    ] {
-        time(
-            &format!("fit {} on {} tiles", model.label(), rows.len()),
-            || model.fit(x.view(), &y, 0).unwrap(),
-        );
+    let lasso = LassoConfig {
+        alpha: 0.003,
+        max_iter: 10_000,
+        tol: 1e-6,
+    };
+    let forest = RandomForestConfig {
+        n_trees: 200,
+        max_depth: None,
+        min_samples_leaf: 2,
+        min_samples_split: 2,
+        max_features: 0.33,
+    };
+    let models: [(String, &dyn TabularModel); 3] = [
+        (Model::label(&lasso), &lasso),
+        (Model::label(&OlsConfig {}), &OlsConfig {}),
+        (Model::label(&forest), &forest),
+    ];
+    for (label, model) in models {
+        time(&format!("fit {label} on {} tiles", rows.len()), || {
+            model.fit_table(x.view(), &y, 0).unwrap()
+        });
     }
 }

@@ -10,6 +10,7 @@ pub mod lasso;
 pub mod ols;
 pub mod opencarbon;
 pub mod random_forest;
+pub mod ridge;
 pub mod tabular;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
@@ -249,6 +250,7 @@ model_table! {
     Mlp(MlpConfig),
     GraphSage(GraphSageConfig),
     OpenCarbon(opencarbon::OpenCarbonConfig),
+    Ridge(ridge::RidgeConfig),
 }
 
 /// A model's hyperparameters from YAML, with the path of the first problem.

@@ -316,3 +316,38 @@ fn quiet_and_verbose_control_what_stderr_shows() {
     let normal = cli.run(&["run", "exp.yaml", "--force"]);
     assert!(normal.stderr.contains("[1/1]") && !normal.stderr.contains("epoch   50:"));
 }
+
+/// The model added through the "one file plus one registration line" path runs end to end.
+#[test]
+fn ridge_runs_from_yaml() {
+    let cli = Cli::in_temp_dir();
+    cli.write(
+        "exp.yaml",
+        "name: r\ndatasets: [{preset: tiny}]\nmodels: [{kind: ridge, alpha: [0.1, 10.0]}]\nsplits: [{kind: random}]\nseeds: [0]\n",
+    );
+    let r = cli.run(&["run", "exp.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("ridge(a=10)"), "{}", r.stderr);
+    let dirs = run_dirs_of(&cli, "results/r");
+    assert_eq!(dirs.len(), 2);
+    let model: serde_json::Value =
+        serde_json::from_str(&read(&dirs[0].join("model.json"))).unwrap();
+    assert!(
+        model["coefficients"]
+            .as_object()
+            .is_some_and(|c| !c.is_empty()),
+        "{model}"
+    );
+    cli.write(
+        "bad.yaml",
+        &read(&cli.path("exp.yaml")).replace("[0.1, 10.0]", "0"),
+    );
+    let r = cli.run(&["plan", "bad.yaml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("models[0].alpha: is 0, expected a number > 0"),
+        "{}",
+        r.stderr
+    );
+}
