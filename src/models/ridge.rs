@@ -75,7 +75,7 @@ fn solve_cholesky(a: Array2<f64>, b: Array1<f64>) -> Option<Array1<f64>> {
             let s: f64 = (0..j).map(|k| l[[i, k]] * l[[j, k]]).sum();
             if i == j {
                 let d = a[[i, i]] - s;
-                if !(d > 0.0) {
+                if d.is_nan() || d <= 0.0 {
                     return None;
                 }
                 l[[i, i]] = d.sqrt();
