@@ -39,49 +39,19 @@ import datetime
 import json
 import math
 import os
-import re
 import sys
 import warnings
 
 os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
 
-import yaml  # noqa: E402
+from run_records import (  # noqa: E402
+    close, expected_params, finished_run_dirs, is_number, read_config, same_json)
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
 
-RUN_DIR_NAME = re.compile(r"^[0-9a-fA-F]{8,64}$")
 PARTS = ("train", "valid", "test")
 FINAL_METRICS = ("r2", "rmse", "mae", "mape", "spearman")
 ARTIFACTS = ("config.yaml", "manifest.json", "metrics.json")
-
-
-class Yaml12Loader(yaml.SafeLoader):
-    """PyYAML speaks YAML 1.1, where `1e-6` is a string and `yes`/`no` are booleans; our
-    config.yaml is written and read by serde_yaml (YAML 1.2 core schema), where `1e-6` is a
-    float and only true/false are booleans. Resolve scalars the 1.2 way."""
-
-
-Yaml12Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
-                  |[-+]?\.(?:inf|Inf|INF)
-                  |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def close(got, want, rel, floor=0.0):
-    """Numbers equal within `rel` relative (NaN equals NaN, infinities must match)."""
-    if math.isnan(got) or math.isnan(want):
-        return math.isnan(got) and math.isnan(want)
-    if math.isinf(got) or math.isinf(want):
-        return got == want
-    return abs(got - want) <= max(rel * max(abs(got), abs(want)), floor)
 
 
 def as_float(s):
@@ -89,22 +59,6 @@ def as_float(s):
         return float(s)
     except (TypeError, ValueError):
         return None
-
-
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def same_json(got, want):
-    """Structural equality of parsed JSON against a YAML value, numbers within 1e-12."""
-    if is_number(want):
-        return is_number(got) and close(float(got), float(want), 1e-12)
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(map(same_json, got, want))
-    if isinstance(want, dict):
-        return (isinstance(got, dict) and set(got) == set(map(str, want))
-                and all(same_json(got[str(k)], v) for k, v in want.items()))
-    return got == want
 
 
 def rfc3339_ms(s):
@@ -116,27 +70,6 @@ def rfc3339_ms(s):
 
 def run_name(metrics):
     return f"{metrics['model']} | {metrics['dataset']} | {metrics['split']} | seed {metrics['seed']}"
-
-
-def expected_params(config, metrics):
-    """The params contract: name -> value (bool/int/float/str/list/dict) before rendering."""
-    job = config["job"]
-    spec = job["model"]
-    p = {
-        "dataset": metrics["dataset"],
-        "split": metrics["split"],
-        "seed": metrics["seed"],
-        "model": metrics["model"],
-        "kind": metrics["model_kind"],
-        "image_size": job["image_size"],
-        "poi_raster_size": job["poi_raster_size"],
-    }
-    for k in ("image", "poi", "neighborhood"):
-        p[f"input.{k}"] = bool(spec["inputs"][k])
-    for k, v in spec["model"].items():
-        if k != "kind" and v is not None:
-            p[f"model.{k}"] = v
-    return p
 
 
 def param_matches(got, want):
@@ -156,15 +89,6 @@ def param_matches(got, want):
     return got == str(want), str(want)
 
 
-def run_dirs(results):
-    out = []
-    for d in sorted(os.listdir(results)):
-        path = os.path.join(results, d)
-        if RUN_DIR_NAME.match(d) and os.path.isdir(path) and os.path.isfile(os.path.join(path, "DONE")):
-            out.append(path)
-    return out
-
-
 def check_run(client, run, path, counts, problems):
     """Append to `problems` what differs between one MLflow run and its run directory."""
 
@@ -175,7 +99,7 @@ def check_run(client, run, path, counts, problems):
     rid = os.path.basename(path)
     metrics = json.load(open(os.path.join(path, "metrics.json")))
     manifest = json.load(open(os.path.join(path, "manifest.json")))
-    config = yaml.load(open(os.path.join(path, "config.yaml")), Loader=Yaml12Loader)
+    config = read_config(os.path.join(path, "config.yaml"))
     info, data = run.info, run.data
 
     # Run info.
@@ -264,7 +188,7 @@ def main():
         sys.exit(f"no such directory: {mlruns}")
     if not os.path.isdir(results):
         sys.exit(f"no such directory: {results}")
-    runs = run_dirs(results)
+    runs = finished_run_dirs(results)
     if not runs:
         sys.exit(f"no finished run directories in {results}")
 

@@ -30,8 +30,7 @@ input.image|poi|neighborhood (bools, job.model.inputs), and model.<k> for every 
 job.model.model but `kind` whose value is not null. Numbers are HParams numbers (compared
 within 1e-9 relative), bools bools, strings strings, lists and maps strings holding compact
 JSON (compared as JSON structures). config.yaml is read with YAML 1.2 scalar rules, as serde_yaml
-writes it (`tol: 1e-6` is a number): with PyYAML when it is installed, otherwise with a small
-reader of the block-style YAML that serde_yaml emits (it refuses anything else, naming PyYAML).
+writes it (`tol: 1e-6` is a number); scripts/run_records.py holds that reader and the rule.
 
 Per experiment results directory, through TensorBoard's own HParams backend for that logdir
 (EventMultiplexer + AddRunsFromDirectory + Reload, MultiplexerDataProvider, HParamsPlugin and
@@ -53,9 +52,7 @@ Exits 1 listing every failed check; on success prints one line per run and, per 
 "experiment <name>: N session groups, H hyperparameters, M metrics, ...".
 """
 import json
-import math
 import os
-import re
 import sys
 
 from tensorboard import context as tb_context
@@ -71,216 +68,13 @@ from tensorboard.plugins.hparams import list_session_groups
 from tensorboard.plugins.hparams import metadata as hp_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-try:
-    import yaml
-except ImportError:  # the CI venv has only tensorboard: use the fallback reader below
-    yaml = None
+from run_records import RUN_DIR_NAME, close, expected_params, is_number, read_config, same_json
 
 SIZE = {ea.SCALARS: 0, ea.IMAGES: 0, ea.HISTOGRAMS: 0, ea.TENSORS: 0}
-RUN_DIR_NAME = re.compile(r"^[0-9a-fA-F]{8,64}$")
 EXPERIMENT_RUN = "_hparams"  # <experiment dir>/_hparams/: the experiment-level record
 RUN_HPARAMS_TAGS = {hp_metadata.SESSION_START_INFO_TAG, hp_metadata.SESSION_END_INFO_TAG}
 EXPERIMENT_METRICS = ("metrics/test_r2", "metrics/test_rmse", "metrics/test_mae", "metrics/test_mape",
                       "metrics/valid_r2", "metrics/valid_rmse", "metrics/train_r2", "metrics/train_rmse")
-
-
-# ------------------------------------------------------------------------------ config.yaml
-
-YAML12_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
-
-if yaml is not None:
-    class Yaml12Loader(yaml.SafeLoader):
-        """PyYAML speaks YAML 1.1, where `1e-6` is a string and `yes`/`no` are booleans; our
-        config.yaml is written and read by serde_yaml (YAML 1.2 core schema), where `1e-6` is a
-        float and only true/false are booleans. Resolve scalars the 1.2 way (as
-        scripts/check_mlflow.py does)."""
-
-    Yaml12Loader.yaml_implicit_resolvers = {
-        k: [(tag, rx) for tag, rx in v if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool")]
-        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    Yaml12Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-    Yaml12Loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"""^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
-                      |[-+]?\.(?:inf|Inf|INF)
-                      |\.(?:nan|NaN|NAN))$""", re.X),
-        list("-+0123456789."))
-
-
-class YamlSubsetError(ValueError):
-    pass
-
-
-def _yaml12_scalar(text, where):
-    """A YAML 1.2 core-schema scalar (plain or quoted) as serde_yaml writes it."""
-    t = text.strip()
-    if t in ("", "~", "null", "Null", "NULL"):
-        return None
-    if t in ("true", "True", "TRUE"):
-        return True
-    if t in ("false", "False", "FALSE"):
-        return False
-    if t == "[]":
-        return []
-    if t == "{}":
-        return {}
-    if t[0] == "'":
-        if len(t) < 2 or t[-1] != "'":
-            raise YamlSubsetError(f"{where}: unterminated quoted scalar {t!r}")
-        return t[1:-1].replace("''", "'")
-    if t[0] == '"':
-        try:
-            return json.loads(t)
-        except ValueError:
-            raise YamlSubsetError(f"{where}: double-quoted scalar {t!r} is not JSON-compatible") from None
-    if t[0] in "[{|>&*!%@`":
-        raise YamlSubsetError(f"{where}: {t!r} (flow collections, block scalars, anchors, tags)")
-    if re.fullmatch(r"[-+]?[0-9]+", t):
-        return int(t)
-    if re.fullmatch(r"0o[0-7]+", t):
-        return int(t[2:], 8)
-    if re.fullmatch(r"0x[0-9a-fA-F]+", t):
-        return int(t[2:], 16)
-    if YAML12_FLOAT.match(t):
-        return float(t)
-    if re.fullmatch(r"[-+]?\.(?:inf|Inf|INF)", t):
-        return -math.inf if t[0] == "-" else math.inf
-    if re.fullmatch(r"\.(?:nan|NaN|NAN)", t):
-        return math.nan
-    return t
-
-
-_MAP_ENTRY = re.compile(r"""^('(?:[^']|'')*'|"(?:[^"\\]|\\.)*"|[^\s'"\-?:#][^:]*?|-[^\s:][^:]*?)\s*:(?:\s+(.*))?$""")
-
-
-def read_block_yaml(path):
-    """The block-style YAML that serde_yaml emits: nested mappings, `- ` sequences (also at
-    the parent key's indentation), `[]`/`{}`, plain and quoted scalars. Anything else raises
-    YamlSubsetError (install PyYAML to read it)."""
-    lines = []
-    with open(path) as f:
-        for no, raw in enumerate(f, 1):
-            s = raw.rstrip("\r\n")
-            body = s.lstrip(" ")
-            if not body or body.startswith("#") or (no == 1 and body == "---"):
-                continue
-            if "\t" in s[: len(s) - len(body) + 1]:
-                raise YamlSubsetError(f"{path}:{no}: tab indentation")
-            lines.append([len(s) - len(body), body, no])
-
-    def block(i, indent):
-        if lines[i][1] == "-" or lines[i][1].startswith("- "):
-            return seq(i, indent)
-        return mapping(i, indent)
-
-    def nested(i, ind):
-        """The value of a `key:` / `-` with nothing after it: the block below, if any."""
-        if i < len(lines) and (lines[i][0] > ind or (lines[i][0] == ind and (lines[i][1] == "-" or lines[i][1].startswith("- ")))):
-            return block(i, lines[i][0])
-        return None, i
-
-    def mapping(i, ind):
-        out = {}
-        while i < len(lines) and lines[i][0] == ind and not (lines[i][1] == "-" or lines[i][1].startswith("- ")):
-            _, text, no = lines[i]
-            m = _MAP_ENTRY.match(text)
-            if not m:
-                raise YamlSubsetError(f"{path}:{no}: not a `key: value` line: {text!r}")
-            key = _yaml12_scalar(m.group(1), f"{path}:{no}")
-            if m.group(2) is not None and m.group(2).strip():
-                out[key] = _yaml12_scalar(m.group(2), f"{path}:{no}")
-                i += 1
-            else:
-                out[key], i = nested(i + 1, ind)
-        if i < len(lines) and lines[i][0] > ind:
-            raise YamlSubsetError(f"{path}:{lines[i][2]}: unexpected indentation")
-        return out, i
-
-    def seq(i, ind):
-        out = []
-        while i < len(lines) and lines[i][0] == ind and (lines[i][1] == "-" or lines[i][1].startswith("- ")):
-            _, text, no = lines[i]
-            rest = text[1:].lstrip(" ")
-            if not rest:
-                item, i = nested(i + 1, ind)
-            elif rest == "-" or rest.startswith("- ") or _MAP_ENTRY.match(rest):
-                # `- key: v` / `- - x`: a block whose first line starts after the dash.
-                lines[i] = [ind + len(text) - len(rest), rest, no]
-                item, i = block(i, lines[i][0])
-            else:
-                item = _yaml12_scalar(rest, f"{path}:{no}")
-                i += 1
-            out.append(item)
-        return out, i
-
-    if not lines:
-        return None
-    value, i = block(0, lines[0][0])
-    if i != len(lines):
-        raise YamlSubsetError(f"{path}:{lines[i][2]}: unexpected line {lines[i][1]!r}")
-    return value
-
-
-def read_config(path):
-    if yaml is not None:
-        with open(path) as f:
-            return yaml.load(f, Loader=Yaml12Loader)
-    try:
-        return read_block_yaml(path)
-    except YamlSubsetError as e:
-        raise YamlSubsetError(f"cannot read config.yaml without PyYAML ({e}); pip install PyYAML") from None
-
-
-# ------------------------------------------------------------------------------ params contract
-
-def close(got, want, rel, floor=0.0):
-    """Numbers equal within `rel` relative (NaN equals NaN, infinities must match)."""
-    if math.isnan(got) or math.isnan(want):
-        return math.isnan(got) and math.isnan(want)
-    if math.isinf(got) or math.isinf(want):
-        return got == want
-    return abs(got - want) <= max(rel * max(abs(got), abs(want)), floor)
-
-
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def same_json(got, want, rel=1e-9):
-    """Structural equality of parsed JSON against a YAML value, numbers within `rel`."""
-    if is_number(want):
-        return is_number(got) and close(float(got), float(want), rel)
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(same_json(g, w, rel) for g, w in zip(got, want))
-    if isinstance(want, dict):
-        return (isinstance(got, dict) and set(got) == set(map(str, want))
-                and all(same_json(got[str(k)], v, rel) for k, v in want.items()))
-    return got == want
-
-
-def expected_params(config, metrics):
-    """The params contract: name -> value (bool/int/float/str/list/dict) before rendering.
-    Same rule as scripts/check_mlflow.py's expected_params (summary.csv param.<name>, MLflow
-    params, TensorBoard session-start hparams)."""
-    job = config["job"]
-    spec = job["model"]
-    p = {
-        "dataset": metrics["dataset"],
-        "split": metrics["split"],
-        "seed": metrics["seed"],
-        "model": metrics["model"],
-        "kind": metrics["model_kind"],
-        "image_size": job["image_size"],
-        "poi_raster_size": job["poi_raster_size"],
-    }
-    for k in ("image", "poi", "neighborhood"):
-        p[f"input.{k}"] = bool(spec["inputs"][k])
-    for k, v in spec["model"].items():
-        if k != "kind" and v is not None:
-            p[f"model.{k}"] = v
-    return p
 
 
 def show_value(v):

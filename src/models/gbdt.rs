@@ -59,6 +59,14 @@ pub struct GbdtConfig {
 }
 
 impl GbdtConfig {
+    /// A short label with the hyperparameters that distinguish runs.
+    pub fn label(&self) -> String {
+        format!(
+            "gbdt(t={},d={},lr={})",
+            self.n_trees, self.max_depth, self.learning_rate
+        )
+    }
+
     pub fn check(&self) -> Vec<FieldProblem> {
         let mut p = Vec::new();
         if self.n_trees == 0 {
@@ -165,35 +173,7 @@ impl FittedModel for FittedGbdt {
     }
 }
 
-impl super::Model for GbdtConfig {
-    const KIND: &'static str = "gbdt";
-
-    fn label(&self) -> String {
-        format!(
-            "gbdt(t={},d={},lr={})",
-            self.n_trees, self.max_depth, self.learning_rate
-        )
-    }
-
-    fn check(&self) -> Vec<FieldProblem> {
-        GbdtConfig::check(self)
-    }
-
-    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
-        super::tabular::fit_job(self, job, run)
-    }
-}
-
-impl super::TabularModel for GbdtConfig {
-    fn fit_table(
-        &self,
-        x: ArrayView2<f64>,
-        y: &Array1<f64>,
-        seed: u64,
-    ) -> Result<Box<dyn FittedModel>> {
-        GbdtConfig::fit(self, x, y, seed)
-    }
-}
+super::tabular::tabular_model!(GbdtConfig, "gbdt");
 
 #[cfg(test)]
 mod tests {

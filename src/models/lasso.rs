@@ -56,6 +56,11 @@ fn check_common(alpha: f64, max_iter: u32, tol: f64) -> Vec<FieldProblem> {
 }
 
 impl LassoConfig {
+    /// A short label with the hyperparameters that distinguish runs.
+    pub fn label(&self) -> String {
+        format!("lasso(a={})", self.alpha)
+    }
+
     pub fn check(&self) -> Vec<FieldProblem> {
         check_common(self.alpha, self.max_iter, self.tol)
     }
@@ -109,6 +114,11 @@ pub(crate) fn to_dense(x: ArrayView2<f64>) -> Result<DenseMatrix<f64>> {
 }
 
 impl LassoSmartcoreConfig {
+    /// A short label with the hyperparameters that distinguish runs.
+    pub fn label(&self) -> String {
+        format!("lasso_smartcore(a={})", self.alpha)
+    }
+
     pub fn check(&self) -> Vec<FieldProblem> {
         check_common(self.alpha, self.max_iter, self.tol)
     }
@@ -143,61 +153,9 @@ impl FittedModel for FittedSmartcoreLasso {
     }
 }
 
-impl super::Model for LassoConfig {
-    const KIND: &'static str = "lasso";
+super::tabular::tabular_model!(LassoConfig, "lasso", unseeded);
 
-    fn label(&self) -> String {
-        format!("lasso(a={})", self.alpha)
-    }
-
-    fn check(&self) -> Vec<FieldProblem> {
-        LassoConfig::check(self)
-    }
-
-    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
-        super::tabular::fit_job(self, job, run)
-    }
-}
-
-impl super::TabularModel for LassoConfig {
-    fn fit_table(
-        &self,
-        x: ArrayView2<f64>,
-        y: &Array1<f64>,
-        seed: u64,
-    ) -> Result<Box<dyn FittedModel>> {
-        let _ = seed;
-        LassoConfig::fit(self, x, y)
-    }
-}
-
-impl super::Model for LassoSmartcoreConfig {
-    const KIND: &'static str = "lasso_smartcore";
-
-    fn label(&self) -> String {
-        format!("lasso_smartcore(a={})", self.alpha)
-    }
-
-    fn check(&self) -> Vec<FieldProblem> {
-        LassoSmartcoreConfig::check(self)
-    }
-
-    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
-        super::tabular::fit_job(self, job, run)
-    }
-}
-
-impl super::TabularModel for LassoSmartcoreConfig {
-    fn fit_table(
-        &self,
-        x: ArrayView2<f64>,
-        y: &Array1<f64>,
-        seed: u64,
-    ) -> Result<Box<dyn FittedModel>> {
-        let _ = seed;
-        LassoSmartcoreConfig::fit(self, x, y)
-    }
-}
+super::tabular::tabular_model!(LassoSmartcoreConfig, "lasso_smartcore", unseeded);
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,15 @@ pub struct Row {
     pub part: SplitPart,
 }
 
+impl Row {
+    /// Where the row's tile is: its dataset's name and the tile's x and y, the key columns of a
+    /// run's per-tile CSVs.
+    pub fn place(&self, datasets: &[&PreparedDataset]) -> (String, u32, u32) {
+        let t = datasets[self.dataset].data.tiles[self.tile];
+        (datasets[self.dataset].entry.name.clone(), t.x, t.y)
+    }
+}
+
 /// What a model hands back: a prediction (log emission) per row, and what it learned.
 pub struct Fitted {
     pub predictions: Vec<f64>,

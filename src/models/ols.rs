@@ -13,6 +13,16 @@ use crate::error::{Error, Result};
 pub struct OlsConfig {}
 
 impl OlsConfig {
+    /// OLS has no hyperparameter to check.
+    pub fn check(&self) -> Vec<super::FieldProblem> {
+        Vec::new()
+    }
+
+    /// A short label with the hyperparameters that distinguish runs.
+    pub fn label(&self) -> String {
+        "ols".into()
+    }
+
     pub fn fit(&self, x: ArrayView2<f64>, y: &Array1<f64>) -> Result<Box<dyn FittedModel>> {
         let data = Dataset::new(x.to_owned(), y.clone());
         let model = LinearRegression::new()
@@ -38,29 +48,7 @@ impl FittedModel for FittedOls {
     }
 }
 
-impl super::Model for OlsConfig {
-    const KIND: &'static str = "ols";
-
-    fn label(&self) -> String {
-        "ols".into()
-    }
-
-    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
-        super::tabular::fit_job(self, job, run)
-    }
-}
-
-impl super::TabularModel for OlsConfig {
-    fn fit_table(
-        &self,
-        x: ArrayView2<f64>,
-        y: &Array1<f64>,
-        seed: u64,
-    ) -> Result<Box<dyn FittedModel>> {
-        let _ = seed;
-        OlsConfig::fit(self, x, y)
-    }
-}
+super::tabular::tabular_model!(OlsConfig, "ols", unseeded);
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,15 @@ pub struct RandomForestConfig {
 }
 
 impl RandomForestConfig {
+    /// A short label with the hyperparameters that distinguish runs.
+    pub fn label(&self) -> String {
+        format!(
+            "random_forest(t={},d={})",
+            self.n_trees,
+            self.max_depth.map_or("none".to_string(), |d| d.to_string())
+        )
+    }
+
     pub fn check(&self) -> Vec<FieldProblem> {
         let mut p = Vec::new();
         if self.n_trees == 0 {
@@ -159,36 +168,7 @@ impl FittedModel for FittedForest {
     }
 }
 
-impl super::Model for RandomForestConfig {
-    const KIND: &'static str = "random_forest";
-
-    fn label(&self) -> String {
-        format!(
-            "random_forest(t={},d={})",
-            self.n_trees,
-            self.max_depth.map_or("none".to_string(), |d| d.to_string())
-        )
-    }
-
-    fn check(&self) -> Vec<FieldProblem> {
-        RandomForestConfig::check(self)
-    }
-
-    fn fit(&self, job: &super::JobInput, run: &mut crate::track::RunDir) -> Result<super::Fitted> {
-        super::tabular::fit_job(self, job, run)
-    }
-}
-
-impl super::TabularModel for RandomForestConfig {
-    fn fit_table(
-        &self,
-        x: ArrayView2<f64>,
-        y: &Array1<f64>,
-        seed: u64,
-    ) -> Result<Box<dyn FittedModel>> {
-        RandomForestConfig::fit(self, x, y, seed)
-    }
-}
+super::tabular::tabular_model!(RandomForestConfig, "random_forest");
 
 #[cfg(test)]
 mod tests {

@@ -10,9 +10,8 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use super::{coefficients_json, FieldProblem, Fitted, FittedModel, JobInput, Model, TabularModel};
+use super::{coefficients_json, FieldProblem, FittedModel};
 use crate::error::{Error, Result};
-use crate::track::RunDir;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,14 +20,12 @@ pub struct RidgeConfig {
     pub alpha: f64,
 }
 
-impl Model for RidgeConfig {
-    const KIND: &'static str = "ridge";
-
-    fn label(&self) -> String {
+impl RidgeConfig {
+    pub fn label(&self) -> String {
         format!("ridge(a={})", self.alpha)
     }
 
-    fn check(&self) -> Vec<FieldProblem> {
+    pub fn check(&self) -> Vec<FieldProblem> {
         if self.alpha.is_finite() && self.alpha > 0.0 {
             Vec::new()
         } else {
@@ -36,18 +33,7 @@ impl Model for RidgeConfig {
         }
     }
 
-    fn fit(&self, job: &JobInput, run: &mut RunDir) -> Result<Fitted> {
-        super::tabular::fit_job(self, job, run)
-    }
-}
-
-impl TabularModel for RidgeConfig {
-    fn fit_table(
-        &self,
-        x: ArrayView2<f64>,
-        y: &Array1<f64>,
-        _seed: u64,
-    ) -> Result<Box<dyn FittedModel>> {
+    pub fn fit(&self, x: ArrayView2<f64>, y: &Array1<f64>) -> Result<Box<dyn FittedModel>> {
         let x_mean = x
             .mean_axis(Axis(0))
             .ok_or_else(|| Error::Model("ridge: no training rows".into()))?;
@@ -65,6 +51,9 @@ impl TabularModel for RidgeConfig {
         Ok(Box::new(FittedRidge { coef, intercept }))
     }
 }
+
+// `Model` (kind `ridge`) and `TabularModel` from the methods above.
+super::tabular::tabular_model!(RidgeConfig, "ridge", unseeded);
 
 /// Solve A x = b for a symmetric positive definite A; None when A is not.
 fn solve_cholesky(a: Array2<f64>, b: Array1<f64>) -> Option<Array1<f64>> {
@@ -128,7 +117,7 @@ mod tests {
         for fit in expected["fits"].as_array().unwrap() {
             let alpha = fit["alpha"].as_f64().unwrap();
             let model = RidgeConfig { alpha }
-                .fit_table(f.x_train.view(), &f.y_train, 0)
+                .fit(f.x_train.view(), &f.y_train)
                 .unwrap();
             let names: Vec<String> = (0..f.x_train.ncols()).map(|i| format!("f{i}")).collect();
             let d = model.describe(&names);
@@ -158,9 +147,7 @@ mod tests {
 
     #[test]
     fn a_non_positive_penalty_is_refused() {
-        assert!(Model::check(&RidgeConfig { alpha: 0.0 })[0]
-            .1
-            .contains("> 0"));
-        assert!(Model::check(&RidgeConfig { alpha: 1.0 }).is_empty());
+        assert!(RidgeConfig { alpha: 0.0 }.check()[0].1.contains("> 0"));
+        assert!(RidgeConfig { alpha: 1.0 }.check().is_empty());
     }
 }

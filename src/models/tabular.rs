@@ -53,3 +53,48 @@ pub fn fit_job<M: TabularModel + Model>(
         description: fitted.describe(&used_names),
     })
 }
+
+/// `Model` and `TabularModel` for a tabular model's config from its inherent `label`, `check`
+/// and `fit(x, y, seed)` (`unseeded`: `fit(x, y)`, a deterministic model): one line per model.
+macro_rules! tabular_model {
+    ($ty:ty, $kind:literal $(, $unseeded:ident)?) => {
+        impl $crate::models::Model for $ty {
+            const KIND: &'static str = $kind;
+
+            fn label(&self) -> String {
+                <$ty>::label(self)
+            }
+
+            fn check(&self) -> Vec<$crate::models::FieldProblem> {
+                <$ty>::check(self)
+            }
+
+            fn fit(
+                &self,
+                job: &$crate::models::JobInput,
+                run: &mut $crate::track::RunDir,
+            ) -> $crate::error::Result<$crate::models::Fitted> {
+                $crate::models::tabular::fit_job(self, job, run)
+            }
+        }
+
+        impl $crate::models::TabularModel for $ty {
+            fn fit_table(
+                &self,
+                x: ndarray::ArrayView2<f64>,
+                y: &ndarray::Array1<f64>,
+                seed: u64,
+            ) -> $crate::error::Result<Box<dyn $crate::models::FittedModel>> {
+                $crate::models::tabular::tabular_model!(@fit $ty, self, x, y, seed $(, $unseeded)?)
+            }
+        }
+    };
+    (@fit $ty:ty, $model:ident, $x:ident, $y:ident, $seed:ident, unseeded) => {{
+        let _ = $seed;
+        <$ty>::fit($model, $x, $y)
+    }};
+    (@fit $ty:ty, $model:ident, $x:ident, $y:ident, $seed:ident) => {
+        <$ty>::fit($model, $x, $y, $seed)
+    };
+}
+pub(crate) use tabular_model;

@@ -176,6 +176,24 @@ impl Pivot {
         }
     }
 
+    /// The cells of row `r` as text (`pm`: the format's ±), the best of its column through
+    /// `best` and the others through `plain`; empty where the row has no runs.
+    fn row_cells(
+        &self,
+        r: usize,
+        pm: &str,
+        best: impl Fn(&str) -> String,
+        plain: impl Fn(&str) -> String,
+    ) -> Vec<String> {
+        (0..self.col_keys.len())
+            .map(|c| match self.cells.get(&(r, c)) {
+                None => String::new(),
+                Some(v) if self.best_row(c) == Some(r) => best(&format_cell(v, pm)),
+                Some(v) => plain(&format_cell(v, pm)),
+            })
+            .collect()
+    }
+
     /// The best row of column `c` (by mean).
     fn best_row(&self, c: usize) -> Option<usize> {
         let means = (0..self.row_keys.len())
@@ -226,21 +244,8 @@ impl Pivot {
             "---:|".repeat(cols.len())
         )
         .unwrap();
-        let best: Vec<Option<usize>> = (0..cols.len()).map(|c| self.best_row(c)).collect();
         for (r, key) in self.row_keys.iter().enumerate() {
-            let cells: Vec<String> = (0..cols.len())
-                .map(|c| match self.cells.get(&(r, c)) {
-                    None => String::new(),
-                    Some(v) => {
-                        let text = format_cell(v, "±");
-                        if best[c] == Some(r) {
-                            format!("**{text}**")
-                        } else {
-                            text
-                        }
-                    }
-                })
-                .collect();
+            let cells = self.row_cells(r, "±", |t| format!("**{t}**"), |t| t.to_string());
             writeln!(out, "| {} | {} |", key.join(" | "), cells.join(" | ")).unwrap();
         }
         out
@@ -296,22 +301,14 @@ impl Pivot {
             cols.join(" & ")
         )
         .unwrap();
-        let best: Vec<Option<usize>> = (0..cols.len()).map(|c| self.best_row(c)).collect();
         for (r, key) in self.row_keys.iter().enumerate() {
             let labels: Vec<String> = key.iter().map(|k| latex_escape(k)).collect();
-            let cells: Vec<String> = (0..cols.len())
-                .map(|c| match self.cells.get(&(r, c)) {
-                    None => String::new(),
-                    Some(v) => {
-                        let text = format_cell(v, "\\pm");
-                        if best[c] == Some(r) {
-                            format!("$\\mathbf{{{text}}}$")
-                        } else {
-                            format!("${text}$")
-                        }
-                    }
-                })
-                .collect();
+            let cells = self.row_cells(
+                r,
+                "\\pm",
+                |t| format!("$\\mathbf{{{t}}}$"),
+                |t| format!("${t}$"),
+            );
             writeln!(out, "{} & {} \\\\", labels.join(" & "), cells.join(" & ")).unwrap();
         }
         writeln!(

@@ -125,11 +125,11 @@ pub(super) fn fit_and_evaluate(
         }
     }
     let split_row = |r: &Row| {
-        let t = datasets[r.dataset].data.tiles[r.tile];
+        let (dataset, x, y) = r.place(datasets);
         SplitRow {
-            dataset: datasets[r.dataset].entry.name.clone(),
-            x: t.x,
-            y: t.y,
+            dataset,
+            x,
+            y,
             split: r.part.as_str().into(),
         }
     };

@@ -870,11 +870,11 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
             .iter()
             .zip(&w)
             .map(|(r, b)| {
-                let t = datasets[r.dataset].data.tiles[r.tile];
+                let (dataset, x, y) = r.place(datasets);
                 ModalityWeightRow {
-                    dataset: datasets[r.dataset].entry.name.clone(),
-                    x: t.x,
-                    y: t.y,
+                    dataset,
+                    x,
+                    y,
                     split: r.part.as_str().into(),
                     image_weight: b[0],
                     poi_weight: b[1],
