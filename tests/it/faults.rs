@@ -183,14 +183,7 @@ fn host_name() -> String {
 }
 
 fn run_ids(cli: &Cli) -> Vec<String> {
-    let plan = cli.run(&["plan", "exp.yaml", "--json"]);
-    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
-    v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j["run_id"].as_str().unwrap().to_string())
-        .collect()
+    cli.plan_run_ids("exp.yaml")
 }
 
 /// A lock whose process is gone is "stale", and its job counts as missing, not running.

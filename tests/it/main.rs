@@ -86,6 +86,19 @@ impl Cli {
         std::fs::write(p, text).unwrap();
     }
 
+    /// The run ids of an experiment's plan (`plan --json`), in plan order.
+    pub fn plan_run_ids(&self, experiment: &str) -> Vec<String> {
+        let r = self.run(&["plan", experiment, "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["run_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// A tiny synthetic city as a dataset directory `rel`.
     pub fn tiny_city(&self, rel: &str) {
         let r = self.run(&["synth", "tiny", rel, "--seed", "3"]);

@@ -189,15 +189,7 @@ fn raising_a_samplers_n_keeps_earlier_run_ids() {
             "s.yaml",
             &format!("name: s\ndatasets: [{{preset: tiny}}]\nmodels: [{{kind: lasso, alpha: {{log_uniform: [1.0e-4, 1.0e-1], n: {n}, seed: 3}}}}]\nsplits: [{{kind: random}}]\nseeds: [0]\n"),
         );
-        let r = cli.run(&["plan", "s.yaml", "--json"]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        v["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|j| j["run_id"].as_str().unwrap().to_string())
-            .collect()
+        cli.plan_run_ids("s.yaml")
     };
     let (three, five) = (ids(3), ids(5));
     assert_eq!(five.len(), 5);
