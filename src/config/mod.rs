@@ -6,6 +6,13 @@
 //! element, so one typo does not hide the problems of the other elements.
 
 pub mod search;
+mod yaml;
+
+pub use yaml::MAX_JOBS;
+use yaml::{
+    expand_grid, grid_alternatives, grid_size, join_path, read_yaml, resolve_use, typed,
+    yaml_inline, Problems,
+};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +22,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::data::split::SplitSpec;
 use crate::data::synth;
-use crate::error::{ConfigProblem, Error, Result};
+use crate::error::{Error, Result};
 use crate::models::{Inputs, ModelConfig, ModelSpec};
 
 pub use crate::data::entry::{DatasetEntry, DatasetSource};
@@ -122,178 +129,6 @@ struct RawCrossCitySplit {
     target_train_fraction: f64,
     #[serde(default)]
     seed: Option<u64>,
-}
-
-/// Collects problems with their YAML paths.
-#[derive(Default)]
-struct Problems(Vec<ConfigProblem>);
-
-impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigProblem {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-}
-
-/// Join a YAML path and a child path reported by serde (`.` means "here").
-fn join_path(base: &str, child: &str) -> String {
-    match (base.is_empty(), child.is_empty() || child == ".") {
-        (_, true) => base.to_string(),
-        (true, false) => child.to_string(),
-        (false, false) if child.starts_with('[') => format!("{base}{child}"),
-        (false, false) => format!("{base}.{child}"),
-    }
-}
-
-/// Deserialise `value` into `T`, reporting the exact path of the first problem in it.
-fn typed<T: serde::de::DeserializeOwned>(
-    value: Value,
-    base: &str,
-    problems: &mut Problems,
-) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let path = join_path(base, &e.path().to_string());
-            problems.add(path, e.into_inner().to_string());
-            None
-        }
-    }
-}
-
-/// Largest configuration file read (a YAML file is a few KB; anything near this is a mistake).
-const MAX_YAML_BYTES: u64 = 16 << 20;
-
-fn read_yaml(file: &Path) -> Result<Value> {
-    let text = crate::data::read_capped_string(file, MAX_YAML_BYTES)
-        .map_err(|e| Error::config(file, "", e))?;
-    serde_yaml::from_str(&text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!("line {}", l.line()))
-            .unwrap_or_default();
-        Error::config(file, at, format!("not valid YAML: {e}"))
-    })
-}
-
-/// Replace `use: <file>` in a list element by the mapping in that file, with the element's
-/// other keys overriding the file's.
-fn resolve_use(element: Value, path: &str, problems: &mut Problems) -> Option<Mapping> {
-    let Value::Mapping(mut map) = element else {
-        problems.add(path, "expected a mapping");
-        return None;
-    };
-    let Some(use_value) = map.remove("use") else {
-        return Some(map);
-    };
-    let Some(file) = use_value.as_str() else {
-        problems.add(join_path(path, "use"), "expected a file path");
-        return None;
-    };
-    let base = match read_yaml(Path::new(file)) {
-        Ok(Value::Mapping(m)) => m,
-        Ok(_) => {
-            problems.add(
-                join_path(path, "use"),
-                format!("{file} does not hold a mapping"),
-            );
-            return None;
-        }
-        Err(e) => {
-            problems.add(join_path(path, "use"), e.to_string());
-            return None;
-        }
-    };
-    let mut merged = base;
-    if merged.contains_key("use") {
-        problems.add(
-            join_path(path, "use"),
-            format!("{file} uses another file; only one level of `use` is allowed"),
-        );
-        return None;
-    }
-    for (k, v) in map {
-        merged.insert(k, v);
-    }
-    Some(merged)
-}
-
-/// Most jobs one experiment may expand to: a typo in a grid (two long lists) must fail with
-/// the count before anything is allocated for it.
-pub const MAX_JOBS: usize = 100_000;
-
-/// The alternatives of each key of a mapping whose values may be lists of alternatives. An
-/// empty list of alternatives is a problem (it would silently remove the model).
-fn grid_alternatives(
-    map: &Mapping,
-    list_fields: &[&str],
-    path: &str,
-    problems: &mut Problems,
-) -> Option<Vec<(Value, Vec<Value>)>> {
-    let mut keys = Vec::new();
-    for (k, v) in map {
-        let native_list = k.as_str().is_some_and(|k| list_fields.contains(&k));
-        let alternatives: Vec<Value> = match v {
-            // A list-valued field takes a list; only a list of lists gives alternatives.
-            Value::Sequence(items)
-                if native_list && (items.is_empty() || !items.iter().all(|i| i.is_sequence())) =>
-            {
-                vec![v.clone()]
-            }
-            Value::Sequence(items) => items.clone(),
-            Value::Mapping(m) if search::is_sampler(m) => match search::sample(m) {
-                Ok(values) => values,
-                Err(e) => {
-                    problems.add(join_path(path, k.as_str().unwrap_or("?")), e);
-                    return None;
-                }
-            },
-            other => vec![other.clone()],
-        };
-        if alternatives.is_empty() {
-            let key = k.as_str().unwrap_or("?");
-            problems.add(
-                join_path(path, key),
-                "is an empty list: give one value, or a list of values to try",
-            );
-            return None;
-        }
-        keys.push((k.clone(), alternatives));
-    }
-    Some(keys)
-}
-
-/// How many combinations `grid_alternatives` expands to (saturating).
-fn grid_size(keys: &[(Value, Vec<Value>)]) -> usize {
-    keys.iter()
-        .fold(1usize, |n, (_, alts)| n.saturating_mul(alts.len()))
-}
-
-/// Every combination of the alternatives, in key order (the last key varies fastest).
-fn expand_grid(keys: &[(Value, Vec<Value>)]) -> Vec<Mapping> {
-    let mut out = vec![Mapping::new()];
-    for (k, alternatives) in keys {
-        out = out
-            .into_iter()
-            .flat_map(|m| {
-                alternatives.iter().map(move |a| {
-                    let mut m = m.clone();
-                    m.insert(k.clone(), a.clone());
-                    m
-                })
-            })
-            .collect();
-    }
-    out
-}
-
-/// A YAML value on one line, for messages.
-fn yaml_inline(v: &Value) -> String {
-    serde_yaml::to_string(v)
-        .map(|t| t.trim().replace('\n', " "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 fn check_fractions(f: &[f64; 3], path: &str, problems: &mut Problems) {
