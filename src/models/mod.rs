@@ -7,6 +7,7 @@
 pub mod gbdt;
 pub mod graphsage;
 pub mod lasso;
+pub mod mlp;
 pub mod ols;
 pub mod opencarbon;
 pub mod random_forest;
@@ -20,8 +21,9 @@ use crate::data::{PreparedDataset, SplitPart};
 use crate::error::Result;
 
 pub use gbdt::GbdtConfig;
-pub use graphsage::{GraphSageConfig, MlpConfig};
+pub use graphsage::GraphSageConfig;
 pub use lasso::{LassoConfig, LassoSmartcoreConfig};
+pub use mlp::MlpConfig;
 pub use ols::OlsConfig;
 pub use random_forest::RandomForestConfig;
 

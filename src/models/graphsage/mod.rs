@@ -1,0 +1,210 @@
+//! Node regressors trained full-batch on the whole city graph (transductive: every tile is a
+//! node, the split only masks which nodes' targets enter the loss): GraphSAGE with PyTorch
+//! Geometric's `SAGEConv` semantics, h'_i = W_l·agg_{j∈N(i)} m_j + W_r·h_i + b with
+//! m_j = h_j (mean or max aggregator) or m_j = relu(P·h_j + c) (max-pool aggregator), and an
+//! MLP on the same features (the same layers without the neighbour term).
+//! Early stopping on validation R²; the best parameters are kept.
+//!
+//! `mod.rs`: the configurations and their checks; `network.rs`: the layers and the network
+//! (checked against PyTorch Geometric); `train.rs`: training through the shared learner,
+//! and the lookup of another run's OpenCarbon embeddings. The MLP's configuration is
+//! `models::mlp`.
+
+pub mod network;
+pub mod train;
+
+use serde::{Deserialize, Serialize};
+
+use super::{FieldProblem, Fitted};
+use crate::data::graph::Contiguity;
+use crate::error::Result;
+use crate::track::RunDir;
+
+pub use train::{find_opencarbon_run, fit_predict};
+
+pub(super) fn d_layers() -> usize {
+    2
+}
+pub(super) fn d_hidden() -> usize {
+    64
+}
+pub(super) fn d_dropout() -> f64 {
+    0.2
+}
+pub(super) fn d_lr() -> f64 {
+    5e-3
+}
+pub(super) fn d_weight_decay() -> f64 {
+    5e-4
+}
+pub(super) fn d_max_epochs() -> usize {
+    1000
+}
+pub(super) fn d_patience() -> usize {
+    100
+}
+pub(super) fn d_min_epochs() -> usize {
+    50
+}
+
+/// GraphSAGE's neighbour aggregator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SageAggregator {
+    /// Mean of the neighbours' rows.
+    #[default]
+    Mean,
+    /// Per-feature maximum of the neighbours' rows.
+    Max,
+    /// Per-feature maximum of relu(P·h_j + c): the max-pool aggregator of Hamilton et al.
+    /// (PyG: `aggr="max", project=True`).
+    MaxPool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSageConfig {
+    /// Graph layers; the last one outputs the prediction.
+    #[serde(default = "d_layers")]
+    pub layers: usize,
+    #[serde(default = "d_hidden")]
+    pub hidden: usize,
+    #[serde(default = "d_dropout")]
+    pub dropout: f64,
+    #[serde(default)]
+    pub aggregator: SageAggregator,
+    /// L2-normalise each hidden layer's output per node (PyG's `normalize=True`).
+    #[serde(default)]
+    pub normalize: bool,
+    /// Which tiles are linked: queen (default), rook or knn:K.
+    #[serde(default = "d_contiguity")]
+    pub contiguity: Contiguity,
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    #[serde(default = "d_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "d_max_epochs")]
+    pub max_epochs: usize,
+    #[serde(default = "d_patience")]
+    pub patience: usize,
+    #[serde(default = "d_min_epochs")]
+    pub min_epochs: usize,
+    /// Node features from OpenCarbon instead of the handcrafted ones: the results directory
+    /// of an experiment (e.g. results/main) whose finished `opencarbon` run on the same
+    /// dataset, split and seed wrote embeddings.csv (its frozen grid embeddings x_g).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeddings_from: Option<std::path::PathBuf>,
+}
+
+pub(super) fn d_contiguity() -> Contiguity {
+    Contiguity::Queen
+}
+
+/// What the shared network and trainer need, from either config.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeModelSpec {
+    pub layers: usize,
+    pub hidden: usize,
+    pub dropout: f64,
+    /// None: an MLP.
+    pub aggregator: Option<SageAggregator>,
+    pub normalize: bool,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub max_epochs: usize,
+    pub patience: usize,
+    pub min_epochs: usize,
+}
+
+impl GraphSageConfig {
+    pub fn spec(&self) -> NodeModelSpec {
+        NodeModelSpec {
+            layers: self.layers,
+            hidden: self.hidden,
+            dropout: self.dropout,
+            aggregator: Some(self.aggregator),
+            normalize: self.normalize,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            max_epochs: self.max_epochs,
+            patience: self.patience,
+            min_epochs: self.min_epochs,
+        }
+    }
+}
+
+impl NodeModelSpec {
+    pub fn check(&self) -> Vec<FieldProblem> {
+        let mut p = Vec::new();
+        for (name, v) in [
+            ("layers", self.layers),
+            ("hidden", self.hidden),
+            ("max_epochs", self.max_epochs),
+            ("patience", self.patience),
+        ] {
+            if v == 0 {
+                p.push((name, "is 0, expected at least 1".to_string()));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            p.push((
+                "dropout",
+                format!("is {}, expected 0 <= p < 1", self.dropout),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            p.push(("lr", format!("is {}, expected a number > 0", self.lr)));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            p.push((
+                "weight_decay",
+                format!("is {}, expected a number >= 0", self.weight_decay),
+            ));
+        }
+        p
+    }
+}
+
+impl crate::models::Model for GraphSageConfig {
+    const KIND: &'static str = "graphsage";
+
+    fn label(&self) -> String {
+        format!(
+            "graphsage(l={},h={},{},{}{})",
+            self.layers,
+            self.hidden,
+            serde_json::to_value(self.aggregator)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            String::from(self.contiguity),
+            if self.embeddings_from.is_some() {
+                ",opencarbon-emb"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn check(&self) -> Vec<FieldProblem> {
+        self.spec().check()
+    }
+
+    fn fit(&self, job: &crate::models::JobInput, run: &mut RunDir) -> Result<Fitted> {
+        let embeddings = self
+            .embeddings_from
+            .as_ref()
+            .map(|dir| {
+                find_opencarbon_run(dir, &job.dataset_label, &job.split_label, job.seed)
+                    .map(|r| r.join("embeddings.csv"))
+            })
+            .transpose()?;
+        fit_predict(
+            &self.spec(),
+            self.contiguity,
+            job,
+            embeddings.as_deref(),
+            run,
+        )
+    }
+}
