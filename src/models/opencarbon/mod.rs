@@ -1,6 +1,9 @@
 //! OpenCarbon: the contrastive, cross-modality model with a neighbourhood module
 //! (../shared/spec/opencarbon-model.md). `network` is the model, `train` the loop.
 
+pub mod analysis;
+pub mod eval;
+pub mod inputs;
 pub mod network;
 pub mod predict;
 pub mod train;
@@ -18,7 +21,7 @@ pub struct OpenCarbonRecord {
     pub best_epoch: usize,
     pub best_validation_score: f64,
     pub checkpoint: String,
-    pub(crate) image_norm: train::ImageNorm,
+    pub(crate) image_norm: inputs::ImageNorm,
     pub target_norm: train::TargetScale,
     /// Absent in runs written before it was recorded (`predict` then reads the training
     /// dataset's dataset.yaml).

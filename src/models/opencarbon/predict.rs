@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use dfdx::prelude::*;
 
+use super::eval::predict;
+use super::inputs::ImageNorm;
 use super::network::OpenCarbonNet;
-use super::train::{predict, ImageNorm};
 use super::{OpenCarbonConfig, OpenCarbonRecord};
 use crate::data::{DatasetEntry, DatasetSource, PreparedDataset};
 use crate::error::{Error, Result};

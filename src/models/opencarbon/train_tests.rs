@@ -7,6 +7,7 @@ use crate::data::{DatasetEntry, DatasetSource};
 use crate::metrics::r2;
 use crate::models::opencarbon::ImageEncoderKind;
 use crate::nn::device::DeviceSpec;
+use crate::nn::layers::Tensor2;
 use crate::nn::learner;
 
 fn tiny(cache: &std::path::Path) -> PreparedDataset {
