@@ -3,10 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::graphsage::{
-    d_dropout, d_hidden, d_layers, d_lr, d_max_epochs, d_min_epochs, d_patience, d_weight_decay,
-    fit_predict, NodeModelSpec,
-};
+use super::graphsage::{fit_predict, NodeModelSpec};
+use super::GraphSageConfig;
 use super::{FieldProblem, Fitted, JobInput, Model};
 use crate::data::graph::Contiguity;
 use crate::error::Result;
@@ -15,24 +13,33 @@ use crate::track::RunDir;
 /// A multilayer perceptron on the tile features: `layers` linear layers (the last outputs
 /// the prediction), ReLU and dropout between them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct MlpConfig {
-    #[serde(default = "d_layers")]
     pub layers: usize,
-    #[serde(default = "d_hidden")]
     pub hidden: usize,
-    #[serde(default = "d_dropout")]
     pub dropout: f64,
-    #[serde(default = "d_lr")]
     pub lr: f64,
-    #[serde(default = "d_weight_decay")]
     pub weight_decay: f64,
-    #[serde(default = "d_max_epochs")]
     pub max_epochs: usize,
-    #[serde(default = "d_patience")]
     pub patience: usize,
-    #[serde(default = "d_min_epochs")]
     pub min_epochs: usize,
+}
+
+/// GraphSAGE's defaults (`GraphSageConfig::default`), without the graph.
+impl Default for MlpConfig {
+    fn default() -> Self {
+        let g = GraphSageConfig::default();
+        MlpConfig {
+            layers: g.layers,
+            hidden: g.hidden,
+            dropout: g.dropout,
+            lr: g.lr,
+            weight_decay: g.weight_decay,
+            max_epochs: g.max_epochs,
+            patience: g.patience,
+            min_epochs: g.min_epochs,
+        }
+    }
 }
 
 impl MlpConfig {

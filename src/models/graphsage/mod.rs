@@ -22,31 +22,6 @@ use crate::track::RunDir;
 
 pub use train::{find_opencarbon_run, fit_predict};
 
-pub(super) fn d_layers() -> usize {
-    2
-}
-pub(super) fn d_hidden() -> usize {
-    64
-}
-pub(super) fn d_dropout() -> f64 {
-    0.2
-}
-pub(super) fn d_lr() -> f64 {
-    5e-3
-}
-pub(super) fn d_weight_decay() -> f64 {
-    5e-4
-}
-pub(super) fn d_max_epochs() -> usize {
-    1000
-}
-pub(super) fn d_patience() -> usize {
-    100
-}
-pub(super) fn d_min_epochs() -> usize {
-    50
-}
-
 /// GraphSAGE's neighbour aggregator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,42 +37,48 @@ pub enum SageAggregator {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GraphSageConfig {
     /// Graph layers; the last one outputs the prediction.
-    #[serde(default = "d_layers")]
     pub layers: usize,
-    #[serde(default = "d_hidden")]
     pub hidden: usize,
-    #[serde(default = "d_dropout")]
     pub dropout: f64,
-    #[serde(default)]
     pub aggregator: SageAggregator,
     /// L2-normalise each hidden layer's output per node (PyG's `normalize=True`).
-    #[serde(default)]
     pub normalize: bool,
     /// Which tiles are linked: queen (default), rook or knn:K.
-    #[serde(default = "d_contiguity")]
     pub contiguity: Contiguity,
-    #[serde(default = "d_lr")]
     pub lr: f64,
-    #[serde(default = "d_weight_decay")]
     pub weight_decay: f64,
-    #[serde(default = "d_max_epochs")]
     pub max_epochs: usize,
-    #[serde(default = "d_patience")]
     pub patience: usize,
-    #[serde(default = "d_min_epochs")]
     pub min_epochs: usize,
     /// Node features from OpenCarbon instead of the handcrafted ones: the results directory
     /// of an experiment (e.g. results/main) whose finished `opencarbon` run on the same
     /// dataset, split and seed wrote embeddings.csv (its frozen grid embeddings x_g).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub embeddings_from: Option<std::path::PathBuf>,
 }
 
-pub(super) fn d_contiguity() -> Contiguity {
-    Contiguity::Queen
+/// The node models' defaults (the MLP shares them): two layers of 64, dropout 0.2, Adam at
+/// 5e-3 with weight decay 5e-4, at most 1000 epochs, patience 100 after 50.
+impl Default for GraphSageConfig {
+    fn default() -> Self {
+        GraphSageConfig {
+            layers: 2,
+            hidden: 64,
+            dropout: 0.2,
+            aggregator: SageAggregator::Mean,
+            normalize: false,
+            contiguity: Contiguity::Queen,
+            lr: 5e-3,
+            weight_decay: 5e-4,
+            max_epochs: 1000,
+            patience: 100,
+            min_epochs: 50,
+            embeddings_from: None,
+        }
+    }
 }
 
 /// What the shared network and trainer need, from either config.

@@ -31,53 +31,13 @@ pub struct OpenCarbonRecord {
     pub analysis: serde_json::Map<String, serde_json::Value>,
 }
 
-fn d_embedding() -> usize {
-    32
-}
-fn d_k() -> usize {
-    1
-}
-fn d_widths() -> Vec<usize> {
-    vec![16, 32, 64]
-}
-fn d_blocks() -> usize {
-    2
-}
+/// The default of `image_blocks` (not shown in labels or job configurations).
+const DEFAULT_IMAGE_BLOCKS: usize = 2;
+/// The default of `step_gamma`.
+const DEFAULT_STEP_GAMMA: f64 = 0.1;
+
 fn is_d_blocks(v: &usize) -> bool {
-    *v == d_blocks()
-}
-fn d_true() -> bool {
-    true
-}
-fn d_alpha() -> f64 {
-    0.001
-}
-fn d_temperature() -> f64 {
-    0.07
-}
-fn d_contrastive_epoch() -> usize {
-    100
-}
-fn d_lr() -> f64 {
-    1e-3
-}
-fn d_weight_decay() -> f64 {
-    5e-3
-}
-fn d_batch() -> usize {
-    32
-}
-fn d_max_epochs() -> usize {
-    3000
-}
-fn d_valid_every() -> usize {
-    5
-}
-fn d_patience() -> usize {
-    30
-}
-fn d_min_epochs() -> usize {
-    100
+    *v == DEFAULT_IMAGE_BLOCKS
 }
 
 /// Which image encoder to build.
@@ -100,97 +60,109 @@ impl ImageEncoderKind {
 /// Hyperparameters of one OpenCarbon job. Defaults are the authors' settings, except the
 /// image encoder, which is the small residual CNN for CPU runs (`image_widths`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct OpenCarbonConfig {
-    #[serde(default = "d_embedding")]
     pub embedding_dim: usize,
     /// Neighbourhood half-size: M = 2k + 1.
-    #[serde(default = "d_k")]
     pub neighborhood_k: usize,
     /// `small` (default) or `resnet`. New fields are left out of the serialised job when
     /// they hold their default, so adding them did not change existing run ids.
-    #[serde(default, skip_serializing_if = "ImageEncoderKind::is_default")]
+    #[serde(skip_serializing_if = "ImageEncoderKind::is_default")]
     pub image_encoder: ImageEncoderKind,
     /// Channels of the image encoder's stages (`small`: its stride-2 stages; `resnet`: the
     /// stem and each stage of basic blocks, [64, 128, 256, 512] for ResNet-18).
-    #[serde(default = "d_widths")]
     pub image_widths: Vec<usize>,
     /// Basic blocks per stage of the `resnet` encoder (2 for ResNet-18).
-    #[serde(default = "d_blocks", skip_serializing_if = "is_d_blocks")]
+    #[serde(skip_serializing_if = "is_d_blocks")]
     pub image_blocks: usize,
     /// Squeeze-and-excitation blocks in the POI encoder.
-    #[serde(default = "d_true")]
     pub se: bool,
     /// The InfoNCE term between the centre tiles' image and POI embeddings.
-    #[serde(default = "d_true")]
     pub contrastive: bool,
-    #[serde(default = "d_alpha")]
     pub alpha: f64,
-    #[serde(default = "d_temperature")]
     pub temperature: f64,
     /// First epoch with the contrastive term.
-    #[serde(default = "d_contrastive_epoch")]
     pub contrastive_epoch: usize,
-    #[serde(default = "d_lr")]
     pub lr: f64,
-    #[serde(default = "d_weight_decay")]
     pub weight_decay: f64,
-    #[serde(default = "d_batch")]
     pub batch_size: usize,
-    #[serde(default = "d_max_epochs")]
     pub max_epochs: usize,
     /// Validate every this many epochs.
-    #[serde(default = "d_valid_every")]
     pub valid_every: usize,
     /// Stop after this many validations without a better validation R² ...
-    #[serde(default = "d_patience")]
     pub patience: usize,
     /// ... but never before this epoch.
-    #[serde(default = "d_min_epochs")]
     pub min_epochs: usize,
     /// Batches made of whole spatial patches of `patch_tiles`×`patch_tiles` targets instead of
     /// single random targets (0 = the reference's random batches). Neighbouring targets share
     /// most of their neighbourhoods, and every distinct tile is encoded once per batch, so
     /// patches cut the encoder work several-fold; the patches themselves are shuffled.
-    #[serde(default)]
     pub patch_tiles: usize,
     // The recipe fields below were added after results existed: each is left out of the
     // serialised job while it holds its default, so older run ids stay valid.
     /// `l1` (default), `huber` or `mse`.
-    #[serde(default, skip_serializing_if = "LossKind::is_default")]
+    #[serde(skip_serializing_if = "LossKind::is_default")]
     pub loss: LossKind,
     /// `constant` (default), `cosine` (with `warmup_epochs`) or `step`.
-    #[serde(default, skip_serializing_if = "Schedule::is_default")]
+    #[serde(skip_serializing_if = "Schedule::is_default")]
     pub schedule: Schedule,
     /// Epochs of linear warm-up from lr/warmup to lr (cosine and step schedules).
-    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    #[serde(skip_serializing_if = "is_zero_usize")]
     pub warmup_epochs: usize,
     /// Step schedule: multiply the rate by `step_gamma` every `step_every` epochs.
-    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    #[serde(skip_serializing_if = "is_zero_usize")]
     pub step_every: usize,
-    #[serde(default = "d_step_gamma", skip_serializing_if = "is_d_step_gamma")]
+    #[serde(skip_serializing_if = "is_d_step_gamma")]
     pub step_gamma: f64,
     /// Decay of an exponential moving average of the weights and batch-norm statistics
     /// (e.g. 0.99 per step); 0 = off. When on, validation, the checkpoint and the final
     /// predictions use the averaged weights.
-    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    #[serde(skip_serializing_if = "is_zero_f64")]
     pub ema: f64,
     /// Clip the gradients to this global norm before each Adam step; 0 = off.
-    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    #[serde(skip_serializing_if = "is_zero_f64")]
     pub clip_norm: f64,
     /// One of the 8 dihedral transforms (rotations by 90°, reflections) per training batch,
     /// applied to every image, POI raster and the neighbourhood arrangement alike.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(skip_serializing_if = "is_false")]
     pub augment: bool,
     /// `reset` (default) or `cumulative` (the authors' rule), see `PatienceMode`.
-    #[serde(default, skip_serializing_if = "PatienceMode::is_default")]
+    #[serde(skip_serializing_if = "PatienceMode::is_default")]
     pub patience_mode: PatienceMode,
 }
 
 impl Default for OpenCarbonConfig {
     /// The authors' settings, with the small image encoder.
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("every field has a default")
+        OpenCarbonConfig {
+            embedding_dim: 32,
+            neighborhood_k: 1,
+            image_encoder: ImageEncoderKind::default(),
+            image_widths: vec![16, 32, 64],
+            image_blocks: DEFAULT_IMAGE_BLOCKS,
+            se: true,
+            contrastive: true,
+            alpha: 0.001,
+            temperature: 0.07,
+            contrastive_epoch: 100,
+            lr: 1e-3,
+            weight_decay: 5e-3,
+            batch_size: 32,
+            max_epochs: 3000,
+            valid_every: 5,
+            patience: 30,
+            min_epochs: 100,
+            patch_tiles: 0,
+            loss: LossKind::default(),
+            schedule: Schedule::default(),
+            warmup_epochs: 0,
+            step_every: 0,
+            step_gamma: DEFAULT_STEP_GAMMA,
+            ema: 0.0,
+            clip_norm: 0.0,
+            augment: false,
+            patience_mode: PatienceMode::default(),
+        }
     }
 }
 
@@ -222,11 +194,8 @@ fn is_zero_f64(v: &f64) -> bool {
 fn is_false(v: &bool) -> bool {
     !*v
 }
-fn d_step_gamma() -> f64 {
-    0.1
-}
 fn is_d_step_gamma(v: &f64) -> bool {
-    *v == d_step_gamma()
+    *v == DEFAULT_STEP_GAMMA
 }
 
 /// Fields whose value is itself a list (a list of lists gives grid alternatives).
