@@ -99,10 +99,8 @@ pub fn fit_predict(
     let fit = NodeFit {
         spec,
         contiguity,
-        inputs: job.inputs,
+        job,
         embeddings,
-        datasets: job.datasets,
-        rows: job.rows,
         run,
     };
     on_device(job.device, job.seed, fit)
@@ -112,10 +110,8 @@ pub fn fit_predict(
 struct NodeFit<'a, 'r> {
     spec: &'a NodeModelSpec,
     contiguity: Contiguity,
-    inputs: crate::models::Inputs,
+    job: &'a crate::models::JobInput<'a>,
     embeddings: Option<&'a std::path::Path>,
-    datasets: &'a [&'a PreparedDataset],
-    rows: &'a [Row],
     run: &'r mut RunDir,
 }
 
@@ -131,12 +127,11 @@ fn fit_predict_on<D: ModelDevice>(fit: NodeFit<'_, '_>, dev: D) -> Result<Fitted
     let NodeFit {
         spec,
         contiguity,
-        inputs,
+        job,
         embeddings,
-        datasets,
-        rows,
         run,
     } = fit;
+    let (inputs, datasets, rows) = (job.inputs, job.datasets, job.rows);
     let mut base = vec![0usize];
     for d in datasets {
         base.push(base.last().unwrap() + d.data.tiles.len());

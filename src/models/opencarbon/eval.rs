@@ -11,19 +11,6 @@ use crate::models::Inputs;
 use crate::nn::device::ModelDevice;
 use crate::nn::layers::Tensor2;
 
-/// Predict (standardised) log emission for `targets` in evaluation mode: every distinct tile
-/// is encoded once (in chunks), then neighbourhoods are gathered.
-pub(crate) fn predict<D: ModelDevice>(
-    net: &mut OpenCarbonNet<D>,
-    dev: &D,
-    datasets: &[&PreparedDataset],
-    targets: &[(usize, usize)],
-    inputs: Inputs,
-    norm: &ImageNorm,
-) -> Vec<f64> {
-    evaluate(net, dev, datasets, targets, inputs, norm).predictions
-}
-
 /// What evaluation gives per target.
 pub(crate) struct Evaluation {
     /// Standardised log emission.
@@ -34,7 +21,9 @@ pub(crate) struct Evaluation {
     pub grid_embeddings: Vec<Vec<f32>>,
 }
 
-/// `predict`, plus modality weights and grid embeddings.
+/// Predict (standardised) log emission for `targets` in evaluation mode: every distinct tile
+/// is encoded once (in chunks), then neighbourhoods are gathered; with the centre fusion's
+/// modality weights and the grid embeddings.
 pub(crate) fn evaluate<D: ModelDevice>(
     net: &mut OpenCarbonNet<D>,
     dev: &D,

@@ -338,14 +338,6 @@ impl super::Model for OpenCarbonConfig {
         job: &super::JobInput,
         run: &mut crate::track::RunDir,
     ) -> crate::error::Result<super::Fitted> {
-        train::fit_predict(
-            self,
-            job.inputs,
-            job.seed,
-            job.device,
-            job.datasets,
-            job.rows,
-            run,
-        )
+        train::fit_predict(self, job, run)
     }
 }

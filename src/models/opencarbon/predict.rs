@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use dfdx::prelude::*;
 
-use super::eval::predict;
+use super::eval::evaluate;
 use super::inputs::ImageNorm;
 use super::network::OpenCarbonNet;
 use super::{OpenCarbonConfig, OpenCarbonRecord};
@@ -228,7 +228,7 @@ impl OnDevice for Restored<'_> {
             }
         }
         let targets: Vec<(usize, usize)> = (0..ds.data.tiles.len()).map(|t| (0, t)).collect();
-        Ok(predict(&mut net, &dev, &[ds], &targets, inputs, norm))
+        Ok(evaluate(&mut net, &dev, &[ds], &targets, inputs, norm).predictions)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::data::PreparedDataset;
 use crate::data::SplitPart;
 use crate::error::{Error, Result};
 use crate::models::Inputs;
-use crate::models::{Fitted, Row};
+use crate::models::{Fitted, JobInput, Row};
 use crate::nn::device::{on_device, ModelDevice, OnDevice};
 use crate::nn::layers::info_nce;
 use crate::nn::layers::BatchNorm;
@@ -380,37 +380,15 @@ fn prediction_loss<D: ModelDevice, T: Tape<f32, D>>(
     }
 }
 
-/// Train on `device` and predict every row.
-pub fn fit_predict(
-    cfg: &OpenCarbonConfig,
-    inputs: Inputs,
-    seed: u64,
-    device: crate::nn::device::DeviceSpec,
-    datasets: &[&PreparedDataset],
-    rows: &[Row],
-    run: &mut RunDir,
-) -> Result<Fitted> {
-    on_device(
-        device,
-        seed,
-        FitPredict {
-            cfg,
-            inputs,
-            seed,
-            datasets,
-            rows,
-            run,
-        },
-    )
+/// Train on the job's device and predict every row.
+pub fn fit_predict(cfg: &OpenCarbonConfig, job: &JobInput, run: &mut RunDir) -> Result<Fitted> {
+    on_device(job.device, job.seed, FitPredict { cfg, job, run })
 }
 
 /// `fit_predict`'s arguments, run on the device `on_device` opens.
 struct FitPredict<'a, 'r> {
     cfg: &'a OpenCarbonConfig,
-    inputs: Inputs,
-    seed: u64,
-    datasets: &'a [&'a PreparedDataset],
-    rows: &'a [Row],
+    job: &'a JobInput<'a>,
     run: &'r mut RunDir,
 }
 
@@ -423,14 +401,8 @@ impl OnDevice for FitPredict<'_, '_> {
 }
 
 fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fitted> {
-    let FitPredict {
-        cfg,
-        inputs,
-        seed,
-        datasets,
-        rows,
-        run,
-    } = fit;
+    let FitPredict { cfg, job, run } = fit;
+    let (inputs, seed, datasets, rows) = (job.inputs, job.seed, job.datasets, job.rows);
     let part = |p: SplitPart| -> Vec<(usize, usize)> {
         rows.iter()
             .filter(|r| r.part == p)

@@ -51,15 +51,16 @@ fn fit_on_cpu(
     rows: &[Row],
     run: &mut RunDir,
 ) -> Result<Fitted> {
-    fit_predict(
-        cfg,
-        Inputs::default(),
+    let job = JobInput {
+        inputs: Inputs::default(),
         seed,
-        DeviceSpec::Cpu,
-        &[ds],
+        device: DeviceSpec::Cpu,
+        dataset_label: ds.entry.name.clone(),
+        split_label: "test".into(),
+        datasets: &[ds],
         rows,
-        run,
-    )
+    };
+    fit_predict(cfg, &job, run)
 }
 
 fn rows_for(ds: &PreparedDataset, n_train: usize, n_valid: usize) -> Vec<Row> {
@@ -280,7 +281,7 @@ fn missing_neighbours_are_zero_slots_and_present_neighbours_count() {
     let (edge, inner) = edge_and_inner(&ds);
     let norm = image_norm(&[&ds], &[(0, edge), (0, inner)]);
     let predict_one = |net: &mut OpenCarbonNet<Cpu>, ds: &PreparedDataset, t: usize| {
-        predict(net, &dev, &[ds], &[(0, t)], full, &norm)[0]
+        evaluate(net, &dev, &[ds], &[(0, t)], full, &norm).predictions[0]
     };
     let before = predict_one(&mut net, &ds, edge);
     assert!(before.is_finite());
