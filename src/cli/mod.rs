@@ -327,29 +327,27 @@ fn compare_command(args: CompareArgs) -> Result<()> {
         "{}",
         c.markdown(&a.display().to_string(), &b.display().to_string())
     );
-    let show = |cells: Vec<&report::compare::Cell>| -> String {
-        cells
-            .iter()
-            .map(|c| c.name())
-            .collect::<Vec<_>>()
-            .join("; ")
+    let bad = |cells: Vec<&report::compare::Cell>, what: &str| -> Result<()> {
+        if cells.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Regressed(format!(
+            "{} of {} cells {what}: {}",
+            cells.len(),
+            c.cells.len(),
+            cells
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )))
     };
-    if require_identical && !c.differences().is_empty() {
-        return Err(Error::Regressed(format!(
-            "{} of {} cells differ: {}",
-            c.differences().len(),
-            c.cells.len(),
-            show(c.differences())
-        )));
+    if require_identical {
+        bad(c.differences(), "differ")?;
     }
-    let rule = report::compare::RegressionRule { tolerance };
-    if fail_on_regression && !c.regressions(rule).is_empty() {
-        return Err(Error::Regressed(format!(
-            "{} of {} cells regressed or are missing: {}",
-            c.regressions(rule).len(),
-            c.cells.len(),
-            show(c.regressions(rule))
-        )));
+    if fail_on_regression {
+        let rule = report::compare::RegressionRule { tolerance };
+        bad(c.regressions(rule), "regressed or are missing")?;
     }
     Ok(())
 }
@@ -388,11 +386,11 @@ fn report_command(args: ReportArgs) -> Result<()> {
             over,
             metric,
         };
-        // Checked first, so bad axes are refused before any table is rewritten.
+        // Built first, so bad axes are refused before any table is rewritten.
         let summaries = crate::track::records::collect_summaries(&dir)?;
-        report::pivot::pivot(&summaries, &spec)?;
+        let pivot = report::pivot::pivot(&summaries, &spec)?;
         let result = write_report_of(&target, strict, select);
-        print!("{}", report::write_pivot(&dir, &spec)?);
+        print!("{}", report::write_pivot(&dir, &pivot)?);
         return result;
     }
     write_report_of(&target, strict, select)

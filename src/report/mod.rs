@@ -369,13 +369,11 @@ fn check_builds(experiment_dir: &Path, summaries: &[RunSummary], strict: bool) -
     }
 }
 
-/// Write the pivot table `spec` of an experiment's finished runs as
+/// Write a pivot table of an experiment's runs (`pivot::pivot`) as
 /// `tables/pivot_<metric>.{md,csv,tex}`; returns its Markdown.
-pub fn write_pivot(experiment_dir: &Path, spec: &pivot::PivotSpec) -> Result<String> {
-    let summaries = collect_summaries(experiment_dir)?;
-    let p = pivot::pivot(&summaries, spec)?;
+pub fn write_pivot(experiment_dir: &Path, p: &pivot::Pivot) -> Result<String> {
     let tables = experiment_dir.join("tables");
-    let base = format!("pivot_{}", file_safe(&spec.metric));
+    let base = format!("pivot_{}", file_safe(&p.spec.metric));
     let md = p.markdown();
     atomic_write(&tables.join(format!("{base}.md")), md.as_bytes())?;
     atomic_write(&tables.join(format!("{base}.csv")), p.csv().as_bytes())?;
