@@ -204,10 +204,14 @@ fn hparam_value(value: &HParam) -> protobuf::well_known_types::Value {
     v
 }
 
+/// The file under `<experiment>/_hparams/` that holds the experiment-level record.
+const HPARAMS_EVENTS: &str = "events.out.tfevents.0.opencarbon";
+
 /// The experiment-level HParams record of an experiment directory: every hyperparameter
 /// name any of its runs has (`names`) and the metric tags, in an event file of its own under
-/// `<experiment>/_hparams/` (replaced as a whole, so index runs and shards need not agree:
-/// `report` writes it from all finished runs).
+/// `<experiment>/_hparams/`. `report` writes it from all finished runs, so index runs and
+/// shards need not agree. The file is replaced by an atomic rename, so processes that report
+/// at the same time (several `run`s sharing a results directory) never fail on each other.
 pub fn write_hparams_experiment(
     experiment_dir: &Path,
     names: &[String],
@@ -248,10 +252,33 @@ pub fn write_hparams_experiment(
         board.hparams_record("_hparams_/experiment", d);
         board.flush();
     }
-    super::fault::point("replace the hparams experiment record");
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
-        _ => {}
+    // The board names its file itself: take its bytes and place them under a fixed name.
+    let written: Vec<std::path::PathBuf> = std::fs::read_dir(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let bytes = match written.as_slice() {
+        [file] => std::fs::read(file).map_err(|e| Error::io(file, e))?,
+        _ => {
+            return Err(Error::Internal(format!(
+                "{}: expected one event file",
+                tmp.display()
+            )))
+        }
+    };
+    std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    super::atomic_write(&dir.join(HPARAMS_EVENTS), &bytes)?;
+    // Event files of earlier layouts and dead processes' temps go; another live process's
+    // temp (it is about to rename it) stays.
+    for entry in std::fs::read_dir(&dir)
+        .map_err(|e| Error::io(&dir, e))?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != HPARAMS_EVENTS && (!name.contains(".tmp-") || super::is_dead_temp(&name)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
-    std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
+    Ok(())
 }
