@@ -5,7 +5,7 @@ src/nn/cuda/kernels.cu is compiled as host C++ by g++ into a shared library (in 
 dir), with scripts/cuda_host_shim.h force-included (-include): __global__/__device__ vanish,
 __shared__ becomes static, __syncthreads() a no-op, and threadIdx/blockIdx/blockDim/gridDim
 are exported globals that this script sets before each "thread" call. The library is
-loaded with ctypes and driven by a literal Python port of src/nn/cuda/mod.rs:
+loaded with ctypes and driven by a literal Python port of src/nn/cuda/{mod,conv}.rs:
 
 * every launch goes through `launch(name, cfg, args)`: the argument list is the one mod.rs
   passes, with the Rust-side types (CudaSlice<f32>, i32, i64, a raw u64 pointer, Dims,
@@ -332,7 +332,7 @@ def gemm(trans, mnk, a, lda, b, ldb, c, ldc, accumulate):
 
 
 # ---------------------------------------------------------------------------------------
-# Port of src/nn/cuda/mod.rs
+# Port of src/nn/cuda/{mod,conv}.rs
 
 
 @dataclass

@@ -12,50 +12,41 @@ use serde::{Deserialize, Serialize};
 use super::{FieldProblem, FittedModel};
 use crate::error::{Error, Result};
 
-fn d_trees() -> usize {
-    300
-}
-fn d_depth() -> usize {
-    6
-}
-fn d_learning_rate() -> f64 {
-    0.05
-}
-fn d_one() -> f64 {
-    1.0
-}
-fn d_bins() -> u16 {
-    256
-}
-
 /// XGBoost's names and defaults, except a smaller learning rate with more trees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct GbdtConfig {
-    #[serde(default = "d_trees")]
     pub n_trees: usize,
-    #[serde(default = "d_depth")]
     pub max_depth: usize,
-    #[serde(default = "d_learning_rate")]
     pub learning_rate: f64,
     /// Share of the training rows drawn (without replacement) for each tree.
-    #[serde(default = "d_one")]
     pub subsample: f64,
     /// Share of the features drawn for each tree.
-    #[serde(default = "d_one")]
     pub colsample_bytree: f64,
     /// L2 penalty on leaf weights (xgboost's `lambda`).
-    #[serde(default = "d_one")]
     pub l2: f64,
     /// Minimum hessian sum (= rows, for squared loss) in a child.
-    #[serde(default = "d_one")]
     pub min_child_weight: f64,
     /// Minimum gain to split (xgboost's `gamma`).
-    #[serde(default)]
     pub gamma: f64,
     /// Histogram bins per feature.
-    #[serde(default = "d_bins")]
     pub bins: u16,
+}
+
+impl Default for GbdtConfig {
+    fn default() -> Self {
+        GbdtConfig {
+            n_trees: 300,
+            max_depth: 6,
+            learning_rate: 0.05,
+            subsample: 1.0,
+            colsample_bytree: 1.0,
+            l2: 1.0,
+            min_child_weight: 1.0,
+            gamma: 0.0,
+            bins: 256,
+        }
+    }
 }
 
 impl GbdtConfig {

@@ -12,34 +12,29 @@ use super::lasso::to_dense;
 use super::{FieldProblem, FittedModel};
 use crate::error::{Error, Result};
 
-fn default_n_trees() -> usize {
-    100
-}
-fn default_min_samples_leaf() -> usize {
-    1
-}
-fn default_min_samples_split() -> usize {
-    2
-}
-fn default_max_features() -> f64 {
-    1.0
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RandomForestConfig {
-    #[serde(default = "default_n_trees")]
     pub n_trees: usize,
     /// Maximum tree depth; absent or null for unlimited.
-    #[serde(default)]
     pub max_depth: Option<u16>,
-    #[serde(default = "default_min_samples_leaf")]
     pub min_samples_leaf: usize,
-    #[serde(default = "default_min_samples_split")]
     pub min_samples_split: usize,
     /// Share of the features tried at each split (scikit-learn's float `max_features`).
-    #[serde(default = "default_max_features")]
     pub max_features: f64,
+}
+
+/// scikit-learn's `RandomForestRegressor` defaults.
+impl Default for RandomForestConfig {
+    fn default() -> Self {
+        RandomForestConfig {
+            n_trees: 100,
+            max_depth: None,
+            min_samples_leaf: 1,
+            min_samples_split: 2,
+            max_features: 1.0,
+        }
+    }
 }
 
 impl RandomForestConfig {

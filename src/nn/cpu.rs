@@ -76,7 +76,7 @@ impl LayerKernels for Cpu {
         bias: Option<&Tensor1<Self>>,
     ) -> Result<Tensor4<Self>, Self::Err> {
         let b = bias.map(|b| b.as_vec());
-        let y = conv::sparse_conv2d_forward(g, x, &w.as_vec(), b.as_deref());
+        let y = sparse_conv::sparse_conv2d_forward(g, x, &w.as_vec(), b.as_deref());
         self.try_tensor_from_vec(y, (g.batch, g.out_channels, g.out_height(), g.out_width()))
     }
 
@@ -89,7 +89,7 @@ impl LayerKernels for Cpu {
     ) -> Result<ConvGrads<Self>, Self::Err> {
         let mut gw = vec![0.0; g.weight_len()];
         let mut gb = has_bias.then(|| vec![0.0; g.out_channels]);
-        conv::sparse_conv2d_backward(g, x, grad_out, &mut gw, gb.as_deref_mut());
+        sparse_conv::sparse_conv2d_backward(g, x, grad_out, &mut gw, gb.as_deref_mut());
         conv_grads(self, g, None, gw, gb)
     }
 

@@ -18,11 +18,14 @@ mod ops;
 pub mod params;
 pub mod pool;
 pub mod resume;
+pub mod schedule;
+pub mod sparse_conv;
 
 pub use aggregate::Aggregation;
-pub use conv::{Conv2dGeometry, SparseBatch};
+pub use conv::Conv2dGeometry;
 pub use kernels::*;
 pub use ops::*;
+pub use sparse_conv::SparseBatch;
 
 /// Keep freed large buffers in the heap for reuse instead of returning them to the kernel.
 ///

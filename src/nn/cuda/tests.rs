@@ -77,7 +77,7 @@ thread_local! {
 
 /// The column budget in force (tests lower it to force chunking).
 pub(super) fn col_budget() -> usize {
-    BUDGET.with(|b| b.get()).unwrap_or(COL_BUDGET)
+    BUDGET.with(|b| b.get()).unwrap_or(conv::COL_BUDGET)
 }
 
 #[test]
