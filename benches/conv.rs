@@ -10,6 +10,7 @@ use opencarbon::nn::conv2d;
 
 fn main() {
     opencarbon::nn::reuse_large_allocations();
+    opencarbon::nn::use_thread_setting().expect("OPENCARBON_THREADS");
     let dev = Cpu::seed_from_u64(0);
     let (n, c, h, o) = (288, 32, 16, 32);
     let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(n, c, h, h));

@@ -3,6 +3,9 @@
 "straightforward PyTorch implementation" baseline for our dfdx epoch time.
 
 Run: python scripts/bench_epoch_torch.py [DATASET] [--threads 2] [--max-batches N]
+     python scripts/bench_epoch_torch.py --same-algorithm --batches B.json [--threads 2]
+     (B.json from `cargo bench --bench epoch -- --batches-out B.json`: exactly our batches;
+     scripts/bench_speed.py runs both interleaved and prints the ratios)
      (DATASET defaults to .cache/cities/london-s0-v5; needs torch, numpy, pillow, see
      requirements-torch.txt). Prints one JSON line:
      {"impl": "pytorch-naive", "tiles_per_s": ..., "epoch_s": ..., "train_tiles": ..., ...}
@@ -31,7 +34,16 @@ src/nn/layers.rs, src/models/opencarbon/train.rs):
   running statistics updated with momentum 0.1).
 - missing neighbours: zero embeddings in the neighbourhood picture (never another tile's data).
 
-Where it is deliberately the straightforward version (as the reference code does it):
+With --same-algorithm it does what ours does instead: each distinct tile of a batch is
+encoded once (in ours' order of first appearance) and the embeddings are gathered into the
+neighbourhood pictures, a missing neighbour being a zero row that is never encoded; the loss
+is the configuration's (`loss: huber` in the CPU recipe), and with --batches the steps are
+exactly ours. What stays idiomatic PyTorch: the first POI convolution is dense (ours is
+sparse over the non-empty cells), and PyTorch's default CPU backend (oneDNN) runs it.
+Neither side applies the weight average (EMA) in these timed epochs (ours: `Trainer::epoch`).
+
+Without --same-algorithm it is deliberately the straightforward version (as the reference
+code does it):
 - every one of the M*M = 9 tiles of every target's neighbourhood is encoded separately, so a
   batch of 32 targets runs both encoders on 32 * 9 = 288 tiles, although neighbouring targets
   share most of their tiles (ours encodes each distinct tile of a batch once). Patch batching
@@ -338,9 +350,25 @@ class OpenCarbonNet(nn.Module):
         xs = self.image(images).view(b, m * m, d) * mask
         xp = self.poi(pois).view(b, m * m, d) * mask
         c = m * self.k + self.k
-        s_c, p_c = xs[:, c], xp[:, c]
+        return self.head(xs, xp, xs[:, c], xp[:, c])
+
+    def forward_distinct(self, images, pois, centres, slots):
+        """The same-algorithm forward (ours): images (T, 3, S, S) and pois (T, C, R, R) are the
+        batch's T distinct tiles, each encoded once; centres (B,) index them; slots (B*M*M,)
+        index them too, T = a missing neighbour (gathered as a zero row)."""
+        xs, xp = self.image(images), self.poi(pois)
+        b, m, d = centres.shape[0], self.m, self.d
+        zero = xs.new_zeros(1, d)
+        xs_nb = torch.cat([xs, zero])[slots].view(b, m * m, d)
+        xp_nb = torch.cat([xp, zero])[slots].view(b, m * m, d)
+        return self.head(xs_nb, xp_nb, xs[centres], xp[centres])
+
+    def head(self, xs, xp, s_c, p_c):
+        """Everything after the encoders: xs, xp (B, M*M, d) neighbourhood embeddings (zero
+        rows for missing tiles), s_c, p_c (B, d) the centres'."""
+        b, m, d = xs.shape[0], self.m, self.d
         x_g, _ = self.fuse_centre(torch.stack([s_c, p_c], dim=1))
-        pic = lambda x: x.view(b, m, m, d).permute(0, 3, 1, 2)
+        pic = lambda x: x.reshape(b, m, m, d).permute(0, 3, 1, 2)
         x_n, _ = self.fuse_nb(torch.stack([self.nb_image(pic(xs)), self.nb_poi(pic(xp))], dim=1))
         x_g2 = self.attn_g(x_g, x_g) + x_g
         x_n2 = self.attn_n(x_n, x_n) + x_n
@@ -350,6 +378,15 @@ class OpenCarbonNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------- benchmark
+
+def prediction_loss(pred, y, kind):
+    """Summed over the batch, as ours (src/models/opencarbon/train.rs prediction_loss)."""
+    if kind == "huber":
+        return F.huber_loss(pred, y, reduction="sum", delta=1.0)
+    if kind == "mse":
+        return F.mse_loss(pred, y, reduction="sum")
+    return (pred - y).abs().sum()
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -361,6 +398,10 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmup", type=int, default=3, help="untimed batches before the epoch")
     ap.add_argument("--max-batches", type=int, help="time only this many batches (quick check)")
+    ap.add_argument("--same-algorithm", action="store_true",
+                    help="encode each distinct tile of a batch once, as ours does")
+    ap.add_argument("--batches", help="with --same-algorithm: the JSON `cargo bench --bench "
+                    "epoch -- --batches-out` wrote; its first epoch warms up, its last is timed")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -369,13 +410,26 @@ def main():
     cfg = read_simple_yaml(args.config)
     for key, default in [("embedding_dim", 32), ("neighborhood_k", 1), ("image_widths", [16, 32, 64]),
                          ("se", True), ("alpha", 0.001), ("temperature", 0.07), ("lr", 1e-3),
-                         ("weight_decay", 5e-3), ("batch_size", 32), ("patch_tiles", 0)]:
+                         ("weight_decay", 5e-3), ("batch_size", 32), ("patch_tiles", 0),
+                         ("loss", "l1"), ("image_encoder", "small")]:
         cfg.setdefault(key, default)
+    if cfg["image_encoder"] != "small":
+        raise SystemExit(f"image_encoder {cfg['image_encoder']!r}: only the small encoder is mirrored")
+    loss_kind = cfg["loss"] if args.same_algorithm else "l1"
 
     city = City(args.dataset, args.image_size, args.poi_size)
-    targets = np.flatnonzero(city.emission > 0)
-    targets = targets[rng.permutation(len(targets))]
-    train = [int(t) for t in np.sort(targets[:int(round(0.6 * len(targets)))])]
+    if args.batches:
+        with open(args.batches) as f:
+            given = json.load(f)
+        if given.get("image_size", args.image_size) != args.image_size:
+            raise SystemExit(f"{args.batches} is for {given['image_size']} px, not {args.image_size}")
+        epochs = given["batches"]
+        train = sorted({t for e in epochs for b in e for t in b})
+    else:
+        epochs = None
+        targets = np.flatnonzero(city.emission > 0)
+        targets = targets[rng.permutation(len(targets))]
+        train = [int(t) for t in np.sort(targets[:int(round(0.6 * len(targets)))])]
     log_y = np.log(city.emission[train])
     y_mean, y_std = log_y.mean(), max(log_y.std(), 1e-6)
     target = np.zeros(len(city.emission), dtype=np.float32)
@@ -389,54 +443,83 @@ def main():
     alpha, tau = float(cfg["alpha"]), float(cfg["temperature"])
     missing_row = city.images.shape[0] - 1
 
-    def step(batch):
+    def forward_naive(batch):
         slots = [s for t in batch for s in blocks[t]]  # B * M * M, every slot encoded
         present = torch.tensor([s >= 0 for s in slots], dtype=torch.float32).view(len(batch), -1)
         images = city.images[torch.tensor([s if s >= 0 else missing_row for s in slots])]
-        pois = city.poi_dense(slots)
+        return net(images, city.poi_dense(slots), present), len(slots)
+
+    def forward_distinct(batch):
+        # ours' layout (src/models/opencarbon/inputs.rs): distinct tiles in order of first
+        # appearance, each target then its block row by row.
+        local, tiles = {}, []
+        def tile_id(t):
+            if t not in local:
+                local[t] = len(tiles)
+                tiles.append(t)
+            return local[t]
+        centres, slots = [], []
+        for t in batch:
+            centres.append(tile_id(t))
+            slots.extend(tile_id(s) if s >= 0 else -1 for s in blocks[t])
+        n = len(tiles)
+        slots = torch.tensor([s if s >= 0 else n for s in slots])
+        images = city.images[torch.tensor(tiles)]
+        return net.forward_distinct(images, city.poi_dense(tiles), torch.tensor(centres), slots), n
+
+    forward = forward_distinct if args.same_algorithm else forward_naive
+
+    def step(batch):
+        (pred, s_c, p_c), encoded = forward(batch)
         y = torch.from_numpy(target[batch])
-        pred, s_c, p_c = net(images, pois, present)
         logits = s_c @ p_c.T / tau
-        loss = (pred - y).abs().sum() + alpha * F.cross_entropy(logits, torch.arange(len(batch)))
+        loss = prediction_loss(pred, y, loss_kind) + alpha * F.cross_entropy(logits, torch.arange(len(batch)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss.item(), encoded
 
     def epoch_batches():
         bs = make_batches(city, train, cfg["batch_size"], cfg["patch_tiles"], rng)
         return [b for b in bs if len(b) >= 2]  # batch norm needs two samples
 
-    for b in epoch_batches()[:args.warmup]:
+    if epochs is not None:
+        warm, batches = (epochs[0] if len(epochs) > 1 else epochs[0][:args.warmup]), epochs[-1]
+    else:
+        warm, batches = epoch_batches()[:args.warmup], epoch_batches()
+    for b in warm:
         step(b)
-    batches = epoch_batches()
     full_batches = len(batches)
     if args.max_batches is not None:
         batches = batches[:args.max_batches]
     timed_tiles = sum(len(b) for b in batches)
-    slots = sum(len(b) for b in batches) * (2 * k + 1) ** 2
     missing = sum(1 for b in batches for t in b for s in blocks[t] if s < 0)
-    loss_sum = 0.0
+    loss_sum, encodings = 0.0, 0
     t0 = time.perf_counter()
     for b in batches:
-        loss_sum += step(b)
+        loss, encoded = step(b)
+        loss_sum += loss
+        encodings += encoded
     epoch_s = time.perf_counter() - t0
 
     params = list(net.parameters())
     print(json.dumps({
-        "impl": "pytorch-naive",
+        "impl": "pytorch-same-algorithm" if args.same_algorithm else "pytorch-naive",
         "tiles_per_s": round(timed_tiles / epoch_s, 2),
-        "epoch_s": round(epoch_s, 3),
+        "epoch_s": round(epoch_s, 4),
         "train_tiles": int(len(train)),
         "threads": args.threads,
         "torch": torch.__version__,
+        "mkldnn": torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "timed_tiles": timed_tiles,
         "batches": len(batches),
         "partial": len(batches) < full_batches,
-        "tile_encodings": slots,
+        "tile_encodings": encodings,
         "missing_slots": missing,
         "image_size": args.image_size,
         "poi_raster_size": args.poi_size,
+        "loss": loss_kind,
         "param_tensors": len(params),
         "param_values": sum(p.numel() for p in params),
         "loss_per_tile": round(loss_sum / max(timed_tiles, 1), 4),

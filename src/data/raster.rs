@@ -404,9 +404,7 @@ fn decode_all_to(ds: &CityDataset, size: usize, path: &Path, chunk: usize) -> Re
 /// Decode `tiles` of `ds` at `size` px, spreading the work over the available cores.
 fn decode_tiles(ds: &CityDataset, size: usize, tiles: &[usize]) -> Result<Vec<u8>> {
     let per = size * size * 3;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(8);
+    let threads = crate::track::provenance::threads().min(8);
     let chunk = tiles.len().div_ceil(threads).max(1);
     let mut data = vec![0u8; tiles.len() * per];
     std::thread::scope(|s| {

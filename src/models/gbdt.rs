@@ -118,9 +118,7 @@ impl GbdtConfig {
             .set_sample_method(sample)
             .set_seed(seed)
             .set_parallel(true)
-            .set_num_threads(Some(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ))
+            .set_num_threads(Some(crate::track::provenance::threads()))
     }
 
     pub fn fit(

@@ -107,7 +107,7 @@ impl RandomForestConfig {
             RandomForestRegressor::fit(&dense, &targets, params)
                 .map_err(|e| Error::Model(format!("random_forest: {e}")))
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = crate::track::provenance::threads();
         let forests: Vec<Result<Forest>> = if threads > 1 {
             std::thread::scope(|sc| {
                 let handles: Vec<_> = parts

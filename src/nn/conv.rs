@@ -157,9 +157,7 @@ fn for_each_chunk<I: Send, R: Send, S>(
     work: impl Fn(&mut S, usize, I) -> R + Sync,
 ) -> Vec<R> {
     let threads = if parallel {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(items.len())
+        crate::track::provenance::threads().min(items.len())
     } else {
         1
     };

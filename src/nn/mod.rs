@@ -27,6 +27,17 @@ pub use kernels::*;
 pub use ops::*;
 pub use sparse_conv::SparseBatch;
 
+/// Size rayon's global pool, which runs dfdx's GEMMs, to the thread setting
+/// (`track::provenance::threads`), after checking it. Call once at start-up.
+pub fn use_thread_setting() -> crate::error::Result<()> {
+    let threads = crate::track::provenance::thread_setting()?;
+    // Fails only when the pool already exists (a second call): it keeps its size then.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    Ok(())
+}
+
 /// Keep freed large buffers in the heap for reuse instead of returning them to the kernel.
 ///
 /// Every layer call allocates and frees activation and gradient buffers of several MB.

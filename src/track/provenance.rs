@@ -38,8 +38,39 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The threads this process may use.
+/// The environment variable that sets how many threads the process uses.
+pub const THREADS_VAR: &str = "OPENCARBON_THREADS";
+
+/// The threads this process uses for its parallel work (convolution chunks, dfdx's GEMMs,
+/// image decoding, forests, boosting): `OPENCARBON_THREADS` when it is set, else every
+/// core. Results do not depend on it (every parallel split is fixed by the data, not by
+/// the thread count); only the time does. `thread_setting` checks the variable at start-up.
 pub fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| thread_setting().unwrap_or_else(|_| cores()))
+}
+
+/// The thread count `OPENCARBON_THREADS` asks for, or every core when it is unset; an error
+/// naming the variable when it is not a whole number >= 1.
+pub fn thread_setting() -> crate::error::Result<usize> {
+    match std::env::var(THREADS_VAR) {
+        Err(std::env::VarError::NotPresent) => Ok(cores()),
+        Err(std::env::VarError::NotUnicode(v)) => Err(bad_threads(&v.to_string_lossy())),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(bad_threads(&v)),
+        },
+    }
+}
+
+fn bad_threads(value: &str) -> crate::error::Error {
+    crate::error::Error::Usage(format!(
+        "{THREADS_VAR} is `{value}`, expected a whole number of threads >= 1"
+    ))
+}
+
+/// The cores this process may run on.
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

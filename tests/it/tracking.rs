@@ -195,3 +195,31 @@ fn raising_a_samplers_n_keeps_earlier_run_ids() {
     assert_eq!(five.len(), 5);
     assert_eq!(three[..], five[..3]);
 }
+
+/// `OPENCARBON_THREADS` changes how many threads run, never a result: OpenCarbon (parallel
+/// convolution chunks and dfdx GEMMs), the forest and boosting give identical runs at 1 and
+/// 2 threads. A value that is not a whole number >= 1 is refused with exit 2.
+#[test]
+fn the_thread_count_changes_no_result() {
+    let cli = Cli::in_temp_dir();
+    let experiment = "name: t1\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{preset: tiny}]\nmodels:\n  - {kind: opencarbon, embedding_dim: 8, image_widths: [8], max_epochs: 2, valid_every: 1, min_epochs: 2, batch_size: 32, contrastive_epoch: 0}\n  - {kind: random_forest, n_trees: 8}\n  - {kind: gbdt, n_trees: 20}\nsplits: [{kind: random}]\nseeds: [0]\n";
+    cli.write("t1.yaml", experiment);
+    cli.write("t2.yaml", &experiment.replace("name: t1", "name: t2"));
+    for (threads, file) in [("1", "t1.yaml"), ("2", "t2.yaml")] {
+        let r = cli.run_env(&[("OPENCARBON_THREADS", threads)], &["run", file]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let manifest = read(&cli.path("results/t1/summary.csv"));
+    assert!(manifest.contains("opencarbon"), "{manifest}");
+    let r = cli.run(&["compare", "results/t1", "results/t2", "--require-identical"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for bad in ["0", "two", ""] {
+        let r = cli.run_env(&[("OPENCARBON_THREADS", bad)], &["plan", "t1.yaml"]);
+        assert_eq!(r.code, 2, "{bad}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("OPENCARBON_THREADS is `{bad}`")),
+            "{}",
+            r.stderr
+        );
+    }
+}

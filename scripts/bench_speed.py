@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Speed against same-algorithm peers, measured side by side: our OpenCarbon epoch against
+PyTorch doing the same steps (scripts/bench_epoch_torch.py --same-algorithm on the batches
+ours writes), and our convolution layer against PyTorch's (scripts/bench_conv_torch.py), at
+1 and 2 threads, interleaved A B A B ... so that drift of the machine falls on both.
+
+Run on an otherwise idle machine, from the repository root, with a Python that has torch
+(scripts/requirements-torch-peer.txt):
+    python scripts/bench_speed.py [--pairs 5] [--threads 1 2] [--only cpu32-patch conv]
+Prints, per configuration and thread count, the median ratio ours / peer of the per-pair
+ratios with its min-max, and both medians in seconds; `--json F` also writes every pair.
+Ours' thread count is OPENCARBON_THREADS; the peer's torch.set_num_threads.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+# name -> (image size, patch_tiles or None for the configuration's own)
+EPOCH_CONFIGS = {
+    "cpu32-patch": (32, None),
+    "cpu32-random": (32, 0),
+    "cpu64-patch": (64, None),
+    "cpu64-random": (64, 0),
+}
+
+
+def bench_binaries():
+    """Build the benches and return {name: executable}."""
+    out = subprocess.run(["cargo", "bench", "--no-run"], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    found = dict(re.findall(r"Executable benches/(\w+)\.rs \(([^)]+)\)", out.stderr))
+    return {k: os.path.join(ROOT, v) for k, v in found.items()}
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON line in:\n{text}")
+
+
+def run(cmd, env=None):
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, **(env or {})})
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def epoch_pair(exe, python, name, threads, batches, order):
+    size, patch = EPOCH_CONFIGS[name]
+    ours_cmd = [exe, "--epochs", "2", "--image-size", str(size), "--batches-out", batches]
+    if patch is not None:
+        ours_cmd += ["--patch-tiles", str(patch)]
+    peer_cmd = [python, "scripts/bench_epoch_torch.py", "--same-algorithm", "--batches", batches,
+                "--image-size", str(size), "--threads", str(threads)]
+    env = {"OPENCARBON_THREADS": str(threads)}
+    result = {}
+    for who in order:
+        if who == "ours":
+            result["ours"] = last_json(run(ours_cmd, env))
+        else:
+            if not os.path.exists(batches):
+                run(ours_cmd, env)  # the peer needs ours' batches first
+            result["peer"] = last_json(run(peer_cmd))
+    return result["ours"]["epoch_s"], result["peer"]["epoch_s"], result
+
+
+def conv_pair(exe, python, threads, order):
+    result = {}
+    for who in order:
+        if who == "ours":
+            out = run([exe], {"OPENCARBON_THREADS": str(threads)})
+            result["ours"] = float(re.search(r"median ([\d.]+) ms", out).group(1)) / 1000
+        else:
+            out = run([python, "scripts/bench_conv_torch.py", "--threads", str(threads)])
+            result["peer"] = float(re.search(r"median ([\d.]+) ms", out).group(1)) / 1000
+    return result["ours"], result["peer"], result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--only", nargs="+", choices=[*EPOCH_CONFIGS, "conv"])
+    ap.add_argument("--python", default=sys.executable, help="the Python that has torch")
+    ap.add_argument("--json", help="write every pair's measurements here")
+    args = ap.parse_args()
+    names = args.only or [*EPOCH_CONFIGS, "conv"]
+    exes = bench_binaries()
+    peer_version = run([args.python, "-c", "import torch; print(torch.__version__, "
+                        "torch.backends.cpu.get_cpu_capability(), "
+                        "'oneDNN', torch.backends.mkldnn.is_available())"]).strip()
+    print(f"peer: torch {peer_version}; pairs {args.pairs}, interleaved; ratio = ours / peer "
+          "time per pair (< 1: ours faster)")
+    rows, record = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            for threads in args.threads:
+                batches = os.path.join(tmp, f"{name}.json")
+                ratios, ours_s, peer_s = [], [], []
+                for i in range(args.pairs):
+                    order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")
+                    if name == "conv":
+                        o, p, raw = conv_pair(exes["conv"], args.python, threads, order)
+                    else:
+                        o, p, raw = epoch_pair(exes["epoch"], args.python, name, threads,
+                                               batches, order)
+                    ratios.append(o / p)
+                    ours_s.append(o)
+                    peer_s.append(p)
+                    record.append({"config": name, "threads": threads, "pair": i, **raw})
+                    print(f"  {name} t={threads} pair {i + 1}: ours {o:.3f} s, peer {p:.3f} s, "
+                          f"ratio {o / p:.2f}", flush=True)
+                rows.append((name, threads, statistics.median(ratios), min(ratios), max(ratios),
+                             statistics.median(ours_s), statistics.median(peer_s)))
+    print()
+    print("| configuration | threads | ours / peer (median) | min–max | ours median s | peer median s |")
+    print("|---|---|---|---|---|---|")
+    for name, t, med, lo, hi, o, p in rows:
+        print(f"| {name} | {t} | {med:.2f} | {lo:.2f}–{hi:.2f} | {o:.3f} | {p:.3f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
