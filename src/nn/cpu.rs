@@ -1,10 +1,60 @@
 //! `LayerKernels` on the CPU: the layers' forward and backward passes, split across cores in
 //! fixed chunks so results are identical on any core count.
 
-use dfdx::prelude::{Cpu, HasShape, Tensor, TensorFromVec};
+use std::borrow::Cow;
+
+use dfdx::prelude::{Cpu, HasShape, Tape, Tensor, TensorFromVec};
 
 use super::*;
 use crate::data::graph::NeighbourLists;
+
+/// A tensor's values in row-major order: its buffer itself when that reads as the tensor
+/// (every tensor the kernels and dfdx's constructors make), else a copy (a broadcast or
+/// permuted view). Copying every input with `as_vec` took about 11 % of a CPU epoch.
+fn host<S: dfdx::shapes::Shape, T: Tape<f32, Cpu>>(t: &Tensor<S, f32, Cpu, T>) -> Cow<'_, [f32]>
+where
+    S::Concrete: PartialEq,
+{
+    if t.is_contiguous() {
+        Cow::Borrowed(&t.storage()[..])
+    } else {
+        Cow::Owned(t.as_vec())
+    }
+}
+
+/// A layer input kept for the backward pass: the tensor itself (shared, not copied) when its
+/// buffer reads as the tensor, else a copy of its values; or a buffer the forward pass made.
+pub enum CpuSaved {
+    Image(Tensor4<Cpu>),
+    Rows(layers::Tensor2<Cpu>),
+    Buffer(Vec<f32>),
+}
+
+impl CpuSaved {
+    fn image(x: &Tensor4<Cpu>) -> Self {
+        if x.is_contiguous() {
+            CpuSaved::Image(x.clone())
+        } else {
+            CpuSaved::Buffer(x.as_vec())
+        }
+    }
+
+    fn rows(x: &layers::Tensor2<Cpu>) -> Self {
+        if x.is_contiguous() {
+            CpuSaved::Rows(x.clone())
+        } else {
+            CpuSaved::Buffer(x.as_vec())
+        }
+    }
+
+    fn values(&self) -> &[f32] {
+        match self {
+            CpuSaved::Image(t) => t.storage(),
+            CpuSaved::Rows(t) => t.storage(),
+            CpuSaved::Buffer(b) => b,
+        }
+    }
+}
 
 /// Host gradient buffers of a convolution as tensors of their shapes.
 fn conv_grads(
@@ -26,7 +76,7 @@ fn conv_grads(
 }
 
 impl LayerKernels for Cpu {
-    type Saved = Vec<f32>;
+    type Saved = CpuSaved;
 
     fn conv2d_forward(
         &self,
@@ -34,18 +84,17 @@ impl LayerKernels for Cpu {
         x: &Tensor4<Self>,
         w: &Tensor4<Self>,
         bias: Option<&Tensor1<Self>>,
-    ) -> Result<(Tensor4<Self>, Vec<f32>), Self::Err> {
-        let b = bias.map(|b| b.as_vec());
-        let x = x.as_vec();
-        let y = conv::conv2d_forward(g, &x, &w.as_vec(), b.as_deref());
+    ) -> Result<(Tensor4<Self>, CpuSaved), Self::Err> {
+        let b = bias.map(host);
+        let y = conv::conv2d_forward(g, &host(x), &host(w), b.as_deref());
         let shape = (g.batch, g.out_channels, g.out_height(), g.out_width());
-        Ok((self.try_tensor_from_vec(y, shape)?, x))
+        Ok((self.try_tensor_from_vec(y, shape)?, CpuSaved::image(x)))
     }
 
     fn conv2d_backward(
         &self,
         g: &Conv2dGeometry,
-        x: &Vec<f32>,
+        x: &CpuSaved,
         w: &Tensor4<Self>,
         has_bias: bool,
         need_x: bool,
@@ -56,8 +105,8 @@ impl LayerKernels for Cpu {
         let mut gb = has_bias.then(|| vec![0.0; g.out_channels]);
         conv::conv2d_backward(
             g,
-            x,
-            &w.as_vec(),
+            x.values(),
+            &host(w),
             grad_out,
             conv::Conv2dGrads {
                 x: gx.as_deref_mut(),
@@ -75,8 +124,8 @@ impl LayerKernels for Cpu {
         w: &Tensor4<Self>,
         bias: Option<&Tensor1<Self>>,
     ) -> Result<Tensor4<Self>, Self::Err> {
-        let b = bias.map(|b| b.as_vec());
-        let y = sparse_conv::sparse_conv2d_forward(g, x, &w.as_vec(), b.as_deref());
+        let b = bias.map(host);
+        let y = sparse_conv::sparse_conv2d_forward(g, x, &host(w), b.as_deref());
         self.try_tensor_from_vec(y, (g.batch, g.out_channels, g.out_height(), g.out_width()))
     }
 
@@ -97,20 +146,19 @@ impl LayerKernels for Cpu {
         &self,
         g: &Conv2dGeometry,
         x: &Tensor4<Self>,
-    ) -> Result<(Tensor4<Self>, Vec<f32>), Self::Err> {
-        let x = x.as_vec();
-        let y = pool::max_pool2d_forward(g, &x);
+    ) -> Result<(Tensor4<Self>, CpuSaved), Self::Err> {
+        let y = pool::max_pool2d_forward(g, &host(x));
         let shape = (g.batch, g.in_channels, g.out_height(), g.out_width());
-        Ok((self.try_tensor_from_vec(y, shape)?, x))
+        Ok((self.try_tensor_from_vec(y, shape)?, CpuSaved::image(x)))
     }
 
     fn max_pool2d_backward(
         &self,
         g: &Conv2dGeometry,
-        x: &Vec<f32>,
+        x: &CpuSaved,
         grad_out: &Self::Vec,
     ) -> Result<Tensor4<Self>, Self::Err> {
-        let gx = pool::max_pool2d_backward(g, x, grad_out);
+        let gx = pool::max_pool2d_backward(g, x.values(), grad_out);
         self.try_tensor_from_vec(gx, (g.batch, g.in_channels, g.height, g.width))
     }
 
@@ -123,15 +171,16 @@ impl LayerKernels for Cpu {
         eps: f32,
     ) -> Result<BatchNormForward<Self>, Self::Err> {
         let shape = *x.shape();
-        let running = running.map(|(m, v)| (m.as_vec(), v.as_vec()));
+        let running = running.map(|(m, v)| (host(m), host(v)));
         let (y, saved, stats) = norm::batch_norm_forward(
             shape,
-            &x.as_vec(),
-            &gamma.as_vec(),
-            &beta.as_vec(),
+            &host(x),
+            &host(gamma),
+            &host(beta),
             running.as_ref().map(|(m, v)| (&m[..], &v[..])),
             eps,
         );
+        let saved = CpuSaved::Buffer(saved);
         let stats = match stats {
             Some((m, v)) => Some((
                 self.try_tensor_from_vec(m, (shape.1,))?,
@@ -145,13 +194,13 @@ impl LayerKernels for Cpu {
     fn batch_norm_backward(
         &self,
         shape: Shape4,
-        saved: &Vec<f32>,
+        saved: &CpuSaved,
         gamma: &Tensor1<Self>,
         train: bool,
         grad_out: &Self::Vec,
     ) -> Result<BatchNormGrads<Self>, Self::Err> {
         let (gx, gg, gb) =
-            norm::batch_norm_backward(shape, saved, &gamma.as_vec(), train, grad_out);
+            norm::batch_norm_backward(shape, saved.values(), &host(gamma), train, grad_out);
         Ok((
             self.try_tensor_from_vec(gx, shape)?,
             self.try_tensor_from_vec(gg, (shape.1,))?,
@@ -164,15 +213,14 @@ impl LayerKernels for Cpu {
         lists: &NeighbourLists,
         h: &layers::Tensor2<Self>,
         how: Aggregation,
-    ) -> Result<(layers::Tensor2<Self>, Vec<f32>), Self::Err> {
+    ) -> Result<(layers::Tensor2<Self>, CpuSaved), Self::Err> {
         let shape = *h.shape();
-        let h = h.as_vec();
-        let y = aggregate::aggregate_forward(lists, &h, shape.1, how);
+        let y = aggregate::aggregate_forward(lists, &host(h), shape.1, how);
         // The mean's backward pass does not read h.
         let saved = if how == Aggregation::Max {
-            h
+            CpuSaved::rows(h)
         } else {
-            Vec::new()
+            CpuSaved::Buffer(Vec::new())
         };
         Ok((self.try_tensor_from_vec(y, shape)?, saved))
     }
@@ -180,17 +228,17 @@ impl LayerKernels for Cpu {
     fn aggregate_backward(
         &self,
         lists: &NeighbourLists,
-        h: &Vec<f32>,
+        h: &CpuSaved,
         shape: (usize, usize),
         how: Aggregation,
         grad_out: &Self::Vec,
     ) -> Result<layers::Tensor2<Self>, Self::Err> {
-        let gh = aggregate::aggregate_backward(lists, h, shape.1, how, grad_out);
+        let gh = aggregate::aggregate_backward(lists, h.values(), shape.1, how, grad_out);
         self.try_tensor_from_vec(gh, shape)
     }
 
     fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>) {
-        for (d, s) in dst.iter_mut().zip(src.as_vec()) {
+        for (d, s) in dst.iter_mut().zip(host(src).iter()) {
             *d += s;
         }
     }

@@ -14,6 +14,16 @@ impl<S: Shape, E, D: Storage<E>, T> Tensor<S, E, D, T> {
         self.data.as_ref()
     }
 
+    /// Whether the buffer holds exactly this tensor's values in row-major order (not a
+    /// broadcast, permuted or sliced view of it), so `storage()` reads as the tensor itself.
+    pub fn is_contiguous(&self) -> bool
+    where
+        S::Concrete: PartialEq,
+    {
+        self.strides == self.shape.strides()
+            && self.device.len(&self.data) == self.shape.num_elements()
+    }
+
     /// The device buffer behind this tensor, for writing; copied first if shared.
     pub fn storage_mut(&mut self) -> &mut D::Vec {
         Arc::make_mut(&mut self.data)
