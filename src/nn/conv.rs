@@ -295,19 +295,33 @@ pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f
     for_each_chunk(
         items,
         g.macs() >= PARALLEL_MIN_MACS,
-        || vec![0.0f32; ckk * chunk * p],
-        |cols, ci, y_chunk| {
+        || (vec![0.0f32; ckk * chunk * p], vec![0.0f32; co * chunk * p]),
+        |(cols, out), ci, y_chunk| {
             let (n0, s) = (ci * chunk, y_chunk.len() / (co * p));
             let np = s * p;
             im2col(g, x, n0, s, cols);
+            // One GEMM for the whole chunk: out [co, s·p] = W [co, ckk] · columns [ckk, s·p].
+            // (A GEMM per sample packed W once per sample: for the small pictures of the
+            // neighbourhood CNN, W is many times larger than the sample's columns.) Each
+            // output is the same sum over ckk either way.
+            let out = &mut out[..co * np];
+            gemm(
+                co,
+                ckk,
+                np,
+                Mat::row_major(w, ckk),
+                Mat::row_major(cols, np),
+                out,
+                np,
+                false,
+            );
             for si in 0..s {
-                // y[sample] [co, p] = W [co, ckk] · this sample's columns [ckk, p]
-                let y_s = &mut y_chunk[si * co * p..][..co * p];
-                let cols_s = Mat::row_major(&cols[si * p..], np);
-                gemm(co, ckk, p, Mat::row_major(w, ckk), cols_s, y_s, p, false);
-                if let Some(b) = bias {
-                    for (row, b) in y_s.chunks_mut(p).zip(b) {
-                        row.iter_mut().for_each(|v| *v += b);
+                for o in 0..co {
+                    let src = &out[o * np + si * p..][..p];
+                    let dst = &mut y_chunk[(si * co + o) * p..][..p];
+                    match bias {
+                        Some(b) => dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + b[o]),
+                        None => dst.copy_from_slice(src),
                     }
                 }
             }
@@ -351,13 +365,15 @@ pub fn conv2d_backward(
     let partial_gw = for_each_chunk(
         gx_parts,
         g.macs() >= PARALLEL_MIN_MACS,
-        || vec![0.0f32; ckk * chunk * p],
-        |cols, ci, gx_chunk| {
+        || (vec![0.0f32; ckk * chunk * p], vec![0.0f32; co * chunk * p]),
+        |(cols, gy_t), ci, gx_chunk| {
             let n0 = ci * chunk;
             let s = chunk.min(g.batch - n0);
             let np = s * p;
             let mut gw = vec![0.0f32; co * ckk];
             im2col(g, x, n0, s, cols);
+            // Per sample, so that each sample's contribution to gW is summed on its own and
+            // added in sample order (the order every earlier result was computed in).
             for si in 0..s {
                 let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
                 // gW [co, ckk] += gy [co, p] · (this sample's columns)ᵀ [p, ckk]
@@ -365,12 +381,18 @@ pub fn conv2d_backward(
                 gemm(co, p, ckk, gy_s, cols_t, &mut gw, ckk, true);
             }
             if let Some(gx) = gx_chunk {
+                // The chunk's output gradient as [co, s·p], then one GEMM for all its
+                // samples: gcols [ckk, s·p] = Wᵀ [ckk, co] · gy [co, s·p], in place of the
+                // columns (each value the same sum over co as per sample).
+                let gy_t = &mut gy_t[..co * np];
                 for si in 0..s {
-                    // gcols [ckk, p] = Wᵀ [ckk, co] · gy [co, p], in place of the columns
-                    let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
-                    let dst = &mut cols[si * p..];
-                    gemm(ckk, co, p, Mat::transposed(w, ckk), gy_s, dst, np, false);
+                    for o in 0..co {
+                        gy_t[o * np + si * p..][..p]
+                            .copy_from_slice(&gy[((n0 + si) * co + o) * p..][..p]);
+                    }
                 }
+                let gy_t = Mat::row_major(gy_t, np);
+                gemm(ckk, co, np, Mat::transposed(w, ckk), gy_t, cols, np, false);
                 col2im(g, cols, 0, s, gx);
             }
             gw
