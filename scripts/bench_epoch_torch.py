@@ -248,6 +248,45 @@ class ImageEncoder(nn.Module):
         return self.proj((self.res_b(self.res_a(x)) + x).mean(dim=(2, 3)))
 
 
+class BasicBlock(nn.Module):
+    """ResNet's basic block as ours (network.rs BasicBlock): relu(bn(conv3x3(relu(bn(conv3x3(x)))))
+    + shortcut(x)), the shortcut a strided 1x1 conv + BN when the block changes size."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.a = ConvBnRelu(cin, cout, 3, stride, 1)
+        self.b = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        shortcut = x if self.down is None else self.down(x)
+        return F.relu(self.b(self.a(x)) + shortcut)
+
+
+class ResNetEncoder(nn.Module):
+    """Ours' ResNet-18-shaped encoder (network.rs ResNetEncoder): conv 7x7 s2 -> BN -> ReLU ->
+    max-pool 3x3 s2 p1 -> stages of basic blocks (stride 2 entering every stage but the first)
+    -> global average pooling -> Linear(last width -> d)."""
+
+    def __init__(self, widths, blocks_per_stage, d):
+        super().__init__()
+        self.stem = ConvBnRelu(3, widths[0], 7, 2, 3)
+        blocks, cin = [], widths[0]
+        for stage, w in enumerate(widths):
+            for i in range(blocks_per_stage):
+                blocks.append(BasicBlock(cin, w, 2 if stage > 0 and i == 0 else 1))
+                cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.proj = nn.Linear(cin, d)
+
+    def forward(self, x):
+        h = self.blocks(F.max_pool2d(self.stem(x), 3, 2, 1))
+        return self.proj(h.mean(dim=(2, 3)))
+
+
 class SqueezeExcite(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -332,7 +371,10 @@ class OpenCarbonNet(nn.Module):
         super().__init__()
         d, self.k = cfg["embedding_dim"], cfg["neighborhood_k"]
         self.d, self.m = d, 2 * self.k + 1
-        self.image = ImageEncoder(cfg["image_widths"], d)
+        if cfg["image_encoder"] == "resnet":
+            self.image = ResNetEncoder(cfg["image_widths"], cfg["image_blocks"], d)
+        else:
+            self.image = ImageEncoder(cfg["image_widths"], d)
         self.poi = PoiEncoder(channels, raster, d, cfg["se"])
         self.fuse_centre = AggregateAttention(d)
         self.nb_image, self.nb_poi = NeighbourhoodCnn(d), NeighbourhoodCnn(d)
@@ -411,10 +453,10 @@ def main():
     for key, default in [("embedding_dim", 32), ("neighborhood_k", 1), ("image_widths", [16, 32, 64]),
                          ("se", True), ("alpha", 0.001), ("temperature", 0.07), ("lr", 1e-3),
                          ("weight_decay", 5e-3), ("batch_size", 32), ("patch_tiles", 0),
-                         ("loss", "l1"), ("image_encoder", "small")]:
+                         ("loss", "l1"), ("image_encoder", "small"), ("image_blocks", 2)]:
         cfg.setdefault(key, default)
-    if cfg["image_encoder"] != "small":
-        raise SystemExit(f"image_encoder {cfg['image_encoder']!r}: only the small encoder is mirrored")
+    if cfg["image_encoder"] not in ("small", "resnet"):
+        raise SystemExit(f"image_encoder {cfg['image_encoder']!r} is not mirrored here")
     loss_kind = cfg["loss"] if args.same_algorithm else "l1"
 
     city = City(args.dataset, args.image_size, args.poi_size)

@@ -7,6 +7,8 @@ ours writes), and our convolution layer against PyTorch's (scripts/bench_conv_to
 Run on an otherwise idle machine, from the repository root, with a Python that has torch
 (scripts/requirements-torch-peer.txt):
     python scripts/bench_speed.py [--pairs 5] [--threads 1 2] [--only cpu32-patch conv]
+(all configurations at 1 and 2 threads, except resnet256 at 2 unless named with --only:
+about 45 minutes on the 2-core machine)
 Prints, per configuration and thread count, the median ratio ours / peer of the per-pair
 ratios with its min-max, and both medians in seconds; `--json F` also writes every pair.
 Ours' thread count is OPENCARBON_THREADS; the peer's torch.set_num_threads.
@@ -22,12 +24,17 @@ import tempfile
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-# name -> (image size, patch_tiles or None for the configuration's own)
+CPU = "configs/models/opencarbon_cpu.yaml"
+PAPER = "configs/models/opencarbon_paper.yaml"
+# name -> (model configuration, image size, patch_tiles or None for the configuration's own,
+# training tiles or None for all 757). The ResNet-18 configuration (random batches of 32) is
+# timed on the first 32 training tiles: one batch of 32 targets and their neighbourhoods.
 EPOCH_CONFIGS = {
-    "cpu32-patch": (32, None),
-    "cpu32-random": (32, 0),
-    "cpu64-patch": (64, None),
-    "cpu64-random": (64, 0),
+    "cpu32-patch": (CPU, 32, None, None),
+    "cpu32-random": (CPU, 32, 0, None),
+    "cpu64-patch": (CPU, 64, None, None),
+    "cpu64-random": (CPU, 64, 0, None),
+    "resnet256": (PAPER, 256, None, 32),
 }
 
 
@@ -55,12 +62,15 @@ def run(cmd, env=None):
 
 
 def epoch_pair(exe, python, name, threads, batches, order):
-    size, patch = EPOCH_CONFIGS[name]
-    ours_cmd = [exe, "--epochs", "2", "--image-size", str(size), "--batches-out", batches]
+    config, size, patch, tiles = EPOCH_CONFIGS[name]
+    ours_cmd = [exe, "--epochs", "2", "--config", config, "--image-size", str(size),
+                "--batches-out", batches]
     if patch is not None:
         ours_cmd += ["--patch-tiles", str(patch)]
+    if tiles is not None:
+        ours_cmd += ["--tiles", str(tiles)]
     peer_cmd = [python, "scripts/bench_epoch_torch.py", "--same-algorithm", "--batches", batches,
-                "--image-size", str(size), "--threads", str(threads)]
+                "--config", config, "--image-size", str(size), "--threads", str(threads)]
     env = {"OPENCARBON_THREADS": str(threads)}
     result = {}
     for who in order:
@@ -94,6 +104,8 @@ def main():
     ap.add_argument("--json", help="write every pair's measurements here")
     args = ap.parse_args()
     names = args.only or [*EPOCH_CONFIGS, "conv"]
+    # The 256 px ResNet epoch takes minutes at one thread: it runs at 2 unless named.
+    default_threads = {"resnet256": [t for t in args.threads if t > 1] or args.threads}
     exes = bench_binaries()
     peer_version = run([args.python, "-c", "import torch; print(torch.__version__, "
                         "torch.backends.cpu.get_cpu_capability(), "
@@ -103,7 +115,7 @@ def main():
     rows, record = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            for threads in args.threads:
+            for threads in (args.threads if args.only else default_threads.get(name, args.threads)):
                 batches = os.path.join(tmp, f"{name}.json")
                 ratios, ours_s, peer_s = [], [], []
                 for i in range(args.pairs):

@@ -10,6 +10,8 @@
 //! of threads, and per-chunk weight gradients are summed in chunk order, so results are
 //! identical whatever the core count.
 
+use super::parallel::for_each_chunk;
+
 /// The sizes of one convolution call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dGeometry {
@@ -146,53 +148,6 @@ fn gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], rsc: usize,
             1,
         );
     }
-}
-
-/// Run `work(scratch, index, item)` for every item on up to all cores, giving each thread
-/// its own scratch space from `scratch()`; results come back in item order.
-fn for_each_chunk<I: Send, R: Send, S>(
-    items: Vec<I>,
-    parallel: bool,
-    scratch: impl Fn() -> S + Sync,
-    work: impl Fn(&mut S, usize, I) -> R + Sync,
-) -> Vec<R> {
-    let threads = if parallel {
-        crate::track::provenance::threads().min(items.len())
-    } else {
-        1
-    };
-    if threads <= 1 {
-        let mut sc = scratch();
-        return items
-            .into_iter()
-            .enumerate()
-            .map(|(i, it)| work(&mut sc, i, it))
-            .collect();
-    }
-    let mut lanes: Vec<Vec<(usize, I)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, it) in items.into_iter().enumerate() {
-        lanes[i % threads].push((i, it));
-    }
-    let mut done: Vec<(usize, R)> = std::thread::scope(|sc| {
-        let handles: Vec<_> = lanes
-            .into_iter()
-            .map(|lane| {
-                let (scratch, work) = (&scratch, &work);
-                sc.spawn(move || {
-                    let mut s = scratch();
-                    lane.into_iter()
-                        .map(|(i, it)| (i, work(&mut s, i, it)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("convolution worker panicked"))
-            .collect()
-    });
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The output positions `o` along an axis of `len` input values whose input position

@@ -15,6 +15,7 @@ pub mod layers;
 pub mod learner;
 pub mod norm;
 mod ops;
+mod parallel;
 pub mod params;
 pub mod pool;
 pub mod resume;

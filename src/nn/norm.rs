@@ -3,6 +3,7 @@
 //! multiply and add (each with its own buffer and backward op): in the OpenCarbon epoch
 //! profile those broadcast binary ops were a quarter of the time.
 
+use super::parallel::for_each_chunk;
 use super::Shape4;
 
 /// A batch's mean and biased variance per channel.
@@ -25,6 +26,52 @@ fn planes(shape: Shape4, c: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
     }
 }
 
+/// Below this many values a batch norm runs on the calling thread (spawning costs more).
+const PARALLEL_MIN_VALUES: usize = 1 << 16;
+
+/// `f(c)` for every channel, on several threads for large tensors; results in channel order.
+/// Each channel's sums are computed by one thread in sample order: identical on any count.
+fn per_channel<R: Send>(shape: Shape4, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let (n, ch, h, w) = shape;
+    let parallel = n * ch * h * w >= PARALLEL_MIN_VALUES;
+    for_each_chunk((0..ch).collect(), parallel, || (), |_, _, c| f(c))
+}
+
+/// `f(sample, parts)` for every sample's block of C×H×W values in each of `bufs` (all laid
+/// out like the input), on several threads for large tensors.
+fn per_sample<const B: usize>(
+    shape: Shape4,
+    bufs: [&mut [f32]; B],
+    f: impl Fn(usize, [&mut [f32]; B]) + Sync,
+) {
+    let (n, ch, h, w) = shape;
+    let block = ch * h * w;
+    let parallel = n * block >= PARALLEL_MIN_VALUES;
+    // Samples per item: about PARALLEL_MIN_VALUES values, fixed by the shape alone.
+    let per_item = (PARALLEL_MIN_VALUES / block.max(1)).max(1);
+    let mut chunked = bufs.map(|b| b[..n * block].chunks_mut(per_item * block));
+    let items: Vec<[&mut [f32]; B]> = (0..n.div_ceil(per_item))
+        .map(|_| std::array::from_fn(|k| chunked[k].next().expect("one chunk per item")))
+        .collect();
+    for_each_chunk(
+        items,
+        parallel,
+        || (),
+        |_, item, mut parts| {
+            let samples = parts[0].len() / block.max(1);
+            for s in 0..samples {
+                let one = std::array::from_fn(|k| {
+                    let part = std::mem::take(&mut parts[k]);
+                    let (head, tail) = part.split_at_mut(block);
+                    parts[k] = tail;
+                    head
+                });
+                f(item * per_item + s, one);
+            }
+        },
+    );
+}
+
 /// y = γ·x̂ + β with x̂ normalised by the batch statistics (`running` = None, training: also
 /// returns the batch mean and biased variance per channel) or by the running statistics
 /// (`running` = Some((mean, var)), evaluation). Sums in f64.
@@ -37,44 +84,47 @@ pub fn batch_norm_forward(
     eps: f32,
 ) -> (Vec<f32>, Vec<f32>, Option<BatchStats>) {
     let (n, ch, h, w) = shape;
+    let (hw, len) = (h * w, n * ch * h * w);
     let count = (n * h * w) as f64;
-    let mut y = vec![0.0f32; x.len()];
+    let stats: Vec<(f64, f64)> = match running {
+        Some((m, v)) => (0..ch).map(|c| (m[c] as f64, v[c] as f64)).collect(),
+        None => per_channel(shape, |c| {
+            let mut sum = 0.0f64;
+            planes(shape, c, |r| {
+                sum += x[r].iter().map(|&v| v as f64).sum::<f64>()
+            });
+            let mean = sum / count;
+            let mut sq = 0.0f64;
+            planes(shape, c, |r| {
+                sq += x[r].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
+            });
+            (mean, sq / count)
+        }),
+    };
+    let batch_stats = running.is_none().then(|| {
+        stats
+            .iter()
+            .map(|&(m, v)| (m as f32, v as f32))
+            .unzip::<f32, f32, Vec<f32>, Vec<f32>>()
+    });
+    let inv_std: Vec<f32> = stats
+        .iter()
+        .map(|&(_, var)| (1.0 / (var + eps as f64).sqrt()) as f32)
+        .collect();
+    let mut y = vec![0.0f32; len];
     let mut saved = vec![0.0f32; saved_len(shape)];
-    let mut batch_stats = running.is_none().then(|| (vec![0.0; ch], vec![0.0; ch]));
-    for c in 0..ch {
-        let (mean, var) = match running {
-            Some((m, v)) => (m[c] as f64, v[c] as f64),
-            None => {
-                let mut sum = 0.0f64;
-                planes(shape, c, |r| {
-                    sum += x[r].iter().map(|&v| v as f64).sum::<f64>()
-                });
-                let mean = sum / count;
-                let mut sq = 0.0f64;
-                planes(shape, c, |r| {
-                    sq += x[r].iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()
-                });
-                (mean, sq / count)
-            }
-        };
-        if let Some((m, v)) = batch_stats.as_mut() {
-            m[c] = mean as f32;
-            v[c] = var as f32;
-        }
-        let inv_std = (1.0 / (var + eps as f64).sqrt()) as f32;
-        let (mean, g, b) = (mean as f32, gamma[c], beta[c]);
-        planes(shape, c, |r| {
-            for ((xh, yv), &xv) in saved[r.clone()]
-                .iter_mut()
-                .zip(&mut y[r.clone()])
-                .zip(&x[r])
-            {
-                *xh = (xv - mean) * inv_std;
+    per_sample(shape, [&mut y, &mut saved], |i, [y, xhat]| {
+        for c in 0..ch {
+            let r = c * hw..(c + 1) * hw;
+            let (mean, is, g, b) = (stats[c].0 as f32, inv_std[c], gamma[c], beta[c]);
+            let src = &x[(i * ch + c) * hw..][..hw];
+            for ((xh, yv), &xv) in xhat[r.clone()].iter_mut().zip(&mut y[r]).zip(src) {
+                *xh = (xv - mean) * is;
                 *yv = g * *xh + b;
             }
-        });
-        saved[n * ch * h * w + c] = inv_std;
-    }
+        }
+    });
+    saved[len..].copy_from_slice(&inv_std);
     (y, saved, batch_stats)
 }
 
@@ -88,12 +138,10 @@ pub fn batch_norm_backward(
     gy: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (n, ch, h, w) = shape;
-    let len = n * ch * h * w;
+    let (hw, len) = (h * w, n * ch * h * w);
     let count = (n * h * w) as f64;
     let (xhat, inv_std) = saved.split_at(len);
-    let mut gx = vec![0.0f32; len];
-    let (mut g_gamma, mut g_beta) = (vec![0.0f32; ch], vec![0.0f32; ch]);
-    for c in 0..ch {
+    let sums: Vec<(f64, f64)> = per_channel(shape, |c| {
         let (mut sum_dy, mut sum_dy_xhat) = (0.0f64, 0.0f64);
         planes(shape, c, |r| {
             for (&d, &xh) in gy[r.clone()].iter().zip(&xhat[r]) {
@@ -101,20 +149,32 @@ pub fn batch_norm_backward(
                 sum_dy_xhat += d as f64 * xh as f64;
             }
         });
-        g_gamma[c] = sum_dy_xhat as f32;
-        g_beta[c] = sum_dy as f32;
-        let scale = gamma[c] * inv_std[c];
-        let (mean_dy, mean_dy_xhat) = if train {
-            ((sum_dy / count) as f32, (sum_dy_xhat / count) as f32)
-        } else {
-            (0.0, 0.0)
-        };
-        planes(shape, c, |r| {
-            for ((g, &d), &xh) in gx[r.clone()].iter_mut().zip(&gy[r.clone()]).zip(&xhat[r]) {
+        (sum_dy, sum_dy_xhat)
+    });
+    let g_gamma = sums.iter().map(|&(_, sdx)| sdx as f32).collect();
+    let g_beta = sums.iter().map(|&(sd, _)| sd as f32).collect();
+    // Per channel: scale, mean(dy), mean(dy·x̂).
+    let terms: Vec<(f32, f32, f32)> = (0..ch)
+        .map(|c| {
+            let (sd, sdx) = sums[c];
+            let scale = gamma[c] * inv_std[c];
+            if train {
+                (scale, (sd / count) as f32, (sdx / count) as f32)
+            } else {
+                (scale, 0.0, 0.0)
+            }
+        })
+        .collect();
+    let mut gx = vec![0.0f32; len];
+    per_sample(shape, [&mut gx], |i, [gx]| {
+        for (c, &(scale, mean_dy, mean_dy_xhat)) in terms.iter().enumerate() {
+            let at = (i * ch + c) * hw;
+            let (d, xh) = (&gy[at..][..hw], &xhat[at..][..hw]);
+            for ((g, &d), &xh) in gx[c * hw..][..hw].iter_mut().zip(d).zip(xh) {
                 *g = scale * (d - mean_dy - xh * mean_dy_xhat);
             }
-        });
-    }
+        }
+    });
     (gx, g_gamma, g_beta)
 }
 

@@ -1,0 +1,56 @@
+//! Work split across threads so that results never depend on the thread count: the caller
+//! cuts the work into items fixed by the data (never by the number of threads), each item is
+//! computed by one thread in a fixed order, and results come back in item order for the
+//! caller to combine in that order.
+
+use std::sync::Mutex;
+
+/// Run `work(scratch, index, item)` for every item on up to `track::provenance::threads()`
+/// threads when `parallel`, else on the calling thread. Threads take the next item as they
+/// finish one (items differ in size, so a fixed assignment left a thread idle), each with its
+/// own scratch space from `scratch()`; results come back in item order.
+pub(crate) fn for_each_chunk<I: Send, R: Send, S>(
+    items: Vec<I>,
+    parallel: bool,
+    scratch: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize, I) -> R + Sync,
+) -> Vec<R> {
+    let threads = if parallel {
+        crate::track::provenance::threads().min(items.len())
+    } else {
+        1
+    };
+    if threads <= 1 {
+        let mut sc = scratch();
+        return items
+            .into_iter()
+            .enumerate()
+            .map(|(i, it)| work(&mut sc, i, it))
+            .collect();
+    }
+    let queue = Mutex::new(items.into_iter().enumerate());
+    let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+    let results = Mutex::new(Vec::new());
+    // On rayon's global pool (sized to the thread setting by `nn::use_thread_setting`): its
+    // threads live for the whole process, where spawning threads per call cost about 50 µs
+    // per convolution or batch norm.
+    rayon::scope(|sc| {
+        for _ in 0..threads {
+            let (scratch, work, next, results) = (&scratch, &work, &next, &results);
+            sc.spawn(move |_| {
+                let mut s = scratch();
+                let mut out = Vec::new();
+                while let Some((i, it)) = next() {
+                    out.push((i, work(&mut s, i, it)));
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(out);
+            });
+        }
+    });
+    let mut done: Vec<(usize, R)> = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
