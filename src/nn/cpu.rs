@@ -256,3 +256,41 @@ impl LayerKernels for Cpu {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dfdx::prelude::*;
+
+    /// A broadcast view's buffer is not the tensor: the kernels read its values (a copy), and
+    /// give exactly what they give on a contiguous copy of it; contiguous inputs are read and
+    /// kept in place.
+    #[test]
+    fn views_are_read_as_their_values_and_contiguous_tensors_in_place() {
+        let dev = Cpu::seed_from_u64(1);
+        let base: Tensor<(usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(2, 5, 5));
+        let view: Tensor4<Cpu> = base.broadcast_like::<_, Axis<0>>(&(3, 2, 5, 5));
+        let copy: Tensor4<Cpu> = dev.tensor_from_vec(view.as_vec(), (3, 2, 5, 5));
+        assert!(!view.is_contiguous() && copy.is_contiguous());
+        assert_eq!(view.storage().len(), 50);
+        assert_eq!(host(&view).as_ref(), host(&copy).as_ref());
+        assert!(matches!(host(&copy), Cow::Borrowed(_)));
+        let g = Conv2dGeometry {
+            batch: 3,
+            in_channels: 2,
+            height: 5,
+            width: 5,
+            out_channels: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let w: Tensor4<Cpu> = dev.sample_normal_like(&(4, 2, 3, 3));
+        let (y_view, saved_view) = dev.conv2d_forward(&g, &view, &w, None).unwrap();
+        let (y_copy, saved_copy) = dev.conv2d_forward(&g, &copy, &w, None).unwrap();
+        assert_eq!(y_view.as_vec(), y_copy.as_vec());
+        assert_eq!(saved_view.values(), saved_copy.values());
+        assert!(matches!(saved_copy, CpuSaved::Image(_)));
+        assert!(matches!(saved_view, CpuSaved::Buffer(_)));
+    }
+}

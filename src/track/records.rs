@@ -80,7 +80,7 @@ pub struct Manifest {
     pub build: Option<BuildStamp>,
     #[serde(default)]
     pub host: String,
-    /// CPU model and threads the process could use.
+    /// CPU model, and the threads the process used (`OPENCARBON_THREADS`, else every core).
     #[serde(default)]
     pub cpu: String,
     #[serde(default)]
