@@ -327,6 +327,8 @@ pub fn conv2d_backward(
     let chunk = g.chunk();
     let n_chunks = g.batch.div_ceil(chunk);
     let in_len = g.in_channels * g.height * g.width;
+    // The transposed output gradient is only needed for the input gradient.
+    let gy_t_len = if grads.x.is_some() { co * chunk * p } else { 0 };
     // Each chunk owns its samples' slice of the input gradient, when there is one.
     let gx_parts: Vec<Option<&mut [f32]>> = match grads.x.as_deref_mut() {
         Some(gx) => gx.chunks_mut(chunk * in_len).map(Some).collect(),
@@ -335,7 +337,7 @@ pub fn conv2d_backward(
     let partial_gw = for_each_chunk(
         gx_parts,
         g.macs() >= PARALLEL_MIN_MACS,
-        || (vec![0.0f32; ckk * chunk * p], vec![0.0f32; co * chunk * p]),
+        || (vec![0.0f32; ckk * chunk * p], vec![0.0f32; gy_t_len]),
         |(cols, gy_t), ci, gx_chunk| {
             let n0 = ci * chunk;
             let s = chunk.min(g.batch - n0);

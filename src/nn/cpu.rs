@@ -31,17 +31,17 @@ pub enum CpuSaved {
 }
 
 impl CpuSaved {
-    fn image(x: &Tensor4<Cpu>) -> Self {
+    /// Keep `x`: shared (`as_shared`, e.g. `CpuSaved::Image`) when its buffer reads as the
+    /// tensor, else a copy of its values.
+    fn keep<S: dfdx::shapes::Shape>(
+        x: &Tensor<S, f32, Cpu>,
+        as_shared: fn(Tensor<S, f32, Cpu>) -> CpuSaved,
+    ) -> Self
+    where
+        S::Concrete: PartialEq,
+    {
         if x.is_contiguous() {
-            CpuSaved::Image(x.clone())
-        } else {
-            CpuSaved::Buffer(x.as_vec())
-        }
-    }
-
-    fn rows(x: &layers::Tensor2<Cpu>) -> Self {
-        if x.is_contiguous() {
-            CpuSaved::Rows(x.clone())
+            as_shared(x.clone())
         } else {
             CpuSaved::Buffer(x.as_vec())
         }
@@ -88,7 +88,10 @@ impl LayerKernels for Cpu {
         let b = bias.map(host);
         let y = conv::conv2d_forward(g, &host(x), &host(w), b.as_deref());
         let shape = (g.batch, g.out_channels, g.out_height(), g.out_width());
-        Ok((self.try_tensor_from_vec(y, shape)?, CpuSaved::image(x)))
+        Ok((
+            self.try_tensor_from_vec(y, shape)?,
+            CpuSaved::keep(x, CpuSaved::Image),
+        ))
     }
 
     fn conv2d_backward(
@@ -149,7 +152,10 @@ impl LayerKernels for Cpu {
     ) -> Result<(Tensor4<Self>, CpuSaved), Self::Err> {
         let y = pool::max_pool2d_forward(g, &host(x));
         let shape = (g.batch, g.in_channels, g.out_height(), g.out_width());
-        Ok((self.try_tensor_from_vec(y, shape)?, CpuSaved::image(x)))
+        Ok((
+            self.try_tensor_from_vec(y, shape)?,
+            CpuSaved::keep(x, CpuSaved::Image),
+        ))
     }
 
     fn max_pool2d_backward(
@@ -218,7 +224,7 @@ impl LayerKernels for Cpu {
         let y = aggregate::aggregate_forward(lists, &host(h), shape.1, how);
         // The mean's backward pass does not read h.
         let saved = if how == Aggregation::Max {
-            CpuSaved::rows(h)
+            CpuSaved::keep(h, CpuSaved::Rows)
         } else {
             CpuSaved::Buffer(Vec::new())
         };

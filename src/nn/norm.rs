@@ -57,15 +57,11 @@ fn per_sample<const B: usize>(
         items,
         parallel,
         || (),
-        |_, item, mut parts| {
+        |_, item, parts| {
             let samples = parts[0].len() / block.max(1);
+            let mut blocks = parts.map(|p| p.chunks_mut(block));
             for s in 0..samples {
-                let one = std::array::from_fn(|k| {
-                    let part = std::mem::take(&mut parts[k]);
-                    let (head, tail) = part.split_at_mut(block);
-                    parts[k] = tail;
-                    head
-                });
+                let one = std::array::from_fn(|k| blocks[k].next().expect("one block per sample"));
                 f(item * per_item + s, one);
             }
         },
