@@ -4,19 +4,24 @@ tile features and the same split, printed as ratios (issue: GraphSAGE, GBDT and 
 
     cargo build --release
     .venv/bin/pip install -r scripts/requirements-baselines.txt   # numpy, sklearn, xgboost, torch, torch_geometric
-    .venv/bin/python scripts/bench_baselines.py [--city london] [--seed 0] [--threads 2]
+    .venv/bin/python scripts/bench_baselines.py [--city london] [--seed 0] [--threads 2] [--repeat 5]
 
 What it does:
 1. writes the synthetic city with `opencarbon synth` and its feature table with `opencarbon
    features` (32 px images, 64 px POI rasters, as experiments/main.yaml);
 2. runs the Rust baselines (configs/models/*.yaml settings, LASSO α = 0.003) on that dataset
-   with a 4×4-block split through `opencarbon run`, and reads each run's fit time
-   (metrics.json `fit_seconds`: fitting and predicting, no data loading) and test R²;
-3. fits the Python counterparts on the same features (standardised with the training rows)
+   with a 4×4-block split through `opencarbon run`, and reads each run's test R² and, for the
+   MLP and GraphSAGE, its fit time (metrics.json `fit_seconds`: assembling and standardising
+   the features, training, predicting; no data loading);
+3. times the tabular models (LASSO, random forest, GBDT) on exactly the Python side's work:
+   `cargo bench --bench tabular` fits on the standardised training rows of the same table and
+   split and predicts every row, `--repeat` times, median;
+4. fits the Python counterparts on the same features (standardised with the training rows)
    and the same split (the runs' split.csv): scikit-learn Lasso and RandomForestRegressor,
-   xgboost (hist), an MLP and GraphSAGE (PyTorch Geometric SAGEConv) trained full-batch with
-   the same architecture, optimiser and early stopping as ours;
-4. prints time ratios (Rust / Python; < 1 means Rust is faster) and R² differences.
+   xgboost (hist) (each `--repeat` times, median), an MLP and GraphSAGE (PyTorch Geometric
+   SAGEConv) trained full-batch with the same architecture, optimiser and early stopping as
+   ours (once);
+5. prints time ratios (Rust / Python; < 1 means Rust is faster) and R² differences.
 """
 import argparse
 import json
@@ -103,10 +108,33 @@ def load(work, city_dir, split_csv):
     return (x - mean) / std, np.log(np.maximum(emission, 1e-300)), parts, np.array([src, dst]), header[3:]
 
 
-def timed(fn):
-    t = time.perf_counter()
-    pred = fn()
-    return time.perf_counter() - t, pred
+def timed(fn, repeat=1):
+    """The median time of `repeat` calls, and the last call's result."""
+    seconds = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        pred = fn()
+        seconds.append(time.perf_counter() - t)
+    return sorted(seconds)[len(seconds) // 2], pred
+
+
+TABULAR = {"lasso": "lasso", "random_forest": "random_forest", "gbdt": "gbdt"}
+
+
+def rust_tabular(work, kind, split_csv, seed, repeat):
+    """Our fit + predict time on the standardised table (benches/tabular.rs), median."""
+    model = os.path.join(work, f"{kind}.yaml")
+    text = MODELS[kind].format(root=ROOT)
+    if "use:" in text:
+        body = open(text.split("use:", 1)[1].strip()).read()
+    else:
+        body = "".join(line.strip().removeprefix("- ") + "\n" for line in text.splitlines())
+    with open(model, "w") as f:
+        f.write(body)
+    out = sh("cargo", "bench", "--quiet", "--bench", "tabular", "--", "--features",
+             os.path.join(work, "features.csv"), "--split", split_csv, "--model", model,
+             "--seed", str(seed), "--repeat", str(repeat))
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def torch_node_model(x, y, parts, edges, graph, seed, threads):
@@ -167,6 +195,7 @@ def main():
     ap.add_argument("--city", default="london")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench_baselines_")
     city = os.path.join(work, args.city)
@@ -197,9 +226,13 @@ def main():
           f"{len(te)} test tiles, {x.shape[1]} features; Python with {args.threads} threads")
     print(f"{'model':<15} {'python':<26} {'rust s':>8} {'python s':>9} {'rust/python':>12} "
           f"{'rust R²':>8} {'python R²':>10} {'ΔR²':>7}")
+    split_csv = os.path.join(rust["lasso"][2], "split.csv")
     for kind, (label, fit) in fits.items():
-        seconds, pred = timed(fit)
+        repeat = args.repeat if kind in TABULAR else 1
+        seconds, pred = timed(fit, repeat)
         rs, rr2, _ = rust[kind]
+        if kind in TABULAR:
+            rs = rust_tabular(work, kind, split_csv, args.seed, repeat)["median_seconds"]
         pr2 = r2(y[te], pred[te])
         python[kind] = (seconds, pr2)
         print(f"{kind:<15} {label:<26} {rs:8.3f} {seconds:9.3f} {rs / seconds:12.2f} "

@@ -32,6 +32,7 @@ import scipy.stats
 import sklearn
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Lasso, LinearRegression
+from sklearn.tree import DecisionTreeRegressor
 from sklearn.metrics import (
     mean_absolute_error,
     mean_absolute_percentage_error,
@@ -51,6 +52,7 @@ N_TEST = 40
 
 LASSO_ALPHA = 0.05
 RF_SEEDS = [0, 1, 2, 3, 4]
+TREE_WEIGHT_SEED = 20240603
 
 
 def versions() -> dict:
@@ -234,10 +236,35 @@ def make_regression() -> float:
         "lasso": lasso_out,
         "ols": ols_out,
         "random_forest": rf_out,
+        "trees": make_trees(Xtr, Ytr, Xte),
         **versions(),
     }
     write_json(OUT_DIR / "regression_expected.json", expected)
     return alpha
+
+
+def make_trees(Xtr, Ytr, Xte) -> list:
+    """Single exact-split trees (all features at every node, so no random draw decides a
+    split), unweighted and with bootstrap-like integer weights that include zeros."""
+    weights = np.random.default_rng(TREE_WEIGHT_SEED).integers(0, 3, size=len(Ytr)).astype(float)
+    out = []
+    for min_samples_leaf, max_depth, sample_weight in [
+        (1, None, None),
+        (2, None, weights),
+        (3, 5, weights),
+    ]:
+        tree = DecisionTreeRegressor(
+            min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=0
+        ).fit(Xtr, Ytr, sample_weight=sample_weight)
+        out.append({
+            "min_samples_leaf": min_samples_leaf,
+            "max_depth": max_depth,
+            "weights": None if sample_weight is None else floats(sample_weight),
+            "node_count": int(tree.tree_.node_count),
+            "predict_train": floats(tree.predict(Xtr)),
+            "predict_test": floats(tree.predict(Xte)),
+        })
+    return out
 
 
 README = """\
@@ -245,7 +272,7 @@ README = """\
 Made by `scripts/make_oracle_fixtures.py` (pinned deps in `scripts/requirements-oracle.txt`).
 Regenerate: `bash scripts/setup_venv.sh && .venv/bin/python scripts/make_oracle_fixtures.py`
 `metrics.csv` (y_true,y_pred; 60 rows, ties in y_true) -> `metrics_expected.json`: sklearn r2/rmse/mae/mape(fraction), scipy spearman.
-`regression.csv` (split,f0..f7,y; 120 train then 40 test) -> `regression_expected.json`: Lasso/OLS coef+test R^2, RandomForest test R^2 over seeds 0..4.
+`regression.csv` (split,f0..f7,y; 120 train then 40 test) -> `regression_expected.json`: Lasso/OLS coef+test R^2, RandomForest test R^2 over seeds 0..4, DecisionTreeRegressor predictions (`trees`).
 """
 
 

@@ -4,6 +4,7 @@
 //! The classical baselines are tabular: they see the per-tile feature table of
 //! `data::features`, standardised with the training rows' mean and deviation.
 
+mod coordinate_descent;
 pub mod gbdt;
 pub mod graphsage;
 pub mod lasso;
@@ -11,6 +12,7 @@ pub mod mlp;
 pub mod ols;
 pub mod opencarbon;
 pub mod random_forest;
+mod regression_tree;
 pub mod ridge;
 pub mod tabular;
 

@@ -1,14 +1,14 @@
-//! Random forest regression with smartcore (bootstrap samples, best splits, variance
-//! reduction): the strong non-linear baseline.
+//! Random forest regression as scikit-learn's `RandomForestRegressor` (bootstrap samples,
+//! exact best splits, variance reduction; the trees in `regression_tree`), trees grown in
+//! parallel: the strong non-linear baseline.
 
 use ndarray::{Array1, ArrayView2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use smartcore::ensemble::random_forest_regressor::{
-    RandomForestRegressor, RandomForestRegressorParameters,
-};
-use smartcore::linalg::basic::matrix::DenseMatrix;
 
-use super::lasso::to_dense;
+use super::regression_tree::{Columns, Tree, TreeParams};
 use super::{FieldProblem, FittedModel};
 use crate::error::{Error, Result};
 
@@ -76,90 +76,80 @@ impl RandomForestConfig {
         p
     }
 
+    /// Features tried at each split: scikit-learn's `max(1, int(max_features * features))`.
+    pub fn features_per_split(&self, features: usize) -> usize {
+        ((self.max_features * features as f64) as usize).clamp(1, features.max(1))
+    }
+
     pub fn fit(
         &self,
         x: ArrayView2<f64>,
         y: &Array1<f64>,
         seed: u64,
     ) -> Result<Box<dyn FittedModel>> {
-        let m =
-            ((self.max_features * x.ncols() as f64).round() as usize).clamp(1, x.ncols().max(1));
-        // The forest is grown as SUB_FORESTS independent forests of about n_trees / SUB_FORESTS
-        // trees each (every tree is an independent bootstrap, so the union is a forest of
-        // n_trees), on all cores. The partition and each part's seed do not depend on the
-        // number of cores, so results are the same on any machine.
-        let parts: Vec<usize> = (0..SUB_FORESTS)
-            .map(|k| self.n_trees / SUB_FORESTS + usize::from(k < self.n_trees % SUB_FORESTS))
-            .filter(|&t| t > 0)
-            .collect();
-        let dense = to_dense(x)?;
-        let targets = y.to_vec();
-        let grow = |k: usize, trees: usize| {
-            let params = RandomForestRegressorParameters {
-                max_depth: self.max_depth,
-                min_samples_leaf: self.min_samples_leaf,
-                min_samples_split: self.min_samples_split,
-                n_trees: trees,
-                m: Some(m),
-                keep_samples: false,
-                seed: seed.wrapping_mul(SUB_FORESTS as u64).wrapping_add(k as u64),
-            };
-            RandomForestRegressor::fit(&dense, &targets, params)
-                .map_err(|e| Error::Model(format!("random_forest: {e}")))
+        if x.nrows() == 0 || x.ncols() == 0 {
+            return Err(Error::Model(
+                "random_forest: no training rows or features".into(),
+            ));
+        }
+        let columns = Columns::new(x);
+        let params = TreeParams {
+            max_depth: self.max_depth.map(usize::from),
+            min_samples_leaf: self.min_samples_leaf,
+            min_samples_split: self.min_samples_split,
+            max_features: self.features_per_split(columns.features()),
         };
-        let threads = crate::track::provenance::threads();
-        let forests: Vec<Result<Forest>> = if threads > 1 {
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = parts
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &t)| sc.spawn(move || grow(k, t)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("forest worker panicked"))
-                    .collect()
+        let targets = y
+            .as_slice()
+            .expect("a training target vector is contiguous");
+        // Each tree draws its bootstrap and features from its own stream of the seed, so the
+        // forest is the same whichever thread grows which tree.
+        let trees: Vec<Tree> = (0..self.n_trees)
+            .into_par_iter()
+            .map(|t| {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                rng.set_stream(t as u64);
+                let mut counts = vec![0.0; x.nrows()];
+                for _ in 0..x.nrows() {
+                    counts[rng.gen_range(0..x.nrows())] += 1.0;
+                }
+                Tree::grow(&columns, targets, &counts, &params, &mut rng)
             })
-        } else {
-            parts.iter().enumerate().map(|(k, &t)| grow(k, t)).collect()
-        };
+            .collect();
         Ok(Box::new(FittedForest {
-            forests: forests.into_iter().collect::<Result<_>>()?,
-            parts,
-            n_trees: self.n_trees,
-            m,
+            trees,
+            max_features: params.max_features,
         }))
     }
 }
 
-/// Independent sub-forests a forest is grown as (see `fit`).
-const SUB_FORESTS: usize = 4;
-
-type Forest = RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>;
-
 struct FittedForest {
-    forests: Vec<Forest>,
-    /// Trees per sub-forest: the weights of their mean predictions.
-    parts: Vec<usize>,
-    n_trees: usize,
-    m: usize,
+    trees: Vec<Tree>,
+    max_features: usize,
 }
 
 impl FittedModel for FittedForest {
+    /// The mean of the trees' predictions, summed in tree order (the same on any core count).
     fn predict(&self, x: ArrayView2<f64>) -> Result<Array1<f64>> {
-        let dense = to_dense(x)?;
-        let mut out = Array1::zeros(x.nrows());
-        for (f, &trees) in self.forests.iter().zip(&self.parts) {
-            let p = f
-                .predict(&dense)
-                .map_err(|e| Error::Model(format!("random_forest: {e}")))?;
-            out.scaled_add(trees as f64 / self.n_trees as f64, &Array1::from(p));
-        }
-        Ok(out)
+        let rows: Vec<Vec<f32>> = x
+            .rows()
+            .into_iter()
+            .map(|r| r.iter().map(|&v| v as f32).collect())
+            .collect();
+        let n = self.trees.len() as f64;
+        let predictions: Vec<f64> = rows
+            .par_iter()
+            .map(|row| self.trees.iter().map(|t| t.predict(row)).sum::<f64>() / n)
+            .collect();
+        Ok(Array1::from(predictions))
     }
 
     fn describe(&self, _names: &[String]) -> serde_json::Value {
-        serde_json::json!({ "n_trees": self.n_trees, "features_per_split": self.m })
+        serde_json::json!({
+            "n_trees": self.trees.len(),
+            "features_per_split": self.max_features,
+            "nodes": self.trees.iter().map(Tree::node_count).sum::<usize>(),
+        })
     }
 }
 
@@ -201,8 +191,9 @@ mod tests {
         );
     }
 
+    /// The same seed gives the same forest on 1 and 3 threads; another seed another forest.
     #[test]
-    fn same_seed_same_forest() {
+    fn same_seed_same_forest_on_any_thread_count() {
         let f = oracle::regression();
         let cfg = RandomForestConfig {
             n_trees: 10,
@@ -211,16 +202,35 @@ mod tests {
             min_samples_split: 2,
             max_features: 0.5,
         };
-        let a = cfg
-            .fit(f.x_train.view(), &f.y_train, 7)
-            .unwrap()
-            .predict(f.x_test.view())
-            .unwrap();
-        let b = cfg
-            .fit(f.x_train.view(), &f.y_train, 7)
-            .unwrap()
-            .predict(f.x_test.view())
-            .unwrap();
-        assert_eq!(a, b);
+        let fit = |threads: usize, seed: u64| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                cfg.fit(f.x_train.view(), &f.y_train, seed)
+                    .unwrap()
+                    .predict(f.x_test.view())
+                    .unwrap()
+            })
+        };
+        assert_eq!(fit(1, 7), fit(3, 7));
+        assert_ne!(fit(1, 7), fit(1, 8));
+    }
+
+    #[test]
+    fn features_per_split_truncates_as_scikit_learn() {
+        let cfg = RandomForestConfig {
+            max_features: 0.5,
+            ..RandomForestConfig::default()
+        };
+        assert_eq!(cfg.features_per_split(53), 26);
+        assert_eq!(cfg.features_per_split(1), 1);
+        let third = RandomForestConfig {
+            max_features: 0.33,
+            ..RandomForestConfig::default()
+        };
+        assert_eq!(third.features_per_split(53), 17);
+        assert_eq!(third.features_per_split(2), 1);
     }
 }

@@ -31,7 +31,7 @@ impl SparseBatch {
 fn taps(i: usize, g: &Conv2dGeometry, out_len: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
     (0..g.kernel).filter_map(move |k| {
         let pos = i as isize + g.padding as isize - k as isize;
-        (pos >= 0 && pos as usize % g.stride == 0 && (pos as usize / g.stride) < out_len)
+        (pos >= 0 && (pos as usize).is_multiple_of(g.stride) && (pos as usize / g.stride) < out_len)
             .then(|| (k, pos as usize / g.stride))
     })
 }

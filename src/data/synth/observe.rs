@@ -29,14 +29,14 @@ pub(super) fn pixel(cell: &Cell, px: usize, py: usize, h: f64, hc: f64, roof: [u
             } else {
                 [120, 140, 70]
             };
-            if py % 2 == 0 {
+            if py.is_multiple_of(2) {
                 base
             } else {
                 [base[0] - 15, base[1] - 15, base[2] - 10]
             }
         }
         LandUse::Road => {
-            if py == PX / 2 && px % 3 != 0 {
+            if py == PX / 2 && !px.is_multiple_of(3) {
                 [200, 200, 190]
             } else {
                 [78, 78, 82]
