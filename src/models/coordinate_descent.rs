@@ -19,8 +19,8 @@ pub struct Descent {
 pub fn lasso(columns: &[f64], y: &[f64], alpha: f64, max_iter: u32, tol: f64) -> Descent {
     let n = y.len();
     let p = columns.len().checked_div(n).unwrap_or(0);
-    // Every column and the residual start on a cache line: unaligned wide loads that
-    // straddle two lines made the descent up to 1.7× slower, depending on where the
+    // Every column and the residual start on a cache line: with unaligned wide loads that
+    // straddle two lines the same fit took 10 or 13-17 ms on london, depending on where the
     // allocator happened to put the buffers.
     let stride = n.div_ceil(8) * 8;
     let mut store = Aligned::zeros(p * stride);
