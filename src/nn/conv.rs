@@ -10,7 +10,9 @@
 //! of threads, and per-chunk weight gradients are summed in chunk order, so results are
 //! identical whatever the core count.
 
-use super::parallel::for_each_chunk;
+use std::mem::MaybeUninit;
+
+use super::parallel::{for_each_chunk, zeroed};
 
 /// The sizes of one convolution call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,14 +261,17 @@ pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f
     assert_eq!(x.len(), g.input_len(), "conv2d input length");
     assert_eq!(w.len(), g.weight_len(), "conv2d weight length");
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
-    let mut y = vec![0.0f32; g.output_len()];
+    let mut y: Vec<f32> = Vec::with_capacity(g.output_len());
     let chunk = g.chunk();
-    let items: Vec<&mut [f32]> = y.chunks_mut(chunk * co * p).collect();
+    let items: Vec<&mut [MaybeUninit<f32>]> = y.spare_capacity_mut()[..g.output_len()]
+        .chunks_mut(chunk * co * p)
+        .collect();
     for_each_chunk(
         items,
         g.macs() >= PARALLEL_MIN_MACS,
         || (vec![0.0f32; ckk * chunk * p], vec![0.0f32; co * chunk * p]),
         |(cols, out), ci, y_chunk| {
+            let y_chunk = zeroed(y_chunk);
             let (n0, s) = (ci * chunk, y_chunk.len() / (co * p));
             let np = s * p;
             im2col(g, x, n0, s, cols);
@@ -297,12 +302,22 @@ pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f
             }
         },
     );
+    // SAFETY: the chunks cover the whole output, and each was initialised by `zeroed`.
+    unsafe { y.set_len(g.output_len()) };
     y
 }
 
-/// Gradients of a convolution, each accumulated (+=) into its buffer.
+/// Where an input gradient goes.
+pub enum InputGrad<'a> {
+    /// Added (+=) to these values.
+    AddTo(&'a mut [f32]),
+    /// Written into new memory (every value), each chunk zeroed by the thread that fills it.
+    New(&'a mut [MaybeUninit<f32>]),
+}
+
+/// Gradients of a convolution, the weight's and bias's accumulated (+=) into their buffers.
 pub struct Conv2dGrads<'a> {
-    pub x: Option<&'a mut [f32]>,
+    pub x: Option<InputGrad<'a>>,
     pub w: &'a mut [f32],
     pub bias: Option<&'a mut [f32]>,
 }
@@ -330,8 +345,15 @@ pub fn conv2d_backward(
     // The transposed output gradient is only needed for the input gradient.
     let gy_t_len = if grads.x.is_some() { co * chunk * p } else { 0 };
     // Each chunk owns its samples' slice of the input gradient, when there is one.
-    let gx_parts: Vec<Option<&mut [f32]>> = match grads.x.as_deref_mut() {
-        Some(gx) => gx.chunks_mut(chunk * in_len).map(Some).collect(),
+    let gx_parts: Vec<Option<InputGrad<'_>>> = match grads.x.take() {
+        Some(InputGrad::AddTo(gx)) => gx
+            .chunks_mut(chunk * in_len)
+            .map(|c| Some(InputGrad::AddTo(c)))
+            .collect(),
+        Some(InputGrad::New(gx)) => gx
+            .chunks_mut(chunk * in_len)
+            .map(|c| Some(InputGrad::New(c)))
+            .collect(),
         None => (0..n_chunks).map(|_| None).collect(),
     };
     let partial_gw = for_each_chunk(
@@ -353,6 +375,10 @@ pub fn conv2d_backward(
                 gemm(co, p, ckk, gy_s, cols_t, &mut gw, ckk, true);
             }
             if let Some(gx) = gx_chunk {
+                let gx = match gx {
+                    InputGrad::AddTo(gx) => gx,
+                    InputGrad::New(gx) => zeroed(gx),
+                };
                 // The chunk's output gradient as [co, s·p], then one GEMM for all its
                 // samples: gcols [ckk, s·p] = Wᵀ [ckk, co] · gy [co, s·p], in place of the
                 // columns (each value the same sum over co as per sample).
@@ -497,7 +523,7 @@ mod tests {
                 &w,
                 &r,
                 Conv2dGrads {
-                    x: Some(&mut gx),
+                    x: Some(InputGrad::AddTo(&mut gx)),
                     w: &mut gw,
                     bias: Some(&mut gb),
                 },

@@ -103,7 +103,7 @@ impl LayerKernels for Cpu {
         need_x: bool,
         grad_out: &Self::Vec,
     ) -> Result<ConvGrads<Self>, Self::Err> {
-        let mut gx = need_x.then(|| vec![0.0; g.input_len()]);
+        let mut gx: Option<Vec<f32>> = need_x.then(|| Vec::with_capacity(g.input_len()));
         let mut gw = vec![0.0; g.weight_len()];
         let mut gb = has_bias.then(|| vec![0.0; g.out_channels]);
         conv::conv2d_backward(
@@ -112,11 +112,18 @@ impl LayerKernels for Cpu {
             &host(w),
             grad_out,
             conv::Conv2dGrads {
-                x: gx.as_deref_mut(),
+                x: gx
+                    .as_mut()
+                    .map(|v| conv::InputGrad::New(&mut v.spare_capacity_mut()[..g.input_len()])),
                 w: &mut gw,
                 bias: gb.as_deref_mut(),
             },
         );
+        if let Some(v) = gx.as_mut() {
+            // SAFETY: `InputGrad::New` asks conv2d_backward to write every value (its chunks
+            // cover the whole input and each is zeroed before col2im adds into it).
+            unsafe { v.set_len(g.input_len()) };
+        }
         conv_grads(self, g, gx, gw, gb)
     }
 
@@ -244,8 +251,22 @@ impl LayerKernels for Cpu {
     }
 
     fn accumulate<S: dfdx::shapes::Shape>(&self, dst: &mut Self::Vec, src: &Tensor<S, f32, Self>) {
-        for (d, s) in dst.iter_mut().zip(host(src).iter()) {
-            *d += s;
+        // Each value's own sum, so splitting across threads changes no result; large input
+        // gradients were the calling thread's largest pass in a two-thread epoch.
+        const PART: usize = 1 << 15;
+        let src = host(src);
+        let add = |(d, s): (&mut [f32], &[f32])| {
+            for (d, s) in d.iter_mut().zip(s) {
+                *d += s;
+            }
+        };
+        if dst.len() >= 4 * PART {
+            use rayon::prelude::*;
+            dst.par_chunks_mut(PART)
+                .zip(src.par_chunks(PART))
+                .for_each(add);
+        } else {
+            add((&mut dst[..], &src[..]));
         }
     }
 
