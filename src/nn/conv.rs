@@ -270,6 +270,17 @@ fn col2im(g: &Conv2dGeometry, cols: &[f32], n0: usize, samples: usize, gx: &mut 
 
 /// Forward pass: returns y [N, out, OH, OW].
 pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    forward_by(g, x, w, bias, per_sample_gemms(g))
+}
+
+/// `conv2d_forward` with the GEMM layout chosen by the caller (the tests run both).
+fn forward_by(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    per_sample: bool,
+) -> Vec<f32> {
     assert_eq!(x.len(), g.input_len(), "conv2d input length");
     assert_eq!(w.len(), g.weight_len(), "conv2d weight length");
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
@@ -282,11 +293,7 @@ pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f
         items,
         g.macs() >= PARALLEL_MIN_MACS,
         || {
-            let out_len = if per_sample_gemms(g) {
-                0
-            } else {
-                co * chunk * p
-            };
+            let out_len = if per_sample { 0 } else { co * chunk * p };
             (vec![0.0f32; ckk * chunk * p], vec![0.0f32; out_len])
         },
         |(cols, out), ci, y_chunk| {
@@ -294,7 +301,7 @@ pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f
             let (n0, s) = (ci * chunk, y_chunk.len() / (co * p));
             let np = s * p;
             im2col(g, x, n0, s, cols);
-            if per_sample_gemms(g) {
+            if per_sample {
                 // Straight into each sample's output [co, p] = W [co, ckk] · its columns.
                 for si in 0..s {
                     let y_s = &mut y_chunk[si * co * p..][..co * p];
@@ -359,7 +366,19 @@ pub fn conv2d_backward(
     x: &[f32],
     w: &[f32],
     gy: &[f32],
+    grads: Conv2dGrads<'_>,
+) {
+    backward_by(g, x, w, gy, grads, per_sample_gemms(g))
+}
+
+/// `conv2d_backward` with the GEMM layout chosen by the caller (the tests run both).
+fn backward_by(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
     mut grads: Conv2dGrads<'_>,
+    per_sample: bool,
 ) {
     assert_eq!(gy.len(), g.output_len(), "conv2d output-gradient length");
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
@@ -374,7 +393,7 @@ pub fn conv2d_backward(
     let n_chunks = g.batch.div_ceil(chunk);
     let in_len = g.in_channels * g.height * g.width;
     // The transposed output gradient is only needed for the input gradient.
-    let gy_t_len = if grads.x.is_some() && !per_sample_gemms(g) {
+    let gy_t_len = if grads.x.is_some() && !per_sample {
         co * chunk * p
     } else {
         0
@@ -417,7 +436,7 @@ pub fn conv2d_backward(
                 // The chunk's output gradient as [co, s·p], then one GEMM for all its
                 // samples: gcols [ckk, s·p] = Wᵀ [ckk, co] · gy [co, s·p], in place of the
                 // columns (each value the same sum over co as per sample).
-                if per_sample_gemms(g) {
+                if per_sample {
                     // Each sample's gcols [ckk, p] = Wᵀ [ckk, co] · its gy [co, p], straight
                     // from the output gradient into the sample's columns.
                     for si in 0..s {
@@ -524,6 +543,58 @@ mod tests {
             padding: 0,
         },
     ];
+
+    /// One GEMM per sample and one per chunk give the same bits, forward and backward, on
+    /// every test geometry and on one with a large batch (several chunks, partial last one);
+    /// an input gradient written into new memory is the one added to zeros.
+    #[test]
+    fn per_sample_and_per_chunk_gemms_give_the_same_bits() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let many = Conv2dGeometry {
+            batch: 70,
+            in_channels: 5,
+            height: 9,
+            width: 9,
+            out_channels: 7,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
+        for g in CASES.iter().copied().chain([many]) {
+            let (x, w, b) = (
+                random(g.input_len(), &mut rng),
+                random(g.weight_len(), &mut rng),
+                random(g.out_channels, &mut rng),
+            );
+            let gy = random(g.output_len(), &mut rng);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+            let run = |per_sample: bool| {
+                let y = forward_by(&g, &x, &w, Some(&b), per_sample);
+                let (mut gx, mut gw, mut gb) =
+                    (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+                let grads = Conv2dGrads {
+                    x: Some(InputGrad::AddTo(&mut gx)),
+                    w: &mut gw,
+                    bias: Some(&mut gb),
+                };
+                backward_by(&g, &x, &w, &gy, grads, per_sample);
+                // Into new memory: the same values as added to zeros.
+                let mut fresh: Vec<f32> = Vec::with_capacity(x.len());
+                let (mut gw2, mut gb2) = (vec![0.0; w.len()], vec![0.0; b.len()]);
+                let grads = Conv2dGrads {
+                    x: Some(InputGrad::New(&mut fresh.spare_capacity_mut()[..x.len()])),
+                    w: &mut gw2,
+                    bias: Some(&mut gb2),
+                };
+                backward_by(&g, &x, &w, &gy, grads, per_sample);
+                // SAFETY: `InputGrad::New` has every value written.
+                unsafe { fresh.set_len(x.len()) };
+                assert_eq!(bits(&fresh), bits(&gx), "{g:?}: new memory");
+                (bits(&y), bits(&gx), bits(&gw), bits(&gb))
+            };
+            assert_eq!(run(true), run(false), "{g:?}");
+        }
+    }
 
     #[test]
     fn forward_matches_the_definition() {
