@@ -118,7 +118,8 @@ def timed(fn, repeat=1):
     return sorted(seconds)[len(seconds) // 2], pred
 
 
-TABULAR = {"lasso": "lasso", "random_forest": "random_forest", "gbdt": "gbdt"}
+# Timed by benches/tabular.rs on the same table (the others through their runs).
+TABULAR = {"lasso", "random_forest", "gbdt"}
 
 
 def rust_tabular(work, kind, split_csv, seed, repeat):
@@ -201,7 +202,8 @@ def main():
     city = os.path.join(work, args.city)
     sh(BIN, "synth", args.city, city)
     rust = rust_runs(work, city, args.seed)
-    x, y, parts, edges, names = load(work, city, os.path.join(rust["lasso"][2], "split.csv"))
+    split_csv = os.path.join(rust["lasso"][2], "split.csv")
+    x, y, parts, edges, names = load(work, city, split_csv)
     tr, te = parts["train"], parts["test"]
 
     from sklearn.ensemble import RandomForestRegressor
@@ -226,7 +228,6 @@ def main():
           f"{len(te)} test tiles, {x.shape[1]} features; Python with {args.threads} threads")
     print(f"{'model':<15} {'python':<26} {'rust s':>8} {'python s':>9} {'rust/python':>12} "
           f"{'rust R²':>8} {'python R²':>10} {'ΔR²':>7}")
-    split_csv = os.path.join(rust["lasso"][2], "split.csv")
     for kind, (label, fit) in fits.items():
         repeat = args.repeat if kind in TABULAR else 1
         seconds, pred = timed(fit, repeat)

@@ -112,7 +112,7 @@ impl FittedModel for FittedLasso {
     }
 }
 
-pub(crate) fn to_dense(x: ArrayView2<f64>) -> Result<DenseMatrix<f64>> {
+fn to_dense(x: ArrayView2<f64>) -> Result<DenseMatrix<f64>> {
     let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
     DenseMatrix::from_2d_vec(&rows).map_err(|e| Error::Model(format!("smartcore matrix: {e}")))
 }

@@ -137,13 +137,14 @@ impl Tree {
                 wy_sum += w * t;
                 wyy_sum += w * t * t;
             }
+            let mean = wy_sum / w_sum;
             let index = nodes.len();
             nodes.push(Node {
                 feature: LEAF,
                 threshold: 0.0,
                 left: LEAF,
                 right: LEAF,
-                value: wy_sum / w_sum,
+                value: mean,
             });
             if let Some((parent, is_left)) = p.parent {
                 if is_left {
@@ -153,7 +154,6 @@ impl Tree {
                 }
             }
             let n = p.end - p.start;
-            let mean = wy_sum / w_sum;
             let impurity = wyy_sum / w_sum - mean * mean;
             if params.max_depth.is_some_and(|max| p.depth >= max)
                 || n < params.min_samples_split
