@@ -12,7 +12,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::parallel::{for_each_chunk, zeroed};
+use super::parallel::{for_each_chunk, scratch, zeroed};
 
 /// The sizes of one convolution call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,7 +294,7 @@ fn forward_by(
         g.macs() >= PARALLEL_MIN_MACS,
         || {
             let out_len = if per_sample { 0 } else { co * chunk * p };
-            (vec![0.0f32; ckk * chunk * p], vec![0.0f32; out_len])
+            (scratch(ckk * chunk * p), scratch(out_len))
         },
         |(cols, out), ci, y_chunk| {
             let y_chunk = zeroed(y_chunk);
@@ -410,15 +410,24 @@ fn backward_by(
             .collect(),
         None => (0..n_chunks).map(|_| None).collect(),
     };
-    let partial_gw = for_each_chunk(
-        gx_parts,
+    // Each chunk's gW, summed into grads.w in chunk order below. One buffer from the calling
+    // thread: allocated by the workers, they came from their own glibc arenas, whose heaps
+    // are unmapped when empty and faulted in again by the next call.
+    let gw_len = co * ckk;
+    let mut partial_gw: Vec<f32> = Vec::with_capacity(n_chunks * gw_len);
+    let items: Vec<_> = gx_parts
+        .into_iter()
+        .zip(partial_gw.spare_capacity_mut()[..n_chunks * gw_len].chunks_mut(gw_len))
+        .collect();
+    for_each_chunk(
+        items,
         g.macs() >= PARALLEL_MIN_MACS,
-        || (vec![0.0f32; ckk * chunk * p], vec![0.0f32; gy_t_len]),
-        |(cols, gy_t), ci, gx_chunk| {
+        || (scratch(ckk * chunk * p), scratch(gy_t_len)),
+        |(cols, gy_t), ci, (gx_chunk, gw)| {
             let n0 = ci * chunk;
             let s = chunk.min(g.batch - n0);
             let np = s * p;
-            let mut gw = vec![0.0f32; co * ckk];
+            let gw = zeroed(gw);
             im2col(g, x, n0, s, cols);
             // Per sample, so that each sample's contribution to gW is summed on its own and
             // added in sample order (the order every earlier result was computed in).
@@ -426,7 +435,7 @@ fn backward_by(
                 let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
                 // gW [co, ckk] += gy [co, p] · (this sample's columns)ᵀ [p, ckk]
                 let cols_t = Mat::transposed(&cols[si * p..], np);
-                gemm(co, p, ckk, gy_s, cols_t, &mut gw, ckk, true);
+                gemm(co, p, ckk, gy_s, cols_t, gw, ckk, true);
             }
             if let Some(gx) = gx_chunk {
                 let gx = match gx {
@@ -457,10 +466,11 @@ fn backward_by(
                 }
                 col2im(g, cols, 0, s, gx);
             }
-            gw
         },
     );
-    for gw in partial_gw {
+    // SAFETY: every chunk's part was initialised by `zeroed` above.
+    unsafe { partial_gw.set_len(n_chunks * gw_len) };
+    for gw in partial_gw.chunks(gw_len) {
         grads.w.iter_mut().zip(gw).for_each(|(d, v)| *d += v);
     }
 }
@@ -593,6 +603,40 @@ mod tests {
                 (bits(&y), bits(&gx), bits(&gw), bits(&gb))
             };
             assert_eq!(run(true), run(false), "{g:?}");
+        }
+    }
+
+    /// The column buffers are reused between calls without being cleared: values left in
+    /// them (NaN here) must never reach an output or a gradient.
+    #[test]
+    fn values_left_in_scratch_buffers_change_nothing() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for g in CASES {
+            assert!(g.macs() < PARALLEL_MIN_MACS, "runs on the calling thread");
+            let (x, w, b) = (
+                random(g.input_len(), &mut rng),
+                random(g.weight_len(), &mut rng),
+                random(g.out_channels, &mut rng),
+            );
+            let gy = random(g.output_len(), &mut rng);
+            let run = || {
+                let y = conv2d_forward(&g, &x, &w, Some(&b));
+                let (mut gx, mut gw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+                let grads = Conv2dGrads {
+                    x: Some(InputGrad::AddTo(&mut gx)),
+                    w: &mut gw,
+                    bias: None,
+                };
+                conv2d_backward(&g, &x, &w, &gy, grads);
+                [y, gx, gw].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+            };
+            // A new thread starts with no scratch buffers, so its buffers are new zeros.
+            let clean = std::thread::scope(|s| s.spawn(run).join().unwrap());
+            let poisoned: Vec<_> = (0..4).map(|_| scratch(1 << 16)).collect();
+            for mut buf in poisoned {
+                buf.fill(f32::NAN);
+            }
+            assert_eq!(run(), clean, "{g:?}");
         }
     }
 

@@ -3,7 +3,9 @@
 //! computed by one thread in a fixed order, and results come back in item order for the
 //! caller to combine in that order.
 
+use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
 /// Zero a part of a new buffer (from `Vec::spare_capacity_mut`) and return it as values.
@@ -15,6 +17,74 @@ pub(crate) fn zeroed(part: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     // SAFETY: every element was initialised on the line above, and MaybeUninit<f32> has the
     // layout of f32.
     unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Scratch buffers each thread keeps for its next kernel call.
+const KEPT_SCRATCH: usize = 4;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's working buffer of `len` values, handed back to that thread's pool when
+/// dropped. Its values are unspecified (left from an earlier call): callers write every
+/// value before they read it.
+///
+/// Why: the convolution's column buffers are several MB per chunk at 256 px. Allocated anew
+/// in every call, they came from the worker threads' own glibc arenas, whose heaps are
+/// unmapped when empty and mapped again by the next call: a quarter of a 256 px ResNet-18
+/// epoch went to the kernel's page faults and the TLB shootdowns they cause.
+pub(crate) struct Scratch {
+    buf: Vec<f32>,
+    len: usize,
+}
+
+/// A scratch buffer of `len` values from this thread's pool (the smallest kept one that is
+/// large enough, else the largest one grown).
+pub(crate) fn scratch(len: usize) -> Scratch {
+    let kept = SCRATCH.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let fits = (0..pool.len())
+            .filter(|&i| pool[i].len() >= len)
+            .min_by_key(|&i| pool[i].len());
+        let largest = (0..pool.len()).max_by_key(|&i| pool[i].len());
+        fits.or(largest).map(|i| pool.swap_remove(i))
+    });
+    let mut buf = kept.unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    Scratch { buf, len }
+}
+
+impl Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[..self.len]
+    }
+}
+
+impl DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[..self.len]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // During thread exit the pool may be gone; the buffer is then simply freed.
+        let _ = SCRATCH.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            pool.push(buf);
+            if pool.len() > KEPT_SCRATCH {
+                let smallest = (0..pool.len()).min_by_key(|&i| pool[i].len());
+                if let Some(i) = smallest {
+                    pool.swap_remove(i);
+                }
+            }
+        });
+    }
 }
 
 /// Run `work(scratch, index, item)` for every item on up to `track::provenance::threads()`
