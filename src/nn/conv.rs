@@ -215,6 +215,8 @@ fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, cols: &mut [
                         let out = &mut row[(s * oh + oy) * ow..][..ow][valid.clone()];
                         if g.stride == 1 {
                             out.copy_from_slice(&src[ix0..][..out.len()]);
+                        } else if g.stride == 2 {
+                            copy_every_second(&src[ix0..], out);
                         } else {
                             let taps = src[ix0..].iter().step_by(g.stride);
                             for (d, v) in out.iter_mut().zip(taps) {
@@ -226,6 +228,19 @@ fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, cols: &mut [
             }
         }
     }
+}
+
+/// out[i] = src[2·i]. In pairs, so that the compiler vectorises it (a `step_by(2)` loop
+/// stayed scalar: half of im2col's time in a 64 px epoch, whose encoder has three stride-2
+/// stages).
+fn copy_every_second(src: &[f32], out: &mut [f32]) {
+    let Some((last, head)) = out.split_last_mut() else {
+        return;
+    };
+    for (d, pair) in head.iter_mut().zip(src.chunks_exact(2)) {
+        *d = pair[0];
+    }
+    *last = src[2 * head.len()];
 }
 
 /// The adjoint of `im2col`: adds every column entry back onto the input pixel it came from.
