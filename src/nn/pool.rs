@@ -3,55 +3,69 @@
 //! window order, in the forward pass and in the backward pass alike, because the backward
 //! pass recomputes the winner instead of storing indices (nothing device-specific to keep).
 
+use rayon::prelude::*;
+
 use super::Conv2dGeometry;
 
-/// For every output value of channel plane `plane` (H×W input), call `f(out_index, in_index)`
-/// with the input position that holds the window's maximum.
-fn for_each_winner(g: &Conv2dGeometry, x: &[f32], mut f: impl FnMut(usize, usize)) {
+/// For every output value of one channel plane (`xin`, H×W), call `f(out_index, in_index)`
+/// with the input position that holds the window's maximum, both indices within the plane.
+fn plane_winners(g: &Conv2dGeometry, xin: &[f32], mut f: impl FnMut(usize, usize)) {
     let (h, w, oh, ow) = (g.height, g.width, g.out_height(), g.out_width());
-    for plane in 0..g.batch * g.in_channels {
-        let xin = &x[plane * h * w..(plane + 1) * h * w];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut best = (f32::NEG_INFINITY, usize::MAX);
-                'window: for ky in 0..g.kernel {
-                    let iy = (oy * g.stride + ky).wrapping_sub(g.padding);
-                    if iy >= h {
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut best = (f32::NEG_INFINITY, usize::MAX);
+            'window: for ky in 0..g.kernel {
+                let iy = (oy * g.stride + ky).wrapping_sub(g.padding);
+                if iy >= h {
+                    continue;
+                }
+                for kx in 0..g.kernel {
+                    let ix = (ox * g.stride + kx).wrapping_sub(g.padding);
+                    if ix >= w {
                         continue;
                     }
-                    for kx in 0..g.kernel {
-                        let ix = (ox * g.stride + kx).wrapping_sub(g.padding);
-                        if ix >= w {
-                            continue;
-                        }
-                        let v = xin[iy * w + ix];
-                        // `>` keeps the first maximum; NaN propagates like PyTorch's.
-                        if v > best.0 || best.1 == usize::MAX || v.is_nan() {
-                            best = (v, iy * w + ix);
-                            if v.is_nan() {
-                                break 'window; // the first NaN wins (as on the GPU)
-                            }
+                    let v = xin[iy * w + ix];
+                    // `>` keeps the first maximum; NaN propagates like PyTorch's.
+                    if v > best.0 || best.1 == usize::MAX || v.is_nan() {
+                        best = (v, iy * w + ix);
+                        if v.is_nan() {
+                            break 'window; // the first NaN wins (as on the GPU)
                         }
                     }
                 }
-                f(plane * oh * ow + oy * ow + ox, plane * h * w + best.1);
             }
+            f(oy * ow + ox, best.1);
         }
     }
 }
 
-/// Max pooling of NCHW `x`; `g.out_channels` must equal `g.in_channels`.
+/// Max pooling of NCHW `x`; `g.out_channels` must equal `g.in_channels`. Channel planes are
+/// independent, so they are split across threads with no effect on the result.
 pub fn max_pool2d_forward(g: &Conv2dGeometry, x: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), g.input_len());
-    let mut y = vec![0.0; g.batch * g.in_channels * g.out_height() * g.out_width()];
-    for_each_winner(g, x, |o, i| y[o] = x[i]);
+    let (hw, ohw) = (g.height * g.width, g.out_height() * g.out_width());
+    let mut y = vec![0.0; g.batch * g.in_channels * ohw];
+    if y.is_empty() {
+        return y;
+    }
+    y.par_chunks_mut(ohw)
+        .zip(x.par_chunks(hw))
+        .for_each(|(yp, xp)| plane_winners(g, xp, |o, i| yp[o] = xp[i]));
     y
 }
 
-/// Input gradient of `max_pool2d_forward`: each output gradient goes to its window's winner.
+/// Input gradient of `max_pool2d_forward`: each output gradient goes to its window's winner,
+/// added in output order within each channel plane (planes split across threads).
 pub fn max_pool2d_backward(g: &Conv2dGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f32> {
+    let (hw, ohw) = (g.height * g.width, g.out_height() * g.out_width());
     let mut gx = vec![0.0; x.len()];
-    for_each_winner(g, x, |o, i| gx[i] += grad_out[o]);
+    if gx.is_empty() || ohw == 0 {
+        return gx;
+    }
+    gx.par_chunks_mut(hw)
+        .zip(x.par_chunks(hw))
+        .zip(grad_out.par_chunks(ohw))
+        .for_each(|((gp, xp), gop)| plane_winners(g, xp, |o, i| gp[i] += gop[o]));
     gx
 }
 
