@@ -47,8 +47,8 @@ pub(crate) fn scratch(len: usize) -> Scratch {
         let fits = (0..pool.len())
             .filter(|&i| pool[i].len() >= len)
             .min_by_key(|&i| pool[i].len());
-        let largest = (0..pool.len()).max_by_key(|&i| pool[i].len());
-        fits.or(largest).map(|i| pool.swap_remove(i))
+        fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()))
+            .map(|i| pool.swap_remove(i))
     });
     let mut buf = kept.unwrap_or_default();
     if buf.len() < len {

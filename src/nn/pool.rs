@@ -58,6 +58,8 @@ pub fn max_pool2d_forward(g: &Conv2dGeometry, x: &[f32]) -> Vec<f32> {
 /// added in output order within each channel plane (planes split across threads).
 pub fn max_pool2d_backward(g: &Conv2dGeometry, x: &[f32], grad_out: &[f32]) -> Vec<f32> {
     let (hw, ohw) = (g.height * g.width, g.out_height() * g.out_width());
+    assert_eq!(x.len(), g.input_len());
+    assert_eq!(grad_out.len(), g.batch * g.in_channels * ohw);
     let mut gx = vec![0.0; x.len()];
     if gx.is_empty() || ohw == 0 {
         return gx;
