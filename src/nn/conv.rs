@@ -536,7 +536,9 @@ mod tests {
         y
     }
 
-    const CASES: [Conv2dGeometry; 3] = [
+    /// The last two are wider, with one and two padded positions per row and whole padded
+    /// rows.
+    const CASES: [Conv2dGeometry; 5] = [
         Conv2dGeometry {
             batch: 2,
             in_channels: 3,
@@ -566,6 +568,26 @@ mod tests {
             kernel: 3,
             stride: 1,
             padding: 0,
+        },
+        Conv2dGeometry {
+            batch: 2,
+            in_channels: 3,
+            height: 10,
+            width: 11,
+            out_channels: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        },
+        Conv2dGeometry {
+            batch: 2,
+            in_channels: 2,
+            height: 20,
+            width: 18,
+            out_channels: 3,
+            kernel: 5,
+            stride: 2,
+            padding: 2,
         },
     ];
 
