@@ -27,16 +27,12 @@ use opencarbon::nn::device::{on_device, ModelDevice, OnDevice};
 use opencarbon::nn::learner::TrainSteps;
 use opencarbon::train::{prepare_dataset, PreparedDataset};
 
+mod common;
+use common::arg;
+
 fn main() {
     opencarbon::nn::reuse_large_allocations();
     opencarbon::nn::use_thread_setting().expect("OPENCARBON_THREADS");
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let number = |name: &str, default: usize| {
         arg(name).map_or(default, |v| v.parse().expect("a whole number"))
     };

@@ -11,15 +11,11 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, Axis};
 use opencarbon::models::{ModelConfig, Standardizer, TabularModel};
 
+mod common;
+use common::arg;
+
 fn main() {
     opencarbon::nn::use_thread_setting().expect("OPENCARBON_THREADS");
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
     let need = |name: &str| arg(name).unwrap_or_else(|| panic!("{name} is required"));
     let seed: u64 = arg("--seed").map_or(0, |v| v.parse().expect("--seed: a whole number"));
     let repeat: usize = arg("--repeat").map_or(5, |v| v.parse().expect("--repeat: a number"));
