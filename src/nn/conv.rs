@@ -12,6 +12,7 @@
 
 use std::mem::MaybeUninit;
 
+use super::conv_direct;
 use super::parallel::{for_each_chunk, scratch, zeroed};
 
 /// The sizes of one convolution call.
@@ -121,16 +122,33 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// Whether the forward pass and the input gradient take one GEMM per sample, reading and
-/// writing each sample's own rows in place, rather than one GEMM per chunk through a copy in
-/// chunk layout. Each output value is the same sum over the same terms in the same order
-/// either way (the GEMM's blocking splits rows and columns, never a value's sum), so results
-/// do not change. Per sample pays for packing W once per sample, cheap where a sample's
-/// columns outnumber the weights (large pictures: the copies, about 8 % of the convolution
-/// layer's time, are saved); for the neighbourhood CNN's 3×3 pictures W is 8-16 times the
-/// columns, and one GEMM per chunk wins.
-fn per_sample_gemms(g: &Conv2dGeometry) -> bool {
-    g.out_pixels() >= g.out_channels
+/// How a call lays out its GEMMs. Each output value is the same sum over the same terms in
+/// the same order on every path (the GEMM's blocking splits rows and columns, never a value's
+/// sum, and `conv_direct` repeats matrixmultiply's operations), so results do not depend on
+/// the path; the tests check the bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gemms {
+    /// One GEMM per chunk of samples through a copy in chunk layout. Wins for the
+    /// neighbourhood CNN's 3×3 pictures, where W is 8-16 times a sample's columns and a GEMM
+    /// per sample would pack W once per sample.
+    PerChunk,
+    /// One GEMM per sample, reading and writing the sample's own rows in place (large
+    /// pictures: the chunk-layout copies were about 8 % of the convolution layer's time).
+    PerSample,
+    /// Per sample as above, but the forward GEMM and the weight gradient read the picture
+    /// directly (`conv_direct`), with no im2col buffer; the input gradient as `PerSample`.
+    Direct,
+}
+
+/// The path for this geometry on this machine.
+fn gemms(g: &Conv2dGeometry) -> Gemms {
+    if g.out_pixels() < g.out_channels {
+        Gemms::PerChunk
+    } else if conv_direct::available() {
+        Gemms::Direct
+    } else {
+        Gemms::PerSample
+    }
 }
 
 /// C (m×n, row stride `rsc`) = A·B, or C += A·B when `accumulate`; single-threaded (the
@@ -285,16 +303,16 @@ fn col2im(g: &Conv2dGeometry, cols: &[f32], n0: usize, samples: usize, gx: &mut 
 
 /// Forward pass: returns y [N, out, OH, OW].
 pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    forward_by(g, x, w, bias, per_sample_gemms(g))
+    forward_by(g, x, w, bias, gemms(g))
 }
 
-/// `conv2d_forward` with the GEMM layout chosen by the caller (the tests run both).
+/// `conv2d_forward` with the GEMM layout chosen by the caller (the tests run each).
 fn forward_by(
     g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
-    per_sample: bool,
+    path: Gemms,
 ) -> Vec<f32> {
     assert_eq!(x.len(), g.input_len(), "conv2d input length");
     assert_eq!(w.len(), g.weight_len(), "conv2d weight length");
@@ -304,31 +322,54 @@ fn forward_by(
     let items: Vec<&mut [MaybeUninit<f32>]> = y.spare_capacity_mut()[..g.output_len()]
         .chunks_mut(chunk * co * p)
         .collect();
+    // W in the direct kernel's panels, packed once per call.
+    let mut w_panels = Vec::new();
+    if path == Gemms::Direct {
+        w_panels.resize(conv_direct::row_panels_len(co, ckk), 0.0);
+        conv_direct::pack_row_panels(w, co, ckk, &mut w_panels);
+    }
+    let add_bias = |y_s: &mut [f32]| {
+        if let Some(b) = bias {
+            for (o, plane) in y_s.chunks_mut(p).enumerate() {
+                plane.iter_mut().for_each(|v| *v += b[o]);
+            }
+        }
+    };
     for_each_chunk(
         items,
         g.macs() >= PARALLEL_MIN_MACS,
-        || {
-            let out_len = if per_sample { 0 } else { co * chunk * p };
-            (scratch(ckk * chunk * p), scratch(out_len))
+        || match path {
+            Gemms::Direct => (
+                scratch(conv_direct::padded_len(g)),
+                scratch(conv_direct::strip_len(g)),
+            ),
+            Gemms::PerSample => (scratch(ckk * chunk * p), scratch(0)),
+            Gemms::PerChunk => (scratch(ckk * chunk * p), scratch(co * chunk * p)),
         },
         |(cols, out), ci, y_chunk| {
             let y_chunk = zeroed(y_chunk);
             let (n0, s) = (ci * chunk, y_chunk.len() / (co * p));
             let np = s * p;
-            im2col(g, x, n0, s, cols);
-            if per_sample {
-                // Straight into each sample's output [co, p] = W [co, ckk] · its columns.
-                for si in 0..s {
-                    let y_s = &mut y_chunk[si * co * p..][..co * p];
-                    let cols_s = Mat::row_major(&cols[si * p..], np);
-                    gemm(co, ckk, p, Mat::row_major(w, ckk), cols_s, y_s, p, false);
-                    if let Some(b) = bias {
-                        for (o, plane) in y_s.chunks_mut(p).enumerate() {
-                            plane.iter_mut().for_each(|v| *v += b[o]);
-                        }
+            match path {
+                Gemms::Direct => {
+                    for (si, y_s) in y_chunk.chunks_mut(co * p).enumerate() {
+                        let xp = conv_direct::padded(g, x, n0 + si, cols);
+                        conv_direct::forward_sample(g, &xp, &w_panels, y_s, out);
+                        add_bias(y_s);
                     }
+                    return;
                 }
-                return;
+                Gemms::PerSample => {
+                    im2col(g, x, n0, s, cols);
+                    // Straight into each sample's output [co, p] = W [co, ckk] · its columns.
+                    for (si, y_s) in y_chunk.chunks_mut(co * p).enumerate() {
+                        let cols_s = Mat::row_major(&cols[si * p..], np);
+                        gemm(co, ckk, p, Mat::row_major(w, ckk), cols_s, y_s, p, false);
+                        add_bias(y_s);
+                    }
+                    return;
+                }
+                Gemms::PerChunk => im2col(g, x, n0, s, cols),
             }
             // One GEMM for the whole chunk: out [co, s·p] = W [co, ckk] · columns [ckk, s·p],
             // then each sample's rows copied out.
@@ -383,17 +424,17 @@ pub fn conv2d_backward(
     gy: &[f32],
     grads: Conv2dGrads<'_>,
 ) {
-    backward_by(g, x, w, gy, grads, per_sample_gemms(g))
+    backward_by(g, x, w, gy, grads, gemms(g))
 }
 
-/// `conv2d_backward` with the GEMM layout chosen by the caller (the tests run both).
+/// `conv2d_backward` with the GEMM layout chosen by the caller (the tests run each).
 fn backward_by(
     g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     gy: &[f32],
     mut grads: Conv2dGrads<'_>,
-    per_sample: bool,
+    path: Gemms,
 ) {
     assert_eq!(gy.len(), g.output_len(), "conv2d output-gradient length");
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
@@ -408,10 +449,21 @@ fn backward_by(
     let n_chunks = g.batch.div_ceil(chunk);
     let in_len = g.in_channels * g.height * g.width;
     // The transposed output gradient is only needed for the input gradient.
-    let gy_t_len = if grads.x.is_some() && !per_sample {
+    let gy_t_len = if grads.x.is_some() && path == Gemms::PerChunk {
         co * chunk * p
     } else {
         0
+    };
+    // The direct weight gradient (3×3 kernels) and its scratch: the transposed output
+    // gradient, the transposed weight gradient and the padded picture.
+    let direct_gw = path == Gemms::Direct && conv_direct::weight_grad_fits(g);
+    let input_grad = grads.x.is_some();
+    let (direct_gy_t, direct_gw_t, direct_padded) = match direct_gw {
+        true => {
+            let (t, pn) = conv_direct::weight_grad_scratch(g);
+            (t, pn, conv_direct::padded_len(g))
+        }
+        false => (0, 0, 0),
     };
     // Each chunk owns its samples' slice of the input gradient, when there is one.
     let gx_parts: Vec<Option<InputGrad<'_>>> = match grads.x.take() {
@@ -437,20 +489,43 @@ fn backward_by(
     for_each_chunk(
         items,
         g.macs() >= PARALLEL_MIN_MACS,
-        || (scratch(ckk * chunk * p), scratch(gy_t_len)),
-        |(cols, gy_t), ci, (gx_chunk, gw)| {
+        || {
+            let direct = (
+                scratch(direct_gy_t),
+                scratch(direct_gw_t),
+                scratch(direct_padded),
+            );
+            // The direct weight gradient needs the columns only for the input gradient.
+            let cols_len = if direct_gw && !input_grad {
+                0
+            } else {
+                ckk * chunk * p
+            };
+            (scratch(cols_len), scratch(gy_t_len), direct)
+        },
+        |(cols, gy_t, (d_gy_t, d_gw_t, d_padded)), ci, (gx_chunk, gw)| {
             let n0 = ci * chunk;
             let s = chunk.min(g.batch - n0);
             let np = s * p;
             let gw = zeroed(gw);
-            im2col(g, x, n0, s, cols);
             // Per sample, so that each sample's contribution to gW is summed on its own and
             // added in sample order (the order every earlier result was computed in).
-            for si in 0..s {
-                let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
-                // gW [co, ckk] += gy [co, p] · (this sample's columns)ᵀ [p, ckk]
-                let cols_t = Mat::transposed(&cols[si * p..], np);
-                gemm(co, p, ckk, gy_s, cols_t, gw, ckk, true);
+            if direct_gw {
+                conv_direct::weight_grad_begin(g, d_gw_t);
+                for si in 0..s {
+                    let gy_s = &gy[(n0 + si) * co * p..][..co * p];
+                    let xp = conv_direct::padded(g, x, n0 + si, d_padded);
+                    conv_direct::weight_grad_sample(g, &xp, gy_s, d_gw_t, d_gy_t);
+                }
+                conv_direct::weight_grad_end(g, d_gw_t, gw);
+            } else {
+                im2col(g, x, n0, s, cols);
+                for si in 0..s {
+                    let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
+                    // gW [co, ckk] += gy [co, p] · (this sample's columns)ᵀ [p, ckk]
+                    let cols_t = Mat::transposed(&cols[si * p..], np);
+                    gemm(co, p, ckk, gy_s, cols_t, gw, ckk, true);
+                }
             }
             if let Some(gx) = gx_chunk {
                 let gx = match gx {
@@ -460,7 +535,7 @@ fn backward_by(
                 // The chunk's output gradient as [co, s·p], then one GEMM for all its
                 // samples: gcols [ckk, s·p] = Wᵀ [ckk, co] · gy [co, s·p], in place of the
                 // columns (each value the same sum over co as per sample).
-                if per_sample {
+                if path != Gemms::PerChunk {
                     // Each sample's gcols [ckk, p] = Wᵀ [ckk, co] · its gy [co, p], straight
                     // from the output gradient into the sample's columns.
                     for si in 0..s {
@@ -591,11 +666,13 @@ mod tests {
         },
     ];
 
-    /// One GEMM per sample and one per chunk give the same bits, forward and backward, on
-    /// every test geometry and on one with a large batch (several chunks, partial last one);
-    /// an input gradient written into new memory is the one added to zeros.
+    /// Every GEMM layout (one per chunk, one per sample, the direct kernels where this
+    /// machine has them) gives the same bits, forward and backward, on every test geometry,
+    /// on one with a large batch (several chunks, partial last one) and on two whose
+    /// reductions span several of matrixmultiply's blocks; an input gradient written into new
+    /// memory is the one added to zeros.
     #[test]
-    fn per_sample_and_per_chunk_gemms_give_the_same_bits() {
+    fn every_gemm_layout_gives_the_same_bits() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let many = Conv2dGeometry {
             batch: 70,
@@ -607,7 +684,26 @@ mod tests {
             stride: 1,
             padding: 1,
         };
-        for g in CASES.iter().copied().chain([many]) {
+        // 40·9 = 360 terms per output (two blocks of the forward reduction), 24×24 = 576
+        // pixels (three blocks of the weight gradient's); 20 output channels (a partial
+        // panel of 16).
+        let long = Conv2dGeometry {
+            batch: 2,
+            in_channels: 40,
+            height: 24,
+            width: 24,
+            out_channels: 20,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+        };
+        let long_strided = Conv2dGeometry {
+            stride: 2,
+            height: 33,
+            width: 34,
+            ..long
+        };
+        for g in CASES.iter().copied().chain([many, long, long_strided]) {
             let (x, w, b) = (
                 random(g.input_len(), &mut rng),
                 random(g.weight_len(), &mut rng),
@@ -615,8 +711,8 @@ mod tests {
             );
             let gy = random(g.output_len(), &mut rng);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
-            let run = |per_sample: bool| {
-                let y = forward_by(&g, &x, &w, Some(&b), per_sample);
+            let run = |path: Gemms| {
+                let y = forward_by(&g, &x, &w, Some(&b), path);
                 let (mut gx, mut gw, mut gb) =
                     (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
                 let grads = Conv2dGrads {
@@ -624,7 +720,7 @@ mod tests {
                     w: &mut gw,
                     bias: Some(&mut gb),
                 };
-                backward_by(&g, &x, &w, &gy, grads, per_sample);
+                backward_by(&g, &x, &w, &gy, grads, path);
                 // Into new memory: the same values as added to zeros.
                 let mut fresh: Vec<f32> = Vec::with_capacity(x.len());
                 let (mut gw2, mut gb2) = (vec![0.0; w.len()], vec![0.0; b.len()]);
@@ -633,13 +729,19 @@ mod tests {
                     w: &mut gw2,
                     bias: Some(&mut gb2),
                 };
-                backward_by(&g, &x, &w, &gy, grads, per_sample);
+                backward_by(&g, &x, &w, &gy, grads, path);
                 // SAFETY: `InputGrad::New` has every value written.
                 unsafe { fresh.set_len(x.len()) };
                 assert_eq!(bits(&fresh), bits(&gx), "{g:?}: new memory");
                 (bits(&y), bits(&gx), bits(&gw), bits(&gb))
             };
-            assert_eq!(run(true), run(false), "{g:?}");
+            let reference = run(Gemms::PerChunk);
+            assert_eq!(run(Gemms::PerSample), reference, "{g:?}: per sample");
+            if conv_direct::available() {
+                assert_eq!(run(Gemms::Direct), reference, "{g:?}: direct");
+            } else {
+                eprintln!("no AVX-512F here: the direct kernels are not tested");
+            }
         }
     }
 

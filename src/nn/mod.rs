@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod conv;
+mod conv_direct;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

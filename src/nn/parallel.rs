@@ -42,6 +42,13 @@ pub(crate) struct Scratch {
 /// A scratch buffer of `len` values from this thread's pool (the smallest kept one that is
 /// large enough, else the largest one grown).
 pub(crate) fn scratch(len: usize) -> Scratch {
+    if len == 0 {
+        // Nothing to lend: keep the pool's buffers for the requests that need them.
+        return Scratch {
+            buf: Vec::new(),
+            len,
+        };
+    }
     let kept = SCRATCH.with(|pool| {
         let mut pool = pool.borrow_mut();
         let fits = (0..pool.len())
@@ -73,6 +80,9 @@ impl DerefMut for Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
+        if buf.capacity() == 0 {
+            return;
+        }
         // During thread exit the pool may be gone; the buffer is then simply freed.
         let _ = SCRATCH.try_with(|pool| {
             let mut pool = pool.borrow_mut();

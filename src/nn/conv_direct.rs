@@ -1,0 +1,401 @@
+//! The convolution's forward GEMM and weight-gradient GEMM with the column matrix never
+//! written out: each 16-wide panel of columns is packed straight from the (padded) picture,
+//! and a 16×16 AVX-512 tile kernel multiplies it.
+//!
+//! Why: im2col wrote every column (k² times the input) and matrixmultiply then read them back
+//! to pack its own panels; at the convolution benchmark's shape the two passes and their
+//! memcpy/memset were a third of the layer's time.
+//!
+//! The results are bit for bit those of the im2col + matrixmultiply path this replaces
+//! (checked by `conv`'s tests): matrixmultiply's f32 AVX-512 kernel computes each output as a
+//! chain of fused multiply-adds starting from +0 over blocks of [`KC`] along the reduction,
+//! then writes the first block's chain (`C = 1·ab`) or adds it to C (`C = fma(1, ab, C)`,
+//! which rounds as `C + ab`), the blocks in order. [`tile`] does the same operations in the
+//! same order, the padding's zeros included as terms. So results are unchanged and do not
+//! depend on which path a machine takes.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use super::conv::Conv2dGeometry;
+
+/// matrixmultiply's block length along the reduction for f32 (`S_KC`).
+const KC: usize = 256;
+
+/// Rows and columns of one tile; both operands are packed in panels of this width.
+const W: usize = 16;
+
+/// Whether this machine runs the kernels here (x86-64 with AVX-512F). Elsewhere the caller
+/// keeps im2col + matrixmultiply.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Rows of a row-major m×k matrix `a` as panels of 16 rows: panel r holds, for each k, rows
+/// 16r…16r+15 (zeros past m). The tile kernel broadcasts from these.
+pub(super) fn pack_row_panels(a: &[f32], m: usize, k: usize, out: &mut [f32]) {
+    let panels = m.div_ceil(W);
+    let out = &mut out[..panels * k * W];
+    for (r, panel) in out.chunks_mut(k * W).enumerate() {
+        for (kk, group) in panel.chunks_mut(W).enumerate() {
+            for (i, v) in group.iter_mut().enumerate() {
+                let row = r * W + i;
+                *v = if row < m { a[row * k + kk] } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Length of the buffer `pack_row_panels` fills.
+pub(super) fn row_panels_len(m: usize, k: usize) -> usize {
+    m.div_ceil(W) * k * W
+}
+
+/// Length of the column strip `forward_sample` packs.
+pub(super) fn strip_len(g: &Conv2dGeometry) -> usize {
+    g.patch_len() * W
+}
+
+/// The picture with its zero border, and the geometry to index it.
+pub(super) struct Padded<'a> {
+    data: &'a [f32],
+    /// Padded height and width.
+    ph: usize,
+    pw: usize,
+}
+
+/// Sample `n` of `x` with `g.padding` zeros on every side, written into `buf` (or `x` itself
+/// when there is no padding).
+pub(super) fn padded<'a>(
+    g: &Conv2dGeometry,
+    x: &'a [f32],
+    n: usize,
+    buf: &'a mut [f32],
+) -> Padded<'a> {
+    let plane = g.height * g.width;
+    let sample = &x[n * g.in_channels * plane..][..g.in_channels * plane];
+    let (ph, pw) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
+    if g.padding == 0 {
+        return Padded {
+            data: sample,
+            ph,
+            pw,
+        };
+    }
+    let buf = &mut buf[..g.in_channels * ph * pw];
+    buf.fill(0.0);
+    for (c, src) in sample.chunks(plane).enumerate() {
+        for (y, row) in src.chunks(g.width).enumerate() {
+            buf[(c * ph + y + g.padding) * pw + g.padding..][..g.width].copy_from_slice(row);
+        }
+    }
+    Padded { data: buf, ph, pw }
+}
+
+/// Length of the buffer `padded` needs.
+pub(super) fn padded_len(g: &Conv2dGeometry) -> usize {
+    g.in_channels * (g.height + 2 * g.padding) * (g.width + 2 * g.padding)
+}
+
+/// Where column row j = (c·k + ki)·k + kj starts in the padded picture: its value at output
+/// pixel (oy, ox) is at that offset + oy·stride·pw + ox·stride.
+fn column_origin(g: &Conv2dGeometry, p: &Padded, j: usize) -> usize {
+    let k = g.kernel;
+    let (c, ki, kj) = (j / (k * k), j / k % k, j % k);
+    (c * p.ph + ki) * p.pw + kj
+}
+
+/// Forward pass of one sample: y_s [co, OH·OW] = W · columns, without bias. `w_panels` is W
+/// from `pack_row_panels`; `strip` holds `g.patch_len() · 16` values of scratch.
+pub(super) fn forward_sample(
+    g: &Conv2dGeometry,
+    x: &Padded,
+    w_panels: &[f32],
+    y_s: &mut [f32],
+    strip: &mut [f32],
+) {
+    let (oh, ow, s) = (g.out_height(), g.out_width(), g.stride);
+    let (ckk, co, p) = (g.patch_len(), g.out_channels, oh * ow);
+    let strip = &mut strip[..ckk * W];
+    let origins: Vec<usize> = (0..ckk).map(|j| column_origin(g, x, j)).collect();
+    for j0 in (0..p).step_by(W) {
+        let n = W.min(p - j0);
+        let (oy, ox) = (j0 / ow, j0 % ow);
+        if n == W && ox + W <= ow {
+            // The 16 pixels lie in one output row: one run of the picture per column row.
+            let at = oy * s * x.pw + ox * s;
+            for (dst, &o) in strip.chunks_exact_mut(W).zip(&origins) {
+                let src = &x.data[o + at..];
+                match s {
+                    1 => dst.copy_from_slice(&src[..W]),
+                    _ => dst
+                        .iter_mut()
+                        .zip(src.iter().step_by(s))
+                        .for_each(|(d, v)| *d = *v),
+                }
+            }
+        } else {
+            let at: Vec<Option<usize>> = (0..W)
+                .map(|i| (i < n).then(|| ((j0 + i) / ow * x.pw + (j0 + i) % ow) * s))
+                .collect();
+            for (dst, &o) in strip.chunks_exact_mut(W).zip(&origins) {
+                for (d, a) in dst.iter_mut().zip(&at) {
+                    *d = a.map_or(0.0, |a| x.data[o + a]);
+                }
+            }
+        }
+        for (r, panel) in w_panels.chunks(ckk * W).enumerate() {
+            let rows = W.min(co - r * W);
+            let c = &mut y_s[r * W * p + j0..];
+            // SAFETY: `tile_checked` checks every bound the kernel touches.
+            tile_checked(ckk, panel, strip, c, p, rows, n, false);
+        }
+    }
+}
+
+/// Whether `weight_grad_sample` handles this geometry (3×3 kernels; others keep im2col).
+pub(super) fn weight_grad_fits(g: &Conv2dGeometry) -> bool {
+    g.kernel == 3
+}
+
+/// Output channels rounded up to whole vectors of 16: the row length of the transposed
+/// output gradient and of the transposed weight gradient.
+fn channels_padded(g: &Conv2dGeometry) -> usize {
+    g.out_channels.div_ceil(W) * W
+}
+
+/// Scratch lengths the weight gradient needs: (transposed output gradient of one sample,
+/// transposed weight gradient of one chunk).
+pub(super) fn weight_grad_scratch(g: &Conv2dGeometry) -> (usize, usize) {
+    let p = g.out_height() * g.out_width();
+    (p * channels_padded(g), g.patch_len() * channels_padded(g))
+}
+
+/// Start a chunk's weight gradient: zero its transposed accumulator gwᵀ [ckk, co (padded)].
+pub(super) fn weight_grad_begin(g: &Conv2dGeometry, gw_t: &mut [f32]) {
+    gw_t[..weight_grad_scratch(g).1].fill(0.0);
+}
+
+/// gwᵀ [ckk, co] += (this sample's columns) [ckk, p] · gy_sᵀ [p, co] for a 3×3 kernel.
+///
+/// Each accumulator vector holds 16 output channels of one column row, so the picture's
+/// values are broadcast straight from the padded picture (three row pointers, the taps at
+/// fixed offsets) and the column matrix is never formed; only gy_s is transposed, into
+/// `gy_t`. Per value: FMA chains from +0 over blocks of KC pixels, each added to gwᵀ, as
+/// matrixmultiply does for gW += gy_s · columnsᵀ.
+pub(super) fn weight_grad_sample(
+    g: &Conv2dGeometry,
+    x: &Padded,
+    gy_s: &[f32],
+    gw_t: &mut [f32],
+    gy_t: &mut [f32],
+) {
+    assert!(weight_grad_fits(g), "3×3 kernels only");
+    let (oh, ow) = (g.out_height(), g.out_width());
+    let (co, p, cop) = (g.out_channels, oh * ow, channels_padded(g));
+    let gy_t = &mut gy_t[..p * cop];
+    if co < cop {
+        gy_t.fill(0.0);
+    }
+    // Read along the planes, write across: each pixel's row of cop values stays in L1.
+    for (o, plane) in gy_s.chunks_exact(p).enumerate() {
+        for (v, row) in plane.iter().zip(gy_t[o..].iter_mut().step_by(cop)) {
+            *row = *v;
+        }
+    }
+    let gw_t = &mut gw_t[..g.patch_len() * cop];
+    let plane = x.ph * x.pw;
+    // The last value the kernel reads: tap (2, 2) at the last output pixel.
+    let last = ((oh - 1) * x.pw + (ow - 1)) * g.stride + 2 * x.pw + 2;
+    for c in 0..g.in_channels {
+        let picture = &x.data[c * plane..];
+        assert!(last < picture.len(), "padded picture bounds");
+        let out = &mut gw_t[c * 9 * cop..][..9 * cop];
+        let mut v0 = 0;
+        while v0 < cop {
+            let pair = cop - v0 >= 2 * W;
+            // SAFETY: the picture covers `last`, gy_t has p rows of cop values and `out` 9
+            // rows of cop (checked by the slicing above); AVX-512F is present wherever this
+            // path is chosen (`available`).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                let args = (
+                    picture.as_ptr(),
+                    x.pw,
+                    g.stride,
+                    (oh, ow),
+                    gy_t.as_ptr().add(v0),
+                    cop,
+                    out.as_mut_ptr().add(v0),
+                );
+                if pair {
+                    taps3::<2>(args)
+                } else {
+                    taps3::<1>(args)
+                }
+            }
+            v0 += if pair { 2 * W } else { W };
+        }
+    }
+}
+
+/// Finish a chunk's weight gradient: gw [co, ckk] = gwᵀ (gw held zeros, so each value is
+/// the one accumulated in gwᵀ).
+pub(super) fn weight_grad_end(g: &Conv2dGeometry, gw_t: &[f32], gw: &mut [f32]) {
+    let (ckk, cop) = (g.patch_len(), channels_padded(g));
+    for (o, row) in gw.chunks_exact_mut(ckk).enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = gw_t[j * cop + o];
+        }
+    }
+}
+
+/// (picture of one channel, padded width, stride, (OH, OW), gy_t at the first output
+/// channel of the vectors, gy_t's row length, gwᵀ at row c·9 and the same channel).
+#[cfg(target_arch = "x86_64")]
+type Taps3Args = (
+    *const f32,
+    usize,
+    usize,
+    (usize, usize),
+    *const f32,
+    usize,
+    *mut f32,
+);
+
+/// The 3×3 weight-gradient kernel for NV vectors of 16 output channels: 9·NV accumulators,
+/// one per tap and vector, flushed into gwᵀ every KC pixels and at the end.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn taps3<const NV: usize>(args: Taps3Args) {
+    let (picture, pw, s, (oh, ow), gy_t, ld, out) = args;
+    let mut acc = [[_mm512_setzero_ps(); NV]; 9];
+    let flush = |acc: &mut [[__m512; NV]; 9]| {
+        for (t, tap) in acc.iter_mut().enumerate() {
+            for (v, a) in tap.iter_mut().enumerate() {
+                let cp = out.add(t * ld + v * W);
+                _mm512_storeu_ps(cp, _mm512_add_ps(_mm512_loadu_ps(cp), *a));
+                *a = _mm512_setzero_ps();
+            }
+        }
+    };
+    let mut px = 0;
+    for oy in 0..oh {
+        let r0 = picture.add(oy * s * pw);
+        let rows = [r0, r0.add(pw), r0.add(2 * pw)];
+        for ox in 0..ow {
+            let mut gv = [_mm512_setzero_ps(); NV];
+            for (v, g) in gv.iter_mut().enumerate() {
+                *g = _mm512_loadu_ps(gy_t.add(px * ld + v * W));
+            }
+            for (ki, row) in rows.iter().enumerate() {
+                let at = row.add(ox * s);
+                for kj in 0..3 {
+                    let xv = _mm512_set1_ps(*at.add(kj));
+                    for v in 0..NV {
+                        acc[ki * 3 + kj][v] = _mm512_fmadd_ps(xv, gv[v], acc[ki * 3 + kj][v]);
+                    }
+                }
+            }
+            px += 1;
+            if px % KC == 0 {
+                flush(&mut acc);
+            }
+        }
+    }
+    if px % KC != 0 {
+        flush(&mut acc);
+    }
+}
+
+/// `tile` after checking that every operand covers what it reads or writes.
+#[allow(clippy::too_many_arguments)]
+fn tile_checked(
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    rsc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= k * W
+            && b.len() >= k * W
+            && (1..=W).contains(&rows)
+            && (1..=W).contains(&cols)
+            && c.len() >= (rows - 1) * rsc + cols,
+        "tile operand bounds"
+    );
+    // SAFETY: bounds checked above; `available()` is true wherever this module is used (the
+    // caller chooses this path only then), so AVX-512F is present.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        tile(
+            k,
+            a.as_ptr(),
+            b.as_ptr(),
+            c.as_mut_ptr(),
+            rsc,
+            rows,
+            cols,
+            accumulate,
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("conv_direct is used only on x86-64 with AVX-512F");
+}
+
+/// C[i][j] (i < rows, j < cols; row stride `rsc`) = Σ_k a[k][i]·b[k][j], a and b packed as
+/// k groups of 16. Per output: an FMA chain from +0 over each block of KC terms; the first
+/// block's chain is stored (or added to C when `accumulate`), later blocks' chains added to
+/// C, in block order: matrixmultiply's operations in its order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    rows: usize,
+    cols: usize,
+    accumulate: bool,
+) {
+    let mask: __mmask16 = if cols >= W {
+        0xffff
+    } else {
+        ((1u32 << cols) - 1) as __mmask16
+    };
+    let mut k0 = 0;
+    while k0 < k {
+        let kb = KC.min(k - k0);
+        let mut acc = [_mm512_setzero_ps(); W];
+        for kk in k0..k0 + kb {
+            let bv = _mm512_loadu_ps(b.add(kk * W));
+            let ak = a.add(kk * W);
+            for (i, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_fmadd_ps(_mm512_set1_ps(*ak.add(i)), bv, *acc);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate().take(rows) {
+            let cp = c.add(i * rsc);
+            let v = if k0 == 0 && !accumulate {
+                *acc
+            } else {
+                _mm512_add_ps(_mm512_maskz_loadu_ps(mask, cp), *acc)
+            };
+            _mm512_mask_storeu_ps(cp, mask, v);
+        }
+        k0 += kb;
+    }
+}
