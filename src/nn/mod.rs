@@ -6,7 +6,6 @@
 
 pub mod aggregate;
 pub mod conv;
-mod conv_direct;
 mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -1,6 +1,6 @@
 //! Convolution of sparse input pictures (POI rasters: most cells are empty). Each non-zero
 //! input value adds its weights to the outputs it reaches, so the cost follows the number of
-//! non-zeros rather than the picture size; the dense kernels in conv.rs are the reference.
+//! non-zeros rather than the picture size; the dense kernels in conv/ are the reference.
 
 use super::conv::Conv2dGeometry;
 

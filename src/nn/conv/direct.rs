@@ -17,7 +17,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::conv::Conv2dGeometry;
+use super::Conv2dGeometry;
 
 /// matrixmultiply's block length along the reduction for f32 (`S_KC`).
 const KC: usize = 256;
@@ -351,7 +351,7 @@ fn tile_checked(
         )
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("conv_direct is used only on x86-64 with AVX-512F");
+    unreachable!("conv::direct is used only on x86-64 with AVX-512F");
 }
 
 /// C[i][j] (i < rows, j < cols; row stride `rsc`) = Σ_k a[k][i]·b[k][j], a and b packed as

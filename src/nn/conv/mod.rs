@@ -1,0 +1,452 @@
+//! 2-D convolution with its own kernels (issue: OpenCarbon in dfdx). dfdx 0.13's `conv2d`
+//! only compiles with its `nightly` feature, and a convolution composed of dfdx's generic
+//! ops (pad, slices, concat, matmul) measured 12.6× slower than PyTorch on this machine, so
+//! the forward pass is im2col + one GEMM and the backward pass is two GEMMs + col2im.
+//!
+//! Layout: input NCHW, weight [out, in, k, k] (PyTorch's), bias [out], zero padding.
+//! The batch is cut into fixed chunks whose im2col buffer fits in a core's L2 cache, so the
+//! GEMM reads it from cache; chunks run on all cores, each with single-threaded GEMMs
+//! (matrixmultiply, which has AVX-512 kernels). The chunking does not depend on the number
+//! of threads, and per-chunk weight gradients are summed in chunk order, so results are
+//! identical whatever the core count.
+
+use std::mem::MaybeUninit;
+
+mod columns;
+mod direct;
+#[cfg(test)]
+mod tests;
+
+use super::parallel::{for_each_chunk, scratch, zeroed};
+use columns::{col2im, im2col};
+
+/// The sizes of one convolution call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// Target size of one chunk's im2col buffer, in floats (768 KiB, within a 1 MiB L2).
+const CHUNK_COLS: usize = 192 << 10;
+
+/// Below this many multiply-adds a call runs on the calling thread (spawning costs more).
+const PARALLEL_MIN_MACS: usize = 4 << 20;
+
+impl Conv2dGeometry {
+    pub fn out_height(&self) -> usize {
+        (self.height + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    pub fn out_width(&self) -> usize {
+        (self.width + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.height * self.width
+    }
+
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * self.patch_len()
+    }
+
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.out_pixels()
+    }
+
+    /// Values in one receptive field: in_channels · k · k.
+    pub(crate) fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel * self.kernel
+    }
+
+    fn out_pixels(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    /// Samples per chunk so that the im2col buffer stays near CHUNK_COLS floats (at least
+    /// one sample).
+    fn chunk(&self) -> usize {
+        (CHUNK_COLS / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, self.batch.max(1))
+    }
+
+    fn macs(&self) -> usize {
+        self.batch * self.out_pixels() * self.patch_len() * self.out_channels
+    }
+
+    /// Why this geometry cannot be computed, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.kernel == 0 || self.stride == 0 {
+            return Err("kernel and stride must be >= 1".into());
+        }
+        if self.height + 2 * self.padding < self.kernel
+            || self.width + 2 * self.padding < self.kernel
+        {
+            return Err(format!(
+                "kernel {} does not fit a {}×{} input with padding {}",
+                self.kernel, self.height, self.width, self.padding
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A strided matrix operand: element (i, j) is at `data[i·rows + j·cols]`.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn row_major(data: &'a [f32], width: usize) -> Self {
+        Mat {
+            data,
+            rows: width,
+            cols: 1,
+        }
+    }
+
+    fn transposed(data: &'a [f32], width: usize) -> Self {
+        Mat {
+            data,
+            rows: 1,
+            cols: width,
+        }
+    }
+
+    /// Whether an r×c matrix with these strides lies inside `data`.
+    fn covers(&self, r: usize, c: usize) -> bool {
+        r == 0 || c == 0 || (r - 1) * self.rows + (c - 1) * self.cols < self.data.len()
+    }
+}
+
+/// How a call lays out its GEMMs. Each output value is the same sum over the same terms in
+/// the same order on every path (the GEMM's blocking splits rows and columns, never a value's
+/// sum, and `direct` repeats matrixmultiply's operations), so results do not depend on
+/// the path; the tests check the bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gemms {
+    /// One GEMM per chunk of samples through a copy in chunk layout. Wins for the
+    /// neighbourhood CNN's 3×3 pictures, where W is 8-16 times a sample's columns and a GEMM
+    /// per sample would pack W once per sample.
+    PerChunk,
+    /// One GEMM per sample, reading and writing the sample's own rows in place (large
+    /// pictures: the chunk-layout copies were about 8 % of the convolution layer's time).
+    PerSample,
+    /// Per sample as above, but the forward GEMM and the weight gradient read the picture
+    /// directly (`direct`), with no im2col buffer; the input gradient as `PerSample`.
+    Direct,
+}
+
+/// The path for this geometry on this machine.
+fn gemms(g: &Conv2dGeometry) -> Gemms {
+    if g.out_pixels() < g.out_channels {
+        Gemms::PerChunk
+    } else if direct::available() {
+        Gemms::Direct
+    } else {
+        Gemms::PerSample
+    }
+}
+
+/// C (m×n, row stride `rsc`) = A·B, or C += A·B when `accumulate`; single-threaded (the
+/// callers parallelise over chunks of the batch; matrixmultiply's own threading is off).
+#[allow(clippy::too_many_arguments)]
+fn gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], rsc: usize, accumulate: bool) {
+    let c_mat = Mat::row_major(c, rsc);
+    assert!(
+        a.covers(m, k) && b.covers(k, n) && c_mat.covers(m, n),
+        "gemm operand bounds"
+    );
+    // SAFETY: `covers` checked that every element the strides reach lies inside its slice;
+    // C is borrowed mutably, so it cannot alias A or B.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.rows as isize,
+            a.cols as isize,
+            b.data.as_ptr(),
+            b.rows as isize,
+            b.cols as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            c.as_mut_ptr(),
+            rsc as isize,
+            1,
+        );
+    }
+}
+
+/// Forward pass: returns y [N, out, OH, OW].
+pub fn conv2d_forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    forward_by(g, x, w, bias, gemms(g))
+}
+
+/// `conv2d_forward` with the GEMM layout chosen by the caller (the tests run each).
+fn forward_by(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    path: Gemms,
+) -> Vec<f32> {
+    assert_eq!(x.len(), g.input_len(), "conv2d input length");
+    assert_eq!(w.len(), g.weight_len(), "conv2d weight length");
+    let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
+    let mut y: Vec<f32> = Vec::with_capacity(g.output_len());
+    let chunk = g.chunk();
+    let items: Vec<&mut [MaybeUninit<f32>]> = y.spare_capacity_mut()[..g.output_len()]
+        .chunks_mut(chunk * co * p)
+        .collect();
+    // W in the direct kernel's panels, packed once per call.
+    let mut w_panels = Vec::new();
+    if path == Gemms::Direct {
+        w_panels.resize(direct::row_panels_len(co, ckk), 0.0);
+        direct::pack_row_panels(w, co, ckk, &mut w_panels);
+    }
+    let add_bias = |y_s: &mut [f32]| {
+        if let Some(b) = bias {
+            for (o, plane) in y_s.chunks_mut(p).enumerate() {
+                plane.iter_mut().for_each(|v| *v += b[o]);
+            }
+        }
+    };
+    for_each_chunk(
+        items,
+        g.macs() >= PARALLEL_MIN_MACS,
+        || match path {
+            Gemms::Direct => (
+                scratch(direct::padded_len(g)),
+                scratch(direct::strip_len(g)),
+            ),
+            Gemms::PerSample => (scratch(ckk * chunk * p), scratch(0)),
+            Gemms::PerChunk => (scratch(ckk * chunk * p), scratch(co * chunk * p)),
+        },
+        |(cols, out), ci, y_chunk| {
+            let y_chunk = zeroed(y_chunk);
+            let (n0, s) = (ci * chunk, y_chunk.len() / (co * p));
+            let np = s * p;
+            match path {
+                Gemms::Direct => {
+                    for (si, y_s) in y_chunk.chunks_mut(co * p).enumerate() {
+                        let xp = direct::padded(g, x, n0 + si, cols);
+                        direct::forward_sample(g, &xp, &w_panels, y_s, out);
+                        add_bias(y_s);
+                    }
+                    return;
+                }
+                Gemms::PerSample => {
+                    im2col(g, x, n0, s, cols);
+                    // Straight into each sample's output [co, p] = W [co, ckk] · its columns.
+                    for (si, y_s) in y_chunk.chunks_mut(co * p).enumerate() {
+                        let cols_s = Mat::row_major(&cols[si * p..], np);
+                        gemm(co, ckk, p, Mat::row_major(w, ckk), cols_s, y_s, p, false);
+                        add_bias(y_s);
+                    }
+                    return;
+                }
+                Gemms::PerChunk => im2col(g, x, n0, s, cols),
+            }
+            // One GEMM for the whole chunk: out [co, s·p] = W [co, ckk] · columns [ckk, s·p],
+            // then each sample's rows copied out.
+            let out = &mut out[..co * np];
+            gemm(
+                co,
+                ckk,
+                np,
+                Mat::row_major(w, ckk),
+                Mat::row_major(cols, np),
+                out,
+                np,
+                false,
+            );
+            for si in 0..s {
+                for o in 0..co {
+                    let src = &out[o * np + si * p..][..p];
+                    let dst = &mut y_chunk[(si * co + o) * p..][..p];
+                    match bias {
+                        Some(b) => dst.iter_mut().zip(src).for_each(|(d, v)| *d = v + b[o]),
+                        None => dst.copy_from_slice(src),
+                    }
+                }
+            }
+        },
+    );
+    // SAFETY: the chunks cover the whole output, and each was initialised by `zeroed`.
+    unsafe { y.set_len(g.output_len()) };
+    y
+}
+
+/// Where an input gradient goes.
+pub enum InputGrad<'a> {
+    /// Added (+=) to these values.
+    AddTo(&'a mut [f32]),
+    /// Written into new memory (every value), each chunk zeroed by the thread that fills it.
+    New(&'a mut [MaybeUninit<f32>]),
+}
+
+/// Gradients of a convolution, the weight's and bias's accumulated (+=) into their buffers.
+pub struct Conv2dGrads<'a> {
+    pub x: Option<InputGrad<'a>>,
+    pub w: &'a mut [f32],
+    pub bias: Option<&'a mut [f32]>,
+}
+
+/// Backward pass from the output gradient `gy` [N, out, OH, OW].
+pub fn conv2d_backward(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    grads: Conv2dGrads<'_>,
+) {
+    backward_by(g, x, w, gy, grads, gemms(g))
+}
+
+/// `conv2d_backward` with the GEMM layout chosen by the caller (the tests run each).
+fn backward_by(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    gy: &[f32],
+    mut grads: Conv2dGrads<'_>,
+    path: Gemms,
+) {
+    assert_eq!(gy.len(), g.output_len(), "conv2d output-gradient length");
+    let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
+    if let Some(gb) = grads.bias.as_deref_mut() {
+        for n in 0..g.batch {
+            for (o, b) in gb.iter_mut().enumerate() {
+                *b += gy[(n * co + o) * p..][..p].iter().sum::<f32>();
+            }
+        }
+    }
+    let chunk = g.chunk();
+    let n_chunks = g.batch.div_ceil(chunk);
+    let in_len = g.in_channels * g.height * g.width;
+    // The transposed output gradient is only needed for the input gradient.
+    let gy_t_len = if grads.x.is_some() && path == Gemms::PerChunk {
+        co * chunk * p
+    } else {
+        0
+    };
+    // The direct weight gradient (3×3 kernels) and its scratch: the transposed output
+    // gradient, the transposed weight gradient and the padded picture.
+    let direct_gw = path == Gemms::Direct && direct::weight_grad_fits(g);
+    let input_grad = grads.x.is_some();
+    let (direct_gy_t, direct_gw_t, direct_padded) = match direct_gw {
+        true => {
+            let (t, pn) = direct::weight_grad_scratch(g);
+            (t, pn, direct::padded_len(g))
+        }
+        false => (0, 0, 0),
+    };
+    // Each chunk owns its samples' slice of the input gradient, when there is one.
+    let gx_parts: Vec<Option<InputGrad<'_>>> = match grads.x.take() {
+        Some(InputGrad::AddTo(gx)) => gx
+            .chunks_mut(chunk * in_len)
+            .map(|c| Some(InputGrad::AddTo(c)))
+            .collect(),
+        Some(InputGrad::New(gx)) => gx
+            .chunks_mut(chunk * in_len)
+            .map(|c| Some(InputGrad::New(c)))
+            .collect(),
+        None => (0..n_chunks).map(|_| None).collect(),
+    };
+    // Each chunk's gW, summed into grads.w in chunk order below. One buffer from the calling
+    // thread: allocated by the workers, they came from their own glibc arenas, whose heaps
+    // are unmapped when empty and faulted in again by the next call.
+    let gw_len = co * ckk;
+    let mut partial_gw: Vec<f32> = Vec::with_capacity(n_chunks * gw_len);
+    let items: Vec<_> = gx_parts
+        .into_iter()
+        .zip(partial_gw.spare_capacity_mut()[..n_chunks * gw_len].chunks_mut(gw_len))
+        .collect();
+    for_each_chunk(
+        items,
+        g.macs() >= PARALLEL_MIN_MACS,
+        || {
+            let direct = (
+                scratch(direct_gy_t),
+                scratch(direct_gw_t),
+                scratch(direct_padded),
+            );
+            // The direct weight gradient needs the columns only for the input gradient.
+            let cols_len = if direct_gw && !input_grad {
+                0
+            } else {
+                ckk * chunk * p
+            };
+            (scratch(cols_len), scratch(gy_t_len), direct)
+        },
+        |(cols, gy_t, (d_gy_t, d_gw_t, d_padded)), ci, (gx_chunk, gw)| {
+            let n0 = ci * chunk;
+            let s = chunk.min(g.batch - n0);
+            let np = s * p;
+            let gw = zeroed(gw);
+            // Per sample, so that each sample's contribution to gW is summed on its own and
+            // added in sample order (the order every earlier result was computed in).
+            if direct_gw {
+                direct::weight_grad_begin(g, d_gw_t);
+                for si in 0..s {
+                    let gy_s = &gy[(n0 + si) * co * p..][..co * p];
+                    let xp = direct::padded(g, x, n0 + si, d_padded);
+                    direct::weight_grad_sample(g, &xp, gy_s, d_gw_t, d_gy_t);
+                }
+                direct::weight_grad_end(g, d_gw_t, gw);
+            } else {
+                im2col(g, x, n0, s, cols);
+                for si in 0..s {
+                    let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
+                    // gW [co, ckk] += gy [co, p] · (this sample's columns)ᵀ [p, ckk]
+                    let cols_t = Mat::transposed(&cols[si * p..], np);
+                    gemm(co, p, ckk, gy_s, cols_t, gw, ckk, true);
+                }
+            }
+            if let Some(gx) = gx_chunk {
+                let gx = match gx {
+                    InputGrad::AddTo(gx) => gx,
+                    InputGrad::New(gx) => zeroed(gx),
+                };
+                // The chunk's output gradient as [co, s·p], then one GEMM for all its
+                // samples: gcols [ckk, s·p] = Wᵀ [ckk, co] · gy [co, s·p], in place of the
+                // columns (each value the same sum over co as per sample).
+                if path != Gemms::PerChunk {
+                    // Each sample's gcols [ckk, p] = Wᵀ [ckk, co] · its gy [co, p], straight
+                    // from the output gradient into the sample's columns.
+                    for si in 0..s {
+                        let gy_s = Mat::row_major(&gy[(n0 + si) * co * p..][..co * p], p);
+                        let w_t = Mat::transposed(w, ckk);
+                        gemm(ckk, co, p, w_t, gy_s, &mut cols[si * p..], np, false);
+                    }
+                } else {
+                    let gy_t = &mut gy_t[..co * np];
+                    for si in 0..s {
+                        for o in 0..co {
+                            gy_t[o * np + si * p..][..p]
+                                .copy_from_slice(&gy[((n0 + si) * co + o) * p..][..p]);
+                        }
+                    }
+                    let gy_t = Mat::row_major(gy_t, np);
+                    gemm(ckk, co, np, Mat::transposed(w, ckk), gy_t, cols, np, false);
+                }
+                col2im(g, cols, 0, s, gx);
+            }
+        },
+    );
+    // SAFETY: every chunk's part was initialised by `zeroed` above.
+    unsafe { partial_gw.set_len(n_chunks * gw_len) };
+    for gw in partial_gw.chunks(gw_len) {
+        grads.w.iter_mut().zip(gw).for_each(|(d, v)| *d += v);
+    }
+}

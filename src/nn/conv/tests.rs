@@ -1,0 +1,309 @@
+//! The convolution's tests: every GEMM layout against the others bit for bit, against the
+//! definition, and against finite differences.
+
+use super::*;
+use rand::{Rng, SeedableRng};
+
+fn random(n: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// The definition, written as directly as possible.
+fn naive(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
+    let mut y = vec![0.0; g.output_len()];
+    for n in 0..g.batch {
+        for o in 0..g.out_channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = b[o] as f64;
+                    for c in 0..g.in_channels {
+                        for ki in 0..k {
+                            for kj in 0..k {
+                                let iy = (oy * g.stride + ki) as isize - g.padding as isize;
+                                let ix = (ox * g.stride + kj) as isize - g.padding as isize;
+                                if iy >= 0
+                                    && ix >= 0
+                                    && (iy as usize) < g.height
+                                    && (ix as usize) < g.width
+                                {
+                                    acc += (x[((n * g.in_channels + c) * g.height + iy as usize)
+                                        * g.width
+                                        + ix as usize]
+                                        * w[((o * g.in_channels + c) * k + ki) * k + kj])
+                                        as f64;
+                                }
+                            }
+                        }
+                    }
+                    y[((n * g.out_channels + o) * oh + oy) * ow + ox] = acc as f32;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The last two are wider, with one and two padded positions per row and whole padded
+/// rows.
+const CASES: [Conv2dGeometry; 5] = [
+    Conv2dGeometry {
+        batch: 2,
+        in_channels: 3,
+        height: 9,
+        width: 9,
+        out_channels: 4,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    },
+    Conv2dGeometry {
+        batch: 1,
+        in_channels: 5,
+        height: 20,
+        width: 17,
+        out_channels: 6,
+        kernel: 7,
+        stride: 3,
+        padding: 3,
+    },
+    Conv2dGeometry {
+        batch: 3,
+        in_channels: 2,
+        height: 6,
+        width: 6,
+        out_channels: 3,
+        kernel: 3,
+        stride: 1,
+        padding: 0,
+    },
+    Conv2dGeometry {
+        batch: 2,
+        in_channels: 3,
+        height: 10,
+        width: 11,
+        out_channels: 4,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    },
+    Conv2dGeometry {
+        batch: 2,
+        in_channels: 2,
+        height: 20,
+        width: 18,
+        out_channels: 3,
+        kernel: 5,
+        stride: 2,
+        padding: 2,
+    },
+];
+
+/// Every GEMM layout (one per chunk, one per sample, the direct kernels where this
+/// machine has them) gives the same bits, forward and backward, on every test geometry,
+/// on one with a large batch (several chunks, partial last one) and on two whose
+/// reductions span several of matrixmultiply's blocks; an input gradient written into new
+/// memory is the one added to zeros.
+#[test]
+fn every_gemm_layout_gives_the_same_bits() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let many = Conv2dGeometry {
+        batch: 70,
+        in_channels: 5,
+        height: 9,
+        width: 9,
+        out_channels: 7,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    // 40·9 = 360 terms per output (two blocks of the forward reduction), 24×24 = 576
+    // pixels (three blocks of the weight gradient's); 20 output channels (a partial
+    // panel of 16).
+    let long = Conv2dGeometry {
+        batch: 2,
+        in_channels: 40,
+        height: 24,
+        width: 24,
+        out_channels: 20,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let long_strided = Conv2dGeometry {
+        stride: 2,
+        height: 33,
+        width: 34,
+        ..long
+    };
+    for g in CASES.iter().copied().chain([many, long, long_strided]) {
+        let (x, w, b) = (
+            random(g.input_len(), &mut rng),
+            random(g.weight_len(), &mut rng),
+            random(g.out_channels, &mut rng),
+        );
+        let gy = random(g.output_len(), &mut rng);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+        let run = |path: Gemms| {
+            let y = forward_by(&g, &x, &w, Some(&b), path);
+            let (mut gx, mut gw, mut gb) =
+                (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+            let grads = Conv2dGrads {
+                x: Some(InputGrad::AddTo(&mut gx)),
+                w: &mut gw,
+                bias: Some(&mut gb),
+            };
+            backward_by(&g, &x, &w, &gy, grads, path);
+            // Into new memory: the same values as added to zeros.
+            let mut fresh: Vec<f32> = Vec::with_capacity(x.len());
+            let (mut gw2, mut gb2) = (vec![0.0; w.len()], vec![0.0; b.len()]);
+            let grads = Conv2dGrads {
+                x: Some(InputGrad::New(&mut fresh.spare_capacity_mut()[..x.len()])),
+                w: &mut gw2,
+                bias: Some(&mut gb2),
+            };
+            backward_by(&g, &x, &w, &gy, grads, path);
+            // SAFETY: `InputGrad::New` has every value written.
+            unsafe { fresh.set_len(x.len()) };
+            assert_eq!(bits(&fresh), bits(&gx), "{g:?}: new memory");
+            (bits(&y), bits(&gx), bits(&gw), bits(&gb))
+        };
+        let reference = run(Gemms::PerChunk);
+        assert_eq!(run(Gemms::PerSample), reference, "{g:?}: per sample");
+        if direct::available() {
+            assert_eq!(run(Gemms::Direct), reference, "{g:?}: direct");
+        } else {
+            eprintln!("no AVX-512F here: the direct kernels are not tested");
+        }
+    }
+}
+
+/// The column buffers are reused between calls without being cleared: values left in
+/// them (NaN here) must never reach an output or a gradient.
+#[test]
+fn values_left_in_scratch_buffers_change_nothing() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+    for g in CASES {
+        assert!(g.macs() < PARALLEL_MIN_MACS, "runs on the calling thread");
+        let (x, w, b) = (
+            random(g.input_len(), &mut rng),
+            random(g.weight_len(), &mut rng),
+            random(g.out_channels, &mut rng),
+        );
+        let gy = random(g.output_len(), &mut rng);
+        let run = || {
+            let y = conv2d_forward(&g, &x, &w, Some(&b));
+            let (mut gx, mut gw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+            let grads = Conv2dGrads {
+                x: Some(InputGrad::AddTo(&mut gx)),
+                w: &mut gw,
+                bias: None,
+            };
+            conv2d_backward(&g, &x, &w, &gy, grads);
+            [y, gx, gw].map(|v| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>())
+        };
+        // A new thread starts with no scratch buffers, so its buffers are new zeros.
+        let clean = std::thread::scope(|s| s.spawn(run).join().unwrap());
+        let poisoned: Vec<_> = (0..4).map(|_| scratch(1 << 16)).collect();
+        for mut buf in poisoned {
+            buf.fill(f32::NAN);
+        }
+        assert_eq!(run(), clean, "{g:?}");
+    }
+}
+
+#[test]
+fn forward_matches_the_definition() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    for g in CASES {
+        let (x, w, b) = (
+            random(g.input_len(), &mut rng),
+            random(g.weight_len(), &mut rng),
+            random(g.out_channels, &mut rng),
+        );
+        let got = conv2d_forward(&g, &x, &w, Some(&b));
+        let want = naive(&g, &x, &w, &b);
+        for (a, e) in got.iter().zip(&want) {
+            assert!((a - e).abs() < 1e-4, "{g:?}: {a} vs {e}");
+        }
+    }
+}
+
+#[test]
+fn gradients_match_finite_differences() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    for g in CASES {
+        let (x, w, b) = (
+            random(g.input_len(), &mut rng),
+            random(g.weight_len(), &mut rng),
+            random(g.out_channels, &mut rng),
+        );
+        let r = random(g.output_len(), &mut rng);
+        // loss = Σ y·r, computed in f64 through the naive definition for the differences.
+        let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+            naive(&g, x, w, b)
+                .iter()
+                .zip(&r)
+                .map(|(y, r)| (*y as f64) * (*r as f64))
+                .sum()
+        };
+        let (mut gx, mut gw, mut gb) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+        conv2d_backward(
+            &g,
+            &x,
+            &w,
+            &r,
+            Conv2dGrads {
+                x: Some(InputGrad::AddTo(&mut gx)),
+                w: &mut gw,
+                bias: Some(&mut gb),
+            },
+        );
+        let eps = 1e-2f32;
+        let check = |analytic: &[f32], which: usize| {
+            for i in (0..analytic.len()).step_by(analytic.len() / 7 + 1) {
+                let (mut xp, mut wp, mut bp) = (x.clone(), w.clone(), b.clone());
+                let (mut xm, mut wm, mut bm) = (x.clone(), w.clone(), b.clone());
+                match which {
+                    0 => (xp[i] += eps, xm[i] -= eps),
+                    1 => (wp[i] += eps, wm[i] -= eps),
+                    _ => (bp[i] += eps, bm[i] -= eps),
+                };
+                let numeric = (loss(&xp, &wp, &bp) - loss(&xm, &wm, &bm)) / (2.0 * eps as f64);
+                assert!(
+                    (numeric - analytic[i] as f64).abs() < 2e-3 * (1.0 + numeric.abs()),
+                    "{g:?} grad {which}[{i}]: analytic {} numeric {numeric}",
+                    analytic[i]
+                );
+            }
+        };
+        check(&gx, 0);
+        check(&gw, 1);
+        check(&gb, 2);
+    }
+}
+
+#[test]
+fn chunked_batches_give_the_same_result() {
+    // A batch large enough to need several chunks.
+    let g = Conv2dGeometry {
+        batch: 40,
+        in_channels: 16,
+        height: 64,
+        width: 64,
+        out_channels: 4,
+        kernel: 7,
+        stride: 1,
+        padding: 3,
+    };
+    assert!(g.chunk() < g.batch);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let (x, w) = (
+        random(g.input_len(), &mut rng),
+        random(g.weight_len(), &mut rng),
+    );
+    let y = conv2d_forward(&g, &x, &w, None);
+    let one = Conv2dGeometry { batch: 1, ..g };
+    let last = conv2d_forward(&one, &x[39 * one.input_len()..], &w, None);
+    assert_eq!(&y[39 * one.output_len()..], &last[..]);
+}
