@@ -82,14 +82,23 @@ pub(super) fn copy_every_second(src: &[f32], out: &mut [f32]) {
     *last = src[2 * head.len()];
 }
 
-/// The adjoint of `im2col`: adds every column entry back onto the input pixel it came from.
-pub(super) fn col2im(g: &Conv2dGeometry, cols: &[f32], n0: usize, samples: usize, gx: &mut [f32]) {
+/// The adjoint of `im2col` for the column rows `rows` (`cols` holds those rows, from the
+/// first): adds every entry back onto the input pixel it came from, row after row.
+pub(super) fn col2im(
+    g: &Conv2dGeometry,
+    rows: std::ops::Range<usize>,
+    cols: &[f32],
+    n0: usize,
+    samples: usize,
+    gx: &mut [f32],
+) {
     let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
     let np = samples * oh * ow;
-    for c in 0..g.in_channels {
-        for ki in 0..k {
-            for kj in 0..k {
-                let row = &cols[((c * k + ki) * k + kj) * np..][..np];
+    for (r, j) in rows.enumerate() {
+        let (c, ki, kj) = (j / (k * k), j / k % k, j % k);
+        {
+            {
+                let row = &cols[r * np..][..np];
                 let valid = valid_range(g, kj, ow);
                 if valid.is_empty() {
                     continue;

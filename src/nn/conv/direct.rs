@@ -17,6 +17,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::columns::col2im;
 use super::Conv2dGeometry;
 
 /// matrixmultiply's block length along the reduction for f32 (`S_KC`).
@@ -155,7 +156,7 @@ pub(super) fn forward_sample(
             let rows = W.min(co - r * W);
             let c = &mut y_s[r * W * p + j0..];
             // SAFETY: `tile_checked` checks every bound the kernel touches.
-            tile_checked(ckk, panel, strip, c, p, rows, n, false);
+            tile_checked(ckk, panel, (strip, W), c, p, rows, n, false);
         }
     }
 }
@@ -315,12 +316,68 @@ unsafe fn taps3<const NV: usize>(args: Taps3Args) {
     }
 }
 
+/// Wᵀ [ckk, co] as panels of 16 of its rows (W's columns): panel r holds, for each output
+/// channel o, W[o][16r…16r+15] (zeros past ckk). The input gradient's tiles broadcast from
+/// these.
+pub(super) fn pack_transposed_panels(w: &[f32], co: usize, ckk: usize, out: &mut [f32]) {
+    let out = &mut out[..row_panels_len(ckk, co)];
+    for (r, panel) in out.chunks_mut(co * W).enumerate() {
+        for (o, group) in panel.chunks_mut(W).enumerate() {
+            let n = W.min(ckk - r * W);
+            group[..n].copy_from_slice(&w[o * ckk + r * W..][..n]);
+            group[n..].fill(0.0);
+        }
+    }
+}
+
+/// Length of the scratch `input_grad_sample` needs: one panel of 16 column rows.
+pub(super) fn input_grad_scratch(g: &Conv2dGeometry) -> usize {
+    W * g.out_height() * g.out_width()
+}
+
+/// The input gradient of one sample, 16 column rows at a time: gcols rows [16, p] = (those
+/// rows of Wᵀ) · gy_s, each added back onto gx_s by col2im before the next 16. The values
+/// and the order of the additions are those of the whole gcols = Wᵀ · gy_s followed by
+/// col2im (each gx value receives its rows in ascending order either way), but the rows stay
+/// in L2: the whole gcols of a 256 px ResNet layer is 9 MB per sample.
+pub(super) fn input_grad_sample(
+    g: &Conv2dGeometry,
+    wt_panels: &[f32],
+    gy_s: &[f32],
+    gx_s: &mut [f32],
+    rows_buf: &mut [f32],
+) {
+    let (co, ckk, p) = (
+        g.out_channels,
+        g.patch_len(),
+        g.out_height() * g.out_width(),
+    );
+    let rows_buf = &mut rows_buf[..W * p];
+    for (r, a) in wt_panels.chunks(co * W).enumerate() {
+        let rows = W.min(ckk - r * W);
+        for j0 in (0..p).step_by(W) {
+            let n = W.min(p - j0);
+            tile_checked(
+                co,
+                a,
+                (&gy_s[j0..], p),
+                &mut rows_buf[j0..],
+                p,
+                rows,
+                n,
+                false,
+            );
+        }
+        col2im(g, r * W..r * W + rows, rows_buf, 0, 1, gx_s);
+    }
+}
+
 /// `tile` after checking that every operand covers what it reads or writes.
 #[allow(clippy::too_many_arguments)]
 fn tile_checked(
     k: usize,
     a: &[f32],
-    b: &[f32],
+    (b, ldb): (&[f32], usize),
     c: &mut [f32],
     rsc: usize,
     rows: usize,
@@ -329,7 +386,7 @@ fn tile_checked(
 ) {
     assert!(
         a.len() >= k * W
-            && b.len() >= k * W
+            && b.len() >= (k - 1) * ldb + cols
             && (1..=W).contains(&rows)
             && (1..=W).contains(&cols)
             && c.len() >= (rows - 1) * rsc + cols,
@@ -342,7 +399,7 @@ fn tile_checked(
         tile(
             k,
             a.as_ptr(),
-            b.as_ptr(),
+            (b.as_ptr(), ldb),
             c.as_mut_ptr(),
             rsc,
             rows,
@@ -354,8 +411,8 @@ fn tile_checked(
     unreachable!("conv::direct is used only on x86-64 with AVX-512F");
 }
 
-/// C[i][j] (i < rows, j < cols; row stride `rsc`) = Σ_k a[k][i]·b[k][j], a and b packed as
-/// k groups of 16. Per output: an FMA chain from +0 over each block of KC terms; the first
+/// C[i][j] (i < rows, j < cols; row stride `rsc`) = Σ_k a[k][i]·b[k][j], a packed as k
+/// groups of 16, b's row k at b + k·ldb. Per output: an FMA chain from +0 over each block of KC terms; the first
 /// block's chain is stored (or added to C when `accumulate`), later blocks' chains added to
 /// C, in block order: matrixmultiply's operations in its order.
 #[cfg(target_arch = "x86_64")]
@@ -364,7 +421,7 @@ fn tile_checked(
 unsafe fn tile(
     k: usize,
     a: *const f32,
-    b: *const f32,
+    (b, ldb): (*const f32, usize),
     c: *mut f32,
     rsc: usize,
     rows: usize,
@@ -381,7 +438,8 @@ unsafe fn tile(
         let kb = KC.min(k - k0);
         let mut acc = [_mm512_setzero_ps(); W];
         for kk in k0..k0 + kb {
-            let bv = _mm512_loadu_ps(b.add(kk * W));
+            // Lanes past `cols` are neither read nor used.
+            let bv = _mm512_maskz_loadu_ps(mask, b.add(kk * ldb));
             let ak = a.add(kk * W);
             for (i, acc) in acc.iter_mut().enumerate() {
                 *acc = _mm512_fmadd_ps(_mm512_set1_ps(*ak.add(i)), bv, *acc);

@@ -344,6 +344,12 @@ fn backward_by(
     // gradient, the transposed weight gradient and the padded picture.
     let direct_gw = path == Gemms::Direct && direct::weight_grad_fits(g);
     let input_grad = grads.x.is_some();
+    // Wᵀ in the direct input gradient's panels, packed once per call.
+    let mut wt_panels = Vec::new();
+    if path == Gemms::Direct && input_grad {
+        wt_panels.resize(direct::row_panels_len(ckk, co), 0.0);
+        direct::pack_transposed_panels(w, co, ckk, &mut wt_panels);
+    }
     let (direct_gy_t, direct_gw_t, direct_padded) = match direct_gw {
         true => {
             let (t, pn) = direct::weight_grad_scratch(g);
@@ -381,11 +387,14 @@ fn backward_by(
                 scratch(direct_gw_t),
                 scratch(direct_padded),
             );
-            // The direct weight gradient needs the columns only for the input gradient.
-            let cols_len = if direct_gw && !input_grad {
-                0
-            } else {
-                ckk * chunk * p
+            // The columns: for gW unless it is direct, for gcols unless the input gradient
+            // is; the direct input gradient reuses the buffer (after gW) for its rows.
+            let columns = !direct_gw || (input_grad && path != Gemms::Direct);
+            let cols_len = match (columns, path == Gemms::Direct && input_grad) {
+                (true, true) => (ckk * chunk * p).max(direct::input_grad_scratch(g)),
+                (true, false) => ckk * chunk * p,
+                (false, true) => direct::input_grad_scratch(g),
+                (false, false) => 0,
             };
             (scratch(cols_len), scratch(gy_t_len), direct)
         },
@@ -418,10 +427,17 @@ fn backward_by(
                     InputGrad::AddTo(gx) => gx,
                     InputGrad::New(gx) => zeroed(gx),
                 };
+                if path == Gemms::Direct {
+                    for (si, gx_s) in gx.chunks_exact_mut(in_len).enumerate() {
+                        let gy_s = &gy[(n0 + si) * co * p..][..co * p];
+                        direct::input_grad_sample(g, &wt_panels, gy_s, gx_s, cols);
+                    }
+                    return;
+                }
                 // The chunk's output gradient as [co, s·p], then one GEMM for all its
                 // samples: gcols [ckk, s·p] = Wᵀ [ckk, co] · gy [co, s·p], in place of the
                 // columns (each value the same sum over co as per sample).
-                if path != Gemms::PerChunk {
+                if path == Gemms::PerSample {
                     // Each sample's gcols [ckk, p] = Wᵀ [ckk, co] · its gy [co, p], straight
                     // from the output gradient into the sample's columns.
                     for si in 0..s {
@@ -440,7 +456,7 @@ fn backward_by(
                     let gy_t = Mat::row_major(gy_t, np);
                     gemm(ckk, co, np, Mat::transposed(w, ckk), gy_t, cols, np, false);
                 }
-                col2im(g, cols, 0, s, gx);
+                col2im(g, 0..ckk, cols, 0, s, gx);
             }
         },
     );
