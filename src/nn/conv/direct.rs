@@ -17,7 +17,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::columns::col2im;
+use super::columns::{col2im, copy_every_second};
 use super::Conv2dGeometry;
 
 /// matrixmultiply's block length along the reduction for f32 (`S_KC`).
@@ -136,6 +136,7 @@ pub(super) fn forward_sample(
                 let src = &x.data[o + at..];
                 match s {
                     1 => dst.copy_from_slice(&src[..W]),
+                    2 => copy_every_second(src, dst),
                     _ => dst
                         .iter_mut()
                         .zip(src.iter().step_by(s))
@@ -143,13 +144,30 @@ pub(super) fn forward_sample(
                 }
             }
         } else {
-            let at: Vec<Option<usize>> = (0..W)
-                .map(|i| (i < n).then(|| ((j0 + i) / ow * x.pw + (j0 + i) % ow) * s))
-                .collect();
+            // The strip's pixels as runs along output rows: (first lane, lanes, picture
+            // offset of the run's first pixel).
+            let mut runs = Vec::with_capacity(W);
+            let mut lane = 0;
+            while lane < n {
+                let (oy, ox) = ((j0 + lane) / ow, (j0 + lane) % ow);
+                let len = (ow - ox).min(n - lane);
+                runs.push((lane, len, (oy * x.pw + ox) * s));
+                lane += len;
+            }
             for (dst, &o) in strip.chunks_exact_mut(W).zip(&origins) {
-                for (d, a) in dst.iter_mut().zip(&at) {
-                    *d = a.map_or(0.0, |a| x.data[o + a]);
+                for &(lane, len, at) in &runs {
+                    let out = &mut dst[lane..][..len];
+                    let src = &x.data[o + at..];
+                    match s {
+                        1 => out.copy_from_slice(&src[..len]),
+                        2 => copy_every_second(src, out),
+                        _ => out
+                            .iter_mut()
+                            .zip(src.iter().step_by(s))
+                            .for_each(|(d, v)| *d = *v),
+                    }
                 }
+                dst[n..].fill(0.0);
             }
         }
         for (r, panel) in w_panels.chunks(ckk * W).enumerate() {
