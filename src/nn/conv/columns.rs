@@ -24,7 +24,8 @@ fn valid_range(g: &Conv2dGeometry, kj: usize, out_len: usize) -> std::ops::Range
     valid_range_along(g.width, g.stride, g.padding, kj, out_len)
 }
 
-/// cols[(c·k + ki)·k + kj][s·P + oy·OW + ox] = x[n0 + s][c][oy·stride − pad + ki][ox·stride − pad + kj]
+/// cols[(c·k + ki)·k + kj][s·P + oy·OW + ox]
+///     = x[n0 + s][c][oy·stride − pad + ki][ox·stride − pad + kj]
 pub(super) fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, cols: &mut [f32]) {
     let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
     let np = samples * oh * ow;
@@ -52,16 +53,7 @@ pub(super) fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, c
                         let iy = oy * g.stride + ki - g.padding;
                         let src = &plane[iy * g.width..][..g.width];
                         let out = &mut row[(s * oh + oy) * ow..][..ow][valid.clone()];
-                        if g.stride == 1 {
-                            out.copy_from_slice(&src[ix0..][..out.len()]);
-                        } else if g.stride == 2 {
-                            copy_every_second(&src[ix0..], out);
-                        } else {
-                            let taps = src[ix0..].iter().step_by(g.stride);
-                            for (d, v) in out.iter_mut().zip(taps) {
-                                *d = *v;
-                            }
-                        }
+                        copy_strided(&src[ix0..], out, g.stride);
                     }
                 }
             }
@@ -69,10 +61,22 @@ pub(super) fn im2col(g: &Conv2dGeometry, x: &[f32], n0: usize, samples: usize, c
     }
 }
 
+/// out[i] = src[stride·i].
+pub(super) fn copy_strided(src: &[f32], out: &mut [f32], stride: usize) {
+    match stride {
+        1 => out.copy_from_slice(&src[..out.len()]),
+        2 => copy_every_second(src, out),
+        _ => out
+            .iter_mut()
+            .zip(src.iter().step_by(stride))
+            .for_each(|(d, v)| *d = *v),
+    }
+}
+
 /// out[i] = src[2·i]. In pairs, so that the compiler vectorises it (a `step_by(2)` loop
 /// stayed scalar: half of im2col's time in a 64 px epoch, whose encoder has three stride-2
 /// stages).
-pub(super) fn copy_every_second(src: &[f32], out: &mut [f32]) {
+fn copy_every_second(src: &[f32], out: &mut [f32]) {
     let Some((last, head)) = out.split_last_mut() else {
         return;
     };
@@ -96,34 +100,30 @@ pub(super) fn col2im(
     let np = samples * oh * ow;
     for (r, j) in rows.enumerate() {
         let (c, ki, kj) = (j / (k * k), j / k % k, j % k);
-        {
-            {
-                let row = &cols[r * np..][..np];
-                let valid = valid_range(g, kj, ow);
-                if valid.is_empty() {
+        let row = &cols[r * np..][..np];
+        let valid = valid_range(g, kj, ow);
+        if valid.is_empty() {
+            continue;
+        }
+        let ix0 = ((valid.start * g.stride + kj) as isize - g.padding as isize) as usize;
+        for s in 0..samples {
+            let base = ((n0 + s) * g.in_channels + c) * g.height * g.width;
+            for oy in 0..oh {
+                let iy = (oy * g.stride + ki) as isize - g.padding as isize;
+                if iy < 0 || iy >= g.height as isize {
                     continue;
                 }
-                let ix0 = ((valid.start * g.stride + kj) as isize - g.padding as isize) as usize;
-                for s in 0..samples {
-                    let base = ((n0 + s) * g.in_channels + c) * g.height * g.width;
-                    for oy in 0..oh {
-                        let iy = (oy * g.stride + ki) as isize - g.padding as isize;
-                        if iy < 0 || iy >= g.height as isize {
-                            continue;
-                        }
-                        let src = &row[(s * oh + oy) * ow..][..ow][valid.clone()];
-                        let dst = &mut gx[base + iy as usize * g.width..][..g.width];
-                        if g.stride == 1 {
-                            // Contiguous: lets the compiler vectorise the adds.
-                            for (d, v) in dst[ix0..][..src.len()].iter_mut().zip(src) {
-                                *d += v;
-                            }
-                        } else {
-                            let taps = dst[ix0..].iter_mut().step_by(g.stride);
-                            for (d, v) in taps.zip(src) {
-                                *d += v;
-                            }
-                        }
+                let src = &row[(s * oh + oy) * ow..][..ow][valid.clone()];
+                let dst = &mut gx[base + iy as usize * g.width..][..g.width];
+                if g.stride == 1 {
+                    // Contiguous: lets the compiler vectorise the adds.
+                    for (d, v) in dst[ix0..][..src.len()].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                } else {
+                    let taps = dst[ix0..].iter_mut().step_by(g.stride);
+                    for (d, v) in taps.zip(src) {
+                        *d += v;
                     }
                 }
             }

@@ -1,26 +1,32 @@
-//! The convolution's forward GEMM and weight-gradient GEMM with the column matrix never
-//! written out: each 16-wide panel of columns is packed straight from the (padded) picture,
-//! and a 16×16 AVX-512 tile kernel multiplies it.
+//! The convolution's three GEMMs without the whole column matrix, on AVX-512:
+//! - forward: each 16-pixel panel of columns is packed straight from the padded picture and
+//!   multiplied by a 16×16 tile kernel ([`tile`]);
+//! - weight gradient (3×3 kernels): [`taps3`] broadcasts the picture's values straight from
+//!   the padded picture, with no columns at all;
+//! - input gradient: 16 column rows of gcols = Wᵀ · gy at a time by [`tile`], each added back
+//!   by col2im while they are in L2.
 //!
 //! Why: im2col wrote every column (k² times the input) and matrixmultiply then read them back
 //! to pack its own panels; at the convolution benchmark's shape the two passes and their
-//! memcpy/memset were a third of the layer's time.
+//! memcpy/memset were a third of the layer's time, and a 256 px ResNet layer's gcols is 9 MB
+//! per sample.
 //!
-//! The results are bit for bit those of the im2col + matrixmultiply path this replaces
-//! (checked by `conv`'s tests): matrixmultiply's f32 AVX-512 kernel computes each output as a
-//! chain of fused multiply-adds starting from +0 over blocks of [`KC`] along the reduction,
-//! then writes the first block's chain (`C = 1·ab`) or adds it to C (`C = fma(1, ab, C)`,
-//! which rounds as `C + ab`), the blocks in order. [`tile`] does the same operations in the
-//! same order, the padding's zeros included as terms. So results are unchanged and do not
-//! depend on which path a machine takes.
+//! The results are bit for bit those of the im2col + matrixmultiply path (checked by
+//! `conv`'s tests): matrixmultiply's f32 AVX-512 kernel computes each output as a chain of
+//! fused multiply-adds starting from +0 over blocks of [`KC`] along the reduction, then writes
+//! the first block's chain (`C = 1·ab`) or adds it to C (`C = fma(1, ab, C)`, which rounds as
+//! `C + ab`), the blocks in order. The kernels here do the same operations in the same order,
+//! the padding's zeros included as terms. So results are unchanged and do not depend on which
+//! path a machine takes.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::columns::{col2im, copy_every_second};
+use super::columns::{col2im, copy_strided};
 use super::Conv2dGeometry;
 
-/// matrixmultiply's block length along the reduction for f32 (`S_KC`).
+/// matrixmultiply's block length along the reduction for f32 (`S_KC` in 0.3.11, pinned in
+/// Cargo.toml; its build reads `MATMUL_SGEMM_KC`, which must stay unset).
 const KC: usize = 256;
 
 /// Rows and columns of one tile; both operands are packed in panels of this width.
@@ -100,9 +106,12 @@ pub(super) fn padded<'a>(
     Padded { data: buf, ph, pw }
 }
 
-/// Length of the buffer `padded` needs.
+/// Length of the buffer `padded` needs (none without padding: the input is used as it is).
 pub(super) fn padded_len(g: &Conv2dGeometry) -> usize {
-    g.in_channels * (g.height + 2 * g.padding) * (g.width + 2 * g.padding)
+    match g.padding {
+        0 => 0,
+        pad => g.in_channels * (g.height + 2 * pad) * (g.width + 2 * pad),
+    }
 }
 
 /// Where column row j = (c·k + ki)·k + kj starts in the padded picture: its value at output
@@ -127,54 +136,38 @@ pub(super) fn forward_sample(
     let strip = &mut strip[..ckk * W];
     let origins: Vec<usize> = (0..ckk).map(|j| column_origin(g, x, j)).collect();
     for j0 in (0..p).step_by(W) {
+        // Lanes past n are never read (the tile kernel masks them), so stay unwritten.
         let n = W.min(p - j0);
         let (oy, ox) = (j0 / ow, j0 % ow);
         if n == W && ox + W <= ow {
-            // The 16 pixels lie in one output row: one run of the picture per column row.
+            // The 16 pixels lie in one output row: one run of the picture per column row
+            // (its own branch: a run of constant length compiles to vector moves).
             let at = oy * s * x.pw + ox * s;
             for (dst, &o) in strip.chunks_exact_mut(W).zip(&origins) {
-                let src = &x.data[o + at..];
-                match s {
-                    1 => dst.copy_from_slice(&src[..W]),
-                    2 => copy_every_second(src, dst),
-                    _ => dst
-                        .iter_mut()
-                        .zip(src.iter().step_by(s))
-                        .for_each(|(d, v)| *d = *v),
-                }
+                copy_strided(&x.data[o + at..], dst, s);
             }
         } else {
             // The strip's pixels as runs along output rows: (first lane, lanes, picture
-            // offset of the run's first pixel).
-            let mut runs = Vec::with_capacity(W);
-            let mut lane = 0;
+            // offset of the run's first pixel); at most one run per lane.
+            let mut runs = [(0, 0, 0); W];
+            let (mut lane, mut count) = (0, 0);
             while lane < n {
                 let (oy, ox) = ((j0 + lane) / ow, (j0 + lane) % ow);
                 let len = (ow - ox).min(n - lane);
-                runs.push((lane, len, (oy * x.pw + ox) * s));
+                runs[count] = (lane, len, (oy * x.pw + ox) * s);
+                count += 1;
                 lane += len;
             }
             for (dst, &o) in strip.chunks_exact_mut(W).zip(&origins) {
-                for &(lane, len, at) in &runs {
-                    let out = &mut dst[lane..][..len];
-                    let src = &x.data[o + at..];
-                    match s {
-                        1 => out.copy_from_slice(&src[..len]),
-                        2 => copy_every_second(src, out),
-                        _ => out
-                            .iter_mut()
-                            .zip(src.iter().step_by(s))
-                            .for_each(|(d, v)| *d = *v),
-                    }
+                for &(lane, len, at) in &runs[..count] {
+                    copy_strided(&x.data[o + at..], &mut dst[lane..][..len], s);
                 }
-                dst[n..].fill(0.0);
             }
         }
         for (r, panel) in w_panels.chunks(ckk * W).enumerate() {
             let rows = W.min(co - r * W);
             let c = &mut y_s[r * W * p + j0..];
-            // SAFETY: `tile_checked` checks every bound the kernel touches.
-            tile_checked(ckk, panel, (strip, W), c, p, rows, n, false);
+            tile_checked(ckk, panel, (strip, W), c, p, rows, n);
         }
     }
 }
@@ -233,33 +226,36 @@ pub(super) fn weight_grad_sample(
     let plane = x.ph * x.pw;
     // The last value the kernel reads: tap (2, 2) at the last output pixel.
     let last = ((oh - 1) * x.pw + (ow - 1)) * g.stride + 2 * x.pw + 2;
+    assert!(last < plane, "padded picture bounds");
     for c in 0..g.in_channels {
-        let picture = &x.data[c * plane..];
-        assert!(last < picture.len(), "padded picture bounds");
+        let picture = &x.data[c * plane..][..plane];
         let out = &mut gw_t[c * 9 * cop..][..9 * cop];
         let mut v0 = 0;
         while v0 < cop {
             let pair = cop - v0 >= 2 * W;
-            // SAFETY: the picture covers `last`, gy_t has p rows of cop values and `out` 9
-            // rows of cop (checked by the slicing above); AVX-512F is present wherever this
-            // path is chosen (`available`).
+            // SAFETY: the channel's picture covers `last`, gy_t has p rows of cop values and
+            // `out` 9 rows of cop, and the vectors read and written end at v0 + 16·NV ≤ cop
+            // (checked by the slicing and asserts above); AVX-512F is present wherever this
+            // path is chosen (`available`, asserted by the callers).
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                let args = (
-                    picture.as_ptr(),
-                    x.pw,
-                    g.stride,
-                    (oh, ow),
-                    gy_t.as_ptr().add(v0),
-                    cop,
-                    out.as_mut_ptr().add(v0),
-                );
+                let args = Taps3 {
+                    picture: picture.as_ptr(),
+                    pw: x.pw,
+                    stride: g.stride,
+                    out_size: (oh, ow),
+                    gy_t: gy_t.as_ptr().add(v0),
+                    ld: cop,
+                    gw_t: out.as_mut_ptr().add(v0),
+                };
                 if pair {
-                    taps3::<2>(args)
+                    taps3::<2>(&args)
                 } else {
-                    taps3::<1>(args)
+                    taps3::<1>(&args)
                 }
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("conv::direct is used only on x86-64 with AVX-512F");
             v0 += if pair { 2 * W } else { W };
         }
     }
@@ -276,25 +272,38 @@ pub(super) fn weight_grad_end(g: &Conv2dGeometry, gw_t: &[f32], gw: &mut [f32]) 
     }
 }
 
-/// (picture of one channel, padded width, stride, (OH, OW), gy_t at the first output
-/// channel of the vectors, gy_t's row length, gwᵀ at row c·9 and the same channel).
+/// Where `taps3` reads and writes for one input channel and NV vectors of output channels.
 #[cfg(target_arch = "x86_64")]
-type Taps3Args = (
-    *const f32,
-    usize,
-    usize,
-    (usize, usize),
-    *const f32,
-    usize,
-    *mut f32,
-);
+struct Taps3 {
+    /// The channel's padded picture.
+    picture: *const f32,
+    /// Its padded width.
+    pw: usize,
+    stride: usize,
+    /// (OH, OW).
+    out_size: (usize, usize),
+    /// The transposed output gradient at the first output channel of the vectors.
+    gy_t: *const f32,
+    /// Row length of gy_t and of gwᵀ.
+    ld: usize,
+    /// gwᵀ at row c·9 and the same output channel.
+    gw_t: *mut f32,
+}
 
 /// The 3×3 weight-gradient kernel for NV vectors of 16 output channels: 9·NV accumulators,
 /// one per tap and vector, flushed into gwᵀ every KC pixels and at the end.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn taps3<const NV: usize>(args: Taps3Args) {
-    let (picture, pw, s, (oh, ow), gy_t, ld, out) = args;
+unsafe fn taps3<const NV: usize>(args: &Taps3) {
+    let Taps3 {
+        picture,
+        pw,
+        stride: s,
+        out_size: (oh, ow),
+        gy_t,
+        ld,
+        gw_t: out,
+    } = *args;
     let mut acc = [[_mm512_setzero_ps(); NV]; 9];
     let flush = |acc: &mut [[__m512; NV]; 9]| {
         for (t, tap) in acc.iter_mut().enumerate() {
@@ -375,16 +384,7 @@ pub(super) fn input_grad_sample(
         let rows = W.min(ckk - r * W);
         for j0 in (0..p).step_by(W) {
             let n = W.min(p - j0);
-            tile_checked(
-                co,
-                a,
-                (&gy_s[j0..], p),
-                &mut rows_buf[j0..],
-                p,
-                rows,
-                n,
-                false,
-            );
+            tile_checked(co, a, (&gy_s[j0..], p), &mut rows_buf[j0..], p, rows, n);
         }
         col2im(g, r * W..r * W + rows, rows_buf, 0, 1, gx_s);
     }
@@ -400,7 +400,6 @@ fn tile_checked(
     rsc: usize,
     rows: usize,
     cols: usize,
-    accumulate: bool,
 ) {
     assert!(
         a.len() >= k * W
@@ -422,7 +421,6 @@ fn tile_checked(
             rsc,
             rows,
             cols,
-            accumulate,
         )
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -430,9 +428,9 @@ fn tile_checked(
 }
 
 /// C[i][j] (i < rows, j < cols; row stride `rsc`) = Σ_k a[k][i]·b[k][j], a packed as k
-/// groups of 16, b's row k at b + k·ldb. Per output: an FMA chain from +0 over each block of KC terms; the first
-/// block's chain is stored (or added to C when `accumulate`), later blocks' chains added to
-/// C, in block order: matrixmultiply's operations in its order.
+/// groups of 16, b's row k at b + k·ldb. Per output: an FMA chain from +0 over each block of
+/// KC terms; the first block's chain is stored, later blocks' chains added to C, in block
+/// order: matrixmultiply's operations for C = A·B (beta 0) in its order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -444,7 +442,6 @@ unsafe fn tile(
     rsc: usize,
     rows: usize,
     cols: usize,
-    accumulate: bool,
 ) {
     let mask: __mmask16 = if cols >= W {
         0xffff
@@ -465,7 +462,7 @@ unsafe fn tile(
         }
         for (i, acc) in acc.iter().enumerate().take(rows) {
             let cp = c.add(i * rsc);
-            let v = if k0 == 0 && !accumulate {
+            let v = if k0 == 0 {
                 *acc
             } else {
                 _mm512_add_ps(_mm512_maskz_loadu_ps(mask, cp), *acc)

@@ -8,7 +8,9 @@
 //! GEMM reads it from cache; chunks run on all cores, each with single-threaded GEMMs
 //! (matrixmultiply, which has AVX-512 kernels). The chunking does not depend on the number
 //! of threads, and per-chunk weight gradients are summed in chunk order, so results are
-//! identical whatever the core count.
+//! identical whatever the core count. On x86-64 with AVX-512F, pictures with at least as
+//! many output pixels as output channels take the kernels of `direct.rs` instead, which
+//! need no whole column matrix and give the same bits (see `Gemms`).
 
 use std::mem::MaybeUninit;
 
@@ -140,14 +142,18 @@ enum Gemms {
     /// One GEMM per sample, reading and writing the sample's own rows in place (large
     /// pictures: the chunk-layout copies were about 8 % of the convolution layer's time).
     PerSample,
-    /// Per sample as above, but the forward GEMM and the weight gradient read the picture
-    /// directly (`direct`), with no im2col buffer; the input gradient as `PerSample`.
+    /// Per sample, with `direct`'s kernels: the forward GEMM reads the padded picture (no
+    /// im2col buffer), the weight gradient of 3×3 kernels too (other kernels: im2col and
+    /// the GEMM as `PerSample`), and the input gradient makes 16 column rows at a time for
+    /// col2im. Only where `direct::available()`.
     Direct,
 }
 
 /// The path for this geometry on this machine.
 fn gemms(g: &Conv2dGeometry) -> Gemms {
-    if g.out_pixels() < g.out_channels {
+    // Without channels there is nothing to multiply: matrixmultiply handles the empty
+    // products, the direct kernels do not.
+    if g.out_pixels() < g.out_channels || g.in_channels == 0 || g.out_channels == 0 {
         Gemms::PerChunk
     } else if direct::available() {
         Gemms::Direct
@@ -201,6 +207,10 @@ fn forward_by(
     path: Gemms,
 ) -> Vec<f32> {
     assert_eq!(x.len(), g.input_len(), "conv2d input length");
+    assert!(
+        path != Gemms::Direct || direct::available(),
+        "no AVX-512F here"
+    );
     assert_eq!(w.len(), g.weight_len(), "conv2d weight length");
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
     let mut y: Vec<f32> = Vec::with_capacity(g.output_len());
@@ -323,6 +333,10 @@ fn backward_by(
     path: Gemms,
 ) {
     assert_eq!(gy.len(), g.output_len(), "conv2d output-gradient length");
+    assert!(
+        path != Gemms::Direct || direct::available(),
+        "no AVX-512F here"
+    );
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
     if let Some(gb) = grads.bias.as_deref_mut() {
         for n in 0..g.batch {
@@ -387,10 +401,9 @@ fn backward_by(
                 scratch(direct_gw_t),
                 scratch(direct_padded),
             );
-            // The columns: for gW unless it is direct, for gcols unless the input gradient
-            // is; the direct input gradient reuses the buffer (after gW) for its rows.
-            let columns = !direct_gw || (input_grad && path != Gemms::Direct);
-            let cols_len = match (columns, path == Gemms::Direct && input_grad) {
+            // The columns, for gW and gcols, unless gW is direct (then so is the input
+            // gradient); the direct input gradient reuses the buffer (after gW) for its rows.
+            let cols_len = match (!direct_gw, path == Gemms::Direct && input_grad) {
                 (true, true) => (ckk * chunk * p).max(direct::input_grad_scratch(g)),
                 (true, false) => ckk * chunk * p,
                 (false, true) => direct::input_grad_scratch(g),

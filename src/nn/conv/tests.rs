@@ -101,9 +101,10 @@ const CASES: [Conv2dGeometry; 5] = [
 
 /// Every GEMM layout (one per chunk, one per sample, the direct kernels where this
 /// machine has them) gives the same bits, forward and backward, on every test geometry,
-/// on one with a large batch (several chunks, partial last one) and on two whose
-/// reductions span several of matrixmultiply's blocks; an input gradient written into new
-/// memory is the one added to zeros.
+/// on one with a large batch (several chunks, partial last one), on ones whose reductions
+/// span several of matrixmultiply's blocks, and on the branches of the direct kernels
+/// (listed below); an input gradient written into new memory is the one added to zeros,
+/// and the weight gradient is the same without an input gradient.
 #[test]
 fn every_gemm_layout_gives_the_same_bits() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -136,7 +137,60 @@ fn every_gemm_layout_gives_the_same_bits() {
         width: 34,
         ..long
     };
-    for g in CASES.iter().copied().chain([many, long, long_strided]) {
+    let small = Conv2dGeometry {
+        batch: 1,
+        in_channels: 2,
+        height: 8,
+        width: 8,
+        out_channels: 3,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    };
+    let more = [
+        // 272 output channels: the input gradient's reduction spans two blocks of 256.
+        Conv2dGeometry {
+            out_channels: 272,
+            ..small
+        },
+        // 40 output channels: the weight-gradient kernel on two vectors, then one.
+        Conv2dGeometry {
+            out_channels: 40,
+            height: 10,
+            width: 10,
+            ..small
+        },
+        // 16×16 outputs: 256 pixels, exactly one block of the weight gradient's reduction.
+        Conv2dGeometry {
+            height: 16,
+            width: 16,
+            ..small
+        },
+        // Stride 3 with 17 outputs per row: whole strips of 16 in one row.
+        Conv2dGeometry {
+            height: 50,
+            width: 50,
+            stride: 3,
+            ..small
+        },
+        // ResNet's shortcut: 1×1, stride 2, no padding.
+        Conv2dGeometry {
+            batch: 2,
+            in_channels: 3,
+            height: 9,
+            width: 9,
+            out_channels: 5,
+            kernel: 1,
+            stride: 2,
+            padding: 0,
+        },
+    ];
+    for g in CASES
+        .iter()
+        .copied()
+        .chain([many, long, long_strided])
+        .chain(more)
+    {
         let (x, w, b) = (
             random(g.input_len(), &mut rng),
             random(g.weight_len(), &mut rng),
@@ -166,6 +220,15 @@ fn every_gemm_layout_gives_the_same_bits() {
             // SAFETY: `InputGrad::New` has every value written.
             unsafe { fresh.set_len(x.len()) };
             assert_eq!(bits(&fresh), bits(&gx), "{g:?}: new memory");
+            // Without an input gradient (a first layer): the same weight gradient.
+            let mut gw3 = vec![0.0; w.len()];
+            let grads = Conv2dGrads {
+                x: None,
+                w: &mut gw3,
+                bias: None,
+            };
+            backward_by(&g, &x, &w, &gy, grads, path);
+            assert_eq!(bits(&gw3), bits(&gw), "{g:?}: no input gradient");
             (bits(&y), bits(&gx), bits(&gw), bits(&gb))
         };
         let reference = run(Gemms::PerChunk);
