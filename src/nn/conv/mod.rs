@@ -348,8 +348,9 @@ fn backward_by(
     let chunk = g.chunk();
     let n_chunks = g.batch.div_ceil(chunk);
     let in_len = g.in_channels * g.height * g.width;
+    let input_grad = grads.x.is_some();
     // The transposed output gradient is only needed for the input gradient.
-    let gy_t_len = if grads.x.is_some() && path == Gemms::PerChunk {
+    let gy_t_len = if input_grad && path == Gemms::PerChunk {
         co * chunk * p
     } else {
         0
@@ -357,20 +358,18 @@ fn backward_by(
     // The direct weight gradient (3×3 kernels) and its scratch: the transposed output
     // gradient, the transposed weight gradient and the padded picture.
     let direct_gw = path == Gemms::Direct && direct::weight_grad_fits(g);
-    let input_grad = grads.x.is_some();
+    let (direct_gy_t, direct_gw_t, direct_padded) = if direct_gw {
+        let (t, pn) = direct::weight_grad_scratch(g);
+        (t, pn, direct::padded_len(g))
+    } else {
+        (0, 0, 0)
+    };
     // Wᵀ in the direct input gradient's panels, packed once per call.
     let mut wt_panels = Vec::new();
     if path == Gemms::Direct && input_grad {
         wt_panels.resize(direct::row_panels_len(ckk, co), 0.0);
         direct::pack_transposed_panels(w, co, ckk, &mut wt_panels);
     }
-    let (direct_gy_t, direct_gw_t, direct_padded) = match direct_gw {
-        true => {
-            let (t, pn) = direct::weight_grad_scratch(g);
-            (t, pn, direct::padded_len(g))
-        }
-        false => (0, 0, 0),
-    };
     // Each chunk owns its samples' slice of the input gradient, when there is one.
     let gx_parts: Vec<Option<InputGrad<'_>>> = match grads.x.take() {
         Some(InputGrad::AddTo(gx)) => gx
