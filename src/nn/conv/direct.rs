@@ -45,24 +45,20 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// Rows of a row-major m×k matrix `a` as panels of 16 rows: panel r holds, for each k, rows
-/// 16r…16r+15 (zeros past m). The tile kernel broadcasts from these.
-pub(super) fn pack_row_panels(a: &[f32], m: usize, k: usize, out: &mut [f32]) {
-    let panels = m.div_ceil(W);
-    let out = &mut out[..panels * k * W];
+/// The m×k matrix whose element (i, kk) is `a[i·rs + kk·ks]`, as panels of 16 rows: panel
+/// r holds, for each kk, rows 16r…16r+15 (zeros past m). The tile kernel broadcasts from
+/// these: W itself (rs = ckk, ks = 1) for the forward pass, Wᵀ (rs = 1, ks = ckk) for the
+/// input gradient.
+pub(super) fn pack_panels(a: &[f32], (m, k): (usize, usize), (rs, ks): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0.0; m.div_ceil(W) * k * W];
     for (r, panel) in out.chunks_mut(k * W).enumerate() {
         for (kk, group) in panel.chunks_mut(W).enumerate() {
-            for (i, v) in group.iter_mut().enumerate() {
-                let row = r * W + i;
-                *v = if row < m { a[row * k + kk] } else { 0.0 };
+            for (i, v) in group.iter_mut().enumerate().take(m.saturating_sub(r * W)) {
+                *v = a[(r * W + i) * rs + kk * ks];
             }
         }
     }
-}
-
-/// Length of the buffer `pack_row_panels` fills.
-pub(super) fn row_panels_len(m: usize, k: usize) -> usize {
-    m.div_ceil(W) * k * W
+    out
 }
 
 /// Length of the column strip `forward_sample` packs.
@@ -123,7 +119,7 @@ fn column_origin(g: &Conv2dGeometry, p: &Padded, j: usize) -> usize {
 }
 
 /// Forward pass of one sample: y_s [co, OH·OW] = W · columns, without bias. `w_panels` is W
-/// from `pack_row_panels`; `strip` holds `g.patch_len() · 16` values of scratch.
+/// from `pack_panels`; `strip` holds `g.patch_len() · 16` values of scratch.
 pub(super) fn forward_sample(
     g: &Conv2dGeometry,
     x: &Padded,
@@ -340,20 +336,6 @@ unsafe fn taps3<const NV: usize>(args: &Taps3) {
     }
     if px % KC != 0 {
         flush(&mut acc);
-    }
-}
-
-/// Wᵀ [ckk, co] as panels of 16 of its rows (W's columns): panel r holds, for each output
-/// channel o, W[o][16r…16r+15] (zeros past ckk). The input gradient's tiles broadcast from
-/// these.
-pub(super) fn pack_transposed_panels(w: &[f32], co: usize, ckk: usize, out: &mut [f32]) {
-    let out = &mut out[..row_panels_len(ckk, co)];
-    for (r, panel) in out.chunks_mut(co * W).enumerate() {
-        for (o, group) in panel.chunks_mut(W).enumerate() {
-            let n = W.min(ckk - r * W);
-            group[..n].copy_from_slice(&w[o * ckk + r * W..][..n]);
-            group[n..].fill(0.0);
-        }
     }
 }
 

@@ -219,11 +219,10 @@ fn forward_by(
         .chunks_mut(chunk * co * p)
         .collect();
     // W in the direct kernel's panels, packed once per call.
-    let mut w_panels = Vec::new();
-    if path == Gemms::Direct {
-        w_panels.resize(direct::row_panels_len(co, ckk), 0.0);
-        direct::pack_row_panels(w, co, ckk, &mut w_panels);
-    }
+    let w_panels = match path {
+        Gemms::Direct => direct::pack_panels(w, (co, ckk), (ckk, 1)),
+        _ => Vec::new(),
+    };
     let add_bias = |y_s: &mut [f32]| {
         if let Some(b) = bias {
             for (o, plane) in y_s.chunks_mut(p).enumerate() {
@@ -365,11 +364,11 @@ fn backward_by(
         (0, 0, 0)
     };
     // Wᵀ in the direct input gradient's panels, packed once per call.
-    let mut wt_panels = Vec::new();
-    if path == Gemms::Direct && input_grad {
-        wt_panels.resize(direct::row_panels_len(ckk, co), 0.0);
-        direct::pack_transposed_panels(w, co, ckk, &mut wt_panels);
-    }
+    let wt_panels = if path == Gemms::Direct && input_grad {
+        direct::pack_panels(w, (ckk, co), (1, ckk))
+    } else {
+        Vec::new()
+    };
     // Each chunk owns its samples' slice of the input gradient, when there is one.
     let gx_parts: Vec<Option<InputGrad<'_>>> = match grads.x.take() {
         Some(InputGrad::AddTo(gx)) => gx
