@@ -8,6 +8,7 @@ pub mod graph;
 pub mod grid;
 pub mod import;
 pub mod inspect;
+pub mod latents;
 pub mod prepared;
 pub mod raster;
 pub mod split;
