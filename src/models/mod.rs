@@ -8,6 +8,7 @@ mod coordinate_descent;
 pub mod gbdt;
 pub mod graphsage;
 pub mod lasso;
+pub mod latent_oracle;
 pub mod mlp;
 pub mod ols;
 pub mod opencarbon;
@@ -173,6 +174,12 @@ pub trait Model {
     fn check(&self) -> Vec<FieldProblem> {
         Vec::new()
     }
+    /// What the model needs of a job's datasets beyond the dataset format (the oracle's
+    /// latents.csv), checked for every pending job before any job starts, so that missing
+    /// input is an input error (exit 2) rather than failed jobs.
+    fn check_datasets(&self, _datasets: &[&PreparedDataset]) -> Result<()> {
+        Ok(())
+    }
     /// Fit on the job's training tiles; predict every tile of the job (log emission).
     fn fit(&self, job: &JobInput, run: &mut crate::track::RunDir) -> Result<Fitted>;
 }
@@ -245,6 +252,12 @@ macro_rules! model_table {
                 }
             }
 
+            pub fn check_datasets(&self, datasets: &[&PreparedDataset]) -> Result<()> {
+                match self {
+                    $(ModelConfig::$variant(c) => Model::check_datasets(c, datasets)),*
+                }
+            }
+
             pub fn fit(&self, job: &JobInput, run: &mut crate::track::RunDir) -> Result<Fitted> {
                 match self {
                     $(ModelConfig::$variant(c) => Model::fit(c, job, run)),*
@@ -264,6 +277,7 @@ model_table! {
     GraphSage(GraphSageConfig),
     OpenCarbon(opencarbon::OpenCarbonConfig),
     Ridge(ridge::RidgeConfig),
+    Oracle(latent_oracle::OracleConfig),
 }
 
 /// A model's hyperparameters from YAML, with the path of the first problem.

@@ -188,6 +188,15 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
         }
     }
     check_against_data(plan, &prepared)?;
+    for job in &todo {
+        let datasets: Vec<&PreparedDataset> = job
+            .config
+            .datasets
+            .iter()
+            .map(|d| &prepared[&d.name])
+            .collect();
+        job.config.model.model.check_datasets(&datasets)?;
+    }
 
     let started = Instant::now();
     let (mut failed, mut ran) = (0, 0);
