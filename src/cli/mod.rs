@@ -108,24 +108,16 @@ fn synth_command(args: SynthArgs) -> Result<()> {
         seed,
         tiles,
     } = args;
-    let p = synth::preset(&preset).ok_or_else(|| {
-        Error::Usage(format!(
-            "unknown preset `{preset}`, expected one of {}",
-            synth::preset_names().join(", ")
-        ))
-    })?;
     if out.join("dataset.yaml").exists() {
         return Err(Error::Usage(format!(
             "{} already holds a dataset",
             out.display()
         )));
     }
-    let p = match tiles {
-        Some(0) => return Err(Error::Usage("--tiles must be at least 1".into())),
-        Some(n) => p.with_tiles(n),
-        None => p,
-    };
-    synth::SynthCity::generate(&p, seed).write(&out)?;
+    if tiles == Some(0) {
+        return Err(Error::Usage("--tiles must be at least 1".into()));
+    }
+    synth::write_preset(&preset, seed, tiles, &out)?;
     let ds = CityDataset::open(&out)?;
     println!("wrote {}", out.display());
     print!("{}", inspect::dataset_stats(&ds));

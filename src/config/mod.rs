@@ -88,7 +88,7 @@ fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<
     let map = resolve_use(element, path, problems)?;
     if map.contains_key("preset") {
         let raw: RawPresetDataset = typed(Value::Mapping(map), path, problems)?;
-        if synth::preset(&raw.preset).is_none() {
+        let Some(generator) = synth::generator_of(&raw.preset) else {
             problems.add(
                 join_path(path, "preset"),
                 format!(
@@ -98,13 +98,13 @@ fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<
                 ),
             );
             return None;
-        }
+        };
         Some(DatasetEntry {
             name: raw.preset.clone(),
             source: DatasetSource::Preset {
                 preset: raw.preset,
                 seed: raw.seed,
-                generator: synth::GENERATOR_VERSION,
+                generator,
             },
         })
     } else if map.contains_key("path") {

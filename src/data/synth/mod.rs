@@ -29,9 +29,52 @@ use crate::error::{Error, Result};
 
 mod observe;
 mod presets;
+pub mod v6;
 
 use observe::{generate_pois, pixel};
-pub use presets::{preset, preset_names, presets, Preset};
+pub use presets::{preset, presets, Preset};
+
+/// Every preset's name: the v5 cities, then the v6 cities.
+pub fn preset_names() -> Vec<&'static str> {
+    presets()
+        .iter()
+        .map(|p| p.name)
+        .chain(v6::presets().iter().map(|p| p.name))
+        .collect()
+}
+
+/// The generator version that makes a preset, or None for an unknown name.
+pub fn generator_of(name: &str) -> Option<u32> {
+    if preset(name).is_some() {
+        Some(GENERATOR_VERSION)
+    } else if v6::preset(name).is_some() {
+        Some(v6::GENERATOR_VERSION)
+    } else {
+        None
+    }
+}
+
+/// Generate a preset city (optionally resized to `tiles` tiles) into a new dataset directory.
+pub fn write_preset(name: &str, seed: u64, tiles: Option<usize>, out: &Path) -> Result<()> {
+    if let Some(p) = preset(name) {
+        let p = match tiles {
+            Some(n) => p.with_tiles(n),
+            None => p,
+        };
+        SynthCity::generate(&p, seed).write(out)
+    } else if let Some(p) = v6::preset(name) {
+        let p = match tiles {
+            Some(n) => p.with_tiles(n),
+            None => p,
+        };
+        v6::City::generate(&p, seed).write(out)
+    } else {
+        Err(Error::Usage(format!(
+            "unknown preset `{name}`, expected one of {}",
+            preset_names().join(", ")
+        )))
+    }
+}
 
 /// Cells per tile edge: land use is decided per cell (about 95 m at zoom 15).
 pub const CELLS: usize = 8;
@@ -148,6 +191,38 @@ struct Frame {
 }
 
 impl Frame {
+    /// The frame around a city and the city's tiles in it, row-major. The frame is larger than
+    /// the city; the city is the `p.tiles` tiles with the highest "inside" score (a noisy
+    /// ellipse), which gives an irregular boundary.
+    fn of_city(p: &Preset, s: u64) -> (Frame, Vec<(usize, usize)>) {
+        let area = p.tiles as f64 * 1.3;
+        let h = (area / p.aspect).sqrt().ceil() as usize;
+        let w = (h as f64 * p.aspect).ceil() as usize;
+        let (cx, cy) = geo::lonlat_to_tile(p.lon, p.lat, ZOOM);
+        let frame = Frame {
+            w,
+            h,
+            x0: cx as u32 - w as u32 / 2,
+            y0: cy as u32 - h as u32 / 2,
+        };
+        let mut inside: Vec<(f64, usize, usize)> = Vec::new();
+        for j in 0..h {
+            for i in 0..w {
+                let (u, v) = frame.uv(i as f64 + 0.5, j as f64 + 0.5);
+                let score =
+                    1.0 - (u * u + v * v).sqrt() + 0.3 * fbm(i as f64, j as f64, 6.0, s ^ 1);
+                inside.push((score, i, j));
+            }
+        }
+        inside.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
+        let mut chosen: Vec<(usize, usize)> = inside[..p.tiles.min(inside.len())]
+            .iter()
+            .map(|t| (t.1, t.2))
+            .collect();
+        chosen.sort_by_key(|&(i, j)| (j, i));
+        (frame, chosen)
+    }
+
     /// Position of a point (in tile units from the frame's north-west corner) relative to the
     /// centre, in half-extents: u east, v north.
     fn uv(&self, px: f64, py: f64) -> (f64, f64) {
@@ -185,75 +260,76 @@ fn road_distance(p: &Preset, frame: &Frame, px: f64, py: f64) -> f64 {
     d
 }
 
+/// The smooth urban fields of a city at a point (tile units from the frame's corner): what both
+/// generator versions build on (v5 decides land use per cell from them, v6 places blocks).
+#[derive(Debug, Clone, Copy)]
+struct Site {
+    /// Built density in [0, 1].
+    density: f64,
+    /// Commercial life that no roof shows, smooth over a few tiles (`exp(2·fbm)`).
+    vibrancy: f64,
+    water: bool,
+    industrial_zone: bool,
+    park: bool,
+}
+
+impl Site {
+    fn at(p: &Preset, frame: &Frame, s: u64, gx: f64, gy: f64) -> Site {
+        let (w, h) = (frame.w, frame.h);
+        let (u, v) = frame.uv(gx, gy);
+        let hw = w as f64 / 2.0;
+        let mut density = 0.0;
+        for c in p.centres {
+            let d = ((u - c.u).powi(2) + (v - c.v).powi(2)).sqrt() * hw;
+            density += c.strength * (-d / c.radius).exp();
+        }
+        let (extent, level) = p.urban_extent;
+        let r = (u * u + v * v).sqrt();
+        density += level / (1.0 + ((r - extent) * hw / 1.5).exp());
+        density = (density + 0.18 * fbm(gx, gy, 4.0, s ^ 2)).clamp(0.0, 1.0);
+        let vibrancy = (2.0 * fbm(gx, gy, 3.0, s ^ 3)).exp();
+
+        let mut water = false;
+        if let Some((amp, wavelength, offset, width, north_south)) = p.river {
+            let (along, across, half) = if north_south {
+                (gy, gx, hw)
+            } else {
+                (gx, gy, h as f64 / 2.0)
+            };
+            let axis = half * (1.0 + offset * if north_south { 1.0 } else { -1.0 })
+                + amp * (along / wavelength * 2.0 * PI).sin()
+                + 0.5 * amp * (along / (wavelength * 0.37) * 2.0 * PI + 1.0).sin();
+            water = (across - axis).abs() < width / CELLS as f64 / 2.0;
+        }
+        if p.lake_share > 0.0 && fbm(gx, gy, 4.0, s ^ 4) > 1.0 - 14.0 * p.lake_share {
+            water = true;
+        }
+        let industrial_zone = p.industrial_zones.iter().any(|&(zu, zv, r)| {
+            let d = ((u - zu).powi(2) + (v - zv).powi(2)).sqrt() * hw;
+            d < r * (1.0 + 0.4 * fbm(gx, gy, 1.5, s ^ 5))
+        });
+        let park = fbm(gx, gy, 3.5, s ^ 6) > 1.0 - 4.0 * p.park_share && density < 0.85;
+        Site {
+            density,
+            vibrancy,
+            water,
+            industrial_zone,
+            park,
+        }
+    }
+}
+
 impl SynthCity {
     pub fn generate(p: &Preset, seed: u64) -> SynthCity {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0000 ^ hash_name(p.name));
         let s = rng.gen::<u64>();
-        // The frame is larger than the city; the city is the `p.tiles` tiles with the highest
-        // "inside" score (a noisy ellipse), which gives an irregular boundary.
-        let area = p.tiles as f64 * 1.3;
-        let h = (area / p.aspect).sqrt().ceil() as usize;
-        let w = (h as f64 * p.aspect).ceil() as usize;
-        let (cx, cy) = geo::lonlat_to_tile(p.lon, p.lat, ZOOM);
-        let frame = Frame {
-            w,
-            h,
-            x0: cx as u32 - w as u32 / 2,
-            y0: cy as u32 - h as u32 / 2,
-        };
-        let mut inside: Vec<(f64, usize, usize)> = Vec::new();
-        for j in 0..h {
-            for i in 0..w {
-                let (u, v) = frame.uv(i as f64 + 0.5, j as f64 + 0.5);
-                let score =
-                    1.0 - (u * u + v * v).sqrt() + 0.3 * fbm(i as f64, j as f64, 6.0, s ^ 1);
-                inside.push((score, i, j));
-            }
-        }
-        inside.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2))));
-        let mut chosen: Vec<(usize, usize)> = inside[..p.tiles.min(inside.len())]
-            .iter()
-            .map(|t| (t.1, t.2))
-            .collect();
-        chosen.sort_by_key(|&(i, j)| (j, i));
-
+        let (frame, chosen) = Frame::of_city(p, s);
         let cell_at = |gx: f64, gy: f64| -> Cell {
             // gx, gy: cell centre in tile units from the frame's corner.
-            let (u, v) = frame.uv(gx, gy);
-            let hw = w as f64 / 2.0;
-            let mut density = 0.0;
-            for c in p.centres {
-                let d = ((u - c.u).powi(2) + (v - c.v).powi(2)).sqrt() * hw;
-                density += c.strength * (-d / c.radius).exp();
-            }
-            let (extent, level) = p.urban_extent;
-            let r = (u * u + v * v).sqrt();
-            density += level / (1.0 + ((r - extent) * hw / 1.5).exp());
-            density = (density + 0.18 * fbm(gx, gy, 4.0, s ^ 2)).clamp(0.0, 1.0);
-            // Vibrancy: commercial life that no roof shows, smooth over a few tiles.
-            let vibrancy = (2.0 * fbm(gx, gy, 3.0, s ^ 3)).exp();
-            let activity = density.powf(1.6) * vibrancy;
-
-            let mut water = false;
-            if let Some((amp, wavelength, offset, width, north_south)) = p.river {
-                let (along, across, half) = if north_south {
-                    (gy, gx, hw)
-                } else {
-                    (gx, gy, h as f64 / 2.0)
-                };
-                let axis = half * (1.0 + offset * if north_south { 1.0 } else { -1.0 })
-                    + amp * (along / wavelength * 2.0 * PI).sin()
-                    + 0.5 * amp * (along / (wavelength * 0.37) * 2.0 * PI + 1.0).sin();
-                water = (across - axis).abs() < width / CELLS as f64 / 2.0;
-            }
-            if p.lake_share > 0.0 && fbm(gx, gy, 4.0, s ^ 4) > 1.0 - 14.0 * p.lake_share {
-                water = true;
-            }
-            let industrial_zone = p.industrial_zones.iter().any(|&(zu, zv, r)| {
-                let d = ((u - zu).powi(2) + (v - zv).powi(2)).sqrt() * hw;
-                d < r * (1.0 + 0.4 * fbm(gx, gy, 1.5, s ^ 5))
-            });
-            let park = fbm(gx, gy, 3.5, s ^ 6) > 1.0 - 4.0 * p.park_share && density < 0.85;
+            let site = Site::at(p, &frame, s, gx, gy);
+            let (density, water, industrial_zone, park) =
+                (site.density, site.water, site.industrial_zone, site.park);
+            let activity = density.powf(1.6) * site.vibrancy;
             let road = road_distance(p, &frame, gx, gy) < 0.55 / CELLS as f64;
             let land = if water {
                 LandUse::Water
@@ -504,7 +580,7 @@ fn hash_name(name: &str) -> u64 {
 
 /// The dataset directory of a preset in the cache, generating it on first use.
 pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::path::PathBuf> {
-    let p = preset(name).ok_or_else(|| {
+    let version = generator_of(name).ok_or_else(|| {
         Error::Usage(format!(
             "unknown preset `{name}`, expected one of {}",
             preset_names().join(", ")
@@ -512,7 +588,7 @@ pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::pa
     })?;
     let dir = cache_root
         .join("cities")
-        .join(format!("{name}-s{seed}-v{GENERATOR_VERSION}"));
+        .join(format!("{name}-s{seed}-v{version}"));
     if dir.join("dataset.yaml").is_file() {
         return Ok(dir);
     }
@@ -523,7 +599,7 @@ pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::pa
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
-    SynthCity::generate(&p, seed).write(&tmp)?;
+    write_preset(name, seed, None, &tmp)?;
     crate::track::fault::point("rename generated city into the cache");
     if dir.exists() && !dir.join("dataset.yaml").is_file() {
         // Not a dataset (left by something else): make room.

@@ -273,7 +273,3 @@ impl Preset {
 pub fn preset(name: &str) -> Option<Preset> {
     presets().into_iter().find(|p| p.name == name)
 }
-
-pub fn preset_names() -> Vec<&'static str> {
-    presets().iter().map(|p| p.name).collect()
-}
