@@ -34,6 +34,13 @@ pub enum Command {
     Emit(EmitCommandArgs),
     /// Rebuild summary.csv and the tables from the run directories.
     Report(ReportArgs),
+    /// The premise ladder of a finished experiment over generated cities
+    /// (docs/benchmark-acceptance.md): per dataset and split seed T0 (acquisition parameters
+    /// only), their Spearman correlations, T1 (feature baselines), T2 (the oracle), the
+    /// inventory-error ceiling, Moran's I, the top-1 % share and the total; per preset their
+    /// means and, with --rule, the acceptance verdicts. Writes ladder.md and ladder.json in
+    /// the experiment's results directory.
+    Ladder(LadderArgs),
     /// Compare two result sets run by run: B against A, paired by dataset, split, seed and
     /// every hyperparameter (not by run id or label); per cell both means, the paired
     /// difference B − A and its standard error.
@@ -74,6 +81,18 @@ pub struct RunArgs {
     /// Train on this device instead of the experiment's `device` (cpu, cuda, cuda:N).
     #[arg(long)]
     pub device: Option<String>,
+}
+
+/// The arguments of `ladder`.
+#[derive(clap::Args, Debug)]
+pub struct LadderArgs {
+    /// The experiment file (YAML), every job finished: generated cities (with latents.csv),
+    /// feature baselines and `kind: oracle`, one split.
+    pub experiment: PathBuf,
+    /// The acceptance rule (YAML; docs/config.md, "The premise ladder"), e.g.
+    /// experiments/ladder/acceptance.yaml. Without it, the statistics alone.
+    #[arg(long, value_name = "FILE")]
+    pub rule: Option<PathBuf>,
 }
 
 /// The arguments of `plan`.

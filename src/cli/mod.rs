@@ -47,6 +47,7 @@ pub fn main() -> Result<()> {
         Command::Compare(args) => compare_command(args),
         Command::Export(args) => export_command(args),
         Command::Report(args) => report_command(args),
+        Command::Ladder(args) => ladder_command(args),
     }
 }
 
@@ -386,4 +387,22 @@ fn report_command(args: ReportArgs) -> Result<()> {
         return result;
     }
     write_report_of(&target, strict, select)
+}
+
+fn ladder_command(args: LadderArgs) -> Result<()> {
+    let LadderArgs { experiment, rule } = args;
+    // The rule first: a bad rule file fails before any work.
+    let rule = rule
+        .map(|f| train::ladder::AcceptanceRule::load(&f).map(|r| (f, r)))
+        .transpose()?;
+    let plan = Plan::new(config::load_experiment(&experiment)?);
+    let ladder = train::ladder::compute(&plan, rule)?;
+    let dir = plan.experiment.experiment_dir();
+    print!("{}", train::ladder::write(&ladder, &dir)?);
+    crate::track::progress::info(&format!(
+        "wrote {} and {}",
+        dir.join("ladder.md").display(),
+        dir.join("ladder.json").display()
+    ));
+    Ok(())
 }

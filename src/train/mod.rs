@@ -2,6 +2,7 @@
 //! any job starts), then run each job into its run directory.
 
 pub mod cluster;
+pub mod ladder;
 pub mod plan;
 
 pub mod job;

@@ -4,6 +4,7 @@
 mod bad_input;
 mod faults;
 mod import;
+mod latents;
 mod neural;
 mod resume;
 mod scale;
