@@ -76,6 +76,10 @@ struct RawPresetDataset {
     preset: String,
     #[serde(default)]
     seed: u64,
+    /// The dataset's name in tables and splits; the preset's by default. Several generator
+    /// seeds of one preset in an experiment need their own names.
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +92,21 @@ fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<
     let map = resolve_use(element, path, problems)?;
     if map.contains_key("preset") {
         let raw: RawPresetDataset = typed(Value::Mapping(map), path, problems)?;
+        if let Some(name) = &raw.name {
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !ok {
+                problems.add(
+                    join_path(path, "name"),
+                    format!(
+                        "`{name}` is not a dataset name: letters, digits, `_`, `-` and `.` only"
+                    ),
+                );
+                return None;
+            }
+        }
         let Some(generator) = synth::generator_of(&raw.preset) else {
             problems.add(
                 join_path(path, "preset"),
@@ -100,7 +119,7 @@ fn parse_dataset(element: Value, path: &str, problems: &mut Problems) -> Option<
             return None;
         };
         Some(DatasetEntry {
-            name: raw.preset.clone(),
+            name: raw.name.unwrap_or_else(|| raw.preset.clone()),
             source: DatasetSource::Preset {
                 preset: raw.preset,
                 seed: raw.seed,
@@ -355,7 +374,13 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
         let path = format!("datasets[{i}]");
         if let Some(entry) = parse_dataset(d, &path, &mut problems) {
             if datasets.iter().any(|e| e.name == entry.name) {
-                problems.add(path, format!("dataset name `{}` is used twice", entry.name));
+                problems.add(
+                    path,
+                    format!(
+                        "dataset name `{}` is used twice (give each a `name:` of its own)",
+                        entry.name
+                    ),
+                );
             } else {
                 datasets.push(entry);
             }
@@ -488,6 +513,26 @@ mod tests {
         );
         assert!(joined.contains("splits[0].fractions"), "{joined}");
         assert_eq!(p.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn several_seeds_of_a_preset_need_their_own_names() {
+        let two = "datasets: [{preset: tiny6, seed: 1}, {preset: tiny6, seed: 2}]";
+        let p = problems_of(&GOOD.replace("datasets: [{preset: tiny}]", two));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("`tiny6` is used twice (give each a `name:`"),
+            "{p:?}"
+        );
+        let named =
+            "datasets: [{preset: tiny6, seed: 1, name: a}, {preset: tiny6, seed: 2, name: b}]";
+        assert!(problems_of(&GOOD.replace("datasets: [{preset: tiny}]", named)).is_empty());
+        let bad = "datasets: [{preset: tiny6, name: a/b}]";
+        let p = problems_of(&GOOD.replace("datasets: [{preset: tiny}]", bad));
+        assert!(
+            p[0].starts_with("datasets[0].name: `a/b` is not a dataset name"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::format::{CityDataset, DatasetMeta, PoiRecord, TargetMeta, Tile, FORMA
 use super::geo;
 use crate::error::{Error, Result};
 
+mod latents_v5;
 mod observe;
 mod presets;
 pub mod v6;
@@ -181,6 +182,8 @@ pub struct SynthCity {
     plants: Vec<bool>,
     roof: [u8; 3],
     seed: u64,
+    /// The true per-tile quantities (latents.csv), read only by the oracle and the ladder.
+    pub latents: crate::data::latents::Latents,
 }
 
 struct Frame {
@@ -422,6 +425,7 @@ impl SynthCity {
 
         // Raw emission of each tile, before the inventory's own spatial smearing.
         let mut raw = Vec::with_capacity(n);
+        let mut intensities = Vec::with_capacity(n);
         for (t, &(i, j)) in chosen.iter().enumerate() {
             let res = sum_over(t, &|c| {
                 if c.land == LandUse::Residential {
@@ -439,6 +443,7 @@ impl SynthCity {
             // Buildings' energy intensity (age, insulation, coal or gas heating) varies by
             // district and is invisible from above and in POIs.
             let intensity = (1.0 * fbm(i as f64, j as f64, 4.0, s ^ 9)).exp();
+            intensities.push(intensity);
             let mut e = intensity * (p.mix.residential * (res + rural) + p.mix.commercial * com)
                 + p.mix.industry * ind * site_intensity
                 + p.mix.road * road * traffic[t] * 8.0;
@@ -455,6 +460,7 @@ impl SynthCity {
         // and spreads emissions with night-light blooming: a tile reports a mix of its own
         // and its neighbours' emission.
         let mut tiles = Vec::with_capacity(n);
+        let mut pre_error = Vec::with_capacity(n);
         for (t, &(i, j)) in chosen.iter().enumerate() {
             let mut nb = (0.0, 0usize);
             for dj in -1i64..=1 {
@@ -470,6 +476,7 @@ impl SynthCity {
             } else {
                 raw[t]
             };
+            pre_error.push(e);
             // The inventory's own error at 1 km, which its authors put at tens of per cent
             // and more: a log-normal factor per tile.
             e *= inventory_error.sample(&mut rng);
@@ -491,6 +498,20 @@ impl SynthCity {
         let visible_plants: Vec<bool> = plants.iter().map(|&p| p && rng.gen_bool(0.5)).collect();
 
         let pois = generate_pois(p, &tiles, &cells, &plants, &mut rng);
+        let vibrancy: Vec<f64> = chosen
+            .iter()
+            .map(|&(i, j)| (2.0 * fbm(i as f64 + 0.5, j as f64 + 0.5, 3.0, s ^ 3)).exp())
+            .collect();
+        let latents = latents_v5::tile_latents(&latents_v5::Inputs {
+            tiles: &tiles,
+            cells: &cells,
+            visible_plants: &visible_plants,
+            intensity: &intensities,
+            vibrancy: &vibrancy,
+            raw: &raw,
+            pre_error: &pre_error,
+            seed,
+        });
         SynthCity {
             meta: DatasetMeta {
                 format: FORMAT_TAG.into(),
@@ -512,6 +533,7 @@ impl SynthCity {
             plants: visible_plants,
             roof: p.roof,
             seed,
+            latents,
         }
     }
 
@@ -520,9 +542,7 @@ impl SynthCity {
         let mut img = vec![0u8; IMAGE_SIZE * IMAGE_SIZE * 3];
         let tile = self.tiles[t];
         let s = self.seed ^ ((tile.x as u64) << 32 | tile.y as u64);
-        // Imaging conditions vary from tile to tile (haze, sun angle).
-        let brightness =
-            1.0 + 0.03 * (hash01(tile.x as i64, tile.y as i64, self.seed ^ 99) - 0.5) * 2.0;
+        let brightness = brightness(&tile, self.seed);
         for (k, cell) in self.cells[t].iter().enumerate() {
             let (cr, cc) = (k / CELLS, k % CELLS);
             for py in 0..PX {
@@ -564,12 +584,18 @@ impl SynthCity {
         img
     }
 
-    /// Write the city as a dataset directory (format v1).
+    /// Write the city as a dataset directory (format v1) with its latents beside it.
     pub fn write(&self, dir: &Path) -> Result<()> {
         CityDataset::write(dir, &self.meta, &self.tiles, &self.pois, |t| {
             super::raster::encode_png(&self.render(t), IMAGE_SIZE, IMAGE_SIZE)
-        })
+        })?;
+        self.latents.write(dir)
     }
+}
+
+/// Imaging conditions vary from tile to tile (haze, sun angle): v5's one acquisition parameter.
+fn brightness(tile: &Tile, seed: u64) -> f64 {
+    1.0 + 0.03 * (hash01(tile.x as i64, tile.y as i64, seed ^ 99) - 0.5) * 2.0
 }
 
 fn hash_name(name: &str) -> u64 {
@@ -590,6 +616,13 @@ pub fn ensure_preset(cache_root: &Path, name: &str, seed: u64) -> Result<std::pa
         .join("cities")
         .join(format!("{name}-s{seed}-v{version}"));
     if dir.join("dataset.yaml").is_file() {
+        if !crate::data::latents::latents_path(&dir).is_file() {
+            // Cached before cities wrote their latents: the generator is deterministic, so
+            // the latents are added beside the unchanged dataset.
+            if let Some(p) = preset(name) {
+                SynthCity::generate(&p, seed).latents.write(&dir)?;
+            }
+        }
         return Ok(dir);
     }
     let cities = cache_root.join("cities");

@@ -76,6 +76,8 @@ pub struct Building {
     pub roof: u8,
     /// Residential slabs and towers on busy streets have shops on the ground floor.
     pub ground_floor_retail: bool,
+    /// The block (lattice cell) the building stands in: a compound, an estate, a site.
+    pub block: u32,
     // Hidden district fields at the building.
     pub age_years: f64,
     pub insulation: f64,
@@ -190,7 +192,6 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
     let mut out = Built::default();
     let (nx, ny) = roads.lattice;
     let motorway_near = world.motorway_index(roads);
-    let ctx = Ctx { p, world, seed };
     let mut heavy_blocks = Vec::new();
     for b in 0..ny - 1 {
         for a in 0..nx - 1 {
@@ -243,6 +244,12 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
                 key: (a as i64, b as i64),
             };
             let h = |salt: u64| hash01(a as i64, b as i64, seed ^ salt);
+            let ctx = Ctx {
+                p,
+                world,
+                seed,
+                block: (b * nx + a) as u32,
+            };
             if site.water {
                 continue;
             } else if site.park {
@@ -284,6 +291,7 @@ struct Ctx<'a> {
     p: &'a Preset6,
     world: &'a World,
     seed: u64,
+    block: u32,
 }
 
 /// Add a building with the district fields of its centre.
@@ -310,6 +318,7 @@ fn add(
         height_m: storeys as f64 * floor_m,
         roof: roof.min(p.roofs.len() as u8 - 1),
         ground_floor_retail: retail,
+        block: ctx.block,
         age_years,
         insulation,
         coal_share,

@@ -96,6 +96,20 @@ pub fn generate(
             }
         }
     }
+    // POI data record places, not floor area: a housing estate or compound, a factory or a
+    // depot is one entry (one per block here), however much it holds.
+    let mut seen = std::collections::BTreeSet::new();
+    for b in &built.buildings {
+        let uses = b.floor_by_use();
+        let category = match uses[uses.len() - 1].0 {
+            Use::Residential => "residential",
+            Use::Industry | Use::Warehouse => "industrial",
+            _ => continue,
+        };
+        if keep(b.footprint.c) && seen.insert((b.block, category)) && rng.gen::<f64>() < cov {
+            out.push(poi_at(world, b.footprint.c, category));
+        }
+    }
     for lot in &built.lots {
         if lot.surface == Surface::Grass && keep(lot.area.c) {
             // Parks: playgrounds, sports grounds and cafés, about one per 2 ha.

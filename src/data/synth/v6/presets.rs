@@ -231,7 +231,8 @@ const FACTORS_UK: EmissionFactors = EmissionFactors {
     vehicle_kg_km: [0.18, 0.25, 0.9, 0.87],
     vehicle_share: [0.78, 0.15, 0.05, 0.02],
     aadt: [81_700.0, 14_000.0, 1_400.0, 1_400.0],
-    plant_t_mwh: 0.90,
+    // London's plants burn gas (combined cycle) [2, 4].
+    plant_t_mwh: 0.34,
     capacity_factor: 0.53,
 };
 
@@ -239,7 +240,16 @@ const FACTORS_UK: EmissionFactors = EmissionFactors {
 /// other constants as in the UK for want of Chinese sources found (docs/v6-sources.md).
 const FACTORS_NORTH_CHINA: EmissionFactors = EmissionFactors {
     heat_kwh_m2: [177.0, 0.0, 120.0, 180.0, 160.0, 150.0],
+    // Coal-fired plants, as in Ningxia (coal 87 % of energy) [2, 4].
+    plant_t_mwh: 0.90,
     ..FACTORS_UK
+};
+
+/// Beijing replaced its coal units by gas (13th five-year plan: > 2.7 GW of coal retired,
+/// > 7.2 GW of gas added) [2]: its plants are combined-cycle gas [4].
+const FACTORS_BEIJING: EmissionFactors = EmissionFactors {
+    plant_t_mwh: 0.34,
+    ..FACTORS_NORTH_CHINA
 };
 
 /// ODIAC's 1 km grid [6]; the blooming's reach (a modelling choice: VIIRS lights bloom over a
@@ -342,7 +352,7 @@ pub fn presets() -> Vec<Preset6> {
         age_years: (40.0, 15.0),
         facilities: (5, 800.0, 0.8),
         poi_coverage: 0.8,
-        factors: FACTORS_NORTH_CHINA,
+        factors: FACTORS_BEIJING,
         inventory: INVENTORY,
     };
     let yinchuan = Preset6 {
