@@ -2,11 +2,16 @@
 //! built density that its palette image shows, whether a plant is drawn, the hidden factors
 //! (district energy intensity, commercial vibrancy), the one acquisition parameter (per-tile
 //! brightness; each tile is its own strip) and ln emission before the inventory's blur and
-//! before its error. Read only by the oracle and the ladder.
+//! before its error, and ln of the part of emission that the image determines. Read only by the
+//! oracle, the ladder and scripts/v5_colour_control.py.
 
 use super::{brightness, Cell, LandUse, CELLS};
 use crate::data::format::Tile;
 use crate::data::latents::{self, Latents};
+
+/// ln of the emission the image determines: every hidden factor at its median, a drawn plant
+/// at the median plant size, before the inventory (scripts/v5_colour_control.py's target).
+pub const LOG_EMISSION_IMAGE_PART: &str = "log_emission_image_part";
 
 pub(super) struct Inputs<'a> {
     pub tiles: &'a [Tile],
@@ -18,6 +23,8 @@ pub(super) struct Inputs<'a> {
     /// Emission before the inventory's blur, and after it before the error.
     pub raw: &'a [f64],
     pub pre_error: &'a [f64],
+    /// Emission with every hidden factor at its median (what the image determines).
+    pub image_part: &'a [f64],
     pub seed: u64,
 }
 
@@ -44,6 +51,7 @@ pub(super) fn tile_latents(x: &Inputs) -> Latents {
             "acq_brightness",
             latents::LOG_EMISSION_PHYSICAL,
             latents::LOG_EMISSION_PRE_ERROR,
+            LOG_EMISSION_IMAGE_PART,
         ]
         .map(String::from),
     );
@@ -72,6 +80,7 @@ pub(super) fn tile_latents(x: &Inputs) -> Latents {
                 brightness(&x.tiles[t], x.seed),
                 ln(x.raw[t]),
                 ln(x.pre_error[t]),
+                ln(x.image_part[t]),
             ]);
             row
         })

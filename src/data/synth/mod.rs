@@ -393,21 +393,24 @@ impl SynthCity {
         let index: std::collections::HashMap<(usize, usize), usize> =
             chosen.iter().enumerate().map(|(k, &c)| (c, k)).collect();
         // Traffic on a tile's roads is drawn by the activity of its 5×5 neighbourhood.
-        let traffic: Vec<f64> = chosen
-            .iter()
-            .map(|&(i, j)| {
-                let mut a = 0.0;
-                for dj in -2i64..=2 {
-                    for di in -2i64..=2 {
-                        let key = ((i as i64 + di) as usize, (j as i64 + dj) as usize);
-                        if let Some(&k) = index.get(&key) {
-                            a += activity[k];
+        let traffic_of = |activity: &[f64]| -> Vec<f64> {
+            chosen
+                .iter()
+                .map(|&(i, j)| {
+                    let mut a = 0.0;
+                    for dj in -2i64..=2 {
+                        for di in -2i64..=2 {
+                            let key = ((i as i64 + di) as usize, (j as i64 + dj) as usize);
+                            if let Some(&k) = index.get(&key) {
+                                a += activity[k];
+                            }
                         }
                     }
-                }
-                0.2 + a / 25.0 * 4.0
-            })
-            .collect();
+                    0.2 + a / 25.0 * 4.0
+                })
+                .collect()
+        };
+        let traffic = traffic_of(&activity);
 
         let industrial_tiles: Vec<usize> = (0..n)
             .filter(|&t| frac(t, LandUse::Industrial) > 0.3)
@@ -498,6 +501,44 @@ impl SynthCity {
         let visible_plants: Vec<bool> = plants.iter().map(|&p| p && rng.gen_bool(0.5)).collect();
 
         let pois = generate_pois(p, &tiles, &cells, &plants, &mut rng);
+        // The part of emission that the image determines (the v5 control's target): the same
+        // sectors with every hidden factor at its median (energy intensity, vibrancy, site
+        // intensity, unmodelled activity: 1), a drawn plant at the median plant size, no
+        // inventory.
+        let activity_seen: Vec<f64> = (0..n)
+            .map(|t| {
+                sum_over(t, &|c| {
+                    if matches!(c.land, LandUse::Commercial | LandUse::Residential) {
+                        c.density.powf(1.6)
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .collect();
+        let traffic_seen = traffic_of(&activity_seen);
+        let image_part: Vec<f64> = (0..n)
+            .map(|t| {
+                let res = sum_over(t, &|c| {
+                    if c.land == LandUse::Residential {
+                        c.density
+                    } else {
+                        0.0
+                    }
+                });
+                let rural = 0.04 * frac(t, LandUse::Farmland);
+                let plant = if visible_plants[t] {
+                    p.mix.point_source
+                } else {
+                    0.0
+                };
+                p.mix.residential * (res + rural)
+                    + p.mix.commercial * activity_seen[t]
+                    + p.mix.industry * frac(t, LandUse::Industrial)
+                    + p.mix.road * frac(t, LandUse::Road) * traffic_seen[t] * 8.0
+                    + plant
+            })
+            .collect();
         let vibrancy: Vec<f64> = chosen
             .iter()
             .map(|&(i, j)| (2.0 * fbm(i as f64 + 0.5, j as f64 + 0.5, 3.0, s ^ 3)).exp())
@@ -510,6 +551,7 @@ impl SynthCity {
             vibrancy: &vibrancy,
             raw: &raw,
             pre_error: &pre_error,
+            image_part: &image_part,
             seed,
         });
         SynthCity {
