@@ -143,7 +143,11 @@ pub struct Tree {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Facility {
     pub c: [f64; 2],
+    /// A power plant's electric capacity, or a process site's fuel input (boilers, kilns,
+    /// furnaces), MW.
     pub capacity_mw: f64,
+    /// A process site (tanks and short stacks) rather than a power plant (cooling towers).
+    pub process: bool,
     /// Cooling towers (or tanks): centre and radius.
     pub towers: [([f64; 2], f64); 4],
     pub tower_count: usize,
@@ -178,6 +182,12 @@ fn district(p: &Preset6, world: &World, q: [f64; 2], density: f64, seed: u64) ->
 struct Block {
     usable: Rect,
     density: f64,
+    /// The district's height regime in [0, 1] (planning: conservation areas low, regeneration
+    /// and business districts high), independent of density: how tall, not how much ground.
+    regime: f64,
+    /// The district's greenery in [0, 1] (gardens, courtyards and street trees), independent of
+    /// density and use.
+    greenery: f64,
     /// Whether a busy street (arterial or collector) bounds the block.
     busy_frontage: bool,
     key: (i64, i64),
@@ -237,9 +247,12 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
                 half,
             };
             let site = world.site_m(c[0], c[1]);
+            let (gx, gy) = (c[0] / world.tile_m, c[1] / world.tile_m);
             let block = Block {
                 usable,
                 density: site.density,
+                regime: 0.5 + 0.5 * fbm(gx, gy, 3.0, seed ^ 0x45),
+                greenery: 0.5 + 0.5 * fbm(gx, gy, 2.5, seed ^ 0x46),
                 busy_frontage: classes.iter().any(|c| *c != RoadClass::Local),
                 key: (a as i64, b as i64),
             };
@@ -389,7 +402,9 @@ fn housing(ctx: &Ctx, block: &Block, out: &mut Built) {
                         false,
                     );
                     // A tree in the back garden, often.
-                    if hash01(block.key.0 * 131 + k as i64, block.key.1, seed ^ 0x72) < 0.6 {
+                    if hash01(block.key.0 * 131 + k as i64, block.key.1, seed ^ 0x72)
+                        < 0.2 + 0.7 * block.greenery
+                    {
                         let back = across - side * (depth / 2.0 + 5.0);
                         out.trees.push(Tree {
                             c: u.at(along + 3.0, back),
@@ -431,11 +446,10 @@ fn housing(ctx: &Ctx, block: &Block, out: &mut Built) {
     });
     if d < hs.mid {
         // Parallel slabs spaced by their height (sunlight rules).
-        let t = ((d - hs.detached) / (hs.mid - hs.detached)).clamp(0.0, 1.0);
         let storeys = range_u32(
             hs.slab_storeys.0,
             hs.slab_storeys.1,
-            0.5 * t + 0.5 * h(0x76),
+            0.7 * block.regime + 0.3 * h(0x76),
         );
         let height = storeys as f64 * hs.floor_m;
         let depth = 12.0;
@@ -473,7 +487,11 @@ fn housing(ctx: &Ctx, block: &Block, out: &mut Built) {
                     block.key.1 * 89 + j as i64,
                     seed ^ 0x77,
                 );
-                let storeys = range_u32(hs.tower_storeys.0, hs.tower_storeys.1, t);
+                let storeys = range_u32(
+                    hs.tower_storeys.0,
+                    hs.tower_storeys.1,
+                    0.6 * block.regime + 0.4 * t,
+                );
                 let fp = u.sub(along, across, [15.0, 15.0]);
                 let edge = i == 0 || j == 0 || i + 1 == na || j + 1 == nb;
                 add(
@@ -492,7 +510,9 @@ fn housing(ctx: &Ctx, block: &Block, out: &mut Built) {
 }
 
 fn street_trees(p: &Preset6, block: &Block, out: &mut Built, seed: u64) {
-    if hash01(block.key.0, block.key.1, seed ^ 0x78) >= p.streets.street_trees {
+    if hash01(block.key.0, block.key.1, seed ^ 0x78)
+        >= p.streets.street_trees * (0.4 + 1.2 * block.greenery)
+    {
         return;
     }
     let u = block.usable;
@@ -523,7 +543,11 @@ fn offices(ctx: &Ctx, block: &Block, out: &mut Built) {
         for k in 0..n {
             let along = -u.half[0] + 70.0 * (k as f64 + 0.5);
             let s = hash01(block.key.0 * 61 + k as i64, block.key.1, seed ^ 0x82);
-            let storeys = range_u32(hs.office_storeys.0, hs.office_storeys.1, 0.6 * t + 0.4 * s);
+            let storeys = range_u32(
+                hs.office_storeys.0,
+                hs.office_storeys.1,
+                0.6 * block.regime + 0.4 * s,
+            );
             let half = (u.half[1] - 5.0).clamp(8.0, 20.0);
             add(
                 ctx,
@@ -678,6 +702,7 @@ fn place_facilities(p: &Preset6, out: &mut Built, heavy: &[usize], rng: &mut Cha
         let mut f = Facility {
             c: lot.c,
             capacity_mw: mw,
+            process: false,
             towers: [([0.0; 2], 0.0); 4],
             tower_count: towers,
             stacks: [([0.0; 2], 0.0, 0.0); 3],
@@ -698,6 +723,40 @@ fn place_facilities(p: &Preset6, out: &mut Built, heavy: &[usize], rng: &mut Cha
                 lot.at(-lot.half[0] * 0.3 + 18.0 * k as f64, lot.half[1] * 0.05),
                 3.5,
                 120.0 + 60.0 * rng.gen::<f64>(),
+            );
+        }
+        out.facilities.push(f);
+    }
+    // Every other heavy-industry block is a process site: boilers, kilns or furnaces whose
+    // fuel input is log-normal around 20 MW with a log spread of 1 (a modelling choice: a heavy
+    // tail of mid-sized sites below the plants), shown by its tanks and stacks, more and larger
+    // for more capacity.
+    let site = LogNormal::new(20f64.ln(), 1.0).expect("valid lognormal");
+    free.sort_unstable();
+    for k in free {
+        let lot = out.lots[k].area;
+        let mw: f64 = site.sample(rng);
+        let tanks = (1 + (mw / 25.0) as usize).min(4);
+        let r = (5.0 * (mw / 10.0).sqrt()).clamp(4.0, 16.0);
+        let mut f = Facility {
+            c: lot.c,
+            capacity_mw: mw,
+            process: true,
+            towers: [([0.0; 2], 0.0); 4],
+            tower_count: tanks,
+            stacks: [([0.0; 2], 0.0, 0.0); 3],
+            stack_count: 1 + (mw > 40.0) as usize,
+        };
+        for t in 0..tanks {
+            let along = lot.half[0] * (0.15 + 0.2 * t as f64);
+            f.towers[t] = (lot.at(along.min(lot.half[0] - r), lot.half[1] * 0.5), r);
+        }
+        for t in 0..f.stack_count {
+            let height = 25.0 + 12.0 * mw.ln().max(0.0) + 10.0 * rng.gen::<f64>();
+            f.stacks[t] = (
+                lot.at(-lot.half[0] * 0.6 + 12.0 * t as f64, lot.half[1] * 0.3),
+                2.0,
+                height,
             );
         }
         out.facilities.push(f);

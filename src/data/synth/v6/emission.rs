@@ -9,7 +9,7 @@
 //! spread back inside each grid cell by a blooming night-light proxy (each cell's mass kept);
 //! facilities stay where they are; each tile's report carries a log-normal error.
 
-use super::buildings::{Building, Built};
+use super::buildings::{Building, Built, Facility};
 use super::presets::{EmissionFactors, InventoryModel, Typology, Use};
 use super::roads::Roads;
 use super::World;
@@ -48,9 +48,15 @@ pub fn road_emission_per_m(aadt: f64, f: &EmissionFactors) -> f64 {
     aadt * 365.0 * f.fleet_kg_km() / 1000.0 / 1000.0
 }
 
-/// t CO2 / yr of a facility.
-pub fn facility_emission(capacity_mw: f64, f: &EmissionFactors) -> f64 {
-    capacity_mw * f.capacity_factor * 8760.0 * f.plant_t_mwh
+/// t CO2 / yr of a facility: a plant's electricity at its carbon intensity, a process site's
+/// fuel at the city's fuel mix (`coal_share`), both at the capacity factor.
+pub fn facility_emission(facility: &Facility, f: &EmissionFactors, coal_share: f64) -> f64 {
+    let per_mwh = if facility.process {
+        coal_share * f.coal_kg_kwh + (1.0 - coal_share) * f.gas_kg_kwh
+    } else {
+        f.plant_t_mwh
+    };
+    facility.capacity_mw * f.capacity_factor * 8760.0 * per_mwh
 }
 
 /// Calls `visit(x, y, metres)` for pieces of at most `step` metres along a road edge.
@@ -220,6 +226,7 @@ pub fn tile_emission(
     roads: &Roads,
     factors: &EmissionFactors,
     inventory: &InventoryModel,
+    coal_share: f64,
     origin: [f64; 2],
 ) -> TileEmission {
     let mut emission = FrameRaster::new(world);
@@ -248,7 +255,7 @@ pub fn tile_emission(
     let mut facilities = vec![0.0; n];
     for f in &built.facilities {
         if let Some(t) = world.frame_tile_of(f.c) {
-            facilities[t] += facility_emission(f.capacity_mw, factors);
+            facilities[t] += facility_emission(f, factors, coal_share);
         }
     }
     let mut non_point = vec![0.0; n];

@@ -283,7 +283,15 @@ impl City {
             inventory_rng.gen_range(0.0..p.inventory.grid_m),
             inventory_rng.gen_range(0.0..p.inventory.grid_m),
         ];
-        let em = emission::tile_emission(&world, &built, &roads, factors, &p.inventory, origin);
+        let em = emission::tile_emission(
+            &world,
+            &built,
+            &roads,
+            factors,
+            &p.inventory,
+            p.coal_share.0,
+            origin,
+        );
         let error = LogNormal::new(0.0, p.inventory.log_sigma).expect("valid lognormal");
         let tiles: Vec<Tile> = chosen
             .iter()

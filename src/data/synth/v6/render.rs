@@ -338,7 +338,7 @@ impl City {
                 }
             });
         }
-        // Facilities: cooling towers or tanks (discs with a dark throat) and stacks.
+        // Facilities: cooling towers (discs with a dark throat) or tanks, and stacks.
         for &k in &objects.facilities {
             let f = &scene.built.facilities[k];
             for &(c, r) in &f.towers[..f.tower_count] {
@@ -349,7 +349,8 @@ impl City {
                             + 0.15
                                 * (((w[0] - c[0]) * sun_side[0] + (w[1] - c[1]) * sun_side[1]) / r)
                                     as f32;
-                        cv.px[idx] = if d < 0.6 * r {
+                        // A cooling tower's open throat is dark; a tank's roof is not.
+                        cv.px[idx] = if d < 0.6 * r && !f.process {
                             [70.0, 72.0, 74.0]
                         } else {
                             scale([196.0, 194.0, 188.0], lit)

@@ -69,7 +69,7 @@ fn emission_is_the_sum_of_its_sectors_per_tile() {
     }
     for f in &c.scene.built.facilities {
         sectors[world.frame_tile_of(f.c).unwrap()][2] +=
-            facility_emission(f.capacity_mw, &p.factors);
+            facility_emission(f, &p.factors, p.coal_share.0);
     }
     let physical = c
         .latents
@@ -108,6 +108,7 @@ fn inventory_conserves_the_total() {
         &c.scene.roads,
         &p.factors,
         &p.inventory,
+        p.coal_share.0,
         origin,
     );
     // Frame sums: every raster cell belongs to one frame tile.
