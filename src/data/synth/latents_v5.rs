@@ -68,6 +68,7 @@ pub(super) fn tile_latents(x: &Inputs) -> Latents {
                     .map(|c| c.density)
                     .sum::<f64>()
                     * per_cell
+                    + 0.0 // an empty sum is -0.0; written as 0
             };
             let mut row: Vec<f64> = SHARES.iter().map(|s| share(s.1)).collect();
             row.extend([

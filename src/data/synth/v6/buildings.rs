@@ -4,67 +4,14 @@
 //! storeys from typology and district, and carry hidden district fields (age, insulation,
 //! heating fuel, occupancy) that no roof shows.
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, LogNormal};
 
 use super::super::{fbm, hash01};
+use super::facilities::{place_facilities, Facility};
+pub use super::geometry::Rect;
 use super::presets::{Preset6, RoadClass, Typology, Use};
 use super::roads::Roads;
 use super::World;
-
-/// An oriented rectangle: centre, unit axis along its length, half length and half width.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Rect {
-    pub c: [f64; 2],
-    pub axis: [f64; 2],
-    pub half: [f64; 2],
-}
-
-impl Rect {
-    /// The point's coordinates in the rectangle's frame (along, across).
-    pub fn local(&self, p: [f64; 2]) -> [f64; 2] {
-        let d = [p[0] - self.c[0], p[1] - self.c[1]];
-        [
-            d[0] * self.axis[0] + d[1] * self.axis[1],
-            -d[0] * self.axis[1] + d[1] * self.axis[0],
-        ]
-    }
-
-    pub fn contains(&self, p: [f64; 2]) -> bool {
-        let l = self.local(p);
-        l[0].abs() <= self.half[0] && l[1].abs() <= self.half[1]
-    }
-
-    /// Half extents of the axis-aligned bounding box.
-    pub fn bbox_half(&self) -> [f64; 2] {
-        let (ax, ay) = (self.axis[0].abs(), self.axis[1].abs());
-        [
-            self.half[0] * ax + self.half[1] * ay,
-            self.half[0] * ay + self.half[1] * ax,
-        ]
-    }
-
-    pub fn area(&self) -> f64 {
-        4.0 * self.half[0] * self.half[1]
-    }
-
-    /// The point at (along, across) in the rectangle's frame.
-    pub fn at(&self, along: f64, across: f64) -> [f64; 2] {
-        [
-            self.c[0] + along * self.axis[0] - across * self.axis[1],
-            self.c[1] + along * self.axis[1] + across * self.axis[0],
-        ]
-    }
-
-    fn sub(&self, along: f64, across: f64, half: [f64; 2]) -> Rect {
-        Rect {
-            c: self.at(along, across),
-            axis: self.axis,
-            half,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Building {
@@ -136,24 +83,6 @@ pub struct Lot {
 pub struct Tree {
     pub c: [f64; 2],
     pub r: f64,
-}
-
-/// A large point source (power plant or heavy industry): what the image shows of it is its
-/// cooling towers or tanks and its stacks, sized by capacity.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Facility {
-    pub c: [f64; 2],
-    /// A power plant's electric capacity, or a process site's fuel input (boilers, kilns,
-    /// furnaces), MW.
-    pub capacity_mw: f64,
-    /// A process site (tanks and short stacks) rather than a power plant (cooling towers).
-    pub process: bool,
-    /// Cooling towers (or tanks): centre and radius.
-    pub towers: [([f64; 2], f64); 4],
-    pub tower_count: usize,
-    /// Stacks: centre, radius and height.
-    pub stacks: [([f64; 2], f64, f64); 3],
-    pub stack_count: usize,
 }
 
 #[derive(Default)]
@@ -295,7 +224,8 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
             }
         }
     }
-    place_facilities(p, &mut out, &heavy_blocks, rng);
+    let heavy: Vec<Rect> = heavy_blocks.iter().map(|&k| out.lots[k].area).collect();
+    out.facilities = place_facilities(p, &heavy, rng);
     out
 }
 
@@ -681,84 +611,5 @@ fn industrial(ctx: &Ctx, block: &Block, typology: Typology, out: &mut Built) {
                 false,
             );
         }
-    }
-}
-
-/// The city's facilities on heavy-industry blocks (lots recorded in `heavy`), capacities
-/// log-normal around the preset's median: a heavy tail.
-fn place_facilities(p: &Preset6, out: &mut Built, heavy: &[usize], rng: &mut ChaCha8Rng) {
-    let (count, median, sigma) = p.facilities;
-    let capacity = LogNormal::new(median.ln(), sigma).expect("valid lognormal");
-    let mut free: Vec<usize> = heavy.to_vec();
-    for _ in 0..count {
-        if free.is_empty() {
-            break;
-        }
-        let lot = out.lots[free.swap_remove(rng.gen_range(0..free.len()))].area;
-        let mw: f64 = capacity.sample(rng);
-        // Cooling towers ~ 40-60 m across for a few hundred MW; more towers for more capacity.
-        let towers = (1 + (mw / 500.0) as usize).min(4);
-        let r = (14.0 * (mw / 300.0).sqrt()).clamp(10.0, 32.0);
-        let mut f = Facility {
-            c: lot.c,
-            capacity_mw: mw,
-            process: false,
-            towers: [([0.0; 2], 0.0); 4],
-            tower_count: towers,
-            stacks: [([0.0; 2], 0.0, 0.0); 3],
-            stack_count: (1 + (mw / 700.0) as usize).min(3),
-        };
-        for k in 0..towers {
-            let along = -lot.half[0] + (k as f64 + 0.5) * 2.0 * lot.half[0] / towers as f64;
-            f.towers[k] = (
-                lot.at(
-                    along.clamp(-lot.half[0] + r, lot.half[0] - r),
-                    lot.half[1] * 0.45,
-                ),
-                r,
-            );
-        }
-        for k in 0..f.stack_count {
-            f.stacks[k] = (
-                lot.at(-lot.half[0] * 0.3 + 18.0 * k as f64, lot.half[1] * 0.05),
-                3.5,
-                120.0 + 60.0 * rng.gen::<f64>(),
-            );
-        }
-        out.facilities.push(f);
-    }
-    // Every other heavy-industry block is a process site: boilers, kilns or furnaces whose
-    // fuel input is log-normal around 20 MW with a log spread of 1 (a modelling choice: a heavy
-    // tail of mid-sized sites below the plants), shown by its tanks and stacks, more and larger
-    // for more capacity.
-    let site = LogNormal::new(20f64.ln(), 1.0).expect("valid lognormal");
-    free.sort_unstable();
-    for k in free {
-        let lot = out.lots[k].area;
-        let mw: f64 = site.sample(rng);
-        let tanks = (1 + (mw / 25.0) as usize).min(4);
-        let r = (5.0 * (mw / 10.0).sqrt()).clamp(4.0, 16.0);
-        let mut f = Facility {
-            c: lot.c,
-            capacity_mw: mw,
-            process: true,
-            towers: [([0.0; 2], 0.0); 4],
-            tower_count: tanks,
-            stacks: [([0.0; 2], 0.0, 0.0); 3],
-            stack_count: 1 + (mw > 40.0) as usize,
-        };
-        for t in 0..tanks {
-            let along = lot.half[0] * (0.15 + 0.2 * t as f64);
-            f.towers[t] = (lot.at(along.min(lot.half[0] - r), lot.half[1] * 0.5), r);
-        }
-        for t in 0..f.stack_count {
-            let height = 25.0 + 12.0 * mw.ln().max(0.0) + 10.0 * rng.gen::<f64>();
-            f.stacks[t] = (
-                lot.at(-lot.half[0] * 0.6 + 12.0 * t as f64, lot.half[1] * 0.3),
-                2.0,
-                height,
-            );
-        }
-        out.facilities.push(f);
     }
 }

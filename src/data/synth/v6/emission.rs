@@ -9,7 +9,8 @@
 //! spread back inside each grid cell by a blooming night-light proxy (each cell's mass kept);
 //! facilities stay where they are; each tile's report carries a log-normal error.
 
-use super::buildings::{Building, Built, Facility};
+use super::buildings::{Building, Built};
+use super::facilities::Facility;
 use super::presets::{EmissionFactors, InventoryModel, Typology, Use};
 use super::roads::Roads;
 use super::World;

@@ -12,6 +12,8 @@
 
 mod buildings;
 mod emission;
+mod facilities;
+mod geometry;
 mod pois;
 pub mod presets;
 mod render;
@@ -26,8 +28,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
 use rayon::prelude::*;
 
-use super::{hash01, hash_name, value_noise, Frame, Preset, Site, POI_CATEGORIES, ZOOM};
-use crate::data::format::{CityDataset, DatasetMeta, PoiRecord, TargetMeta, Tile, FORMAT_TAG};
+use super::{hash01, hash_name, synthetic_meta, value_noise, Frame, Preset, Site, ZOOM};
+use crate::data::format::{CityDataset, DatasetMeta, PoiRecord, Tile};
 use crate::data::latents::{self, Latents};
 use crate::error::Result;
 use buildings::Built;
@@ -331,20 +333,7 @@ impl City {
         };
         let latents = tile_latents(&scene, &chosen, &tiles, &em, &acquisitions, &tile_strip);
         City {
-            meta: DatasetMeta {
-                format: FORMAT_TAG.into(),
-                name: p.name.into(),
-                zoom: ZOOM,
-                target: TargetMeta {
-                    name: "co2".into(),
-                    unit: "t CO2 / year".into(),
-                },
-                poi_categories: POI_CATEGORIES.iter().map(|s| s.to_string()).collect(),
-                source: Some(format!(
-                    "opencarbon synthetic benchmark city `{}` (generator v{GENERATOR_VERSION}, seed {seed}): {}",
-                    p.name, p.description
-                )),
-            },
+            meta: synthetic_meta(p.name, p.description, GENERATOR_VERSION, seed),
             tiles,
             pois,
             latents,

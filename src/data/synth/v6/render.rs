@@ -27,6 +27,22 @@ pub struct Acquisition {
 }
 
 impl Acquisition {
+    /// A clear, neutral acquisition under the given sun (tests that measure the scene).
+    #[cfg(test)]
+    pub fn neutral(sun_azimuth_deg: f64, sun_elevation_deg: f64) -> Acquisition {
+        Acquisition {
+            sun_azimuth_deg,
+            sun_elevation_deg,
+            gain: 1.0,
+            offset: 0.0,
+            gamma: 1.0,
+            haze: 0.0,
+            white_balance_red: 1.0,
+            white_balance_blue: 1.0,
+            season: 1.0,
+        }
+    }
+
     /// Unit vector on the ground pointing where shadows fall (away from the sun), x east and
     /// y south, and shadow length per metre of height.
     pub fn shadow(&self) -> ([f64; 2], f64) {
@@ -434,17 +450,7 @@ mod tests {
     #[test]
     fn shadows_fall_away_from_the_sun() {
         // Sun in the south (azimuth 180°): shadows point north, i.e. towards -y.
-        let acq = Acquisition {
-            sun_azimuth_deg: 180.0,
-            sun_elevation_deg: 45.0,
-            gain: 1.0,
-            offset: 0.0,
-            gamma: 1.0,
-            haze: 0.0,
-            white_balance_red: 1.0,
-            white_balance_blue: 1.0,
-            season: 1.0,
-        };
+        let acq = Acquisition::neutral(180.0, 45.0);
         let (dir, per_m) = acq.shadow();
         assert!(
             dir[0].abs() < 1e-12 && (dir[1] + 1.0).abs() < 1e-12,

@@ -167,17 +167,7 @@ fn shadow_length_is_height_over_tan_elevation() {
     c.scene.index = index_objects(&c.scene.world, &c.scene.roads, &c.scene.built);
     for elevation in [20.0, 40.0] {
         let strip = c.tile_strip[t];
-        c.acquisitions[strip] = Acquisition {
-            sun_azimuth_deg: 180.0,
-            sun_elevation_deg: elevation,
-            gain: 1.0,
-            offset: 0.0,
-            gamma: 1.0,
-            haze: 0.0,
-            white_balance_red: 1.0,
-            white_balance_blue: 1.0,
-            season: 1.0,
-        };
+        c.acquisitions[strip] = Acquisition::neutral(180.0, elevation);
         let img = c.render(t);
         let col = ((centre[0] - ti as f64 * c.scene.world.tile_m) / m_px) as usize;
         let north_edge =
