@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import GroupKFold
 
-VISIBLE_PREFIXES = ("floor_", "traffic_")
+VISIBLE_PREFIXES = ("floor_", "traffic_", "facility_")
 
 
 def read_csv(path):
@@ -63,7 +63,7 @@ def main():
         latents = read_csv(os.path.join(city, "latents.csv"))
     names = [c for c in features[0] if c not in ("x", "y", "emission")]
     x_features = np.array([[float(r[c]) for c in names] for r in features])
-    visible = [c for c in latents[0] if c.startswith(VISIBLE_PREFIXES) or c == "facility_capacity_mw"]
+    visible = [c for c in latents[0] if c.startswith(VISIBLE_PREFIXES)]
     xy = [(int(r["x"]), int(r["y"])) for r in latents]
     assert xy == [(int(r["x"]), int(r["y"])) for r in features]
     index = {k: i for i, k in enumerate(xy)}

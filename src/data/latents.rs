@@ -17,7 +17,8 @@ pub const LATENTS_FILE: &str = "latents.csv";
 
 /// What a perfect reader of the v6 images and map could know of a tile: floor area by use
 /// (m²) and traffic-weighted road length by class (vehicle-km per day) within the tile, and
-/// the capacity of its large facilities (MW).
+/// the capacity of its power plants (electric MW) and process sites (fuel input MW), which
+/// the image tells apart (cooling towers against tanks).
 pub const VISIBLE_V6: &[&str] = &[
     "floor_residential_m2",
     "floor_retail_m2",
@@ -29,7 +30,8 @@ pub const VISIBLE_V6: &[&str] = &[
     "traffic_arterial_vkm",
     "traffic_collector_vkm",
     "traffic_local_vkm",
-    "facility_capacity_mw",
+    "facility_plant_mw",
+    "facility_process_mw",
 ];
 
 /// The same for the v5 generator: land-use shares of the tile's cells, mean built density of
@@ -60,7 +62,8 @@ pub const ORACLE_VISIBLE: &[&str] = &[
     "traffic_arterial_vkm",
     "traffic_collector_vkm",
     "traffic_local_vkm",
-    "facility_capacity_mw",
+    "facility_plant_mw",
+    "facility_process_mw",
     "share_water",
     "share_park",
     "share_farmland",
@@ -378,7 +381,8 @@ mod tests {
                 "traffic_arterial_vkm",
                 "traffic_collector_vkm",
                 "traffic_local_vkm",
-                "facility_capacity_mw",
+                "facility_plant_mw",
+                "facility_process_mw",
                 "share_water",
                 "share_park",
                 "share_farmland",

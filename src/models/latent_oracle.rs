@@ -330,7 +330,7 @@ mod tests {
         columns.extend(HIDDEN_V6.iter().map(|s| s.to_string()));
         columns.push(LOG_EMISSION_PRE_ERROR.into());
         columns.push("share_road".into());
-        columns.push("facility_capacity_mw".into());
+        columns.push("facility_plant_mw".into());
         columns.push("hidden_added_later".into());
         let latents = Latents {
             rows: vec![vec![1.0; columns.len()]; 4],
@@ -338,7 +338,7 @@ mod tests {
             xy: tiles.iter().map(|t| (t.x, t.y)).collect(),
         };
         let picked = latents.present(ORACLE_VISIBLE);
-        assert_eq!(picked, ["facility_capacity_mw", "share_road"]);
+        assert_eq!(picked, ["facility_plant_mw", "share_road"]);
         for neighborhood in [true, false] {
             for name in feature_names(&picked, neighborhood) {
                 let base = name.strip_prefix("nb_").unwrap_or(&name);
@@ -348,9 +348,9 @@ mod tests {
         assert_eq!(
             feature_names(&picked, true),
             [
-                "facility_capacity_mw",
+                "facility_plant_mw",
                 "share_road",
-                "nb_facility_capacity_mw",
+                "nb_facility_plant_mw",
                 "nb_share_road"
             ]
         );

@@ -130,7 +130,7 @@ fn range_u32(lo: u32, hi: u32, t: f64) -> u32 {
 pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, seed: u64) -> Built {
     let mut out = Built::default();
     let (nx, ny) = roads.lattice;
-    let motorway_near = world.motorway_index(roads);
+    let motorway_crosses = world.motorway_crossing(roads);
     let mut heavy_blocks = Vec::new();
     for b in 0..ny - 1 {
         for a in 0..nx - 1 {
@@ -144,7 +144,7 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
                 (q[0][0] + q[1][0] + q[2][0] + q[3][0]) / 4.0,
                 (q[0][1] + q[1][1] + q[2][1] + q[3][1]) / 4.0,
             ];
-            if !world.in_frame(c) || motorway_near(c) {
+            if !world.in_frame(c) {
                 continue;
             }
             let dir = [
@@ -175,6 +175,9 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
                 axis: [dir[0] / lu, dir[1] / lu],
                 half,
             };
+            if motorway_crosses(&usable) {
+                continue;
+            }
             let site = world.site_m(c[0], c[1]);
             let (gx, gy) = (c[0] / world.tile_m, c[1] / world.tile_m);
             let block = Block {
@@ -194,8 +197,6 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
             };
             if site.water {
                 continue;
-            } else if site.park {
-                park(&block, &mut out, seed);
             } else if site.industrial_zone && site.density > 0.08 {
                 let t = h(0x51);
                 let typology = if t < 0.4 {
@@ -209,6 +210,8 @@ pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, se
                     heavy_blocks.push(out.lots.len());
                 }
                 industrial(&ctx, &block, typology, &mut out);
+            } else if site.park {
+                park(&block, &mut out, seed);
             } else if site.density < world.farm_density(c) {
                 if h(0x52) < 0.06 {
                     farmstead(&ctx, &block, &mut out);
@@ -368,13 +371,15 @@ fn housing(ctx: &Ctx, block: &Block, out: &mut Built) {
     }
     out.lots.push(Lot {
         area: u,
-        surface: if h(0x75) < 0.5 {
-            Surface::Paved
-        } else {
+        surface: if h(0x75) < 0.2 + 0.6 * block.greenery {
             Surface::Garden
+        } else {
+            Surface::Paved
         },
     });
-    if d < hs.mid {
+    // Towers where density is highest, and where the district's height regime allows them.
+    let towers = d >= hs.mid || (d >= hs.low && block.regime > 0.8);
+    if !towers {
         // Parallel slabs spaced by their height (sunlight rules).
         let storeys = range_u32(
             hs.slab_storeys.0,

@@ -288,31 +288,53 @@ mod tests {
         }
     }
 
-    /// The inventory's spreading moves mass inside grid cells and never creates or loses any.
+    /// The inventory's spreading moves mass inside grid cells and never across them; a grid
+    /// cell without light spreads its mass evenly.
     #[test]
     fn spreading_conserves_each_grid_cells_mass() {
         let (w, h) = (48, 40);
         let e: Vec<f64> = (0..w * h).map(|k| ((k * 37) % 11) as f64).collect();
+        // Light everywhere but in the first 20 columns (1000 m): at least one whole grid cell
+        // is dark.
         let l: Vec<f64> = (0..w * h)
             .map(|k| {
-                if k % 7 == 0 {
+                if k % w < 20 {
                     0.0
                 } else {
-                    ((k * 13) % 5) as f64
+                    1.0 + ((k * 13) % 5) as f64
                 }
             })
             .collect();
-        let (em, li) = (raster(w, h, e.clone()), raster(w, h, l));
-        let out = spread(&em, &li.blurred(120.0), 1000.0, [330.0, 170.0]);
-        let total: f64 = e.iter().sum();
-        let spread_total: f64 = out.v.iter().sum();
-        assert!(
-            (total - spread_total).abs() < 1e-9 * total,
-            "{total} vs {spread_total}"
-        );
-        // Mass moved: the output is not the input.
+        let (em, li) = (raster(w, h, e.clone()), raster(w, h, l.clone()));
+        let origin = [330.0, 170.0];
+        let out = spread(&em, &li, 1000.0, origin);
+        let cell_of = |k: usize| {
+            let (i, j) = (k % w, k / w);
+            let x = (i as f64 + 0.5) * 50.0 - origin[0];
+            let y = (j as f64 + 0.5) * 50.0 - origin[1];
+            ((x / 1000.0).floor() as i64, (y / 1000.0).floor() as i64)
+        };
+        let mut before: std::collections::BTreeMap<(i64, i64), f64> = Default::default();
+        let mut after = before.clone();
+        for k in 0..w * h {
+            *before.entry(cell_of(k)).or_default() += e[k];
+            *after.entry(cell_of(k)).or_default() += out.v[k];
+        }
+        for (cell, mass) in &before {
+            assert!(
+                (mass - after[cell]).abs() < 1e-9 * mass.max(1.0),
+                "{cell:?}"
+            );
+        }
+        // Mass moved inside the lit cells.
         assert!(out.v.iter().zip(&e).any(|(a, b)| (a - b).abs() > 1e-6));
-        // A dark grid cell spreads evenly; no cell ends negative.
-        assert!(out.v.iter().all(|&v| v >= 0.0));
+        // Grid cell (-1, 0) (columns 0-6, rows 3-22) is dark: every one of its raster cells
+        // holds the same share.
+        let dark: Vec<f64> = (0..w * h)
+            .filter(|&k| cell_of(k) == (-1, 0))
+            .map(|k| out.v[k])
+            .collect();
+        assert!(dark.len() > 10 && dark.iter().all(|v| (v - dark[0]).abs() < 1e-12));
+        assert!(dark.iter().all(|&v| l[0] == 0.0 && v > 0.0));
     }
 }

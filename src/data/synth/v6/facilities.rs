@@ -42,7 +42,10 @@ pub(super) fn place_facilities(p: &Preset6, heavy: &[Rect], rng: &mut ChaCha8Rng
         let mw: f64 = capacity.sample(rng);
         // Cooling towers ~ 40-60 m across for a few hundred MW; more towers for more capacity.
         let towers = (1 + (mw / 500.0) as usize).min(4);
-        let r = (14.0 * (mw / 300.0).sqrt()).clamp(10.0, 32.0);
+        // Capped to fit the block: a narrow block holds smaller towers.
+        let r = (14.0 * (mw / 300.0).sqrt())
+            .clamp(10.0, 32.0)
+            .min(0.3 * lot.half[0].min(lot.half[1]));
         let mut f = Facility {
             c: lot.c,
             capacity_mw: mw,
@@ -56,8 +59,8 @@ pub(super) fn place_facilities(p: &Preset6, heavy: &[Rect], rng: &mut ChaCha8Rng
             let along = -lot.half[0] + (k as f64 + 0.5) * 2.0 * lot.half[0] / towers as f64;
             f.towers[k] = (
                 lot.at(
-                    along.clamp(-lot.half[0] + r, lot.half[0] - r),
-                    lot.half[1] * 0.45,
+                    along.clamp(-(lot.half[0] - r), lot.half[0] - r),
+                    lot.half[1] - r,
                 ),
                 r,
             );

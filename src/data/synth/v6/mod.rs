@@ -32,7 +32,7 @@ use super::{hash01, hash_name, synthetic_meta, value_noise, Frame, Preset, Site,
 use crate::data::format::{CityDataset, DatasetMeta, PoiRecord, Tile};
 use crate::data::latents::{self, Latents};
 use crate::error::Result;
-use buildings::Built;
+use buildings::{Built, Rect};
 use presets::{RoadClass, Use};
 use roads::Roads;
 
@@ -118,21 +118,49 @@ impl World {
         )
     }
 
-    /// Whether a block centred at a point is crossed by a motorway (its land is the road's).
-    fn motorway_index(&self, roads: &Roads) -> impl Fn([f64; 2]) -> bool + '_ {
+    /// Whether a motorway's carriageway (with a 16 m verge) crosses a rectangle: that land is
+    /// the road's, not a block's.
+    fn motorway_crossing<'a>(&self, roads: &'a Roads) -> impl Fn(&Rect) -> bool + 'a {
         let cell = 200.0;
-        let mut near = std::collections::HashSet::new();
+        let key = move |x: f64, y: f64| ((x / cell).floor() as i64, (y / cell).floor() as i64);
+        let mut cells: std::collections::BTreeMap<(i64, i64), Vec<usize>> = Default::default();
         for (k, e) in roads.edges.iter().enumerate() {
             if e.class != RoadClass::Motorway {
                 continue;
             }
             emission::along_edge(roads, k, 20.0, |x, y, _| {
-                near.insert(((x / cell) as i64, (y / cell) as i64));
+                let list = cells.entry(key(x, y)).or_default();
+                if list.last() != Some(&k) {
+                    list.push(k);
+                }
             });
         }
-        move |q: [f64; 2]| {
-            let (i, j) = ((q[0] / cell) as i64, (q[1] / cell) as i64);
-            near.contains(&(i, j))
+        let reach = RoadClass::Motorway.width_m() / 2.0 + 16.0;
+        let roads_ref = roads;
+        move |r: &Rect| {
+            let grown = Rect {
+                half: [r.half[0] + reach, r.half[1] + reach],
+                ..*r
+            };
+            let b = grown.bbox_half();
+            let (lo, hi) = (
+                key(r.c[0] - b[0], r.c[1] - b[1]),
+                key(r.c[0] + b[0], r.c[1] + b[1]),
+            );
+            for i in lo.0..=hi.0 {
+                for j in lo.1..=hi.1 {
+                    for &k in cells.get(&(i, j)).map(Vec::as_slice).unwrap_or(&[]) {
+                        let e = roads_ref.edges[k];
+                        let (p, q) = (roads_ref.nodes[e.a], roads_ref.nodes[e.b]);
+                        let len = roads_ref.length(&e);
+                        let dir = [(q[0] - p[0]) / len, (q[1] - p[1]) / len];
+                        if grown.meets_segment(p, dir, len) {
+                            return true;
+                        }
+                    }
+                }
+            }
+            false
         }
     }
 }
@@ -277,7 +305,15 @@ impl City {
                 sum
             })
             .collect();
-        roads::assign_traffic(&mut roads, &between, &served, &factors.aadt);
+        let edge_in_city: Vec<bool> = roads
+            .edges
+            .iter()
+            .map(|e| {
+                let (pa, pb) = (roads.nodes[e.a], roads.nodes[e.b]);
+                in_city([(pa[0] + pb[0]) / 2.0, (pa[1] + pb[1]) / 2.0])
+            })
+            .collect();
+        roads::assign_traffic(&mut roads, &between, &served, &edge_in_city, &factors.aadt);
 
         // Emission and the inventory.
         let mut inventory_rng = stream(3);
@@ -459,24 +495,27 @@ fn tile_latents(
     let world = &scene.world;
     let n = world.frame_w * world.frame_h;
     let mut floor = vec![[0.0f64; 6]; n];
-    // Floor-area-weighted sums of the hidden fields, and the weight.
-    let mut hidden = vec![[0.0f64; 5]; n];
+    // Floor-area-weighted sums of the hidden fields (occupancy over non-domestic floors, where
+    // it acts), and the two weights.
+    let mut hidden = vec![[0.0f64; 6]; n];
     for b in &scene.built.buildings {
         let Some(t) = world.frame_tile_of(b.footprint.c) else {
             continue;
         };
-        let mut area = 0.0;
+        let (mut area, mut non_domestic) = (0.0, 0.0);
         for (u, a) in b.floor_by_use() {
             floor[t][u.index()] += a;
             area += a;
+            if u != Use::Residential {
+                non_domestic += a;
+            }
         }
-        for (k, v) in [b.age_years, b.insulation, b.coal_share, b.occupancy]
-            .iter()
-            .enumerate()
-        {
+        for (k, v) in [b.age_years, b.insulation, b.coal_share].iter().enumerate() {
             hidden[t][k] += v * area;
         }
+        hidden[t][3] += b.occupancy * non_domestic;
         hidden[t][4] += area;
+        hidden[t][5] += non_domestic;
     }
     let mut traffic = vec![[0.0f64; 4]; n];
     for (k, e) in scene.roads.edges.iter().enumerate() {
@@ -486,10 +525,11 @@ fn tile_latents(
             }
         });
     }
-    let mut capacity = vec![0.0; n];
+    // Plants (electric MW) and process sites (fuel MW), which the image tells apart.
+    let mut capacity = vec![[0.0f64; 2]; n];
     for f in &scene.built.facilities {
         if let Some(t) = world.frame_tile_of(f.c) {
-            capacity[t] += f.capacity_mw;
+            capacity[t][f.process as usize] += f.capacity_mw;
         }
     }
     let mut columns: Vec<String> = Vec::new();
@@ -499,7 +539,8 @@ fn tile_latents(
             .iter()
             .map(|c| format!("traffic_{}_vkm", c.name())),
     );
-    columns.push("facility_capacity_mw".into());
+    columns.push("facility_plant_mw".into());
+    columns.push("facility_process_mw".into());
     columns.extend(latents::HIDDEN_V6.iter().map(|s| s.to_string()));
     columns.push(latents::ACQ_STRIP.into());
     columns.extend(latents::NUISANCE_V6.iter().map(|s| s.to_string()));
@@ -513,9 +554,10 @@ fn tile_latents(
             let t = j * world.frame_w + i;
             let mut row: Vec<f64> = floor[t].to_vec();
             row.extend(traffic[t]);
-            row.push(capacity[t]);
-            let w = hidden[t][4];
-            row.extend((0..4).map(|h| if w > 0.0 { hidden[t][h] / w } else { f64::NAN }));
+            row.extend(capacity[t]);
+            let mean = |sum: f64, w: f64| if w > 0.0 { sum / w } else { f64::NAN };
+            row.extend((0..3).map(|h| mean(hidden[t][h], hidden[t][4])));
+            row.push(mean(hidden[t][3], hidden[t][5]));
             let a = &acquisitions[tile_strip[k]];
             row.push(tile_strip[k] as f64);
             row.extend([

@@ -48,11 +48,13 @@ fn premises(b: &Building) -> Vec<(&'static str, f64)> {
     match b.typology {
         _ if b.ground_floor_retail => {
             let fronts = 2.0 * b.footprint.half[0] / SHOP_FRONT_M;
+            // Busier streets have fewer empty units (occupancy, capped at 1.5).
+            let let_units = fronts * busy.min(1.5);
             vec![
-                ("food", 0.4 * fronts * busy.min(1.5)),
-                ("shopping", 0.5 * fronts * busy.min(1.5)),
-                ("health", 0.05 * fronts),
-                ("finance", 0.05 * fronts),
+                ("food", 0.4 * let_units),
+                ("shopping", 0.5 * let_units),
+                ("health", 0.05 * let_units),
+                ("finance", 0.05 * let_units),
             ]
         }
         Typology::OfficeTower | Typology::OfficeBlock => vec![
@@ -103,21 +105,26 @@ pub fn generate(
     let mut seen = std::collections::BTreeSet::new();
     for b in &built.buildings {
         let uses = b.floor_by_use();
-        let site: &[(&str, f64)] = match uses[uses.len() - 1].0 {
-            Use::Residential => &[
-                ("residential", 1.0),
-                ("health", 0.1),
-                ("religion", 0.06),
-                ("government", 0.03),
-                ("other", 0.2),
-            ],
-            Use::Industry | Use::Warehouse => &[("industrial", 1.0)],
+        let (entry, services): (&str, &[(&str, f64)]) = match uses[uses.len() - 1].0 {
+            Use::Residential => (
+                "residential",
+                &[
+                    ("health", 0.1),
+                    ("religion", 0.06),
+                    ("government", 0.03),
+                    ("other", 0.2),
+                ],
+            ),
+            Use::Industry | Use::Warehouse => ("industrial", &[]),
             _ => continue,
         };
         if !seen.insert(b.block) {
             continue;
         }
-        for &(cat, lambda) in site {
+        if recorded(b.footprint.c, rng) {
+            out.push(poi_at(world, b.footprint.c, entry));
+        }
+        for &(cat, lambda) in services {
             for _ in 0..draw(lambda, rng) {
                 if recorded(b.footprint.c, rng) {
                     out.push(poi_at(world, b.footprint.c, cat));
@@ -155,7 +162,7 @@ pub fn generate(
         }
     }
     for f in &built.facilities {
-        if keep(f.c) {
+        if recorded(f.c, rng) {
             out.push(poi_at(world, f.c, "industrial"));
         }
     }

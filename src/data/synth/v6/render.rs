@@ -72,33 +72,6 @@ fn scale(a: Rgb, s: f32) -> Rgb {
     [a[0] * s, a[1] * s, a[2] * s]
 }
 
-/// Whether the segment from `p` to `p + len·dir` meets the rectangle (slab method in the
-/// rectangle's frame): the point is in the shadow of a prism on `r`.
-fn segment_hits(r: &Rect, p: [f64; 2], dir: [f64; 2], len: f64) -> bool {
-    let l = r.local(p);
-    let d = [
-        dir[0] * r.axis[0] + dir[1] * r.axis[1],
-        -dir[0] * r.axis[1] + dir[1] * r.axis[0],
-    ];
-    let (mut t0, mut t1) = (0.0f64, len);
-    for k in 0..2 {
-        if d[k].abs() < 1e-12 {
-            if l[k].abs() > r.half[k] {
-                return false;
-            }
-        } else {
-            let (a, b) = ((-r.half[k] - l[k]) / d[k], (r.half[k] - l[k]) / d[k]);
-            let (lo, hi) = if a < b { (a, b) } else { (b, a) };
-            t0 = t0.max(lo);
-            t1 = t1.min(hi);
-            if t0 > t1 {
-                return false;
-            }
-        }
-    }
-    true
-}
-
 /// Pixel-centre world coordinates of a tile's pixels and the painter's buffer.
 struct Canvas {
     x0: f64,
@@ -106,6 +79,8 @@ struct Canvas {
     m_px: f64,
     px: Vec<Rgb>,
     shade: Vec<f32>,
+    /// Height above the ground of what each pixel shows (0 for the ground, a roof's height).
+    height: Vec<f64>,
 }
 
 impl Canvas {
@@ -163,6 +138,7 @@ impl City {
             m_px,
             px: vec![[0.0; 3]; IMAGE_PX * IMAGE_PX],
             shade: vec![1.0; IMAGE_PX * IMAGE_PX],
+            height: vec![0.0; IMAGE_PX * IMAGE_PX],
         };
         let season = acq.season as f32;
         let grass = mix([150.0, 140.0, 92.0], [88.0, 128.0, 70.0], season);
@@ -280,9 +256,45 @@ impl City {
                 });
             }
         }
-        // Shadows: every pixel whose ray towards the sun meets a building or a stack.
         let (dir, per_m) = acq.shadow();
         let towards_sun = [-dir[0], -dir[1]];
+        let sun_side = towards_sun;
+        // Roofs (lit; a pitched roof's two slopes take the sun differently).
+        for &k in &objects.buildings {
+            let b = &scene.built.buildings[k];
+            let base = rgb(self.preset.roofs[b.roof as usize]);
+            let tint = 0.9 + 0.2 * hash01(k as i64, 3, seed ^ 0xA6) as f32;
+            let fp = b.footprint;
+            let across = [-fp.axis[1], fp.axis[0]];
+            let facing = (across[0] * sun_side[0] + across[1] * sun_side[1]) as f32;
+            let pitched = b.pitched();
+            let flat_roof_units = !pitched && b.footprint.area() > 600.0;
+            cv.each_in_box(fp.c, fp.bbox_half(), |cv, idx, w| {
+                if fp.contains(w) {
+                    cv.height[idx] = b.height_m;
+                }
+            });
+            cv.fill_rect(&fp, |w, l| {
+                if pitched {
+                    let slope = if l[1] >= 0.0 { facing } else { -facing };
+                    scale(base, tint * (1.0 + 0.18 * slope))
+                } else {
+                    let rim = l[0].abs() > fp.half[0] - 1.2 || l[1].abs() > fp.half[1] - 1.2;
+                    let unit = flat_roof_units
+                        && hash01((w[0] / 6.0) as i64, (w[1] / 6.0) as i64, seed ^ 0xA7) < 0.05;
+                    if rim {
+                        scale(base, tint * 1.12)
+                    } else if unit {
+                        [150.0, 150.0, 150.0]
+                    } else {
+                        scale(base, tint)
+                    }
+                }
+            });
+        }
+        // Shadows, after the roofs: a pixel at height h (0 on the ground, a roof's height on a
+        // roof) is in the shadow of a taller building or stack when the ray towards the sun
+        // meets it within (its height - h) / tan(elevation).
         for &k in &objects.buildings {
             let b = &scene.built.buildings[k];
             let len = b.height_m * per_m;
@@ -296,7 +308,8 @@ impl City {
                 half[1] + (dir[1] * len / 2.0).abs(),
             ];
             cv.each_in_box(c, box_half, |cv, idx, w| {
-                if segment_hits(&b.footprint, w, towards_sun, len) {
+                let rise = b.height_m - cv.height[idx];
+                if rise > 0.0 && b.footprint.meets_segment(w, towards_sun, rise * per_m) {
                     cv.shade[idx] = 0.45;
                 }
             });
@@ -316,7 +329,8 @@ impl City {
                     r + (dir[1] * len / 2.0).abs(),
                 ];
                 cv.each_in_box(mid, half, |cv, idx, w| {
-                    if segment_hits(&sq, w, towards_sun, len) {
+                    let rise = height - cv.height[idx];
+                    if rise > 0.0 && sq.meets_segment(w, towards_sun, rise * per_m) {
                         cv.shade[idx] = 0.45;
                     }
                 });
@@ -324,35 +338,6 @@ impl City {
         }
         for k in 0..cv.px.len() {
             cv.px[k] = scale(cv.px[k], cv.shade[k]);
-        }
-        // Roofs (lit; a pitched roof's two slopes take the sun differently).
-        let sun_side = towards_sun;
-        for &k in &objects.buildings {
-            let b = &scene.built.buildings[k];
-            let base = rgb(self.preset.roofs[b.roof as usize]);
-            let tint = 0.9 + 0.2 * hash01(k as i64, 3, seed ^ 0xA6) as f32;
-            let fp = b.footprint;
-            let across = [-fp.axis[1], fp.axis[0]];
-            let facing = (across[0] * sun_side[0] + across[1] * sun_side[1]) as f32;
-            let pitched = b.pitched();
-            let flat_roof_units = !pitched && b.footprint.area() > 600.0;
-            cv.fill_rect(&fp, |w, l| {
-                if pitched {
-                    let slope = if l[1] >= 0.0 { facing } else { -facing };
-                    scale(base, tint * (1.0 + 0.18 * slope))
-                } else {
-                    let rim = l[0].abs() > fp.half[0] - 1.2 || l[1].abs() > fp.half[1] - 1.2;
-                    let unit = flat_roof_units
-                        && hash01((w[0] / 6.0) as i64, (w[1] / 6.0) as i64, seed ^ 0xA7) < 0.05;
-                    if rim {
-                        scale(base, tint * 1.12)
-                    } else if unit {
-                        [150.0, 150.0, 150.0]
-                    } else {
-                        scale(base, tint)
-                    }
-                }
-            });
         }
         // Facilities: cooling towers (discs with a dark throat) or tanks, and stacks.
         for &k in &objects.facilities {
@@ -457,18 +442,5 @@ mod tests {
             "{dir:?}"
         );
         assert!((per_m - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn a_segment_meets_a_rectangle_only_when_it_reaches_it() {
-        let r = Rect {
-            c: [0.0, 0.0],
-            axis: [1.0, 0.0],
-            half: [5.0, 2.0],
-        };
-        assert!(segment_hits(&r, [0.0, 10.0], [0.0, -1.0], 9.0));
-        assert!(!segment_hits(&r, [0.0, 10.0], [0.0, -1.0], 7.0));
-        assert!(!segment_hits(&r, [6.0, 10.0], [0.0, -1.0], 20.0));
-        assert!(segment_hits(&r, [1.0, 1.0], [1.0, 0.0], 0.0));
     }
 }

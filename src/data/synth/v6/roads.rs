@@ -125,7 +125,8 @@ impl Roads {
         let tile = world.tile_m;
         let (cx, cy) = (world.width_m / 2.0, world.height_m / 2.0);
         let step = 250.0;
-        let mut lines: Vec<Vec<[f64; 2]>> = Vec::new();
+        // (points, closed): rings close on themselves, radials start at the first ring.
+        let mut lines: Vec<(Vec<[f64; 2]>, bool)> = Vec::new();
         for &ring in story.rings {
             let r = ring * tile;
             let mut pts = Vec::new();
@@ -148,7 +149,9 @@ impl Roads {
                     pts.push([cx + r * a.cos(), cy + r * a.sin()]);
                 }
             }
-            lines.push(pts);
+            // The last point repeats the first: the ring closes there instead.
+            pts.pop();
+            lines.push((pts, true));
         }
         let start = story.rings.first().copied().unwrap_or(2.0) * tile;
         let reach = world.width_m.max(world.height_m);
@@ -164,20 +167,41 @@ impl Roads {
                 pts.push([x, y]);
                 d += step;
             }
-            lines.push(pts);
+            lines.push((pts, false));
         }
         let (nx, ny) = self.lattice;
         let sp = p.streets.spacing_m;
-        for pts in lines {
+        let mut first_ring: Option<std::ops::Range<usize>> = None;
+        for (pts, closed) in lines {
             let first = self.nodes.len();
             self.nodes.extend(&pts);
-            for k in 1..pts.len() {
-                self.edges.push(Edge {
-                    a: first + k - 1,
-                    b: first + k,
+            let link = |a: usize, b: usize, edges: &mut Vec<Edge>| {
+                edges.push(Edge {
+                    a,
+                    b,
                     class: RoadClass::Motorway,
                     aadt: 0.0,
-                });
+                })
+            };
+            for k in 1..pts.len() {
+                link(first + k - 1, first + k, &mut self.edges);
+            }
+            if closed && pts.len() > 2 {
+                link(first + pts.len() - 1, first, &mut self.edges);
+                first_ring.get_or_insert(first..first + pts.len());
+            } else if let (false, Some(ring), false) = (closed, &first_ring, pts.is_empty()) {
+                // A radial joins the innermost ring at its nearest node.
+                let q = pts[0];
+                let nearest = ring
+                    .clone()
+                    .min_by(|&i, &j| {
+                        let d = |n: usize| {
+                            (self.nodes[n][0] - q[0]).powi(2) + (self.nodes[n][1] - q[1]).powi(2)
+                        };
+                        d(i).total_cmp(&d(j)).then(i.cmp(&j))
+                    })
+                    .expect("a ring has nodes");
+                link(first, nearest, &mut self.edges);
             }
             // Junctions: where the motorway passes an arterial lattice node.
             for (k, q) in pts.iter().enumerate() {
@@ -190,10 +214,11 @@ impl Roads {
                 let node = b * nx + a;
                 let n = self.nodes[node];
                 if ((n[0] - q[0]).powi(2) + (n[1] - q[1]).powi(2)).sqrt() < 0.5 * sp {
+                    // A ramp: part of the motorway's flow, not an arterial of its own.
                     self.edges.push(Edge {
                         a: first + k,
                         b: node,
-                        class: RoadClass::Arterial,
+                        class: RoadClass::Motorway,
                         aadt: 0.0,
                     });
                 }
@@ -305,19 +330,31 @@ fn single_source(adjacency: &[Vec<(usize, usize, f64)>], edges: usize, s: usize)
 
 /// Traffic of each edge: its class's typical AADT, scaled by how much through traffic the
 /// network routes over it (betweenness relative to its class's mean) and by the floor area it
-/// serves (relative to the city's mean), in equal parts; bounded to [0.05, 6] times the
-/// class's typical flow. `served[k]` is the floor area around edge k.
-pub fn assign_traffic(roads: &mut Roads, betweenness: &[f64], served: &[f64], aadt: &[f64; 4]) {
+/// serves (relative to the mean), in equal parts; bounded to [0.05, 6] times the class's
+/// typical flow. `served[k]` is the floor area around edge k; the means are over the edges
+/// inside the city (`in_city`), so a typical city road carries its class's typical flow.
+pub fn assign_traffic(
+    roads: &mut Roads,
+    betweenness: &[f64],
+    served: &[f64],
+    in_city: &[bool],
+    aadt: &[f64; 4],
+) {
     let mut class_mean = [0.0; 4];
     let mut class_count = [0usize; 4];
-    for (e, b) in roads.edges.iter().zip(betweenness) {
-        class_mean[e.class.index()] += b;
-        class_count[e.class.index()] += 1;
+    let (mut served_sum, mut served_count) = (0.0, 0usize);
+    for (k, e) in roads.edges.iter().enumerate() {
+        if in_city[k] {
+            class_mean[e.class.index()] += betweenness[k];
+            class_count[e.class.index()] += 1;
+            served_sum += served[k];
+            served_count += 1;
+        }
     }
     for c in 0..4 {
         class_mean[c] /= class_count[c].max(1) as f64;
     }
-    let served_mean = served.iter().sum::<f64>() / served.len().max(1) as f64;
+    let served_mean = served_sum / served_count.max(1) as f64;
     for (k, e) in roads.edges.iter_mut().enumerate() {
         let c = e.class.index();
         let through = if class_mean[c] > 0.0 {

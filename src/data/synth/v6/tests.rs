@@ -16,13 +16,23 @@ fn same_seed_same_city_other_seed_other_city() {
     let (a, b) = (tiny(3), tiny(3));
     assert_eq!(a.tiles, b.tiles);
     assert_eq!(a.pois, b.pois);
-    assert_eq!(a.latents, b.latents);
+    // NaN marks an undefined latent and is not equal to itself: compare the bits.
+    let bits = |c: &City| -> Vec<u64> {
+        c.latents
+            .rows
+            .iter()
+            .flatten()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    assert!(bits(&a) == bits(&b), "latents differ");
+    assert_eq!(a.latents.columns, b.latents.columns);
     assert_eq!(a.render(7), b.render(7));
     assert_ne!(tiny(4).tiles, a.tiles);
 }
 
 #[test]
-fn tiny_city_has_every_typology_of_its_story_and_latents_for_every_tile() {
+fn tiny_city_has_the_main_typologies_both_kinds_of_facility_and_latents_for_every_tile() {
     let c = tiny(0);
     for t in [
         Typology::Detached,
@@ -36,6 +46,8 @@ fn tiny_city_has_every_typology_of_its_story_and_latents_for_every_tile() {
             "{t:?}"
         );
     }
+    let facilities = &c.scene.built.facilities;
+    assert!(facilities.iter().any(|f| !f.process) && facilities.iter().any(|f| f.process));
     assert_eq!(c.latents.rows.len(), c.tiles.len());
     assert!(c
         .latents
@@ -283,4 +295,56 @@ fn floor_area_follows_typology_and_mixed_use() {
     // Shops burn no fuel on site (TM46 general retail); homes 112 kWh/m² of gas at 0.202.
     let want = 2400.0 * 112.0 * 0.202 / 1000.0;
     assert!((building_emission(&b, &f) - want).abs() < 1e-9);
+}
+
+/// The emission arithmetic against numbers worked by hand from docs/v6-sources.md.
+#[test]
+fn emission_constants_give_the_hand_worked_numbers() {
+    let london = preset("london6").unwrap().factors;
+    // Fleet: 0.78 × 0.18 + 0.15 × 0.25 + 0.05 × 0.9 + 0.02 × 0.87 = 0.2403 kg/vehicle-km;
+    // an arterial at 14 000 vehicles a day: 14 000 × 365 × 0.2403 / 1e6 t per metre and year.
+    let per_m = road_emission_per_m(14_000.0, &london);
+    assert!((per_m - 1.227_933).abs() < 1e-6, "{per_m}");
+    // A 400 MW gas plant: 400 × 0.53 × 8760 h × 0.34 t/MWh.
+    let plant = super::facilities::Facility {
+        c: [0.0, 0.0],
+        capacity_mw: 400.0,
+        process: false,
+        towers: [([0.0; 2], 0.0); 4],
+        tower_count: 0,
+        stacks: [([0.0; 2], 0.0, 0.0); 3],
+        stack_count: 0,
+    };
+    assert!((facility_emission(&plant, &london, 0.0) - 631_420.8).abs() < 1e-6);
+    // A 20 MW process site in Yinchuan (coal share 0.85): 20 × 0.53 × 8760 × (0.85 × 0.341 +
+    // 0.15 × 0.202) t.
+    let yinchuan = preset("yinchuan6").unwrap();
+    let site = super::facilities::Facility {
+        capacity_mw: 20.0,
+        process: true,
+        ..plant
+    };
+    let got = facility_emission(&site, &yinchuan.factors, yinchuan.coal_share.0);
+    assert!((got - 29_727.8484).abs() < 1e-6, "{got}");
+    // 1000 m² of offices, 50 years old (age factor 1 + 0.2 × 0.5), insulation 1.1, occupancy
+    // 1.3, half coal: 1000 × 120 kWh × 1.3 × 1.1 × 1.1 × (0.5 × 0.341 + 0.5 × 0.202) kg.
+    let office = Building {
+        footprint: Rect {
+            c: [0.0, 0.0],
+            axis: [1.0, 0.0],
+            half: [25.0, 10.0],
+        },
+        typology: Typology::OfficeBlock,
+        storeys: 1,
+        height_m: 3.9,
+        roof: 0,
+        ground_floor_retail: false,
+        block: 0,
+        age_years: 50.0,
+        insulation: 1.1,
+        coal_share: 0.5,
+        occupancy: 1.3,
+    };
+    let got = building_emission(&office, &london);
+    assert!((got - 51.248_34).abs() < 1e-9, "{got}");
 }
