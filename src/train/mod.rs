@@ -133,6 +133,18 @@ pub struct RunOptions {
 /// Run the experiment's selected unfinished jobs (all selected with `force`). Each job is
 /// claimed first (`track::claim`), so processes sharing the results directory never run the
 /// same job at once. Returns the number of jobs this process ran.
+/// The prepared datasets a job reads, in the job's order.
+fn job_datasets<'a>(
+    job: &Job,
+    prepared: &'a BTreeMap<String, PreparedDataset>,
+) -> Vec<&'a PreparedDataset> {
+    job.config
+        .datasets
+        .iter()
+        .map(|d| &prepared[&d.name])
+        .collect()
+}
+
 pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     options.selection.check(plan.jobs.len())?;
     let exp_dir = plan.experiment.experiment_dir();
@@ -190,13 +202,10 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     }
     check_against_data(plan, &prepared)?;
     for job in &todo {
-        let datasets: Vec<&PreparedDataset> = job
-            .config
-            .datasets
-            .iter()
-            .map(|d| &prepared[&d.name])
-            .collect();
-        job.config.model.model.check_datasets(&datasets)?;
+        job.config
+            .model
+            .model
+            .check_datasets(&job_datasets(job, &prepared))?;
     }
 
     let started = Instant::now();
@@ -236,12 +245,7 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
             continue;
         }
         ran += 1;
-        let datasets: Vec<&PreparedDataset> = job
-            .config
-            .datasets
-            .iter()
-            .map(|d| &prepared[&d.name])
-            .collect();
+        let datasets = job_datasets(job, &prepared);
         let t = Instant::now();
         let outcome = run_job(plan, job, &datasets, options.force)?;
         let eta = started.elapsed().as_secs_f64() / (k + 1) as f64 * (todo.len() - k - 1) as f64;

@@ -316,9 +316,9 @@ mod tests {
         };
         let mut before: std::collections::BTreeMap<(i64, i64), f64> = Default::default();
         let mut after = before.clone();
-        for k in 0..w * h {
-            *before.entry(cell_of(k)).or_default() += e[k];
-            *after.entry(cell_of(k)).or_default() += out.v[k];
+        for (k, (input, output)) in e.iter().zip(&out.v).enumerate() {
+            *before.entry(cell_of(k)).or_default() += input;
+            *after.entry(cell_of(k)).or_default() += output;
         }
         for (cell, mass) in &before {
             assert!(
