@@ -17,6 +17,19 @@ use crate::report;
 use crate::train::cluster::{self, EmitOptions};
 use crate::train::{self, JobSelection, RunOptions};
 
+/// Output piped into a reader that stops early (`opencarbon plan --json e.yaml | head -1`)
+/// ends the program as it ends `cat`, by SIGPIPE, instead of a panic in `println!` (Rust
+/// ignores SIGPIPE, so every write to the closed pipe would fail). The run store is safe
+/// under such a kill as under any other.
+pub fn die_quietly_on_closed_pipe() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: called first thing in main, before any thread exists; restoring a signal's
+    // default disposition has no other effect on the program.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> Result<()> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -118,7 +131,7 @@ fn synth_command(args: SynthArgs) -> Result<()> {
     if tiles == Some(0) {
         return Err(Error::Usage("--tiles must be at least 1".into()));
     }
-    synth::write_preset(&preset, seed, tiles, &out)?;
+    synth::write_preset_atomically(&preset, seed, tiles, &out)?;
     let ds = CityDataset::open(&out)?;
     println!("wrote {}", out.display());
     print!("{}", inspect::dataset_stats(&ds));

@@ -298,3 +298,96 @@ fn failures_are_reported_in_order_and_bad_input_writes_nothing() {
         );
     }
 }
+
+/// A killed `synth` leaves no half-written dataset where it was asked to write (issue 26,
+/// item 3): the next `synth` into the same place succeeds, cleans up the killed runs'
+/// temporaries and writes what an uninterrupted one writes.
+#[test]
+fn a_killed_synth_leaves_no_half_dataset() {
+    let cli = Cli::in_temp_dir();
+    let mut killed = 0;
+    for k in [1, 5, 30, 60] {
+        let r = fault_at(&cli, k, &["synth", "tiny", "city", "--seed", "2"]);
+        assert_ne!(r.code, 0, "fault {k} was past the last point: {}", r.stderr);
+        killed += 1;
+        assert!(!cli.path("city").exists(), "fault {k} left city/ behind");
+    }
+    assert_eq!(killed, 4);
+    let temps = |cli: &Cli| -> Vec<String> {
+        std::fs::read_dir(cli.path("."))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    };
+    assert!(
+        !temps(&cli).is_empty(),
+        "the kills must have left temporaries"
+    );
+    let r = cli.run(&["synth", "tiny", "city", "--seed", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(temps(&cli).is_empty(), "{:?}", temps(&cli));
+    let r = cli.run(&["synth", "tiny", "clean", "--seed", "2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in ["dataset.yaml", "tiles.csv", "pois.csv", "latents.csv"] {
+        assert_eq!(
+            read(&cli.path(&format!("city/{f}"))),
+            read(&cli.path(&format!("clean/{f}"))),
+            "{f}"
+        );
+    }
+    // A directory that holds something else is refused before any work.
+    cli.write("busy/notes.txt", "mine");
+    let r = cli.run(&["synth", "tiny", "busy"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("exists and is not empty"), "{}", r.stderr);
+}
+
+/// Output into a pipe whose reader stops early ends the program by SIGPIPE, as it ends `cat`,
+/// never by a panic (issue 26, item 4: `plan --json big.yaml | head -1` exited 101).
+#[test]
+fn a_closed_pipe_ends_the_program_without_a_panic() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let cli = Cli::in_temp_dir();
+    // 300 jobs: far more JSON than a pipe's buffer holds.
+    let alphas: Vec<String> = (1..=100)
+        .map(|k| format!("{}", k as f64 / 1000.0))
+        .collect();
+    cli.write(
+        "big.yaml",
+        &format!(
+            "name: big\ndatasets: [{{preset: tiny}}]\nmodels: [{{kind: lasso, alpha: [{}]}}]\nsplits: [{{kind: random}}]\nseeds: [0, 1, 2]\n",
+            alphas.join(", ")
+        ),
+    );
+    for args in [
+        ["plan", "--json", "big.yaml"],
+        ["plan", "big.yaml", "--json"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_opencarbon"))
+            .args(args)
+            .current_dir(cli.path("."))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader is gone now (dropped with the BufReader).
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!first.is_empty());
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_ne!(out.status.code(), Some(101), "{stderr}");
+        assert!(
+            out.status.signal() == Some(13) || out.status.success(),
+            "{:?}: {stderr}",
+            out.status
+        );
+    }
+}
