@@ -142,7 +142,8 @@ fn run_id(config: &JobConfig) -> String {
 
 impl Plan {
     pub fn new(experiment: Experiment) -> Plan {
-        let mut jobs = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut planned: std::collections::HashMap<String, usize> = Default::default();
         let e = &experiment;
         for (split, only) in e.splits.iter().zip(&e.split_datasets) {
             let wanted = |d: &DatasetEntry| only.as_ref().is_none_or(|o| o.contains(&d.name));
@@ -181,9 +182,23 @@ impl Plan {
                             image_size: e.image_size,
                             poi_raster_size: e.poi_raster_size,
                         };
+                        let id = run_id(&config);
+                        // The same job twice (`[{kind: ols}, {kind: ols}]`, `alpha: [0.1,
+                        // 0.10]`) is one run: count it once.
+                        if let Some(&k) = planned.get(&id) {
+                            let first = &jobs[k];
+                            crate::track::progress::warn(&format!(
+                                "{} on {} (seed {seed}) is listed twice: it is job #{} (run {id}), planned once",
+                                model.label(),
+                                first.dataset_label(),
+                                first.index
+                            ));
+                            continue;
+                        }
+                        planned.insert(id.clone(), jobs.len());
                         jobs.push(Job {
                             index: jobs.len(),
-                            run_id: run_id(&config),
+                            run_id: id,
                             config,
                         });
                     }

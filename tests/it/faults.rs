@@ -391,3 +391,40 @@ fn a_closed_pipe_ends_the_program_without_a_panic() {
         );
     }
 }
+
+/// The same job listed twice is planned once, with a warning naming it (issue 26, item 2:
+/// `alpha: [0.1, 0.10, 1.0e-1]` gave three jobs with one run id, and report counted them as
+/// three).
+#[test]
+fn a_job_listed_twice_is_planned_once() {
+    let cli = Cli::in_temp_dir();
+    cli.write(
+        "dup.yaml",
+        "name: dup\ndatasets: [{preset: tiny}]\nmodels: [{kind: ols}, {kind: ols}, {kind: lasso, alpha: [0.1, 0.10, 1.0e-1]}]\nsplits: [{kind: random}]\nseeds: [0, 1]\n",
+    );
+    let r = cli.run(&["plan", "--json", "dup.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let jobs = plan["jobs"].as_array().or(plan.as_array()).unwrap();
+    assert_eq!(jobs.len(), 4, "{}", r.stdout);
+    let mut ids: Vec<&str> = jobs.iter().map(|j| j["run_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(
+        r.stderr.matches("is listed twice").count(),
+        6,
+        "{}",
+        r.stderr
+    );
+    let r = cli.run(&["run", "dup.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = cli.run(&["report", "dup.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("all 4 jobs are done") || r.stderr.contains("all 4 jobs are done"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+}
