@@ -443,6 +443,18 @@ pub fn restore<D: Device<f32>>(
                 ),
             ));
         }
+        // A NaN or an infinity in one weight can make every prediction the same finite number
+        // (a softmax over it, a masked branch): refuse it here rather than trust the output.
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(Error::dataset(
+                path,
+                None,
+                format!(
+                    "tensor `{name}` holds {bad} non-finite value(s) (NaN or infinite): not a checkpoint to predict with"
+                ),
+            ));
+        }
         p.set(values);
     }
     Ok(())

@@ -228,13 +228,26 @@ fn predict_refuses_what_it_cannot_trust(cli: &Cli, run_dir: &std::path::Path) {
     });
     let r = predict(&nan, "other");
     assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("non-finite value(s)"), "{}", r.stderr);
+    assert!(!cli.path("x.csv").exists(), "no CSV of NaN may be written");
+
+    // One NaN in one weight (issue 26, item 5: it gave exit 0 and one identical prediction for
+    // every tile) is refused too, naming the tensor.
+    let one_nan = variant("one_nan", &|d| {
+        let p = d.join("best.safetensors");
+        let mut bytes = std::fs::read(&p).unwrap();
+        let start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        std::fs::write(&p, bytes).unwrap();
+    });
+    let r = predict(&one_nan, "other");
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr
-            .contains("non-finite prediction for 64 of 64 tiles"),
+        r.stderr.contains("holds 1 non-finite value(s)") && r.stderr.contains("tensor `"),
         "{}",
         r.stderr
     );
-    assert!(!cli.path("x.csv").exists(), "no CSV of NaN may be written");
+    assert!(!cli.path("x.csv").exists());
 
     // The same city with its POI categories listed in another order.
     copy_dir(&cli.path("other"), &cli.path("reordered"));
