@@ -86,7 +86,8 @@ fn write_report_of(
                     &dir,
                     &plan.experiment.name,
                     strict,
-                    select.unwrap_or(plan.experiment.select)
+                    select.unwrap_or(plan.experiment.select),
+                    Some(&plan.run_ids()),
                 )?
             );
         }
@@ -97,7 +98,7 @@ fn write_report_of(
     };
     print!(
         "{}",
-        report::write_report(dir, &title, strict, select.unwrap_or_default())?
+        report::write_report(dir, &title, strict, select.unwrap_or_default(), None)?
     );
     Ok(())
 }
@@ -306,7 +307,14 @@ fn run_command(args: RunArgs) -> Result<()> {
             .map(|r| !r.is_empty())
             .unwrap_or(false)
     {
-        report::write_report(&dir, &plan.experiment.name, false, plan.experiment.select).map(|_| {
+        report::write_report(
+            &dir,
+            &plan.experiment.name,
+            false,
+            plan.experiment.select,
+            Some(&plan.run_ids()),
+        )
+        .map(|_| {
             crate::track::progress::info(&format!("report: {}", dir.join("report.md").display()))
         })
     } else {

@@ -16,7 +16,7 @@ use polars::prelude::*;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::track::atomic_write;
-use crate::track::records::{collect_summaries, RunMetrics, RunSummary};
+use crate::track::records::{collect_summaries_of, RunMetrics, RunSummary};
 
 /// The metrics shown in tables, in order.
 pub const TABLE_METRICS: [(&str, &str); 4] = [
@@ -383,13 +383,15 @@ pub fn write_pivot(experiment_dir: &Path, p: &pivot::Pivot) -> Result<String> {
 
 /// Rebuild `summary.csv` and `tables/` of an experiment directory. Returns the Markdown of all
 /// tables.
+/// Given the plan's run ids (`plan`), only its jobs' runs count.
 pub fn write_report(
     experiment_dir: &Path,
     title: &str,
     strict: bool,
     select: headline::Select,
+    plan: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<String> {
-    let summaries = collect_summaries(experiment_dir)?;
+    let summaries = collect_summaries_of(experiment_dir, plan)?;
     if summaries.is_empty() {
         return Err(Error::Usage(format!(
             "{} holds no finished runs",

@@ -354,9 +354,36 @@ pub struct RunSummary {
 
 /// `RunSummary` of every finished run under `experiment_dir`, in plan order.
 pub fn collect_summaries(experiment_dir: &Path) -> Result<Vec<RunSummary>> {
+    collect_summaries_of(experiment_dir, None)
+}
+
+/// `RunSummary` of the finished runs under `experiment_dir` that count, in plan order: a run
+/// whose directory name is not the run id it recorded (a copied directory) never counts, and
+/// given the plan's run ids (`plan`), neither does a run that is not one of its jobs (a model
+/// since removed from the experiment). Each one left out is named in a warning.
+pub fn collect_summaries_of(
+    experiment_dir: &Path,
+    plan: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Vec<RunSummary>> {
     let mut out = Vec::new();
     for dir in finished_run_dirs(experiment_dir)? {
         let metrics: RunMetrics = read_json(&dir, "metrics.json")?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        if name.as_deref() != Some(metrics.run_id.as_str()) {
+            super::progress::warn(&format!(
+                "{}: not counted: the directory is not named after the run it holds ({}): a copy?",
+                dir.display(),
+                metrics.run_id
+            ));
+            continue;
+        }
+        if plan.is_some_and(|ids| !ids.contains(&metrics.run_id)) {
+            super::progress::warn(&format!(
+                "{}: not counted: not a job of this experiment (a model or seed since removed?)",
+                dir.display()
+            ));
+            continue;
+        }
         let manifest: Manifest = read_json(&dir, "manifest.json")?;
         let config: RunConfig<serde_json::Value> = read_config(&dir)?;
         out.push(RunSummary {

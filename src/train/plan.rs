@@ -208,6 +208,11 @@ impl Plan {
         Plan { experiment, jobs }
     }
 
+    /// The run ids of the plan's jobs.
+    pub fn run_ids(&self) -> std::collections::BTreeSet<String> {
+        self.jobs.iter().map(|j| j.run_id.clone()).collect()
+    }
+
     pub fn run_dir(&self, job: &Job) -> PathBuf {
         self.experiment.experiment_dir().join(&job.run_id)
     }
