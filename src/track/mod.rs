@@ -70,12 +70,19 @@ pub fn is_dead_temp(name: &str) -> bool {
 /// Remove the temp files and directories that dead processes of this host left in `dir`
 /// (a killed report, a killed city generation). Returns how many were removed.
 pub fn remove_dead_temps(dir: &Path) -> Result<usize> {
+    remove_dead_temps_of(dir, "")
+}
+
+/// `remove_dead_temps` for the temps whose name starts with `prefix` only (those of one path,
+/// in a directory that is not ours).
+pub fn remove_dead_temps_of(dir: &Path, prefix: &str) -> Result<usize> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Ok(0);
     };
     let mut removed = 0;
     for entry in entries.flatten() {
-        if !is_dead_temp(&entry.file_name().to_string_lossy()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(prefix) || !is_dead_temp(&name) {
             continue;
         }
         let path = entry.path();

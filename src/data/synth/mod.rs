@@ -531,15 +531,7 @@ pub fn write_preset_atomically(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if let Ok(entries) = std::fs::read_dir(&parent) {
-        for entry in entries.flatten() {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            let ours = file.starts_with(&format!("{stem}.tmp-"));
-            if ours && crate::track::is_dead_temp(&file) {
-                std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-            }
-        }
-    }
+    crate::track::remove_dead_temps_of(&parent, &format!("{stem}.tmp-"))?;
     let tmp = crate::track::temp_path(out);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;

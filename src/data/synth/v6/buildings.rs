@@ -130,7 +130,7 @@ fn range_u32(lo: u32, hi: u32, t: f64) -> u32 {
 pub fn build(p: &Preset6, world: &World, roads: &Roads, rng: &mut ChaCha8Rng, seed: u64) -> Built {
     let mut out = Built::default();
     let (nx, ny) = roads.lattice;
-    let motorway_crosses = world.motorway_crossing(roads);
+    let motorway_crosses = roads.motorway_crossing();
     let mut heavy_blocks = Vec::new();
     for b in 0..ny - 1 {
         for a in 0..nx - 1 {

@@ -60,22 +60,6 @@ pub fn facility_emission(facility: &Facility, f: &EmissionFactors, coal_share: f
     facility.capacity_mw * f.capacity_factor * 8760.0 * per_mwh
 }
 
-/// Calls `visit(x, y, metres)` for pieces of at most `step` metres along a road edge.
-pub fn along_edge(roads: &Roads, k: usize, step: f64, mut visit: impl FnMut(f64, f64, f64)) {
-    let e = roads.edges[k];
-    let (p, q) = (roads.nodes[e.a], roads.nodes[e.b]);
-    let len = roads.length(&e);
-    let n = (len / step).ceil().max(1.0) as usize;
-    for i in 0..n {
-        let t = (i as f64 + 0.5) / n as f64;
-        visit(
-            p[0] + t * (q[0] - p[0]),
-            p[1] + t * (q[1] - p[1]),
-            len / n as f64,
-        );
-    }
-}
-
 /// A raster over the whole frame, RASTER cells per tile edge.
 pub struct FrameRaster {
     pub w: usize,
@@ -245,7 +229,7 @@ pub fn tile_emission(
         // Street lights and headlights: a road's glow follows its traffic, at the order of a
         // building's per m² of carriageway (modelling choice).
         let glow = e.class.width_m() * (e.aadt / 10_000.0).sqrt();
-        along_edge(roads, k, 5.0, |x, y, m| {
+        roads.along(k, 5.0, |x, y, m| {
             emission.add(x, y, per_m * m);
             light.add(x, y, glow * m);
         });

@@ -32,7 +32,7 @@ use super::{hash01, hash_name, synthetic_meta, value_noise, Frame, Preset, Site,
 use crate::data::format::{CityDataset, DatasetMeta, PoiRecord, Tile};
 use crate::data::latents::{self, Latents};
 use crate::error::Result;
-use buildings::{Built, Rect};
+use buildings::Built;
 use presets::{RoadClass, Use};
 use roads::Roads;
 
@@ -116,52 +116,6 @@ impl World {
             self.frame.x0 as f64 + q[0] / self.tile_m,
             self.frame.y0 as f64 + q[1] / self.tile_m,
         )
-    }
-
-    /// Whether a motorway's carriageway (with a 16 m verge) crosses a rectangle: that land is
-    /// the road's, not a block's.
-    fn motorway_crossing<'a>(&self, roads: &'a Roads) -> impl Fn(&Rect) -> bool + 'a {
-        let cell = 200.0;
-        let key = move |x: f64, y: f64| ((x / cell).floor() as i64, (y / cell).floor() as i64);
-        let mut cells: std::collections::BTreeMap<(i64, i64), Vec<usize>> = Default::default();
-        for (k, e) in roads.edges.iter().enumerate() {
-            if e.class != RoadClass::Motorway {
-                continue;
-            }
-            emission::along_edge(roads, k, 20.0, |x, y, _| {
-                let list = cells.entry(key(x, y)).or_default();
-                if list.last() != Some(&k) {
-                    list.push(k);
-                }
-            });
-        }
-        let reach = RoadClass::Motorway.width_m() / 2.0 + 16.0;
-        let roads_ref = roads;
-        move |r: &Rect| {
-            let grown = Rect {
-                half: [r.half[0] + reach, r.half[1] + reach],
-                ..*r
-            };
-            let b = grown.bbox_half();
-            let (lo, hi) = (
-                key(r.c[0] - b[0], r.c[1] - b[1]),
-                key(r.c[0] + b[0], r.c[1] + b[1]),
-            );
-            for i in lo.0..=hi.0 {
-                for j in lo.1..=hi.1 {
-                    for &k in cells.get(&(i, j)).map(Vec::as_slice).unwrap_or(&[]) {
-                        let e = roads_ref.edges[k];
-                        let (p, q) = (roads_ref.nodes[e.a], roads_ref.nodes[e.b]);
-                        let len = roads_ref.length(&e);
-                        let dir = [(q[0] - p[0]) / len, (q[1] - p[1]) / len];
-                        if grown.meets_segment(p, dir, len) {
-                            return true;
-                        }
-                    }
-                }
-            }
-            false
-        }
     }
 }
 
@@ -519,7 +473,7 @@ fn tile_latents(
     }
     let mut traffic = vec![[0.0f64; 4]; n];
     for (k, e) in scene.roads.edges.iter().enumerate() {
-        emission::along_edge(&scene.roads, k, 5.0, |x, y, m| {
+        scene.roads.along(k, 5.0, |x, y, m| {
             if let Some(t) = world.frame_tile_of([x, y]) {
                 traffic[t][e.class.index()] += m / 1000.0 * e.aadt;
             }

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::super::{fbm, hash01};
+use super::geometry::Rect;
 use super::presets::{Preset6, RoadClass};
 use super::World;
 
@@ -38,6 +39,68 @@ impl Roads {
     pub fn length(&self, e: &Edge) -> f64 {
         let (p, q) = (self.nodes[e.a], self.nodes[e.b]);
         ((q[0] - p[0]).powi(2) + (q[1] - p[1]).powi(2)).sqrt()
+    }
+
+    /// Calls `visit(x, y, metres)` for pieces of at most `step` metres along edge `k`.
+    pub fn along(&self, k: usize, step: f64, mut visit: impl FnMut(f64, f64, f64)) {
+        let e = self.edges[k];
+        let (p, q) = (self.nodes[e.a], self.nodes[e.b]);
+        let len = self.length(&e);
+        let n = (len / step).ceil().max(1.0) as usize;
+        for i in 0..n {
+            let t = (i as f64 + 0.5) / n as f64;
+            visit(
+                p[0] + t * (q[0] - p[0]),
+                p[1] + t * (q[1] - p[1]),
+                len / n as f64,
+            );
+        }
+    }
+
+    /// Whether a motorway's carriageway (with a 16 m verge) crosses a rectangle: that land is
+    /// the road's, not a block's.
+    pub fn motorway_crossing(&self) -> impl Fn(&Rect) -> bool + '_ {
+        let roads = self;
+        let cell = 200.0;
+        let key = move |x: f64, y: f64| ((x / cell).floor() as i64, (y / cell).floor() as i64);
+        let mut cells: std::collections::BTreeMap<(i64, i64), Vec<usize>> = Default::default();
+        for (k, e) in roads.edges.iter().enumerate() {
+            if e.class != RoadClass::Motorway {
+                continue;
+            }
+            roads.along(k, 20.0, |x, y, _| {
+                let list = cells.entry(key(x, y)).or_default();
+                if list.last() != Some(&k) {
+                    list.push(k);
+                }
+            });
+        }
+        let reach = RoadClass::Motorway.width_m() / 2.0 + 16.0;
+        move |r: &Rect| {
+            let grown = Rect {
+                half: [r.half[0] + reach, r.half[1] + reach],
+                ..*r
+            };
+            let b = grown.bbox_half();
+            let (lo, hi) = (
+                key(r.c[0] - b[0], r.c[1] - b[1]),
+                key(r.c[0] + b[0], r.c[1] + b[1]),
+            );
+            for i in lo.0..=hi.0 {
+                for j in lo.1..=hi.1 {
+                    for &k in cells.get(&(i, j)).map(Vec::as_slice).unwrap_or(&[]) {
+                        let e = roads.edges[k];
+                        let (p, q) = (roads.nodes[e.a], roads.nodes[e.b]);
+                        let len = roads.length(&e);
+                        let dir = [(q[0] - p[0]) / len, (q[1] - p[1]) / len];
+                        if grown.meets_segment(p, dir, len) {
+                            return true;
+                        }
+                    }
+                }
+            }
+            false
+        }
     }
 
     /// The lattice node (a, b).

@@ -3,7 +3,7 @@
 //! and what a 64 px image can show.
 
 use super::buildings::{Building, Rect};
-use super::emission::{along_edge, building_emission, facility_emission, road_emission_per_m};
+use super::emission::{building_emission, facility_emission, road_emission_per_m};
 use super::presets::{Typology, Use};
 use super::*;
 
@@ -73,7 +73,7 @@ fn emission_is_the_sum_of_its_sectors_per_tile() {
     }
     for (k, e) in c.scene.roads.edges.iter().enumerate() {
         let per_m = road_emission_per_m(e.aadt, &p.factors);
-        along_edge(&c.scene.roads, k, 5.0, |x, y, m| {
+        c.scene.roads.along(k, 5.0, |x, y, m| {
             if let Some(t) = world.frame_tile_of([x, y]) {
                 sectors[t][1] += per_m * m;
             }
