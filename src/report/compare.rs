@@ -4,7 +4,10 @@
 //! Runs are paired by what they are, not by run id or label (which change with the code):
 //! dataset, split, seed and every resolved hyperparameter (`param.*` columns of summary.csv,
 //! the model's kind included; the label `param.model` left out). Files written before the
-//! `param.*` columns existed pair by dataset, model label, split and seed. A cell is a pairing
+//! `param.*` columns existed pair by dataset, model label, split and seed. A `param.*` column
+//! that only one side has (a hyperparameter added since, or a model variant only one side
+//! ran) counts as empty on the other side: it keeps rows apart, never merges them, so a run
+//! pairs only with a run that has the same value, or none on both sides. A cell is a pairing
 //! key without the seed: its rows print both means, the mean paired difference B − A and,
 //! with ≥ 2 paired seeds, the difference's standard error.
 
@@ -142,8 +145,10 @@ pub fn compare(a: &Path, b: &Path, metric: &str) -> Result<Comparison> {
     if pa.is_empty() || pb.is_empty() {
         key.push("model".into());
     } else {
-        // Columns of one side only (a hyperparameter added since) cannot pair.
-        key.extend(pa.into_iter().filter(|p| pb.contains(p)));
+        let mut union: Vec<String> = pa.into_iter().chain(pb).collect();
+        union.sort();
+        union.dedup();
+        key.extend(union);
         key.retain(|k| k != "param.dataset" && k != "param.split" && k != "param.seed");
     }
     let cell_of = |r: &BTreeMap<String, String>| -> Vec<String> {
@@ -154,23 +159,33 @@ pub fn compare(a: &Path, b: &Path, metric: &str) -> Result<Comparison> {
     let value = |r: &BTreeMap<String, String>| r.get(metric).and_then(|v| v.parse::<f64>().ok());
     // cell → (label, seed → value) per side
     type Side = BTreeMap<Vec<String>, ([String; 3], BTreeMap<String, f64>)>;
-    let side = |rows: &Rows| -> Side {
+    let side = |rows: &Rows, target: &Path| -> Result<Side> {
         let mut out: Side = BTreeMap::new();
-        for r in rows {
+        for (i, r) in rows.iter().enumerate() {
             let entry = out.entry(cell_of(r)).or_insert_with(|| {
                 let field = |k: &str| r.get(k).cloned().unwrap_or_default();
                 let label = [field("dataset"), field("split"), field("model")];
                 (label, BTreeMap::new())
             });
             if let Some(v) = value(r) {
-                entry
-                    .1
-                    .insert(r.get("seed").cloned().unwrap_or_default(), v);
+                let seed = r.get("seed").cloned().unwrap_or_default();
+                if entry.1.insert(seed.clone(), v).is_some() {
+                    // Two runs that nothing tells apart: pairing would keep one of them.
+                    return Err(Error::dataset(
+                        &summary_file(target),
+                        Some(i as u64 + 2),
+                        format!(
+                            "a second run of {} seed {seed} with the same {}; cannot pair it",
+                            entry.0.join(" "),
+                            key.join(", ")
+                        ),
+                    ));
+                }
             }
         }
-        out
+        Ok(out)
     };
-    let (sa, sb) = (side(&rows_a), side(&rows_b));
+    let (sa, sb) = (side(&rows_a, a)?, side(&rows_b, b)?);
     let mean = |m: &BTreeMap<String, f64>| {
         (!m.is_empty()).then(|| m.values().sum::<f64>() / m.len() as f64)
     };
@@ -314,5 +329,45 @@ mod tests {
         let same = compare(&a, &a, "test_r2").unwrap();
         assert!(same.differences().is_empty());
         assert!(same.regressions(rule).is_empty());
+    }
+
+    /// A hyperparameter column on one side only keeps that side's runs apart: GraphSAGE on
+    /// features and on embeddings stay two cells (the features one pairs, the embeddings one
+    /// is B's alone) instead of merging and overwriting each other's seeds.
+    #[test]
+    fn a_column_of_one_side_keeps_its_runs_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a.csv",
+            "run_id,dataset,model,split,seed,test_r2,param.kind\n\
+             r1,tiny,sage,block,0,0.80,graphsage\n",
+        );
+        let b = write(
+            dir.path(),
+            "b.csv",
+            "run_id,dataset,model,split,seed,test_r2,param.kind,param.model.embeddings_from\n\
+             x1,tiny,sage,block,0,0.80,graphsage,\n\
+             x2,tiny,sage,block,0,0.86,graphsage,results/e\n",
+        );
+        let c = compare(&a, &b, "test_r2").unwrap();
+        assert_eq!(c.cells.len(), 2, "{:?}", c.cells);
+        let common: Vec<&Cell> = c.cells.iter().filter(|c| c.mean_a.is_some()).collect();
+        assert_eq!(common.len(), 1);
+        assert_eq!(common[0].diffs, vec![0.0], "the common run is identical");
+        assert_eq!(c.differences().len(), 1, "only B's extra run differs");
+        let only_b: Vec<&Cell> = c.cells.iter().filter(|c| c.mean_a.is_none()).collect();
+        assert_eq!(only_b.len(), 1);
+        assert_eq!(only_b[0].mean_b, Some(0.86));
+        // Two rows nothing tells apart are refused, naming the line.
+        let dup = write(
+            dir.path(),
+            "dup.csv",
+            "run_id,dataset,model,split,seed,test_r2,param.kind\n\
+             r1,tiny,sage,block,0,0.80,graphsage\n\
+             r2,tiny,sage,block,0,0.81,graphsage\n",
+        );
+        let err = compare(&a, &dup, "test_r2").err().unwrap().to_string();
+        assert!(err.contains("dup.csv") && err.contains('3'), "{err}");
     }
 }
