@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 pub mod claim;
+pub mod event_file;
 pub mod fault;
 pub mod mlflow;
 pub mod progress;
@@ -32,7 +33,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let tmp = temp_path(path);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    fault::point(&format!("write {name}"));
+    fault::write_point(&format!("write {name}")).map_err(|e| Error::io(&tmp, e))?;
     {
         let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -188,11 +189,16 @@ impl RunDir {
         })
     }
 
+    /// The experiment directory the run belongs to.
+    pub fn experiment_dir(&self) -> &Path {
+        self.final_dir.parent().unwrap_or(Path::new("."))
+    }
+
     /// Where this run id's resume checkpoint lives: beside the run directories, outside any
     /// attempt directory (which the next attempt deletes).
     pub fn resume_dir(&self) -> PathBuf {
         resume_dir(
-            self.final_dir.parent().unwrap_or(Path::new(".")),
+            self.experiment_dir(),
             &self
                 .final_dir
                 .file_name()
@@ -223,7 +229,7 @@ impl RunDir {
     /// event file so the history kept for a resumed run reaches the checkpoint.
     pub fn save_resume_point(&mut self, save: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
         if let Some(board) = &mut self.board {
-            board.flush();
+            board.flush()?;
         }
         let dir = self.resume_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -297,8 +303,11 @@ impl RunDir {
     /// Close the run: write the manifest, `DONE` when it succeeded, and move the directory to
     /// its final name (replacing a failed or unfinished earlier attempt).
     pub fn finish(mut self, manifest: &Manifest) -> Result<PathBuf> {
-        // Closing the event file (its writer thread) before the directory moves.
-        drop(self.board.take());
+        // Closing the event file before the directory moves; a write error in any of its
+        // events (a full disk) fails the run here.
+        if let Some(board) = self.board.take() {
+            board.close()?;
+        }
         self.write_json("manifest.json", manifest)?;
         if manifest.status == RunStatus::Done {
             self.write(DONE_MARKER, b"")?;

@@ -1,6 +1,6 @@
-//! TensorBoard event files in a run directory: tensorboard-rs writes the records (length,
-//! masked CRC32C, payload); the summaries are built here from its protobuf types, including
-//! the ones the crate leaves unimplemented (text and the HParams plugin's session summaries),
+//! TensorBoard event files in a run directory: `event_file` writes the records (length,
+//! masked CRC32C, payload); the summaries are built here from tensorboard-proto's types,
+//! including text and the HParams plugin's session summaries,
 //! so `tensorboard --logdir results/<experiment>` shows every run of an experiment side by
 //! side: SCALARS, HISTOGRAMS, IMAGES, TEXT and HPARAMS.
 
@@ -8,6 +8,7 @@ use std::path::Path;
 
 use protobuf::{Message, RepeatedField};
 use tensorboard_proto::api::{Experiment, HParamInfo, MetricInfo, MetricName, Status};
+use tensorboard_proto::event::Event;
 use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionEndInfo, SessionStartInfo};
 use tensorboard_proto::plugin_text::TextPluginData;
 use tensorboard_proto::summary::{
@@ -17,7 +18,8 @@ use tensorboard_proto::summary::{
 use tensorboard_proto::tensor::TensorProto;
 use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
 use tensorboard_proto::types::DataType;
-use tensorboard_rs::summary_writer::FileWriter;
+
+use super::event_file::EventFile;
 
 /// The scalar tags of a run's final metrics (step 0), which the HPARAMS tab shows per run.
 pub const FINAL_METRIC_TAGS: [(&str, &str); 8] = [
@@ -32,8 +34,9 @@ pub const FINAL_METRIC_TAGS: [(&str, &str); 8] = [
 ];
 
 /// One run's event file.
+/// A write error is kept by the file and reported by `flush` and `close`.
 pub struct Board {
-    writer: FileWriter,
+    writer: EventFile,
 }
 
 /// A hyperparameter value for the HPARAMS tab: the same values summary.csv and the MLflow
@@ -65,8 +68,14 @@ impl Board {
     /// Start an event file in `dir` (created).
     pub fn open(dir: &Path) -> Board {
         Board {
-            writer: FileWriter::new(dir),
+            writer: EventFile::create(dir),
         }
+    }
+
+    fn add_summary(&mut self, summary: Summary, step: usize) {
+        let mut event = Event::new();
+        event.set_summary(summary);
+        self.writer.add(event, step);
     }
 
     /// A SessionLog START at `step`: TensorBoard then drops the events at `step` and later
@@ -75,16 +84,16 @@ impl Board {
     pub fn session_start(&mut self, step: usize) {
         let mut log = tensorboard_proto::event::SessionLog::new();
         log.set_status(tensorboard_proto::event::SessionLog_SessionStatus::START);
-        let mut event = tensorboard_proto::event::Event::new();
+        let mut event = Event::new();
         event.set_session_log(log);
-        self.writer.add_event(&event, step);
+        self.writer.add(event, step);
     }
 
     pub fn scalar(&mut self, tag: &str, value: f64, step: usize) {
         let mut v = Summary_Value::new();
         v.set_tag(tag.into());
         v.set_simple_value(value as f32);
-        self.writer.add_summary(summary(v), step);
+        self.add_summary(summary(v), step);
     }
 
     /// A histogram of `values` over 30 equal buckets between their minimum and maximum.
@@ -120,7 +129,7 @@ impl Board {
         let mut v = Summary_Value::new();
         v.set_tag(tag.into());
         v.set_histo(h);
-        self.writer.add_summary(summary(v), step);
+        self.add_summary(summary(v), step);
     }
 
     /// An image from PNG bytes.
@@ -133,7 +142,7 @@ impl Board {
         let mut v = Summary_Value::new();
         v.set_tag(tag.into());
         v.set_image(img);
-        self.writer.add_summary(summary(v), step);
+        self.add_summary(summary(v), step);
     }
 
     /// Markdown text for the TEXT tab.
@@ -151,7 +160,7 @@ impl Board {
         v.set_tag(tag.into());
         v.set_metadata(plugin_metadata("text", content));
         v.set_tensor(t);
-        self.writer.add_summary(summary(v), step);
+        self.add_summary(summary(v), step);
     }
 
     /// This run's session for the HPARAMS tab: its hyperparameter values and a successful
@@ -186,11 +195,23 @@ impl Board {
             "hparams",
             data.write_to_bytes().unwrap_or_default(),
         ));
-        self.writer.add_summary(summary(v), 0);
+        self.add_summary(summary(v), 0);
     }
 
-    pub fn flush(&mut self) {
-        self.writer.flush();
+    /// Push the buffered events to the file; the first write error so far.
+    pub fn flush(&mut self) -> crate::error::Result<()> {
+        let path = self.writer.path().to_path_buf();
+        self.writer
+            .flush()
+            .map_err(|e| crate::error::Error::io(&path, e))
+    }
+
+    /// Close the event file; the first write error of any event.
+    pub fn close(self) -> crate::error::Result<()> {
+        let path = self.writer.path().to_path_buf();
+        self.writer
+            .close()
+            .map_err(|e| crate::error::Error::io(&path, e))
     }
 }
 
@@ -250,7 +271,7 @@ pub fn write_hparams_experiment(
         let mut d = HParamsPluginData::new();
         d.set_experiment(exp);
         board.hparams_record("_hparams_/experiment", d);
-        board.flush();
+        board.close()?;
     }
     // The board names its file itself: take its bytes and place them under a fixed name.
     let written: Vec<std::path::PathBuf> = std::fs::read_dir(&tmp)

@@ -95,7 +95,7 @@ fn board_summary(
             0,
         );
     }
-    board.flush();
+    board.flush()?;
     Ok(())
 }
 

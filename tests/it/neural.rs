@@ -141,11 +141,13 @@ fn train_opencarbon_then_predict_a_new_city() {
 }
 
 /// GraphSAGE on the frozen grid embeddings of the OpenCarbon run of the same dataset, split
-/// and seed (its embeddings.csv); a clear error when that run does not exist.
+/// and seed (its embeddings.csv) of this experiment, found under the experiment's own
+/// results_dir (issue 26 item 10: a path named the default results dir); a clear error when
+/// that run does not exist.
 #[test]
 fn graphsage_trains_on_opencarbon_embeddings() {
     let cli = Cli::in_temp_dir();
-    let exp = "name: emb\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{preset: tiny}]\nmodels:\n  - kind: opencarbon\n    embedding_dim: 8\n    image_widths: [8]\n    max_epochs: 2\n    valid_every: 1\n    min_epochs: 2\n    batch_size: 16\n  - kind: graphsage\n    hidden: 16\n    max_epochs: 30\n    embeddings_from: results/emb\nsplits: [{kind: random}]\nseeds: [0]\n";
+    let exp = "name: emb\nresults_dir: scratch/out\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{preset: tiny}]\nmodels:\n  - kind: opencarbon\n    embedding_dim: 8\n    image_widths: [8]\n    max_epochs: 2\n    valid_every: 1\n    min_epochs: 2\n    batch_size: 16\n  - kind: graphsage\n    hidden: 16\n    max_epochs: 30\n    embeddings_from: this_experiment\nsplits: [{kind: random}]\nseeds: [0]\n";
     // Only GraphSAGE first: the OpenCarbon run is missing.
     cli.write("exp.yaml", exp);
     let r = cli.run(&["run", "exp.yaml", "--index", "1"]);
@@ -157,9 +159,9 @@ fn graphsage_trains_on_opencarbon_embeddings() {
     );
     let r = cli.run(&["run", "exp.yaml"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let summary = read(&cli.path("results/emb/summary.csv"));
+    let summary = read(&cli.path("scratch/out/emb/summary.csv"));
     assert!(summary.contains("opencarbon-emb"), "{summary}");
-    let oc = std::fs::read_dir(cli.path("results/emb"))
+    let oc = std::fs::read_dir(cli.path("scratch/out/emb"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.join("embeddings.csv").is_file())

@@ -53,11 +53,55 @@ pub struct GraphSageConfig {
     pub max_epochs: usize,
     pub patience: usize,
     pub min_epochs: usize,
-    /// Node features from OpenCarbon instead of the handcrafted ones: the results directory
-    /// of an experiment (e.g. results/main) whose finished `opencarbon` run on the same
-    /// dataset, split and seed wrote embeddings.csv (its frozen grid embeddings x_g).
+    /// Node features from OpenCarbon instead of the handcrafted ones: the finished
+    /// `opencarbon` run on the same dataset, split and seed, whose embeddings.csv holds its
+    /// frozen grid embeddings x_g; of this experiment (`this_experiment`) or of the
+    /// experiment whose results directory is named.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub embeddings_from: Option<std::path::PathBuf>,
+    pub embeddings_from: Option<EmbeddingsFrom>,
+}
+
+/// Whose OpenCarbon runs GraphSAGE's `embeddings_from` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "std::path::PathBuf", into = "std::path::PathBuf")]
+pub enum EmbeddingsFrom {
+    /// `this_experiment`: the runs of the experiment the job belongs to, wherever its
+    /// `results_dir` is (a copied YAML with another results_dir still finds them).
+    ThisExperiment,
+    /// Another experiment's results directory (a directory literally named
+    /// `this_experiment` is written `./this_experiment`).
+    Dir(std::path::PathBuf),
+}
+
+impl EmbeddingsFrom {
+    const THIS_EXPERIMENT: &'static str = "this_experiment";
+
+    /// The results directory to search, given the job's own experiment directory.
+    pub fn dir<'a>(&'a self, own_experiment: &'a std::path::Path) -> &'a std::path::Path {
+        match self {
+            EmbeddingsFrom::ThisExperiment => own_experiment,
+            EmbeddingsFrom::Dir(d) => d,
+        }
+    }
+}
+
+impl From<std::path::PathBuf> for EmbeddingsFrom {
+    fn from(p: std::path::PathBuf) -> Self {
+        if p.as_os_str() == Self::THIS_EXPERIMENT {
+            EmbeddingsFrom::ThisExperiment
+        } else {
+            EmbeddingsFrom::Dir(p)
+        }
+    }
+}
+
+impl From<EmbeddingsFrom> for std::path::PathBuf {
+    fn from(e: EmbeddingsFrom) -> Self {
+        match e {
+            EmbeddingsFrom::ThisExperiment => EmbeddingsFrom::THIS_EXPERIMENT.into(),
+            EmbeddingsFrom::Dir(d) => d,
+        }
+    }
 }
 
 /// The node models' defaults (the MLP shares them): two layers of 64, dropout 0.2, Adam at
@@ -175,7 +219,8 @@ impl crate::models::Model for GraphSageConfig {
         let embeddings = self
             .embeddings_from
             .as_ref()
-            .map(|dir| {
+            .map(|from| {
+                let dir = from.dir(run.experiment_dir());
                 find_opencarbon_run(dir, &job.dataset_label, &job.split_label, job.seed)
                     .map(|r| r.join("embeddings.csv"))
             })
