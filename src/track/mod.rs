@@ -431,8 +431,11 @@ pub fn clean_dead_attempts(experiment_dir: &Path) -> Result<usize> {
     let Ok(entries) = fs::read_dir(experiment_dir) else {
         return Ok(0);
     };
-    // Run ids with attempt or trash directories, and with locks of dead holders (a process
-    // killed after its job finished leaves one that no later run would otherwise claim).
+    // Run ids with attempt or trash directories, with locks of dead holders (a process
+    // killed after its job finished leaves one that no later run would otherwise claim), and
+    // finished runs with a resume checkpoint (a killed `run --force` of a finished job leaves
+    // one that nothing would ever continue: only --force runs a finished job, and it starts
+    // over).
     let ids: std::collections::BTreeSet<String> = entries
         .flatten()
         .filter_map(|e| {
@@ -440,15 +443,29 @@ pub fn clean_dead_attempts(experiment_dir: &Path) -> Result<usize> {
             if let Some(id) = leftover_run_id(&name) {
                 return Some(id.to_string());
             }
+            if let Some(id) = name.strip_prefix(".resume-") {
+                return is_done(&experiment_dir.join(id)).then(|| id.to_string());
+            }
             let id = name.strip_suffix(".lock")?;
             let (_, stale) = claim::lock_state(experiment_dir, id)?;
-            stale.then(|| id.to_string())
+            stale.map(|_| id.to_string())
         })
         .collect();
     let mut cleaned = 0;
     for id in ids {
         if let claim::Claim::Claimed(_held) = claim::claim(experiment_dir, &id)? {
-            keep_history_for_resume(experiment_dir, &id)?;
+            if is_done(&experiment_dir.join(&id)) {
+                let resume = resume_dir(experiment_dir, &id);
+                fault::point("remove a finished run's resume checkpoint");
+                match fs::remove_dir_all(&resume) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(&resume, e))
+                    }
+                    _ => {}
+                }
+            } else {
+                keep_history_for_resume(experiment_dir, &id)?;
+            }
             remove_stale_attempts(experiment_dir, &id)?;
             cleaned += 1;
         }

@@ -211,29 +211,10 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     let started = Instant::now();
     let (mut failed, mut ran) = (0, 0);
     let bar = progress::Bar::new(todo.len() as u64, "jobs").prefix(plan.experiment.name.clone());
-    for (k, job) in todo.iter().enumerate() {
-        bar.set(
-            k as u64,
-            format!("{} {}", job.dataset_label(), job.config.model.label()),
-        );
-        let claimed = match options.selection {
-            // One task of a scheduler's array: its exit code must say whether its job is done,
-            // so it waits for another process that runs the job.
-            JobSelection::Index(_) => Some(claim_waiting(&exp_dir, &job.run_id)?),
-            _ => match claim::claim(&exp_dir, &job.run_id)? {
-                Claim::Claimed(c) => Some(c),
-                Claim::Busy(holder) => {
-                    progress::info(&format!(
-                        "[{}/{}] {} skipped: being run by {holder}",
-                        k + 1,
-                        todo.len(),
-                        job.run_id
-                    ));
-                    None
-                }
-            },
-        };
-        let Some(_claim) = claimed else { continue };
+    // Jobs another live process holds: done last, after waiting for that process, so that
+    // `run` returns only when every selected job is finished (or failed).
+    let mut held_elsewhere: Vec<(usize, &Job)> = Vec::new();
+    let mut run_claimed = |k: usize, job: &Job| -> Result<()> {
         // Another process may have finished it between our status check and the claim.
         if !options.force && plan.status(job) == JobStatus::Done {
             progress::info(&format!(
@@ -242,7 +223,7 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
                 todo.len(),
                 job.run_id
             ));
-            continue;
+            return Ok(());
         }
         ran += 1;
         let datasets = job_datasets(job, &prepared);
@@ -268,7 +249,46 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
                 progress::info(&format!("[{}/{}] {} FAILED: {msg}", k + 1, todo.len(), job.run_id));
             }
         }
+        Ok(())
+    };
+    for (k, job) in todo.iter().enumerate() {
+        bar.set(
+            k as u64,
+            format!("{} {}", job.dataset_label(), job.config.model.label()),
+        );
+        let claimed = match options.selection {
+            // One task of a scheduler's array: its exit code must say whether its job is done,
+            // so it waits for another process that runs the job.
+            JobSelection::Index(_) => claim_waiting(&exp_dir, &job.run_id)?,
+            _ => match claim::claim(&exp_dir, &job.run_id)? {
+                Claim::Claimed(c) => c,
+                Claim::Busy(holder) => {
+                    progress::info(&format!(
+                        "[{}/{}] {} is being run by {holder}; coming back to it at the end",
+                        k + 1,
+                        todo.len(),
+                        job.run_id
+                    ));
+                    held_elsewhere.push((k, job));
+                    continue;
+                }
+            },
+        };
+        run_claimed(k, job)?;
+        drop(claimed);
     }
+    if !held_elsewhere.is_empty() {
+        progress::info(&format!(
+            "waiting for {} jobs that other processes are running",
+            held_elsewhere.len()
+        ));
+    }
+    for (k, job) in held_elsewhere {
+        // Once its holder lets go (finished, failed or died), the job is done, or ours.
+        let _claimed = claim_waiting(&exp_dir, &job.run_id)?;
+        run_claimed(k, job)?;
+    }
+    drop(bar);
     progress::info(&format!(
         "ran {ran} jobs in {:.1} s into {}",
         started.elapsed().as_secs_f64(),

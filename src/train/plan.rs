@@ -110,6 +110,7 @@ pub enum JobStatus {
     /// limit): nobody is running it; the next `run` takes the lock over.
     Stale {
         pid: u32,
+        why: track::claim::Staleness,
     },
     Failed,
     Pending,
@@ -129,7 +130,7 @@ impl JobStatus {
     /// `as_str`, with the dead holder of a stale lock named.
     pub fn describe(self) -> String {
         match self {
-            JobStatus::Stale { pid } => format!("stale (pid {pid} gone)"),
+            JobStatus::Stale { pid, why } => format!("stale ({})", why.describe(pid)),
             other => other.as_str().into(),
         }
     }
@@ -223,8 +224,13 @@ impl Plan {
             return JobStatus::Done;
         }
         match track::claim::lock_state(&self.experiment.experiment_dir(), &job.run_id) {
-            Some((_, false)) => return JobStatus::Running,
-            Some((holder, true)) => return JobStatus::Stale { pid: holder.pid },
+            Some((_, None)) => return JobStatus::Running,
+            Some((holder, Some(why))) => {
+                return JobStatus::Stale {
+                    pid: holder.pid,
+                    why,
+                }
+            }
             None => {}
         }
         if dir.exists() {
@@ -272,8 +278,8 @@ impl Plan {
                 JobStatus::Done => {}
                 JobStatus::Failed => failed.push(entry),
                 JobStatus::Running => running.push(entry),
-                JobStatus::Stale { pid } => {
-                    missing.push(format!("{entry} (stale lock, pid {pid} gone)"))
+                JobStatus::Stale { pid, why } => {
+                    missing.push(format!("{entry} (stale lock, {})", why.describe(pid)))
                 }
                 JobStatus::Pending => missing.push(entry),
             }

@@ -144,6 +144,118 @@ fn a_kill_at_any_file_operation_loses_nothing_and_counts_nothing_twice() {
     }
 }
 
+/// A disk that fills up at any write of `run` (then `run --force`) and stays full (issue 26
+/// item 6): exit 1 naming ENOSPC, never a panic; a second run on the still-full disk fails
+/// the same way and leaves no lock (an empty lock once read as "being run by pid 0"); once
+/// there is space again, the next plain `run` completes the experiment with the same numbers.
+#[test]
+fn a_full_disk_at_any_write_fails_cleanly_and_loses_nothing() {
+    let cli = Cli::in_temp_dir();
+    cli.write("exp.yaml", EXPERIMENT);
+    assert_eq!(cli.run(&["run", "exp.yaml"]).code, 0);
+    let expected = metrics_of_runs(&cli);
+    let full_from = |k: usize, args: &[&str]| {
+        cli.run_env(&[("OPENCARBON_FAULT_ENOSPC_AFTER", &k.to_string())], args)
+    };
+    for force in [false, true] {
+        let args: &[&str] = if force {
+            &["run", "exp.yaml", "--force"]
+        } else {
+            &["run", "exp.yaml"]
+        };
+        let mut k = 1;
+        loop {
+            if !force {
+                std::fs::remove_dir_all(cli.path("results")).unwrap();
+            }
+            let r = full_from(k, args);
+            if r.code == 0 {
+                assert!(k > 20, "only {k} writes (force {force})");
+                break;
+            }
+            for (what, r) in [("full", r), ("still full", full_from(1, args))] {
+                assert_eq!(r.code, 1, "write {k}, {what}: {}", r.stderr);
+                assert!(
+                    r.stderr.contains("No space left on device") && !r.stderr.contains("panicked"),
+                    "write {k}, {what}: {}",
+                    r.stderr
+                );
+                let locks: Vec<String> = tree(&cli.path("results/f"))
+                    .into_iter()
+                    .filter(|p| p.contains(".lock"))
+                    .collect();
+                assert!(locks.is_empty(), "write {k}, {what}: {locks:?}");
+            }
+            check_recovered(&cli, k, &expected);
+            k += 1;
+        }
+    }
+}
+
+/// `run` returns only when every job is done: a job that another live process holds is
+/// waited for, then found finished or run here (it exited 0 with the job undone); a live
+/// pid that started at another time than the lock records is not the holder (a reused
+/// pid), so its job is run at once and `plan` says why the lock is stale (issue 26 item 7).
+#[test]
+fn run_waits_for_held_jobs_and_a_reused_pid_holds_nothing() {
+    let cli = Cli::in_temp_dir();
+    cli.write("exp.yaml", EXPERIMENT);
+    let ids = run_ids(&cli);
+    let mut holder = std::process::Command::new("sleep")
+        .arg("3")
+        .spawn()
+        .unwrap();
+    cli.write(
+        &format!("results/f/{}.lock", ids[0]),
+        &format!("{} {} 2026-01-01T00:00:00Z\n", holder.id(), host_name()),
+    );
+    let dir = cli.dir.path().to_path_buf();
+    let run = std::thread::spawn(move || {
+        Ran::from(
+            std::process::Command::new(env!("CARGO_BIN_EXE_opencarbon"))
+                .args(["run", "exp.yaml"])
+                .current_dir(dir)
+                .output()
+                .unwrap(),
+        )
+    });
+    holder.wait().unwrap();
+    let r = run.join().unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("waiting for 1 jobs"), "{}", r.stderr);
+    for id in &ids {
+        assert!(
+            cli.path(&format!("results/f/{id}/DONE")).is_file(),
+            "{}",
+            r.stderr
+        );
+    }
+
+    let Ok(boot) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+        return; // not Linux: pids are not checked
+    };
+    std::fs::remove_dir_all(cli.path(&format!("results/f/{}", ids[1]))).unwrap();
+    // pid 1 is alive, but it started at tick 0 or so, not at this made-up tick.
+    cli.write(
+        &format!("results/f/{}.lock", ids[1]),
+        &format!(
+            "1 {} 2026-01-01T00:00:00Z {} 987654321\n",
+            host_name(),
+            boot.trim()
+        ),
+    );
+    let plan = cli.run(&["plan", "exp.yaml"]);
+    assert!(
+        plan.stdout.contains("stale (pid 1 is now another process)"),
+        "{}",
+        plan.stdout
+    );
+    let r = cli.run(&["run", "exp.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("waiting"), "{}", r.stderr);
+    assert!(cli.path(&format!("results/f/{}/DONE", ids[1])).is_file());
+}
+
 /// A city generation killed part-way leaves a temp directory in the cache; the next run that
 /// needs the city removes it.
 #[test]

@@ -22,26 +22,23 @@ fn finished_run(cli: &Cli, experiment: &str) -> std::path::PathBuf {
         .unwrap()
 }
 
-#[test]
-fn a_killed_training_resumes_and_ends_as_an_uninterrupted_one() {
-    let cli = Cli::in_temp_dir();
-    cli.write("whole.yaml", &experiment("whole"));
-    cli.write("killed.yaml", &experiment("killed"));
-    let r = cli.run(&["run", "whole.yaml"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-
-    // Kill as soon as the first resume checkpoint exists.
+/// Start `opencarbon args` and SIGKILL it as soon as the first resume checkpoint exists under
+/// `results`; that checkpoint's path.
+fn kill_at_first_checkpoint(
+    cli: &Cli,
+    args: &[&str],
+    results: &std::path::Path,
+) -> std::path::PathBuf {
     let mut child = Command::new(env!("CARGO_BIN_EXE_opencarbon"))
-        .args(["-q", "run", "killed.yaml"])
+        .args(args)
         .current_dir(cli.dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let results = cli.path("results/killed");
     let started = Instant::now();
     let checkpoint = loop {
-        let found = std::fs::read_dir(&results).ok().and_then(|d| {
+        let found = std::fs::read_dir(results).ok().and_then(|d| {
             d.flatten()
                 .map(|e| e.path().join("state.safetensors"))
                 .find(|p| p.is_file())
@@ -58,6 +55,19 @@ fn a_killed_training_resumes_and_ends_as_an_uninterrupted_one() {
     };
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    checkpoint
+}
+
+#[test]
+fn a_killed_training_resumes_and_ends_as_an_uninterrupted_one() {
+    let cli = Cli::in_temp_dir();
+    cli.write("whole.yaml", &experiment("whole"));
+    cli.write("killed.yaml", &experiment("killed"));
+    let r = cli.run(&["run", "whole.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let results = cli.path("results/killed");
+    let checkpoint = kill_at_first_checkpoint(&cli, &["-q", "run", "killed.yaml"], &results);
     assert!(checkpoint.is_file());
     assert!(
         std::fs::read_dir(&results)
@@ -94,4 +104,14 @@ fn a_killed_training_resumes_and_ends_as_an_uninterrupted_one() {
     assert_eq!(event_files, 2);
     let leftovers = names_starting_with(&results, ".");
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A killed `run --force` of the finished job leaves a checkpoint that nothing would
+    // continue (issue 26 item 9): the next plain run removes it and keeps the finished run.
+    let again = kill_at_first_checkpoint(&cli, &["-q", "run", "killed.yaml", "--force"], &results);
+    assert!(again.is_file() && killed.join("DONE").is_file());
+    let r = cli.run(&["run", "killed.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let leftovers = names_starting_with(&results, ".");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(finished_run(&cli, "killed"), killed);
 }
