@@ -243,7 +243,7 @@ impl CityDataset {
         }
         let meta_path = root.join("dataset.yaml");
         // dataset.yaml is a few lines; a megabyte is already far too much.
-        let text = super::read_capped_string(&meta_path, 1 << 20)
+        let text = super::read_capped_string(&meta_path, super::InputLimit::Fixed(1 << 20))
             .map_err(|m| Error::dataset(&meta_path, None, m))?;
         let meta: DatasetMeta = serde_yaml::from_str(&text).map_err(|e| {
             let line = e.location().map(|l| l.line() as u64);
@@ -263,8 +263,13 @@ impl CityDataset {
         let images_dir = root.join("images");
         let mut missing = Vec::new();
         for t in &tiles {
-            if !image_path(&root, t.x, t.y).is_file() {
+            let path = image_path(&root, t.x, t.y);
+            if std::fs::symlink_metadata(&path).is_err() {
                 missing.push(format!("{}_{}.png", t.x, t.y));
+            } else {
+                // There is something by that name: a directory, a device, a dangling link are
+                // named as what they are, not as a missing image.
+                super::check_dataset_input(&path)?;
             }
         }
         if !missing.is_empty() {

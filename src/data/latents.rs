@@ -201,8 +201,8 @@ impl Latents {
     pub fn read(dir: &Path, tiles: &[Tile]) -> Result<Latents> {
         let path = latents_path(dir);
         let err = |line: Option<u64>, m: String| Error::dataset(&path, line, m);
-        let text =
-            super::read_capped_string(&path, super::max_input_bytes()).map_err(|m| err(None, m))?;
+        let text = super::read_capped_string(&path, super::InputLimit::Dataset)
+            .map_err(|m| err(None, m))?;
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .from_reader(text.as_bytes());

@@ -46,27 +46,66 @@ fn env_limit(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Why `path` may not be read as an input of at most `max` bytes, if it may not: it must be
-/// a regular file (a link to one is fine; a device such as /dev/zero, a FIFO or a directory is
-/// not) no larger than `max`.
-pub fn check_input_file(path: &Path, max: u64) -> std::result::Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
+/// The largest size an input may have.
+#[derive(Debug, Clone, Copy)]
+pub enum InputLimit {
+    /// A dataset input: `max_input_bytes()`, which the user may raise.
+    Dataset,
+    /// A configuration file's bound, which cannot be changed (docs/config.md, "Limits").
+    Fixed(u64),
+}
+
+impl InputLimit {
+    pub fn bytes(self) -> u64 {
+        match self {
+            InputLimit::Dataset => max_input_bytes(),
+            InputLimit::Fixed(b) => b,
+        }
     }
-    if meta.len() > max {
-        return Err(format!(
-            "is {} bytes, more than the input limit of {max} (set OPENCARBON_MAX_INPUT_BYTES to raise it)",
-            meta.len()
-        ));
+
+    fn over(self, size: u64) -> String {
+        let max = self.bytes();
+        match self {
+            InputLimit::Dataset => format!(
+                "is {size} bytes, more than the input limit of {max} (set OPENCARBON_MAX_INPUT_BYTES to raise it)"
+            ),
+            InputLimit::Fixed(_) => format!(
+                "is {size} bytes, more than the limit of {max} for this kind of file"
+            ),
+        }
+    }
+}
+
+/// Why `path` may not be read as an input within `limit`, if it may not: it must be a
+/// regular file (a link to one is fine; a device such as /dev/zero, a FIFO or a directory is
+/// not) no larger than the limit.
+pub fn check_input_file(path: &Path, limit: InputLimit) -> std::result::Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if std::fs::symlink_metadata(path).is_ok() {
+            format!("is a link to nothing readable ({e})")
+        } else {
+            format!("cannot read: {e}")
+        }
+    })?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a device, FIFO or socket"
+        };
+        return Err(format!("is not a regular file (it is {what})"));
+    }
+    if meta.len() > limit.bytes() {
+        return Err(limit.over(meta.len()));
     }
     Ok(())
 }
 
-/// Read a whole text input of at most `max` bytes (`check_input_file`); the read itself is
-/// capped too, in case the file grows meanwhile.
-pub fn read_capped_string(path: &Path, max: u64) -> std::result::Result<String, String> {
-    check_input_file(path, max)?;
+/// Read a whole text input within `limit` (`check_input_file`); the read itself is capped
+/// too, in case the file grows meanwhile.
+pub fn read_capped_string(path: &Path, limit: InputLimit) -> std::result::Result<String, String> {
+    check_input_file(path, limit)?;
+    let max = limit.bytes();
     let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut text = String::new();
     f.take(max + 1)
@@ -82,5 +121,5 @@ pub fn read_capped_string(path: &Path, max: u64) -> std::result::Result<String, 
 
 /// `check_input_file` with the dataset error (exit 2) of `path`.
 pub fn check_dataset_input(path: &Path) -> Result<()> {
-    check_input_file(path, max_input_bytes()).map_err(|m| Error::dataset(path, None, m))
+    check_input_file(path, InputLimit::Dataset).map_err(|m| Error::dataset(path, None, m))
 }

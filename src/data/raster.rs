@@ -246,7 +246,7 @@ pub fn decode_image(path: &Path, size: usize) -> Result<Vec<u8>> {
 
 /// Decode one tile image as RGB, refusing what is not a regular file, an image larger than
 /// `max_image_side` (checked from the header, before any pixel is allocated), a truncated or
-/// non-image file, and a tile that is not square. Every refusal names the file (exit 2).
+/// non-image file, a grey image, and a tile that is not square. Every refusal names the file (exit 2).
 pub fn read_tile_image(path: &Path) -> Result<image::RgbImage> {
     super::check_dataset_input(path)?;
     let open = || {
@@ -272,7 +272,18 @@ pub fn read_tile_image(path: &Path) -> Result<image::RgbImage> {
     limits.max_image_width = Some(side);
     limits.max_image_height = Some(side);
     reader.limits(limits);
-    let img = reader.decode().map_err(bad)?.to_rgb8();
+    let decoded = reader.decode().map_err(bad)?;
+    // The format's images are colour (RGB or RGBA, any bit depth; a palette PNG decodes to
+    // one): a grey image would pass as three equal channels that no model was meant to see.
+    let colour = decoded.color();
+    if !colour.has_color() {
+        return Err(Error::dataset(
+            path,
+            None,
+            format!("image is grey ({colour:?}), expected RGB or RGBA"),
+        ));
+    }
+    let img = decoded.to_rgb8();
     if img.width() != img.height() {
         return Err(Error::dataset(
             path,

@@ -63,6 +63,13 @@ impl GbdtConfig {
         if self.n_trees == 0 {
             p.push(("n_trees", "is 0, expected at least 1".into()));
         }
+        use super::size_limits as limit;
+        p.extend(super::size_problem("n_trees", self.n_trees, limit::TREES));
+        p.extend(super::size_problem(
+            "max_depth",
+            self.max_depth,
+            limit::TREE_DEPTH,
+        ));
         if self.max_depth == 0 {
             p.push(("max_depth", "is 0, expected at least 1".into()));
         }

@@ -160,6 +160,41 @@ pub struct JobInput<'a> {
     pub rows: &'a [Row],
 }
 
+/// Largest sizes a configuration may ask for, checked at validation from the configuration
+/// alone: far above any model of the paper or this project (OpenCarbon 64-512 dimensions,
+/// 64-512 channels, 500 trees), and far below what would make the allocator abort (an
+/// embedding_dim of 1e8 asked for ~1e16 weights) instead of a message and exit 2.
+pub mod size_limits {
+    pub const EMBEDDING_DIM: usize = 8192;
+    pub const CHANNELS: usize = 4096;
+    pub const BLOCKS: usize = 64;
+    pub const BATCH_SIZE: usize = 8192;
+    pub const HIDDEN: usize = 16384;
+    pub const LAYERS: usize = 64;
+    pub const TREES: usize = 100_000;
+    pub const TREE_DEPTH: usize = 64;
+}
+
+/// A size field above its limit (`size_limits`), as a problem of that field.
+pub fn size_problem(name: &'static str, value: usize, limit: usize) -> Option<FieldProblem> {
+    (value > limit).then(|| {
+        (
+            name,
+            format!("is {value}, more than the limit of {limit} (docs/config.md, \"Limits\")"),
+        )
+    })
+}
+
+/// Early stopping cannot start before `min_epochs`; more of them than `max_epochs` means the
+/// configuration says two things (the default min_epochs counts: lower it with max_epochs).
+pub fn min_epochs_problem(min_epochs: usize, max_epochs: usize) -> Option<String> {
+    (min_epochs > max_epochs).then(|| {
+        format!(
+            "is {min_epochs}, more than max_epochs ({max_epochs}); expected at most {max_epochs} (set min_epochs when lowering max_epochs below the default min_epochs)"
+        )
+    })
+}
+
 /// A model: its `XConfig` (the resolved hyperparameters of one job) implements this, and one
 /// line in `model_table!` below registers it. Adding a model is one file plus that line
 /// (docs/config.md, "Adding a model").
@@ -286,10 +321,15 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(
 ) -> std::result::Result<T, (String, String)> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        (
-            if path == "." { String::new() } else { path },
-            e.into_inner().to_string(),
-        )
+        let mut message = e.into_inner().to_string();
+        // serde's words for a model without hyperparameters (ols) read as if nothing at all
+        // could be written there.
+        if let Some(head) = message.strip_suffix(", there are no fields") {
+            message = format!(
+                "{head}: this model has no hyperparameters; every model accepts only the input switches image, poi and neighborhood besides kind"
+            );
+        }
+        (if path == "." { String::new() } else { path }, message)
     })
 }
 

@@ -52,6 +52,8 @@ impl RandomForestConfig {
         if self.n_trees == 0 {
             p.push(("n_trees", "is 0, expected at least 1".into()));
         }
+        use super::size_limits as limit;
+        p.extend(super::size_problem("n_trees", self.n_trees, limit::TREES));
         if self.max_depth == Some(0) {
             p.push((
                 "max_depth",

@@ -63,6 +63,47 @@ fn missing_image() {
     assert_rejected(&r, &["city/images", "1 tile(s) of tiles.csv have no image"]);
 }
 
+/// Something that is not an image file where an image should be is named as what it is,
+/// not as a missing image (issue 26 item 8).
+#[test]
+fn an_image_that_is_a_directory_or_a_device_is_not_a_regular_file() {
+    for (what, target) in [
+        ("a directory", None),
+        ("a device, FIFO or socket", Some("/dev/zero")),
+    ] {
+        let (_, r) = inspect_corrupted(|cli| {
+            let image = first_image(cli);
+            std::fs::remove_file(&image).unwrap();
+            match target {
+                None => std::fs::create_dir(&image).unwrap(),
+                Some(t) => std::os::unix::fs::symlink(t, &image).unwrap(),
+            }
+        });
+        assert_rejected(
+            &r,
+            &[".png", &format!("is not a regular file (it is {what})")],
+        );
+    }
+}
+
+/// A grey PNG is refused: the format's tiles are RGB or RGBA (issue 26 item 8).
+#[test]
+fn a_grey_image_is_refused() {
+    let (cli, r) = inspect_corrupted(|cli| {
+        let image = first_image(cli);
+        let side = image::image_dimensions(&image).unwrap().0;
+        image::GrayImage::from_pixel(side, side, image::Luma([90]))
+            .save(&image)
+            .unwrap();
+    });
+    let name = first_image(&cli)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_rejected(&r, &[&name, "image is grey (L8), expected RGB or RGBA"]);
+}
+
 #[test]
 fn duplicate_tile() {
     let (_, r) = inspect_corrupted(|cli| {
@@ -359,5 +400,55 @@ fn yaml_malformed_sampler_is_refused() {
     assert_config_rejected(
         &GOOD.replace("alpha: 0.1", "alpha: {uniform: [1, 0], n: 2}"),
         &["models[0].alpha: uniform: expected [low, high] with low < high"],
+    );
+}
+
+/// Configurations that once got through (issue 26 item 8): min_epochs above max_epochs,
+/// sizes that made the allocator abort, a field on a model without hyperparameters, brackets
+/// nested so deep that the parser took minutes, and a YAML file over its fixed size limit.
+#[test]
+fn configurations_that_once_got_through() {
+    let model = |m: &str| GOOD.replace("{kind: lasso, alpha: 0.1}", m);
+    assert_config_rejected(
+        &model("{kind: graphsage, max_epochs: 2, min_epochs: 50}"),
+        &["models[0].min_epochs: is 50, more than max_epochs (2)"],
+    );
+    assert_config_rejected(
+        &model("{kind: mlp, max_epochs: 20}"),
+        &[
+            "models[0].min_epochs: is 50, more than max_epochs (20)",
+            "default",
+        ],
+    );
+    assert_config_rejected(
+        &model("{kind: opencarbon, embedding_dim: 100000000}"),
+        &["models[0].embedding_dim: is 100000000, more than the limit of 8192"],
+    );
+    assert_config_rejected(
+        &model("{kind: random_forest, n_trees: 1000000000000}"),
+        &["models[0].n_trees: is 1000000000000, more than the limit of 100000"],
+    );
+    assert_config_rejected(
+        &model("{kind: ols, inputs: {poi: false}}"),
+        &["models[0].inputs: unknown field `inputs`: this model has no hyperparameters"],
+    );
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let started = std::time::Instant::now();
+    assert_config_rejected(
+        &GOOD.replace("seeds: [0]", &format!("seeds: [0]\nnote: {deep}")),
+        &["exp.yaml: line 6: column 71: brackets nested more than 64 deep"],
+    );
+    // Not a timing target: the parser took 41 s on this file; the check takes microseconds.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let big = format!("{GOOD}# {}\n", "x".repeat(17 << 20));
+    let (_, r) = run_experiment_text(&big);
+    assert_rejected(
+        &r,
+        &["more than the limit of 16777216 for this kind of file"],
+    );
+    assert!(
+        !r.stderr.contains("OPENCARBON_MAX_INPUT_BYTES"),
+        "{}",
+        r.stderr
     );
 }

@@ -147,7 +147,7 @@ fn train_opencarbon_then_predict_a_new_city() {
 #[test]
 fn graphsage_trains_on_opencarbon_embeddings() {
     let cli = Cli::in_temp_dir();
-    let exp = "name: emb\nresults_dir: scratch/out\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{preset: tiny}]\nmodels:\n  - kind: opencarbon\n    embedding_dim: 8\n    image_widths: [8]\n    max_epochs: 2\n    valid_every: 1\n    min_epochs: 2\n    batch_size: 16\n  - kind: graphsage\n    hidden: 16\n    max_epochs: 30\n    embeddings_from: this_experiment\nsplits: [{kind: random}]\nseeds: [0]\n";
+    let exp = "name: emb\nresults_dir: scratch/out\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{preset: tiny}]\nmodels:\n  - kind: opencarbon\n    embedding_dim: 8\n    image_widths: [8]\n    max_epochs: 2\n    valid_every: 1\n    min_epochs: 2\n    batch_size: 16\n  - kind: graphsage\n    hidden: 16\n    max_epochs: 30\n    min_epochs: 30\n    embeddings_from: this_experiment\nsplits: [{kind: random}]\nseeds: [0]\n";
     // Only GraphSAGE first: the OpenCarbon run is missing.
     cli.write("exp.yaml", exp);
     let r = cli.run(&["run", "exp.yaml", "--index", "1"]);

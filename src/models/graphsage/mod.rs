@@ -186,6 +186,12 @@ impl NodeModelSpec {
                 format!("is {}, expected a number >= 0", self.weight_decay),
             ));
         }
+        if let Some(problem) = crate::models::min_epochs_problem(self.min_epochs, self.max_epochs) {
+            p.push(("min_epochs", problem));
+        }
+        use crate::models::{size_limits as limit, size_problem};
+        p.extend(size_problem("hidden", self.hidden, limit::HIDDEN));
+        p.extend(size_problem("layers", self.layers, limit::LAYERS));
         p
     }
 }

@@ -268,6 +268,21 @@ impl OpenCarbonConfig {
         if self.batch_size == 1 {
             p.push(("batch_size", "is 1; batch norm needs at least 2".into()));
         }
+        if let Some(problem) = super::min_epochs_problem(self.min_epochs, self.max_epochs) {
+            p.push(("min_epochs", problem));
+        }
+        use super::size_limits as limit;
+        let widest = self.image_widths.iter().copied().max().unwrap_or(0);
+        p.extend(
+            [
+                ("embedding_dim", self.embedding_dim, limit::EMBEDDING_DIM),
+                ("image_widths", widest, limit::CHANNELS),
+                ("image_blocks", self.image_blocks, limit::BLOCKS),
+                ("batch_size", self.batch_size, limit::BATCH_SIZE),
+            ]
+            .into_iter()
+            .filter_map(|(name, v, max)| super::size_problem(name, v, max)),
+        );
         p
     }
 

@@ -45,8 +45,9 @@ const MAX_RULE_BYTES: u64 = 1 << 20;
 impl AcceptanceRule {
     /// Read and validate a rule file; every problem is reported with its YAML path (exit 2).
     pub fn load(file: &Path) -> Result<AcceptanceRule> {
-        let text = crate::data::read_capped_string(file, MAX_RULE_BYTES)
-            .map_err(|m| Error::config(file, "", m))?;
+        let text =
+            crate::data::read_capped_string(file, crate::data::InputLimit::Fixed(MAX_RULE_BYTES))
+                .map_err(|m| Error::config(file, "", m))?;
         let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
             let at = e
                 .location()
