@@ -43,6 +43,55 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// Refuse `out` as the target of a new directory unless it does not exist or is empty
+/// (callers check before long work, `write_dir_atomically` again before writing).
+pub fn check_new_dir(out: &Path) -> Result<()> {
+    let occupied = match fs::read_dir(out) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if occupied {
+        return Err(Error::Usage(format!(
+            "{} exists and is not empty: give a new directory",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Write a new directory `out` with `write` (given the directory to fill) through a
+/// temporary sibling renamed at the end, so a killed or failed writer leaves nothing where
+/// `out` was asked for (a dataset being generated or imported). The temporaries that killed
+/// writers of `out` left are removed first. `out` must not exist, or be an empty directory
+/// (made by the user, or by a shell's mkdir).
+pub fn write_dir_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    check_new_dir(out)?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    remove_dead_temps_of(&parent, &format!("{stem}.tmp-"))?;
+    let tmp = temp_path(out);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    if let Err(e) = write(&tmp) {
+        // A failure (bad input, a full disk) leaves nothing either.
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    fault::point("rename a written directory into place");
+    if out.exists() {
+        fs::remove_dir(out).map_err(|e| Error::io(out, e))?;
+    }
+    fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+}
+
 /// Where this process writes `path` before renaming it into place: `<path>.tmp-<host>-<pid>`,
 /// so that `remove_dead_temps` can tell the temp files of dead processes of this host.
 pub fn temp_path(path: &Path) -> PathBuf {

@@ -120,6 +120,69 @@ fn import_builds_a_dataset_that_inspect_reads_and_models_train_on() {
     let inspect = cli.run(&["inspect", "city"]);
     assert_eq!(inspect.code, 0, "{}", inspect.stderr);
 
+    // Killed, or out of disk, at any file operation in turn: nothing is left where the
+    // dataset was asked for, nor beside it (issue 26: every writer of a directory writes a
+    // temporary sibling and renames it); the import that runs to the end equals the first.
+    let args_to = |out: &'static str| {
+        let mut a: Vec<String> = vec!["import".into(), "--out".into(), out.into()];
+        a.extend(
+            [
+                "--name",
+                "vaduz",
+                "--zoom",
+                "15",
+                "--tiles",
+                &tiles,
+                "--emissions",
+                &tif,
+                "--co2",
+                "--images",
+                "cache",
+                "--pois-csv",
+                "pois.csv",
+                "--osm",
+                &osm,
+                "--mapping",
+                &mapping,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        a
+    };
+    let args = args_to("again");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    for fault in ["OPENCARBON_FAULT_AFTER", "OPENCARBON_FAULT_ENOSPC_AFTER"] {
+        let mut k = 1;
+        loop {
+            let r = cli.run_env(&[(fault, &k.to_string())], &args);
+            if r.code == 0 {
+                assert!(k > 10, "{fault}: only {k} points");
+                std::fs::remove_dir_all(cli.path("again")).unwrap();
+                break;
+            }
+            assert!(!r.stderr.contains("panicked"), "{fault} {k}: {}", r.stderr);
+            let beside = super::names_starting_with(cli.dir.path(), "again");
+            let dead_temps_only = fault == "OPENCARBON_FAULT_AFTER"
+                && beside.iter().all(|n| n.starts_with("again.tmp-"));
+            assert!(
+                beside.is_empty() || dead_temps_only,
+                "{fault} {k}: {beside:?}"
+            );
+            k += 1;
+        }
+    }
+    let r = cli.run(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(super::names_starting_with(cli.dir.path(), "again.").is_empty());
+    for file in ["tiles.csv", "pois.csv", "dataset.yaml"] {
+        assert_eq!(
+            read(&cli.path(&format!("city/{file}"))),
+            read(&cli.path(&format!("again/{file}"))),
+            "{file}"
+        );
+    }
+
     cli.write(
         "exp.yaml",
         "name: imported\nimage_size: 16\npoi_raster_size: 16\ndatasets:\n  - path: city\nmodels:\n  - kind: lasso\n    alpha: 0.01\n  - kind: opencarbon\n    embedding_dim: 8\n    image_widths: [4, 8]\n    batch_size: 8\n    max_epochs: 2\n    valid_every: 1\n    min_epochs: 1\n    patience: 1\n    contrastive_epoch: 0\nsplits:\n  - kind: random\nseeds: [0]\n",

@@ -169,12 +169,7 @@ pub fn run(spec: &ImportSpec) -> Result<ImportSummary> {
             spec.zoom
         )));
     }
-    if spec.out.join("dataset.yaml").exists() {
-        return Err(Error::Usage(format!(
-            "{} already holds a dataset",
-            spec.out.display()
-        )));
-    }
+    crate::track::check_new_dir(&spec.out)?;
     let mut summary = ImportSummary::default();
 
     // Emissions: every raster over the region, summed per tile.
@@ -347,18 +342,22 @@ pub fn run(spec: &ImportSpec) -> Result<ImportSummary> {
         spec.out.display()
     ));
     let step = (images.len() / 10).max(1);
-    CityDataset::write(&spec.out, &meta, &tiles, &kept, |i| {
-        if i > 0 && i % step == 0 {
-            progress(&format!("  {i}/{} images", images.len()));
-        }
-        image_as_png(&images[i])
-    })?;
     summary.tiles_written = tiles.len();
-    let report =
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::track::atomic_write(&spec.out.join("import_report.json"), report.as_bytes())?;
-    // The result must read back as a valid dataset.
-    CityDataset::open(&spec.out)?;
+    // Written beside `out` and renamed into place once whole and valid: a killed or failed
+    // import leaves nothing where the dataset was asked for.
+    crate::track::write_dir_atomically(&spec.out, |dir| {
+        CityDataset::write(dir, &meta, &tiles, &kept, |i| {
+            if i > 0 && i % step == 0 {
+                progress(&format!("  {i}/{} images", images.len()));
+            }
+            image_as_png(&images[i])
+        })?;
+        let report =
+            serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?;
+        crate::track::atomic_write(&dir.join("import_report.json"), report.as_bytes())?;
+        // The result must read back as a valid dataset.
+        CityDataset::open(dir).map(|_| ())
+    })?;
     Ok(summary)
 }
 

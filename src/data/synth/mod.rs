@@ -502,47 +502,15 @@ fn hash_name(name: &str) -> u64 {
     })
 }
 
-/// Generate a preset city into `out` through a temporary sibling renamed at the end, so a
-/// killed generation leaves no half-written dataset (and the temporaries that killed
-/// generations of `out` left are removed first). `out` must not exist, or be an empty
-/// directory.
+/// Generate a preset city into `out` through a temporary sibling renamed at the end
+/// (`track::write_dir_atomically`), so a killed generation leaves no half-written dataset.
 pub fn write_preset_atomically(
     name: &str,
     seed: u64,
     tiles: Option<usize>,
     out: &Path,
 ) -> Result<()> {
-    let occupied = match std::fs::read_dir(out) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(e) => return Err(Error::io(out, e)),
-    };
-    if occupied {
-        return Err(Error::Usage(format!(
-            "{} exists and is not empty: give a new directory",
-            out.display()
-        )));
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let stem = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    crate::track::remove_dead_temps_of(&parent, &format!("{stem}.tmp-"))?;
-    let tmp = crate::track::temp_path(out);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    write_preset(name, seed, tiles, &tmp)?;
-    crate::track::fault::point("rename a generated city into place");
-    if out.exists() {
-        // The empty directory checked above (made by the user, or by a shell's mkdir).
-        std::fs::remove_dir(out).map_err(|e| Error::io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
+    crate::track::write_dir_atomically(out, |tmp| write_preset(name, seed, tiles, tmp))
 }
 
 /// The dataset directory of a preset in the cache, generating it on first use.
