@@ -172,7 +172,7 @@ pub fn compare(a: &Path, b: &Path, metric: &str) -> Result<Comparison> {
                 if entry.1.insert(seed.clone(), v).is_some() {
                     // Two runs that nothing tells apart: pairing would keep one of them.
                     return Err(Error::dataset(
-                        &summary_file(target),
+                        summary_file(target),
                         Some(i as u64 + 2),
                         format!(
                             "a second run of {} seed {seed} with the same {}; cannot pair it",
