@@ -12,19 +12,25 @@ The run directories are the sub-directories of the results directory named by 8-
 that hold a `DONE` file (hidden .tmp-/.trash-/.resume- dirs, tables/ and figures/ are not
 runs). Checked, through MlflowClient only, so that what passes is what MLflow itself reads:
 
-- an experiment named like the results directory exists and is active, and its active runs are
-  exactly the run directories: MLflow run id = our run id, status FINISHED, run name and tag
-  mlflow.runName = "<model> | <dataset> | <split> | seed <seed>" (metrics.json);
-- start/end times (ms) = manifest.json `started`/`ended`;
+- an experiment named like the results directory exists, is active and is tagged
+  mlflow.experimentKind = custom_model_development (MLflow 3's UI opens it on its runs), and
+  its active runs are exactly the run directories: MLflow run id = our run id, status
+  FINISHED, run name and tag mlflow.runName = "<model> | <dataset> | <split> | seed <seed>"
+  (metrics.json);
+- start time (ms) = manifest.json `started`; end time = start + `wall_seconds` in ms;
 - params are exactly those derived from config.yaml and metrics.json (dataset, split, seed,
-  model, kind, image_size, poi_raster_size, input.*, model.<key> for every non-null key of
-  job.model.model but `kind`); numbers compare as numbers, lists and maps as JSON structures;
+  model, kind, image_size, poi_raster_size, input.*, <kind>.<key> for every non-null key of
+  job.model.model but `kind`: namespaced by model kind, so models never share a column);
+  numbers compare as numbers, lists and maps as JSON structures;
 - one step-0 value per final metric (<part>_<r2|rmse|mae|mape|spearman>, fit_seconds) equal
-  to metrics.json;
+  to metrics.json, and best_epoch / best_valid_r2 equal to model.json's best_epoch /
+  best_validation_score where it has them;
 - every TensorBoard scalar of the run but the final `metrics/...` copies has an MLflow metric
-  history with the same steps and values (TensorBoard keeps float32, so 1e-6 relative);
+  history `epoch/<tag>` with the same steps and values (TensorBoard keeps float32, so 1e-6
+  relative): the per-epoch curves never share a name with the kept model's scores;
 - tags mlflow.source.git.commit (manifest.json git_commit) and opencarbon.run_id;
-- config.yaml, manifest.json and metrics.json are among the run's artifacts.
+- every file of the run directory but DONE is an artifact (event files under tensorboard/),
+  and the experiment's figures of the run's split and dataset are under figures/.
 
 config.yaml is read with YAML 1.2 scalar rules, as serde_yaml writes and reads it (`tol: 1e-6`
 is a number, not PyYAML's string). A final metric that metrics.json holds as null may be absent
@@ -45,13 +51,17 @@ import warnings
 os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
 
 from run_records import (  # noqa: E402
-    close, expected_params, finished_run_dirs, is_number, read_config, same_json)
+    close, expected_params, finished_run_dirs, is_number, read_config, same_json, viewer_params)
 from mlflow.tracking import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: E402
 
 PARTS = ("train", "valid", "test")
 FINAL_METRICS = ("r2", "rmse", "mae", "mape", "spearman")
-ARTIFACTS = ("config.yaml", "manifest.json", "metrics.json")
+# Every file of the run directory but DONE is an artifact (event files under tensorboard/), and
+# the experiment's figures of the run's split and dataset under figures/.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+EPOCH_PREFIX = "epoch/"
+BEST_CHECKPOINT = {"best_epoch": "best_epoch", "best_valid_r2": "best_validation_score"}
 
 
 def as_float(s):
@@ -108,10 +118,11 @@ def check_run(client, run, path, counts, problems):
     need(info.run_name == name, f"run name {info.run_name!r}, want {name!r}")
     need(data.tags.get("mlflow.runName") == name,
          f"tag mlflow.runName {data.tags.get('mlflow.runName')!r}, want {name!r}")
-    for field, key in (("start_time", "started"), ("end_time", "ended")):
-        want = rfc3339_ms(manifest[key]) if manifest.get(key) else None
-        got = getattr(info, field)
-        need(got == want, f"{field} {got}, want {want} (manifest.json {key} {manifest.get(key)!r})")
+    start = rfc3339_ms(manifest["started"])
+    end = start + round(manifest["wall_seconds"] * 1000)
+    need(info.start_time == start, f"start_time {info.start_time}, want {start} (manifest.json started)")
+    need(info.end_time == end,
+         f"end_time {info.end_time}, want {end} (started + wall_seconds {manifest['wall_seconds']} in ms)")
 
     # Tags.
     if manifest.get("git_commit") is not None:
@@ -121,7 +132,7 @@ def check_run(client, run, path, counts, problems):
          f"tag opencarbon.run_id {data.tags.get('opencarbon.run_id')!r}, want {rid!r}")
 
     # Params: exactly the contract's.
-    want_params = expected_params(config, metrics)
+    want_params = viewer_params(expected_params(config, metrics))
     got_params = data.params
     for k in sorted(set(want_params) - set(got_params)):
         need(False, f"param {k} missing")
@@ -140,6 +151,10 @@ def check_run(client, run, path, counts, problems):
         for m in FINAL_METRICS:
             want_metrics[f"{part}_{m}"] = metrics[part].get(m)
     want_metrics["fit_seconds"] = metrics.get("fit_seconds")
+    model = json.load(open(os.path.join(path, "model.json")))
+    for key, field in BEST_CHECKPOINT.items():
+        if model.get(field) is not None:
+            want_metrics[key] = model[field]
     for key, want in want_metrics.items():
         hist = client.get_metric_history(info.run_id, key)
         if want is None:
@@ -159,7 +174,8 @@ def check_run(client, run, path, counts, problems):
     tb_tags = [t for t in acc.Tags()["scalars"] if not t.startswith("metrics/")]
     for tag in tb_tags:
         want = sorted(((e.step, e.value) for e in acc.Scalars(tag)), key=lambda x: x[0])
-        got = sorted(((m.step, m.value) for m in client.get_metric_history(info.run_id, tag)), key=lambda x: x[0])
+        got = sorted(((m.step, m.value) for m in client.get_metric_history(info.run_id, EPOCH_PREFIX + tag)),
+                     key=lambda x: x[0])
         if len(got) != len(want):
             need(False, f"metric history {tag}: {len(got)} entries, TensorBoard has {len(want)}")
         else:
@@ -169,14 +185,26 @@ def check_run(client, run, path, counts, problems):
                             f"TensorBoard {bad[0][0]} vs MLflow {bad[0][1]}")
         counts["histories"] += 1
 
-    extra = sorted(set(data.metrics) - set(want_metrics) - set(tb_tags))
+    extra = sorted(set(data.metrics) - set(want_metrics) - {EPOCH_PREFIX + t for t in tb_tags})
     if extra:
         print(f"  note: run {rid}: metrics outside the contract (not checked): {', '.join(extra)}")
 
     # Artifacts.
-    arts = {os.path.basename(a.path) for a in client.list_artifacts(info.run_id)}
-    for a in ARTIFACTS:
-        need(a in arts, f"artifact {a} missing (artifacts: {sorted(arts)})")
+    def listed(folder=None):
+        return {a.path for a in client.list_artifacts(info.run_id, folder)}
+    arts = listed()
+    for f in sorted(os.listdir(path)):
+        if f == "DONE" or not os.path.isfile(os.path.join(path, f)):
+            continue
+        a = f"tensorboard/{f}" if f.startswith("events.out.tfevents.") else f
+        need(a in (listed("tensorboard") if a.startswith("tensorboard/") else arts),
+             f"artifact {a} missing (artifacts: {sorted(arts)})")
+    figures_dir = os.path.join(os.path.dirname(path), "figures")
+    suffix = f"_{metrics['split']}_{metrics['dataset']}.png"
+    if os.path.isdir(figures_dir):
+        for f in sorted(os.listdir(figures_dir)):
+            if f.endswith(suffix):
+                need(f"figures/{f}" in listed("figures"), f"figure artifact figures/{f} missing")
 
 
 def main():
@@ -203,6 +231,9 @@ def main():
         sys.exit(1)
     if exp.lifecycle_stage != "active":
         problems.append(f"experiment {name!r} is {exp.lifecycle_stage}, want active")
+    if exp.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        problems.append(f"experiment {name!r}: tag {EXPERIMENT_KIND[0]} = {exp.tags.get(EXPERIMENT_KIND[0])!r}, "
+                        f"want {EXPERIMENT_KIND[1]!r} (MLflow's UI would open on traces)")
 
     try:
         found, token = [], None

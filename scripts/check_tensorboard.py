@@ -26,8 +26,9 @@ Per run (EventAccumulator on the run directory):
 A run's params (the same contract as summary.csv's `param.<name>` columns and the MLflow
 export, see scripts/check_mlflow.py): dataset, split, seed, model (the label), kind
 (metrics.json model_kind), image_size and poi_raster_size (from config.yaml's job),
-input.image|poi|neighborhood (bools, job.model.inputs), and model.<k> for every key k of
-job.model.model but `kind` whose value is not null. Numbers are HParams numbers (compared
+input.image|poi|neighborhood (bools, job.model.inputs), and <kind>.<k> for every key k of
+job.model.model but `kind` whose value is not null (summary.csv's param.model.<k>: namespaced
+by model kind in the viewers, so a LASSO alpha and an OpenCarbon alpha never share a column). Numbers are HParams numbers (compared
 within 1e-9 relative), bools bools, strings strings, lists and maps strings holding compact
 JSON (compared as JSON structures). config.yaml is read with YAML 1.2 scalar rules, as serde_yaml
 writes it (`tol: 1e-6` is a number); scripts/run_records.py holds that reader and the rule.
@@ -39,9 +40,10 @@ its list_session_groups / get_experiment handlers, i.e. what the HPARAMS tab is 
   TensorBoard would improvise an experiment from the session starts);
 - the experiment's hyperparameters are the union of the runs' param names (so a column exists
   for each model's fields, whichever run TensorBoard reads first; a name no run has fails too),
-  a declared hyperparameter type must fit every run's value, and its metrics are
+  a declared hyperparameter type and domain must fit every run's value, `differs` is set
+  exactly on those whose runs disagree, and TensorBoard lists those first; its metrics are
   exactly metrics/{test_r2,test_rmse,test_mae,test_mape,valid_r2,valid_rmse,train_r2,
-  train_rmse};
+  train_rmse,best_epoch,best_valid_r2};
 - there is one session group per finished run directory, named by its run id, each holding
   exactly one session (the run id) with status success, and nothing else (an unfinished run
   or a stray event file shows up as an extra group);
@@ -68,13 +70,17 @@ from tensorboard.plugins.hparams import list_session_groups
 from tensorboard.plugins.hparams import metadata as hp_metadata
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from run_records import RUN_DIR_NAME, close, expected_params, is_number, read_config, same_json
+from run_records import (RUN_DIR_NAME, close, expected_params, is_number, read_config, same_json,
+                         viewer_params)
 
 SIZE = {ea.SCALARS: 0, ea.IMAGES: 0, ea.HISTOGRAMS: 0, ea.TENSORS: 0}
 EXPERIMENT_RUN = "_hparams"  # <experiment dir>/_hparams/: the experiment-level record
 RUN_HPARAMS_TAGS = {hp_metadata.SESSION_START_INFO_TAG, hp_metadata.SESSION_END_INFO_TAG}
 EXPERIMENT_METRICS = ("metrics/test_r2", "metrics/test_rmse", "metrics/test_mae", "metrics/test_mape",
-                      "metrics/valid_r2", "metrics/valid_rmse", "metrics/train_r2", "metrics/train_rmse")
+                      "metrics/valid_r2", "metrics/valid_rmse", "metrics/train_r2", "metrics/train_rmse",
+                      "metrics/best_epoch", "metrics/best_valid_r2")
+# The early-stopping metrics and model.json's keys they come from (neural runs only).
+BEST_CHECKPOINT = {"metrics/best_epoch": "best_epoch", "metrics/best_valid_r2": "best_validation_score"}
 
 
 def show_value(v):
@@ -116,7 +122,7 @@ def compare_hparams(got, want, need, where):
 def load_run(run):
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     config = read_config(os.path.join(run, "config.yaml"))
-    return metrics, expected_params(config, metrics)
+    return metrics, viewer_params(expected_params(config, metrics))
 
 
 # ------------------------------------------------------------------------------ per run
@@ -177,6 +183,12 @@ def check_run(run, problems):
         need(img.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n", f"image {t} is not a PNG")
         need(img.width > 0 and img.height > 0, f"image {t} has no size")
 
+    for tag, key in BEST_CHECKPOINT.items():
+        if model.get(key) is not None:
+            need(tag in scalars, f"scalar {tag} missing (model.json {key} = {model[key]})")
+            if tag in scalars:
+                got = acc.Scalars(tag)[-1].value
+                need(close(got, float(model[key]), 1e-5, 1e-30), f"{tag} = {got}, model.json {key} {model[key]}")
     if "best_epoch" in model:
         need("valid/r2" in scalars, "per-epoch valid/r2 missing")
         train = [t for t in scalars if t.startswith("train/")]
@@ -277,6 +289,28 @@ def check_experiment(results, runs, problems):
             bad = sorted(rid for rid, (_, p) in want.items() if h.name in p and not kinds[h.type](p[h.name]))
             need(not bad, f"hyperparameter {h.name} declared {api_pb2.DataType.Name(h.type)}, runs {bad} differ")
 
+    # Declared domains hold every run's value, and `differs` says whether runs disagree, so
+    # that TensorBoard lists (and the dashboard ticks) the columns that tell runs apart first.
+    for h in experiment.hparam_infos:
+        values = [p[h.name] for _, p in want.values() if h.name in p]
+        distinct = {json.dumps(v, sort_keys=True) for v in values}
+        need(h.differs == (len(distinct) > 1),
+             f"hyperparameter {h.name}: differs={h.differs}, but the runs hold {len(distinct)} distinct values")
+        domain = h.WhichOneof("domain")
+        if domain == "domain_interval":
+            lo, hi = h.domain_interval.min_value, h.domain_interval.max_value
+            need(all(lo <= float(v) <= hi for v in values), f"hyperparameter {h.name}: a value outside [{lo}, {hi}]")
+        elif domain == "domain_discrete":
+            listed = [getattr(v, v.WhichOneof("kind")) for v in h.domain_discrete.values]
+            need(all((v if isinstance(v, (bool, str)) else json.dumps(v, separators=(",", ":"))) in listed
+                     or str(v) in listed for v in values),
+                 f"hyperparameter {h.name}: a run's value is not in its domain {listed}")
+        need(domain is not None or len({type(v) for v in values}) > 1,
+             f"hyperparameter {h.name}: one type of value but no domain")
+    differing = [h.differs for h in experiment.hparam_infos]
+    need(differing == sorted(differing, reverse=True),
+         "TensorBoard does not list the differing hyperparameters first")
+
     metric_names = [m.name.tag for m in experiment.metric_infos]
     need(all(not m.name.group for m in experiment.metric_infos),
          f"metric infos with a group (would be read from a sub-run): "
@@ -314,6 +348,8 @@ def check_experiment(results, runs, problems):
         values = {v.name.tag: v.value for v in g.metric_values if not v.name.group}
         need("metrics/test_r2" in values, f"group {rid}: no metrics/test_r2 value (values: {sorted(values)})")
         for tag in metric_names:
+            if tag in BEST_CHECKPOINT:
+                continue  # from model.json, checked per run
             part, _, m = tag[len("metrics/"):].partition("_")
             want_v = (metrics.get(part) or {}).get(m)
             if want_v is None:

@@ -91,3 +91,11 @@ def expected_params(config, metrics):
     return p
 
 
+def viewer_params(params):
+    """The names TensorBoard's HParams and MLflow give expected_params(): a model field is
+    `<kind>.<field>` (summary.csv keeps `param.model.<field>`)."""
+    kind = params["kind"]
+    return {(f"{kind}.{k[len('model.'):]}" if k.startswith("model.") else k): v
+            for k, v in params.items()}
+
+

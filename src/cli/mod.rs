@@ -379,6 +379,11 @@ fn export_command(args: ExportArgs) -> Result<()> {
         e.experiment_id,
         e.dir.display()
     );
+    // MLflow 3.13+ opens a file store only when told to (docs/config.md, "MLflow").
+    let store = e.dir.parent().unwrap_or(&e.dir).display().to_string();
+    println!(
+        "open it with: MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri file://{store}\n  (or convert it once: mlflow migrate-filestore --source {store} --target sqlite:///mlflow.db; then mlflow ui --backend-store-uri sqlite:///mlflow.db)"
+    );
     Ok(())
 }
 

@@ -403,15 +403,17 @@ pub fn write_report(
     // Temp files of reports killed earlier (tables are written by temp and rename).
     crate::track::remove_dead_temps(experiment_dir)?;
     crate::track::remove_dead_temps(&experiment_dir.join("tables"))?;
-    let tags: Vec<&str> = crate::track::tensorboard::FINAL_METRIC_TAGS
+    use crate::track::tensorboard::{BEST_CHECKPOINT_TAGS, FINAL_METRIC_TAGS};
+    let tags: Vec<&str> = FINAL_METRIC_TAGS
         .iter()
+        .chain(&BEST_CHECKPOINT_TAGS)
         .map(|(t, _)| *t)
         .collect();
-    crate::track::tensorboard::write_hparams_experiment(
-        experiment_dir,
-        &param_names(&summaries),
-        &tags,
-    )?;
+    let viewer_params: Vec<_> = summaries
+        .iter()
+        .map(|s| crate::track::records::viewer_params(&s.params))
+        .collect();
+    crate::track::tensorboard::write_hparams_experiment(experiment_dir, &viewer_params, &tags)?;
     let mut summary = summary_frame_of(&summaries)?;
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)

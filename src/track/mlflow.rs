@@ -4,10 +4,17 @@
 //! reads an export back with MLflow itself.
 //!
 //! One MLflow experiment per opencarbon experiment (an integer id; an existing one of the
-//! same name is reused), one MLflow run per finished run with our run id as its id: the
-//! resolved hyperparameters (`records::run_params`) as params, the final metrics and every
-//! per-epoch TensorBoard scalar as metric histories, the build's commit as a tag, and the
-//! run's records as artifacts.
+//! same name is reused; tagged `mlflow.experimentKind: custom_model_development`, so MLflow 3's
+//! UI opens it on its runs rather than on an empty traces page), one MLflow run per finished
+//! run with our run id as its id: the resolved hyperparameters (`records::viewer_params`) as
+//! params; the final metrics (of the model kept: for a neural run the best checkpoint) under
+//! their summary.csv names, the early stopping's `best_epoch` and `best_valid_r2`, and every
+//! per-epoch TensorBoard scalar as a history under `epoch/` (`epoch/valid/r2` is the last
+//! epoch's curve, `valid_r2` the kept model's score); the build's commit as a tag; every file
+//! of the run directory (records, predictions, checkpoint, embeddings and interpretability
+//! CSVs, event files) and the experiment's figures of the run's split and dataset as
+//! artifacts. Start and end times are in milliseconds (the end is the start plus the run's
+//! measured wall time).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,17 +37,11 @@ pub struct Exported {
 /// MLflow's run status code for a finished run.
 const FINISHED: u32 = 3;
 
-/// The records copied into a run's `artifacts/`, when present.
-const ARTIFACTS: [&str; 8] = [
-    "config.yaml",
-    "manifest.json",
-    "metrics.json",
-    "model.json",
-    "predictions.csv",
-    "split.csv",
-    "run.log",
-    "diff.patch",
-];
+/// The prefix of the per-epoch metric histories (TensorBoard's scalar tags under it).
+pub const EPOCH_PREFIX: &str = "epoch/";
+
+/// The experiment tag MLflow 3's UI reads to open an experiment on its runs.
+const EXPERIMENT_KIND: (&str, &str) = ("mlflow.experimentKind", "custom_model_development");
 
 /// A YAML double-quoted scalar (JSON's string syntax is valid YAML).
 fn quoted(s: &str) -> String {
@@ -92,6 +93,10 @@ pub fn export(experiment_dir: &Path, name: &str, store: &Path) -> Result<Exporte
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
+    atomic_write(
+        &exp.join("tags").join(EXPERIMENT_KIND.0),
+        EXPERIMENT_KIND.1.as_bytes(),
+    )?;
     if !exp.join("meta.yaml").is_file() {
         let meta = format!(
             "artifact_location: {}\ncreation_time: {now}\nexperiment_id: {}\nlast_update_time: {now}\nlifecycle_stage: active\nname: {}\n",
@@ -125,7 +130,8 @@ fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> 
     for sub in ["params", "metrics", "tags", "artifacts"] {
         fs::create_dir_all(tmp.join(sub)).map_err(io(&tmp))?;
     }
-    let (start, end) = (millis(&manifest.started), millis(&manifest.ended));
+    let start = millis(&manifest.started);
+    let end = start + (manifest.wall_seconds * 1000.0).round().max(0.0) as u64;
     let run_name = format!(
         "{} | {} | {} | seed {}",
         metrics.model, metrics.dataset, metrics.split, metrics.seed
@@ -145,7 +151,7 @@ fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> 
         fs::write(&p, text).map_err(io(&p))
     };
     write("meta.yaml", &meta)?;
-    for (key, value) in records::run_params(&metrics, &config.job) {
+    for (key, value) in records::viewer_params(&records::run_params(&metrics, &config.job)) {
         write(&format!("params/{key}"), &value.to_string())?;
     }
     let mut tags = vec![
@@ -180,21 +186,22 @@ fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> 
         "metrics/fit_seconds",
         &format!("{end} {} 0\n", metrics.fit_seconds),
     )?;
+    let model: serde_json::Value = records::read_json(run_dir, "model.json").unwrap_or_default();
+    for (tag, key) in super::tensorboard::BEST_CHECKPOINT_TAGS {
+        if let Some(v) = model.get(key).and_then(|v| v.as_f64()) {
+            let name = tag.trim_start_matches("metrics/");
+            write(&format!("metrics/{name}"), &format!("{end} {v} 0\n"))?;
+        }
+    }
     let histories = epoch_scalars(run_dir)?;
     for (tag, points) in &histories {
         let lines: String = points
             .iter()
             .map(|(step, wall, v)| format!("{wall} {v} {step}\n"))
             .collect();
-        write(&format!("metrics/{tag}"), &lines)?;
+        write(&format!("metrics/{EPOCH_PREFIX}{tag}"), &lines)?;
     }
-    for name in ARTIFACTS {
-        let from = run_dir.join(name);
-        if from.is_file() {
-            let to = tmp.join("artifacts").join(name);
-            fs::copy(&from, &to).map_err(io(&to))?;
-        }
-    }
+    copy_artifacts(run_dir, &metrics, &tmp.join("artifacts"))?;
     fault::point("replace an exported MLflow run");
     match fs::remove_dir_all(&final_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&final_dir, e)),
@@ -202,6 +209,40 @@ fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> 
     }
     fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
     Ok(histories.len())
+}
+
+/// A run's artifacts: every file of its directory (event files under `tensorboard/`, so
+/// `tensorboard --logdir` can be pointed there), and the experiment's figures of the run's
+/// split and dataset (`<figure>_<split>_<dataset>.png`) under `figures/`.
+fn copy_artifacts(run_dir: &Path, metrics: &RunMetrics, to: &Path) -> Result<()> {
+    for entry in fs::read_dir(run_dir).map_err(io(run_dir))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.path().is_file() || name == super::DONE_MARKER {
+            continue;
+        }
+        let dest = if name.starts_with("events.out.tfevents.") {
+            to.join("tensorboard").join(&name)
+        } else {
+            to.join(&name)
+        };
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        fs::copy(entry.path(), &dest).map_err(io(&dest))?;
+    }
+    let figures = run_dir.parent().unwrap_or(Path::new(".")).join("figures");
+    let suffix = format!("_{}_{}.png", metrics.split, metrics.dataset);
+    if let Ok(entries) = fs::read_dir(&figures) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(&suffix) {
+                let dest = to.join("figures").join(&name);
+                fs::create_dir_all(to.join("figures")).map_err(io(to))?;
+                fs::copy(entry.path(), &dest).map_err(io(&dest))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One scalar tag's (step, wall time in ms, value) points.

@@ -459,6 +459,25 @@ pub fn run_params(run: &RunMetrics, job: &serde_json::Value) -> Vec<(String, Par
     out
 }
 
+/// The hyperparameters as the viewers (TensorBoard's HParams, MLflow) name them: a model
+/// field is `<kind>.<field>`, so a LASSO alpha and OpenCarbon's contrastive alpha never share
+/// a column (one column would drop the runs of every other model from a parallel-coordinates
+/// view); summary.csv keeps `param.model.<field>`.
+pub fn viewer_params(params: &[(String, ParamValue)]) -> Vec<(String, ParamValue)> {
+    let kind = params
+        .iter()
+        .find(|(k, _)| k == "kind")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| "model".into());
+    params
+        .iter()
+        .map(|(k, v)| match k.strip_prefix("model.") {
+            Some(field) => (format!("{kind}.{field}"), v.clone()),
+            None => (k.clone(), v.clone()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

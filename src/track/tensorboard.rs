@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use protobuf::{Message, RepeatedField};
-use tensorboard_proto::api::{Experiment, HParamInfo, MetricInfo, MetricName, Status};
+use tensorboard_proto::api::{
+    DataType as HParamType, Experiment, HParamInfo, MetricInfo, MetricName, Status,
+};
 use tensorboard_proto::event::Event;
 use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionEndInfo, SessionStartInfo};
 use tensorboard_proto::plugin_text::TextPluginData;
@@ -31,6 +33,14 @@ pub const FINAL_METRIC_TAGS: [(&str, &str); 8] = [
     ("metrics/valid_rmse", "valid rmse"),
     ("metrics/train_r2", "train r2"),
     ("metrics/train_rmse", "train rmse"),
+];
+
+/// Scalar tags (step 0) of what a trained neural run's early stopping chose: the epoch of the
+/// checkpoint kept and its validation score (model.json's `best_epoch` and
+/// `best_validation_score`), beside the final metrics in the HPARAMS tab.
+pub const BEST_CHECKPOINT_TAGS: [(&str, &str); 2] = [
+    ("metrics/best_epoch", "best_epoch"),
+    ("metrics/best_valid_r2", "best_validation_score"),
 ];
 
 /// One run's event file.
@@ -225,17 +235,81 @@ fn hparam_value(value: &HParam) -> protobuf::well_known_types::Value {
     v
 }
 
+/// `HParamInfo.differs` (field 7), which tensorboard-proto's generated type predates.
+const HPARAM_INFO_DIFFERS: u32 = 7;
+
+/// One `HParamInfo` per hyperparameter name of `runs`, in first-seen order: the type when
+/// every run's value has one kind (number, flag or text), the domain (the distinct values;
+/// for numbers their interval), and `differs` when runs hold two different values.
+fn hparam_infos(runs: &[Vec<(String, HParam)>]) -> Vec<HParamInfo> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut values: std::collections::HashMap<&str, Vec<&HParam>> = Default::default();
+    for run in runs {
+        for (name, value) in run {
+            let seen = values.entry(name.as_str()).or_default();
+            if seen.is_empty() {
+                names.push(name);
+            }
+            if !seen.contains(&value) {
+                seen.push(value);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let seen = &values[name];
+            let mut info = HParamInfo::new();
+            info.set_name(name.into());
+            let numbers: Vec<f64> = seen
+                .iter()
+                .filter_map(|v| match v {
+                    HParam::Number(x) => Some(*x),
+                    _ => None,
+                })
+                .collect();
+            let all = |f: fn(&HParam) -> bool| seen.iter().all(|v| f(v));
+            if numbers.len() == seen.len() {
+                info.set_field_type(HParamType::DATA_TYPE_FLOAT64);
+                let mut interval = tensorboard_proto::api::Interval::new();
+                interval.set_min_value(numbers.iter().copied().fold(f64::INFINITY, f64::min));
+                interval.set_max_value(numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max));
+                info.set_domain_interval(interval);
+            } else if all(|v| matches!(v, HParam::Flag(_))) || all(|v| matches!(v, HParam::Text(_)))
+            {
+                info.set_field_type(if matches!(seen[0], HParam::Flag(_)) {
+                    HParamType::DATA_TYPE_BOOL
+                } else {
+                    HParamType::DATA_TYPE_STRING
+                });
+                let mut list = protobuf::well_known_types::ListValue::new();
+                list.set_values(RepeatedField::from_vec(
+                    seen.iter().map(|v| hparam_value(v)).collect(),
+                ));
+                info.set_domain_discrete(list);
+            }
+            if seen.len() > 1 {
+                info.mut_unknown_fields().add_varint(HPARAM_INFO_DIFFERS, 1);
+            }
+            info
+        })
+        .collect()
+}
+
 /// The file under `<experiment>/_hparams/` that holds the experiment-level record.
 const HPARAMS_EVENTS: &str = "events.out.tfevents.0.opencarbon";
 
-/// The experiment-level HParams record of an experiment directory: every hyperparameter
-/// name any of its runs has (`names`) and the metric tags, in an event file of its own under
+/// The experiment-level HParams record of an experiment directory: every hyperparameter any
+/// of its runs has (`runs`, each run's `records::viewer_params`), declared with its type, its
+/// domain (the values seen, or their range for numbers) and whether it differs between runs
+/// (TensorBoard lists those first and shows the first few: the columns that tell runs apart,
+/// not the constant ones), and the metric tags, in an event file of its own under
 /// `<experiment>/_hparams/`. `report` writes it from all finished runs, so index runs and
 /// shards need not agree. The file is replaced by an atomic rename, so processes that report
 /// at the same time (several `run`s sharing a results directory) never fail on each other.
 pub fn write_hparams_experiment(
     experiment_dir: &Path,
-    names: &[String],
+    runs: &[Vec<(String, HParam)>],
     metric_tags: &[&str],
 ) -> crate::error::Result<()> {
     use crate::error::Error;
@@ -246,16 +320,7 @@ pub fn write_hparams_experiment(
         let mut board = Board::open(&tmp);
         let mut exp = Experiment::new();
         exp.set_time_created_secs(now_secs());
-        exp.set_hparam_infos(RepeatedField::from_vec(
-            names
-                .iter()
-                .map(|name| {
-                    let mut i = HParamInfo::new();
-                    i.set_name(name.clone());
-                    i
-                })
-                .collect(),
-        ));
+        exp.set_hparam_infos(RepeatedField::from_vec(hparam_infos(runs)));
         exp.set_metric_infos(RepeatedField::from_vec(
             metric_tags
                 .iter()
@@ -302,4 +367,49 @@ pub fn write_hparams_experiment(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each hyperparameter is declared with its type and domain, `differs` exactly where runs
+    /// disagree; model fields are namespaced by kind (`records::viewer_params`).
+    #[test]
+    fn hparams_are_declared_with_type_domain_and_whether_they_differ() {
+        use crate::track::records::viewer_params;
+        let run = |kind: &str, alpha: f64| {
+            viewer_params(&[
+                ("kind".to_string(), HParam::Text(kind.into())),
+                ("input.image".to_string(), HParam::Flag(true)),
+                ("model.alpha".to_string(), HParam::Number(alpha)),
+            ])
+        };
+        let runs = vec![
+            run("lasso", 0.1),
+            run("lasso", 0.01),
+            run("opencarbon", 1.0),
+        ];
+        let infos = hparam_infos(&runs);
+        let names: Vec<&str> = infos.iter().map(|i| i.get_name()).collect();
+        assert_eq!(
+            names,
+            ["kind", "input.image", "lasso.alpha", "opencarbon.alpha"]
+        );
+        let differs = |i: &HParamInfo| {
+            let bytes = i.write_to_bytes().unwrap();
+            // Field 7, varint: tag byte 0x38, value 1.
+            bytes.windows(2).any(|w| w == [0x38, 1])
+        };
+        assert_eq!(
+            infos.iter().map(differs).collect::<Vec<_>>(),
+            [true, false, true, false]
+        );
+        assert_eq!(infos[0].get_field_type(), HParamType::DATA_TYPE_STRING);
+        assert_eq!(infos[0].get_domain_discrete().get_values().len(), 2);
+        assert_eq!(infos[1].get_field_type(), HParamType::DATA_TYPE_BOOL);
+        let alpha = infos[2].get_domain_interval();
+        assert_eq!((alpha.get_min_value(), alpha.get_max_value()), (0.01, 0.1));
+        assert_eq!(infos[2].get_field_type(), HParamType::DATA_TYPE_FLOAT64);
+    }
 }

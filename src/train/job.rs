@@ -16,7 +16,7 @@ use crate::track::RunDir;
 
 pub use crate::models::{Fitted, Row};
 
-use crate::track::tensorboard::FINAL_METRIC_TAGS;
+use crate::track::tensorboard::{BEST_CHECKPOINT_TAGS, FINAL_METRIC_TAGS};
 
 /// End-of-run TensorBoard records: the resolved job as text, the final metrics as scalars
 /// and HParams, the true and predicted emission maps side by side (one per dataset, tiles
@@ -28,6 +28,7 @@ fn board_summary(
     rows: &[Row],
     predictions: &[f64],
     metrics: &[Option<Metrics>; 3],
+    description: &serde_json::Value,
     run: &mut RunDir,
 ) -> Result<()> {
     use crate::track::render::{robust_range, scatter, tile_map};
@@ -48,7 +49,12 @@ fn board_summary(
             board.scalar(tag, v, 0);
         }
     }
-    board.hparams_session(params, &job.run_id);
+    for (tag, key) in BEST_CHECKPOINT_TAGS {
+        if let Some(v) = description.get(key).and_then(|v| v.as_f64()) {
+            board.scalar(tag, v, 0);
+        }
+    }
+    board.hparams_session(&records::viewer_params(params), &job.run_id);
 
     for (d, ds) in datasets.iter().enumerate() {
         let n = ds.data.tiles.len();
@@ -215,6 +221,7 @@ pub(super) fn fit_and_evaluate(
         &rows,
         &fitted.predictions,
         &[train, valid, test],
+        &fitted.description,
         run,
     )?;
     run.write_json("metrics.json", &result)?;

@@ -128,10 +128,26 @@ fn export_mlflow_writes_the_file_store_layout() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(fields.len(), 3, "{line}");
         assert_eq!(fields[2], "0");
+        // Namespaced by model kind: a LASSO alpha never shares a column with another model's.
+        let kind = read(&run.join("params/kind"));
         assert!(
-            run.join("params/model.alpha").is_file() || run.join("params/model.n_trees").is_file()
+            run.join(format!("params/{kind}.alpha")).is_file()
+                || run.join(format!("params/{kind}.n_trees")).is_file(),
+            "{kind}"
+        );
+        assert!(!run.join("params/model.alpha").exists());
+        assert!(run.join("artifacts/predictions.csv").is_file());
+        assert!(
+            std::fs::read_dir(run.join("artifacts/tensorboard"))
+                .unwrap()
+                .count()
+                > 0
         );
     }
+    assert_eq!(
+        read(&exp.join("tags/mlflow.experimentKind")),
+        "custom_model_development"
+    );
 }
 
 /// `report --rows … --cols … --over seed` writes the pivot table as Markdown, CSV and LaTeX;
