@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Paired effects in an experiment directory (standard library only), from metrics.json.
+"""Paired effects in an experiment directory, from metrics.json (standard library only; runs
+that predate metrics.json's typed model facts need PyYAML to read their config.yaml).
 
     python3 scripts/paired_effects.py results/ablation [--part test]
 
-Per dataset, for the full OpenCarbon (its label carries no ablation mark) against every other
+Per dataset, for the full OpenCarbon (its facts: family opencarbon, no module or input
+switched off; never read from its label) against every other
 model of the experiment: the mean over seeds of the per-seed difference of R² (full minus the
 other: a module's effect when the other is its ablation), its standard error, the standard
 deviation of the per-seed difference, and n. Seeds share their split, so the pairing removes
@@ -15,16 +17,18 @@ import math
 import os
 import statistics
 
-MARKS = {"no-se", "no-cl", "image-only", "poi-only", "no-nb"}
+
+def facts_of(run_dir, metrics):
+    """The run's typed model facts: metrics.json's, else (a run written before they were
+    recorded) derived from its config.yaml by scripts/run_records.py, which needs PyYAML."""
+    if metrics.get("facts") is not None:
+        return metrics["facts"]
+    from run_records import model_facts
+    return model_facts(run_dir, metrics)
 
 
-def is_full_opencarbon(label):
-    if not label.startswith("opencarbon"):
-        return False
-    rest = label[len("opencarbon"):]
-    marks = set(rest.replace("[", ",").replace("]", ",").split(","))
-    return (rest == "" or rest.startswith("[")) and not (marks & MARKS)
-
+def is_full_opencarbon(facts):
+    return facts["family"] == "opencarbon" and not facts["modules_off"] and not facts["inputs_off"]
 
 def main():
     ap = argparse.ArgumentParser()
@@ -36,11 +40,13 @@ def main():
         path = os.path.join(args.dir, name, "metrics.json")
         if os.path.isfile(os.path.join(args.dir, name, "DONE")) and os.path.isfile(path):
             with open(path) as f:
-                runs.append(json.load(f))
+                run = json.load(f)
+            run["facts"] = facts_of(os.path.join(args.dir, name), run)
+            runs.append(run)
     runs.sort(key=lambda r: r["job_index"])
     datasets = list(dict.fromkeys(r["dataset"] for r in runs))
     models = list(dict.fromkeys(r["model"] for r in runs))
-    full = next((m for m in models if is_full_opencarbon(m)), None)
+    full = next((r["model"] for r in runs if is_full_opencarbon(r["facts"])), None)
     if full is None:
         raise SystemExit("no full OpenCarbon in " + args.dir)
     score = {(r["model"], r["dataset"], r["seed"]): r[args.part]["r2"] for r in runs if r.get(args.part)}

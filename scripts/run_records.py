@@ -99,3 +99,21 @@ def viewer_params(params):
             for k, v in params.items()}
 
 
+MODULE_SWITCHES = ("se", "contrastive")
+
+
+def model_facts(run_dir, metrics):
+    """A run's typed model facts (src/track/records.rs ModelFacts): metrics.json's `facts`,
+    or, for runs written before it, derived as the program does: family = metrics.json's
+    model_kind (config.yaml's `kind` is the config variant's name, e.g. open_carbon),
+    modules_off = OpenCarbon's switches that are false in config.yaml's job, inputs_off = the
+    inputs that are false."""
+    if metrics.get("facts") is not None:
+        return metrics["facts"]
+    spec = read_config(os.path.join(run_dir, "config.yaml"))["job"]["model"]
+    return {
+        "family": metrics["model_kind"],
+        "modules_off": [k for k in MODULE_SWITCHES if spec["model"].get(k) is False],
+        "inputs_off": [k for k in ("image", "poi", "neighborhood") if spec["inputs"].get(k) is False],
+    }
+

@@ -590,7 +590,7 @@ pub fn write_figures(
             let chosen = candidates
                 .iter()
                 .filter(|r| r.seed == seed)
-                .filter(|r| crate::track::records::is_full_opencarbon(&r.model))
+                .filter(|r| r.facts().is_full_opencarbon())
                 .min_by_key(|r| r.job_index)
                 .or_else(|| {
                     candidates.iter().filter(|r| r.seed == seed).max_by(|a, b| {

@@ -107,9 +107,7 @@ pub fn comparisons(runs: &[RunMetrics], select: Select) -> Vec<Comparison> {
     }
     let mut out = Vec::new();
     for ((split, dataset), group) in groups {
-        let full_models = labels(&group, |r| {
-            crate::track::records::is_full_opencarbon(&r.model)
-        });
+        let full_models = labels(&group, |r| r.facts().is_full_opencarbon());
         let Some(full) = best_by(&group, &full_models, select) else {
             continue;
         };
@@ -235,6 +233,16 @@ mod tests {
             valid: Some(m(valid)),
             test: Some(m(r2)),
             fit_seconds: 0.0,
+            // The facts the label stands for in these tests: `[no-se]` is an ablation.
+            facts: Some(crate::track::records::ModelFacts {
+                family: kind.into(),
+                modules_off: if model.contains("no-se") {
+                    vec!["se".into()]
+                } else {
+                    vec![]
+                },
+                inputs_off: vec![],
+            }),
         }
     }
 

@@ -474,6 +474,7 @@ mod tests {
             valid: None,
             test: Some(m),
             fit_seconds: 0.1,
+            facts: None,
         }
     }
 

@@ -390,6 +390,7 @@ mod tests {
                 valid: None,
                 test: Some(m),
                 fit_seconds: 0.0,
+                facts: None,
             },
             params: vec![
                 ("dataset".into(), ParamValue::Text(dataset.into())),

@@ -38,6 +38,77 @@ pub struct RunMetrics {
     pub test: Option<Metrics>,
     #[serde(default)]
     pub fit_seconds: f64,
+    /// What the model is, as typed facts. Absent from runs written before it existed; the
+    /// readers (`collect_runs`, `collect_summaries_of`) derive it from their config.yaml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<ModelFacts>,
+}
+
+impl RunMetrics {
+    /// The model's facts (`ModelFacts::default()`, a model of no family, for a record read
+    /// without its config).
+    pub fn facts(&self) -> ModelFacts {
+        self.facts.clone().unwrap_or_default()
+    }
+}
+
+/// What a run's model is, as typed facts read from its resolved configuration, for every
+/// consumer that must tell models apart (the headline, figures, GraphSAGE's embeddings
+/// lookup, scripts), never parsed from a display label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFacts {
+    /// The model's `kind` (`opencarbon`, `lasso`, ...).
+    pub family: String,
+    /// The model's modules switched off (OpenCarbon's `se`, `contrastive`), in field order.
+    pub modules_off: Vec<String>,
+    /// The inputs switched off (`image`, `poi`, `neighborhood`).
+    pub inputs_off: Vec<String>,
+}
+
+/// Boolean model fields that switch a module of the model on or off (an ablation), as
+/// opposed to the training recipe.
+pub const MODULE_SWITCHES: [&str; 2] = ["se", "contrastive"];
+
+impl ModelFacts {
+    /// The facts of a model of `family` (its `Model::KIND`, metrics.json's `model_kind`; the
+    /// configuration's own `kind` tag is the config enum's variant name, e.g. `open_carbon`)
+    /// from its resolved job configuration (config.yaml's `job`).
+    pub fn of_job(family: &str, job: &serde_json::Value) -> ModelFacts {
+        let spec = &job["model"];
+        let off = |map: &serde_json::Value, names: &[&str]| -> Vec<String> {
+            names
+                .iter()
+                .filter(|n| map[**n].as_bool() == Some(false))
+                .map(|n| n.to_string())
+                .collect()
+        };
+        ModelFacts {
+            family: family.to_string(),
+            modules_off: off(&spec["model"], &MODULE_SWITCHES),
+            inputs_off: off(&spec["inputs"], &["image", "poi", "neighborhood"]),
+        }
+    }
+
+    /// Every module and input of the model on.
+    pub fn is_full(&self) -> bool {
+        self.modules_off.is_empty() && self.inputs_off.is_empty()
+    }
+
+    /// A full OpenCarbon (whatever its training recipe): the model the headline compares
+    /// with the baselines, and whose embeddings GraphSAGE's `embeddings_from` reads.
+    pub fn is_full_opencarbon(&self) -> bool {
+        self.family == "opencarbon" && self.is_full()
+    }
+}
+
+/// Give a run read from `dir` its facts from its config.yaml when its metrics.json predates
+/// them.
+fn with_facts(mut run: RunMetrics, dir: &Path) -> Result<RunMetrics> {
+    if run.facts.is_none() {
+        let config: RunConfig<serde_json::Value> = read_config(dir)?;
+        run.facts = Some(ModelFacts::of_job(&run.model_kind, &config.job));
+    }
+    Ok(run)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -293,7 +364,7 @@ pub fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>> {
 pub fn collect_runs(experiment_dir: &Path) -> Result<Vec<RunMetrics>> {
     let mut runs = finished_run_dirs(experiment_dir)?
         .iter()
-        .map(|d| read_json::<RunMetrics>(d, "metrics.json"))
+        .map(|d| with_facts(read_json::<RunMetrics>(d, "metrics.json")?, d))
         .collect::<Result<Vec<_>>>()?;
     runs.sort_by_key(|r| (r.job_index, r.run_id.clone()));
     Ok(runs)
@@ -312,22 +383,6 @@ pub fn finished_run_dirs(experiment_dir: &Path) -> Result<Vec<std::path::PathBuf
     }
     dirs.sort();
     Ok(dirs)
-}
-
-/// The labels' marks of an ablated model (written by `models::opencarbon::OpenCarbonConfig::label` and `models::Inputs::label`).
-pub const ABLATION_MARKS: [&str; 5] = ["no-se", "no-cl", "image-only", "poi-only", "no-nb"];
-
-/// Whether a model label is a full OpenCarbon (every module and modality on), whatever its
-/// training recipe.
-pub fn is_full_opencarbon(label: &str) -> bool {
-    let Some(rest) = label.strip_prefix("opencarbon") else {
-        return false;
-    };
-    (rest.is_empty() || rest.starts_with('['))
-        && !rest
-            .trim_matches(|c| c == '[' || c == ']')
-            .split([',', '[', ']'])
-            .any(|mark| ABLATION_MARKS.contains(&mark))
 }
 
 /// How a report's headline chooses each model's configuration and the best baseline
@@ -386,6 +441,10 @@ pub fn collect_summaries_of(
         }
         let manifest: Manifest = read_json(&dir, "manifest.json")?;
         let config: RunConfig<serde_json::Value> = read_config(&dir)?;
+        let mut metrics = metrics;
+        if metrics.facts.is_none() {
+            metrics.facts = Some(ModelFacts::of_job(&metrics.model_kind, &config.job));
+        }
         out.push(RunSummary {
             params: run_params(&metrics, &config.job),
             metrics,
@@ -491,6 +550,15 @@ mod tests {
         let runs = collect_runs(&fixture).unwrap();
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].run_id, "b62b6afb0b");
+        // Its facts, which its metrics.json predates, come from its config.yaml.
+        assert_eq!(
+            runs[0].facts,
+            Some(ModelFacts {
+                family: "lasso".into(),
+                modules_off: vec![],
+                inputs_off: vec![],
+            })
+        );
         let dir = fixture.join("b62b6afb0b");
         let manifest: Manifest = read_json(&dir, "manifest.json").unwrap();
         assert_eq!(manifest.record_version, 1);
@@ -518,5 +586,33 @@ mod tests {
         // A layout-1 run that lost metrics.json (an interrupted delete) is not finished.
         fs::remove_file(exp.path().join("b62b6afb0b/metrics.json")).unwrap();
         assert!(collect_runs(exp.path()).unwrap().is_empty());
+    }
+
+    /// The facts of a job are read from its configuration, never from a label: an
+    /// OpenCarbon without SE or without the neighbourhood is not full, one with another
+    /// recipe is; a model with both modalities off is not full either (its label said
+    /// nothing).
+    #[test]
+    fn model_facts_come_from_the_configuration() {
+        let facts = |(kind, json): (String, serde_json::Value)| ModelFacts::of_job(&kind, &json);
+        let job = |kind: &str, se: bool, image: bool, poi: bool, nb: bool| {
+            let json = serde_json::json!({"model": {
+                "model": {"kind": "open_carbon", "se": se, "contrastive": true, "lr": 0.002},
+                "inputs": {"image": image, "poi": poi, "neighborhood": nb}}});
+            (kind.to_string(), json)
+        };
+        let full = facts(job("opencarbon", true, true, true, true));
+        assert!(full.is_full_opencarbon());
+        let no_se = facts(job("opencarbon", false, true, true, true));
+        assert_eq!(no_se.modules_off, ["se"]);
+        assert!(!no_se.is_full_opencarbon());
+        let no_nb = facts(job("opencarbon", true, true, true, false));
+        assert_eq!(no_nb.inputs_off, ["neighborhood"]);
+        assert!(!no_nb.is_full_opencarbon());
+        let blind = facts(job("opencarbon", true, false, false, true));
+        assert_eq!(blind.inputs_off, ["image", "poi"]);
+        assert!(!blind.is_full());
+        let lasso = facts(job("lasso", true, true, true, true));
+        assert!(lasso.is_full() && !lasso.is_full_opencarbon());
     }
 }

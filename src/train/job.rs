@@ -26,11 +26,11 @@ fn board_summary(
     params: &[(String, crate::track::tensorboard::HParam)],
     datasets: &[&PreparedDataset],
     rows: &[Row],
-    predictions: &[f64],
+    fitted: &crate::models::Fitted,
     metrics: &[Option<Metrics>; 3],
-    description: &serde_json::Value,
     run: &mut RunDir,
 ) -> Result<()> {
+    let (predictions, description) = (&fitted.predictions, &fitted.description);
     use crate::track::render::{robust_range, scatter, tile_map};
     let yaml = serde_yaml::to_string(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
     let board = run.board();
@@ -199,6 +199,7 @@ pub(super) fn fit_and_evaluate(
     run.write("predictions.csv", &records::csv_text(&predictions)?)?;
     run.write_json("model.json", &fitted.description)?;
     let [train, valid, test] = metrics;
+    let job_json = serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
     let result = RunMetrics {
         run_id: job.run_id.clone(),
         job_index: job.index,
@@ -211,17 +212,19 @@ pub(super) fn fit_and_evaluate(
         valid,
         test,
         fit_seconds,
+        facts: Some(records::ModelFacts::of_job(
+            job.config.model.model.kind(),
+            &job_json,
+        )),
     };
-    let job_json = serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
     let params = records::run_params(&result, &job_json);
     board_summary(
         job,
         &params,
         datasets,
         &rows,
-        &fitted.predictions,
+        &fitted,
         &[train, valid, test],
-        &fitted.description,
         run,
     )?;
     run.write_json("metrics.json", &result)?;

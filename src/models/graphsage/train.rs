@@ -34,7 +34,7 @@ pub fn find_opencarbon_run(
     let found = runs
         .iter()
         .filter(|r| {
-            crate::models::opencarbon::is_full_opencarbon(&r.model)
+            r.facts().is_full_opencarbon()
                 && r.dataset == dataset
                 && r.split == split
                 && r.seed == seed

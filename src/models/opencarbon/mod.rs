@@ -332,10 +332,6 @@ impl OpenCarbonConfig {
     }
 }
 
-/// What an OpenCarbon label says is defined with the records that carry it, so `report`
-/// reads it without importing the model.
-pub use crate::track::records::{is_full_opencarbon, ABLATION_MARKS};
-
 impl super::Model for OpenCarbonConfig {
     const KIND: &'static str = "opencarbon";
     const LIST_FIELDS: &'static [&'static str] = &LIST_FIELDS;
