@@ -524,6 +524,18 @@ pub fn clean_dead_attempts(experiment_dir: &Path) -> Result<usize> {
 }
 
 /// The first 16 hex digits of the SHA-256 of `bytes`.
+/// The file of a run directory that holds the exact text its run id hashes: the job's
+/// configuration as compact JSON, in the order the program serialises it (config.yaml holds
+/// the same values, readable, with keys sorted). Lets a run be checked against its id
+/// without the experiment that planned it.
+pub const JOB_IDENTITY: &str = "job.json";
+
+/// The run id of a job whose identity (`JOB_IDENTITY`) is `json`: its SHA-256's first ten
+/// hex digits.
+pub fn run_id_of(json: &str) -> String {
+    content_hash(json.as_bytes())[..10].to_string()
+}
+
 pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(bytes);

@@ -441,6 +441,10 @@ pub fn collect_summaries_of(
         }
         let manifest: Manifest = read_json(&dir, "manifest.json")?;
         let config: RunConfig<serde_json::Value> = read_config(&dir)?;
+        if let Some(why) = identity_mismatch(&dir, &metrics.run_id, &config.job) {
+            super::progress::warn(&format!("{}: not counted: {why}", dir.display()));
+            continue;
+        }
         let mut metrics = metrics;
         if metrics.facts.is_none() {
             metrics.facts = Some(ModelFacts::of_job(&metrics.model_kind, &config.job));
@@ -454,6 +458,28 @@ pub fn collect_summaries_of(
     }
     out.sort_by_key(|r| (r.metrics.job_index, r.metrics.run_id.clone()));
     Ok(out)
+}
+
+/// Why a run is not the job its id names, if it is not: its identity file (`JOB_IDENTITY`,
+/// written since issue 26; older runs have none and are not checked) must hash to the run id,
+/// and config.yaml's job must hold the same values (an edited config.yaml, or a run id
+/// renamed by hand, fails).
+fn identity_mismatch(dir: &Path, run_id: &str, job: &serde_json::Value) -> Option<String> {
+    let text = fs::read_to_string(dir.join(super::JOB_IDENTITY)).ok()?;
+    if super::run_id_of(&text) != run_id {
+        return Some(format!(
+            "its {} hashes to {}, not to its run id {run_id}",
+            super::JOB_IDENTITY,
+            super::run_id_of(&text)
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(identity) if &identity == job => None,
+        _ => Some(format!(
+            "its config.yaml does not hold the job its {} (and run id) names: edited?",
+            super::JOB_IDENTITY
+        )),
+    }
 }
 
 /// A resolved hyperparameter's value, for HParams, summary.csv and MLflow alike.

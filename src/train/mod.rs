@@ -339,6 +339,10 @@ fn run_job(
         job: &job.config,
     })?;
     run.write("config.yaml", resolved.as_bytes())?;
+    run.write(
+        track::JOB_IDENTITY,
+        plan::job_identity(&job.config).as_bytes(),
+    )?;
     if track::provenance::build_dirty() == Some(true) {
         // The source this binary was built from differs from its commit: keep the difference.
         run.write("diff.patch", track::provenance::BUILD_DIFF.as_bytes())?;

@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::data::format::hex;
 use crate::data::split::SplitSpec;
 use crate::data::DatasetEntry;
 use crate::models::ModelSpec;
@@ -136,9 +134,13 @@ impl JobStatus {
     }
 }
 
+/// What a job's run id hashes (`track::JOB_IDENTITY`).
+pub fn job_identity(config: &JobConfig) -> String {
+    serde_json::to_string(config).expect("job configs serialise")
+}
+
 fn run_id(config: &JobConfig) -> String {
-    let json = serde_json::to_string(config).expect("job configs serialise");
-    hex(&Sha256::digest(json.as_bytes())[..5])
+    track::run_id_of(&job_identity(config))
 }
 
 impl Plan {

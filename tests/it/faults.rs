@@ -201,26 +201,7 @@ fn run_waits_for_held_jobs_and_a_reused_pid_holds_nothing() {
     let cli = Cli::in_temp_dir();
     cli.write("exp.yaml", EXPERIMENT);
     let ids = run_ids(&cli);
-    let mut holder = std::process::Command::new("sleep")
-        .arg("3")
-        .spawn()
-        .unwrap();
-    cli.write(
-        &format!("results/f/{}.lock", ids[0]),
-        &format!("{} {} 2026-01-01T00:00:00Z\n", holder.id(), host_name()),
-    );
-    let dir = cli.dir.path().to_path_buf();
-    let run = std::thread::spawn(move || {
-        Ran::from(
-            std::process::Command::new(env!("CARGO_BIN_EXE_opencarbon"))
-                .args(["run", "exp.yaml"])
-                .current_dir(dir)
-                .output()
-                .unwrap(),
-        )
-    });
-    holder.wait().unwrap();
-    let r = run.join().unwrap();
+    let r = run_beside_a_live_holder(&cli, &ids[0], &["run", "exp.yaml"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("waiting for 1 jobs"), "{}", r.stderr);
     for id in &ids {
@@ -298,6 +279,35 @@ fn run_ids(cli: &Cli) -> Vec<String> {
     cli.plan_run_ids("exp.yaml")
 }
 
+/// Run `opencarbon args` while job `run_id` is held by a live process (a `sleep 3` whose
+/// pid the lock records, old style: no boot id or start time), reaping the holder when it
+/// exits, which makes its lock stale (a zombie still has a pid).
+fn run_beside_a_live_holder(cli: &Cli, run_id: &str, args: &[&str]) -> Ran {
+    let mut holder = std::process::Command::new("sleep")
+        .arg("3")
+        .spawn()
+        .unwrap();
+    cli.write(
+        &format!("results/f/{run_id}.lock"),
+        &format!("{} {} 2026-01-01T00:00:00Z\n", holder.id(), host_name()),
+    );
+    let (dir, args): (_, Vec<String>) = (
+        cli.dir.path().to_path_buf(),
+        args.iter().map(|a| a.to_string()).collect(),
+    );
+    let task = std::thread::spawn(move || {
+        Ran::from(
+            std::process::Command::new(env!("CARGO_BIN_EXE_opencarbon"))
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .unwrap(),
+        )
+    });
+    holder.wait().unwrap();
+    task.join().unwrap()
+}
+
 /// A lock whose process is gone is "stale", and its job counts as missing, not running.
 #[test]
 fn a_dead_process_lock_is_stale_not_running() {
@@ -333,27 +343,7 @@ fn an_index_task_waits_for_the_process_that_holds_its_job() {
     let cli = Cli::in_temp_dir();
     cli.write("exp.yaml", EXPERIMENT);
     let ids = run_ids(&cli);
-    let mut holder = std::process::Command::new("sleep")
-        .arg("3")
-        .spawn()
-        .unwrap();
-    cli.write(
-        &format!("results/f/{}.lock", ids[0]),
-        &format!("{} {} 2026-01-01T00:00:00Z\n", holder.id(), host_name()),
-    );
-    let dir = cli.dir.path().to_path_buf();
-    let task = std::thread::spawn(move || {
-        Ran::from(
-            std::process::Command::new(env!("CARGO_BIN_EXE_opencarbon"))
-                .args(["run", "exp.yaml", "--index", "0"])
-                .current_dir(dir)
-                .output()
-                .unwrap(),
-        )
-    });
-    // Reaping the holder when it exits makes its lock stale (a zombie still has a pid).
-    holder.wait().unwrap();
-    let r = task.join().unwrap();
+    let r = run_beside_a_live_holder(&cli, &ids[0], &["run", "exp.yaml", "--index", "0"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("waiting for it"), "{}", r.stderr);
     assert!(
@@ -580,6 +570,43 @@ fn report_counts_only_the_plans_runs() {
     assert!(r.stdout.contains("all 1 jobs are done"), "{}", r.stdout);
     assert!(
         r.stderr.contains("not a job of this experiment"),
+        "{}",
+        r.stderr
+    );
+
+    // Without a plan (`report <dir>`), a run counts only if its recorded job hashes to its
+    // directory's name: a renamed copy whose manifest and metrics were edited to match, and
+    // a run whose config.yaml was edited, are named and left out.
+    std::fs::remove_dir_all(&copy).unwrap();
+    let forged = cli.path("results/f/00000abcde");
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(cli.path(&format!("results/f/{}", runs[0])))
+        .arg(&forged)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for file in ["metrics.json", "manifest.json", "config.yaml"] {
+        let p = forged.join(file);
+        std::fs::write(&p, read(&p).replace(&runs[0], "00000abcde")).unwrap();
+    }
+    let edited = cli.path(&format!("results/f/{}/config.yaml", runs[1]));
+    std::fs::write(&edited, read(&edited).replace("alpha: 0.1", "alpha: 0.2")).unwrap();
+    let r = cli.run(&["report", "results/f"]);
+    assert!(
+        r.stdout.contains("1 finished runs"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("00000abcde: not counted: its job.json hashes to"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("does not hold the job its job.json"),
         "{}",
         r.stderr
     );

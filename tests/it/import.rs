@@ -43,28 +43,35 @@ fn import_builds_a_dataset_that_inspect_reads_and_models_train_on() {
         "{}/configs/poi_mapping/osm.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let r = cli.run(&[
-        "import",
-        "--out",
-        "city",
-        "--name",
-        "vaduz",
-        "--zoom",
-        "15",
-        "--tiles",
-        &tiles,
-        "--emissions",
-        &tif,
-        "--co2",
-        "--images",
-        "cache",
-        "--pois-csv",
-        "pois.csv",
-        "--osm",
-        &osm,
-        "--mapping",
-        &mapping,
-    ]);
+    let args_to = |out: &'static str| {
+        let mut a: Vec<String> = vec!["import".into(), "--out".into(), out.into()];
+        a.extend(
+            [
+                "--name",
+                "vaduz",
+                "--zoom",
+                "15",
+                "--tiles",
+                &tiles,
+                "--emissions",
+                &tif,
+                "--co2",
+                "--images",
+                "cache",
+                "--pois-csv",
+                "pois.csv",
+                "--osm",
+                &osm,
+                "--mapping",
+                &mapping,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        a
+    };
+    let first = args_to("city");
+    let r = cli.run(&first.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout
@@ -123,33 +130,6 @@ fn import_builds_a_dataset_that_inspect_reads_and_models_train_on() {
     // Killed, or out of disk, at any file operation in turn: nothing is left where the
     // dataset was asked for, nor beside it (issue 26: every writer of a directory writes a
     // temporary sibling and renames it); the import that runs to the end equals the first.
-    let args_to = |out: &'static str| {
-        let mut a: Vec<String> = vec!["import".into(), "--out".into(), out.into()];
-        a.extend(
-            [
-                "--name",
-                "vaduz",
-                "--zoom",
-                "15",
-                "--tiles",
-                &tiles,
-                "--emissions",
-                &tif,
-                "--co2",
-                "--images",
-                "cache",
-                "--pois-csv",
-                "pois.csv",
-                "--osm",
-                &osm,
-                "--mapping",
-                &mapping,
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        a
-    };
     let args = args_to("again");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     for fault in ["OPENCARBON_FAULT_AFTER", "OPENCARBON_FAULT_ENOSPC_AFTER"] {
