@@ -138,7 +138,8 @@ rm -rf results/f/0000000000 results/f/ffffffffff
 echo "fault suite: a copied and an orphaned run directory: not counted"
 
 # 4. A real full disk, where a private mount namespace and tmpfs are allowed.
-if unshare -rm true 2>/dev/null; then
+mkdir -p probe_mount
+if unshare -rm sh -c 'mount -t tmpfs -o size=1m tmpfs "$1"' _ probe_mount 2>/dev/null; then
   used_kb=$(du -sk results/f | cut -f1)
   small_kb=$(( used_kb / 2 ))
   mkdir -p full
@@ -161,6 +162,6 @@ if unshare -rm true 2>/dev/null; then
   ' _ "$bin" "$small_kb" "$jobs" || fail "real full disk"
   echo "fault suite: results on a ${small_kb} KiB tmpfs: exit 1 naming ENOSPC twice, then complete once space is back"
 else
-  echo "fault suite: no private mount namespace here; the full disk is covered by ENOSPC injection (tests/it/faults.rs)"
+  echo "fault suite: no private mount namespace with tmpfs here; the full disk is covered by ENOSPC injection (tests/it/faults.rs)"
 fi
 echo "fault suite: passed"
