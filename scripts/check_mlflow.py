@@ -15,8 +15,8 @@ runs). Checked, through MlflowClient only, so that what passes is what MLflow it
 - an experiment named like the results directory exists, is active and is tagged
   mlflow.experimentKind = custom_model_development (MLflow 3's UI opens it on its runs), and
   its active runs are exactly the run directories: MLflow run id = our run id, status
-  FINISHED, run name and tag mlflow.runName = "<model> | <dataset> | <split> | seed <seed>"
-  (metrics.json);
+  FINISHED, run name (= tag mlflow.runName) the short name `<kind> [<tags and the fields
+  that vary>] <dataset> <split> s<seed>` (metrics.json), unique within the experiment;
 - start time (ms) = manifest.json `started`; end time = start + `wall_seconds` in ms;
 - params are exactly those derived from config.yaml and metrics.json (dataset, split, seed,
   model, kind, image_size, poi_raster_size, input.*, <kind>.<key> for every non-null key of
@@ -78,8 +78,12 @@ def rfc3339_ms(s):
     return (t - epoch) // datetime.timedelta(milliseconds=1)
 
 
-def run_name(metrics):
-    return f"{metrics['model']} | {metrics['dataset']} | {metrics['split']} | seed {metrics['seed']}"
+def name_fits(name, metrics):
+    """A short run name (src/track/names.rs): `<kind>[ <tag or field=value>...] <dataset>
+    <split> s<seed>`, with the run id appended where two runs would share it."""
+    tail = f" {metrics['dataset']} {metrics['split']} s{metrics['seed']}"
+    stem = name[: -len(" " + metrics["run_id"])] if name.endswith(" " + metrics["run_id"]) else name
+    return name.split(" ")[0] == metrics["model_kind"] and stem.endswith(tail)
 
 
 def param_matches(got, want):
@@ -114,10 +118,12 @@ def check_run(client, run, path, counts, problems):
 
     # Run info.
     need(info.status == "FINISHED", f"status {info.status}, want FINISHED")
-    name = run_name(metrics)
-    need(info.run_name == name, f"run name {info.run_name!r}, want {name!r}")
-    need(data.tags.get("mlflow.runName") == name,
-         f"tag mlflow.runName {data.tags.get('mlflow.runName')!r}, want {name!r}")
+    need(name_fits(info.run_name, metrics),
+         f"run name {info.run_name!r} is not `{metrics['model_kind']} ... {metrics['dataset']} "
+         f"{metrics['split']} s{metrics['seed']}`")
+    need(data.tags.get("mlflow.runName") == info.run_name,
+         f"tag mlflow.runName {data.tags.get('mlflow.runName')!r}, run name {info.run_name!r}")
+    counts.setdefault("names", []).append(info.run_name)
     start = rfc3339_ms(manifest["started"])
     end = start + round(manifest["wall_seconds"] * 1000)
     need(info.start_time == start, f"start_time {info.start_time}, want {start} (manifest.json started)")
@@ -274,6 +280,9 @@ def main():
             problems.append(f"run {rid}: check aborted: {type(e).__name__}: {e}")
         checked += 1
 
+    names = counts.get("names", [])
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"run name {n!r} is shared by {names.count(n)} runs")
     if problems:
         print(f"FAILED: {len(problems)} problem(s) in {mlruns} (experiment {name!r}, {len(runs)} run directories)")
         for p in problems:

@@ -6,7 +6,8 @@
 //! One MLflow experiment per opencarbon experiment (an integer id; an existing one of the
 //! same name is reused; tagged `mlflow.experimentKind: custom_model_development`, so MLflow 3's
 //! UI opens it on its runs rather than on an empty traces page), one MLflow run per finished
-//! run with our run id as its id: the resolved hyperparameters (`records::viewer_params`) as
+//! run that counts (`records::collect_summaries`) with our run id as its id and its short
+//! name (`names::run_names`) as its name: the resolved hyperparameters (`records::viewer_params`) as
 //! params; the final metrics (of the model kept: for a neural run the best checkpoint) under
 //! their summary.csv names, the early stopping's `best_epoch` and `best_valid_r2`, and every
 //! per-epoch TensorBoard scalar as a history under `epoch/` (`epoch/valid/r2` is the last
@@ -112,8 +113,22 @@ pub fn export(experiment_dir: &Path, name: &str, store: &Path) -> Result<Exporte
         runs: 0,
         histories: 0,
     };
-    for run_dir in records::finished_run_dirs(experiment_dir)? {
-        exported.histories += export_run(&run_dir, &exp, &id)?;
+    // The runs that count (`records::collect_summaries`), each under its short name.
+    let summaries = records::collect_summaries(experiment_dir)?;
+    let facts: Vec<records::ModelFacts> = summaries.iter().map(|s| s.metrics.facts()).collect();
+    let nameable: Vec<super::names::Nameable> = summaries
+        .iter()
+        .zip(&facts)
+        .map(|(s, f)| super::names::Nameable {
+            run_id: &s.metrics.run_id,
+            params: &s.params,
+            facts: f,
+        })
+        .collect();
+    let names = super::names::run_names(&nameable);
+    for (summary, name) in summaries.iter().zip(&names) {
+        let run_dir = experiment_dir.join(&summary.metrics.run_id);
+        exported.histories += export_run(&run_dir, name, &exp, &id)?;
         exported.runs += 1;
     }
     Ok(exported)
@@ -121,7 +136,7 @@ pub fn export(experiment_dir: &Path, name: &str, store: &Path) -> Result<Exporte
 
 /// One run, written into a temp directory and renamed over an earlier export of it. Returns
 /// the number of per-epoch metric histories.
-fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> {
+fn export_run(run_dir: &Path, run_name: &str, exp: &Path, experiment_id: &str) -> Result<usize> {
     let metrics: RunMetrics = records::read_json(run_dir, "metrics.json")?;
     let manifest: Manifest = records::read_json(run_dir, "manifest.json")?;
     let config: RunConfig<serde_json::Value> = records::read_config(run_dir)?;
@@ -132,15 +147,11 @@ fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> 
     }
     let start = millis(&manifest.started);
     let end = start + (manifest.wall_seconds * 1000.0).round().max(0.0) as u64;
-    let run_name = format!(
-        "{} | {} | {} | seed {}",
-        metrics.model, metrics.dataset, metrics.split, metrics.seed
-    );
     let meta = format!(
         "artifact_uri: {}\nend_time: {end}\nentry_point_name: ''\nexperiment_id: {}\nlifecycle_stage: active\nrun_id: {id}\nrun_name: {}\nrun_uuid: {id}\nsource_name: ''\nsource_type: 4\nsource_version: ''\nstart_time: {start}\nstatus: {FINISHED}\ntags: []\nuser_id: \"opencarbon\"\ndeleted_time: null\n",
         quoted(&file_uri(&final_dir.join("artifacts"))),
         quoted(experiment_id),
-        quoted(&run_name),
+        quoted(run_name),
         id = quoted(&metrics.run_id),
     );
     let write = |rel: &str, text: &str| -> Result<()> {
@@ -155,7 +166,7 @@ fn export_run(run_dir: &Path, exp: &Path, experiment_id: &str) -> Result<usize> 
         write(&format!("params/{key}"), &value.to_string())?;
     }
     let mut tags = vec![
-        ("mlflow.runName", run_name.clone()),
+        ("mlflow.runName", run_name.to_string()),
         ("mlflow.user", "opencarbon".to_string()),
         ("opencarbon.run_id", metrics.run_id.clone()),
         ("opencarbon.experiment", manifest.experiment.clone()),

@@ -15,6 +15,7 @@ pub mod claim;
 pub mod event_file;
 pub mod fault;
 pub mod mlflow;
+pub mod names;
 pub mod progress;
 pub mod provenance;
 pub mod records;

@@ -297,6 +297,49 @@ impl Plan {
         }
     }
 
+    /// Each job's short model name (`track::names::model_names`: the kind, its ablation tags
+    /// and the hyperparameters that vary within the experiment), from the params and facts
+    /// its records will hold.
+    pub fn model_names(&self) -> Vec<String> {
+        use track::records::{run_params, ModelFacts, RunMetrics};
+        let described: Vec<(Vec<(String, track::records::ParamValue)>, ModelFacts)> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                let json = serde_json::to_value(&j.config).expect("job configs serialise");
+                let kind = j.config.model.model.kind();
+                let identity = RunMetrics {
+                    run_id: j.run_id.clone(),
+                    job_index: j.index,
+                    dataset: j.dataset_label(),
+                    model: j.config.model.label(),
+                    model_kind: kind.into(),
+                    split: j.config.split.label(),
+                    seed: j.config.seed,
+                    train: None,
+                    valid: None,
+                    test: None,
+                    fit_seconds: 0.0,
+                    facts: None,
+                };
+                (
+                    run_params(&identity, &json),
+                    ModelFacts::of_job(kind, &json),
+                )
+            })
+            .collect();
+        let nameable: Vec<track::names::Nameable> = described
+            .iter()
+            .zip(&self.jobs)
+            .map(|((params, facts), j)| track::names::Nameable {
+                run_id: &j.run_id,
+                params,
+                facts,
+            })
+            .collect();
+        track::names::model_names(&nameable)
+    }
+
     /// The job table `opencarbon plan` prints.
     pub fn table(&self) -> String {
         let mut rows = vec![[
@@ -308,12 +351,12 @@ impl Plan {
             "seed".into(),
             "status".into(),
         ]];
-        for j in &self.jobs {
+        for (j, model) in self.jobs.iter().zip(self.model_names()) {
             rows.push([
                 j.index.to_string(),
                 j.run_id.clone(),
                 j.dataset_label(),
-                j.config.model.label(),
+                model,
                 j.config.split.label(),
                 j.config.seed.to_string(),
                 self.status(j).describe(),

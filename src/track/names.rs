@@ -1,0 +1,218 @@
+//! Short run names, one style for every model, for the places a person reads runs by: the
+//! TensorBoard run list (`<experiment>/tensorboard/<name>/`), MLflow's run names and `plan`.
+//! A name is the model's kind, its ablation tags, only the hyperparameters that vary between
+//! the runs of that kind being named together, then dataset, split and seed:
+//! `lasso alpha=0.01 london block4 s0`, `opencarbon no-nb london random s2`. The full
+//! resolved configuration stays in config.yaml and the params; the run directory stays the
+//! run id.
+
+use super::records::{ModelFacts, ParamValue};
+
+/// What naming one run needs: its id, params (`records::run_params`) and facts.
+pub struct Nameable<'a> {
+    pub run_id: &'a str,
+    pub params: &'a [(String, ParamValue)],
+    pub facts: &'a ModelFacts,
+}
+
+fn param<'a>(run: &'a Nameable, key: &str) -> Option<&'a ParamValue> {
+    run.params.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// A value as a name shows it: no spaces, a list's items joined by `/`.
+fn shown(value: &ParamValue) -> String {
+    let text = value.to_string();
+    let bare = text.trim_matches(|c| c == '[' || c == ']');
+    if bare.len() + 2 == text.len() {
+        bare.replace(',', "/").replace(' ', "")
+    } else {
+        text.replace(' ', "")
+    }
+}
+
+/// The model part of each run's name: `<kind>[ <tag>...][ <field>=<value>...]`, the tags
+/// the modules and inputs switched off (`no-se`, `no-cl`, `no-image`, `no-poi`, `no-nb`), the
+/// fields those `model.*` params whose values differ between the runs of the same kind.
+pub fn model_names(runs: &[Nameable]) -> Vec<String> {
+    runs.iter()
+        .map(|run| {
+            let kind = &run.facts.family;
+            let mut parts = vec![kind.clone()];
+            for module in &run.facts.modules_off {
+                parts.push(match module.as_str() {
+                    "contrastive" => "no-cl".into(),
+                    other => format!("no-{other}"),
+                });
+            }
+            for input in &run.facts.inputs_off {
+                parts.push(match input.as_str() {
+                    "neighborhood" => "no-nb".into(),
+                    other => format!("no-{other}"),
+                });
+            }
+            let same_kind: Vec<&Nameable> =
+                runs.iter().filter(|r| &r.facts.family == kind).collect();
+            for (key, value) in run.params {
+                let Some(field) = key.strip_prefix("model.") else {
+                    continue;
+                };
+                if super::records::MODULE_SWITCHES.contains(&field) {
+                    continue; // a tag already says it
+                }
+                if same_kind.iter().any(|r| param(r, key) != Some(value)) {
+                    parts.push(format!("{field}={}", shown(value)));
+                }
+            }
+            parts.join(" ")
+        })
+        .collect()
+}
+
+/// Each run's short name: `<model name> <dataset> <split> s<seed>`, unique among `runs` (a
+/// name two runs would share, e.g. two random splits that differ only in their fractions,
+/// gets the run id appended).
+pub fn run_names(runs: &[Nameable]) -> Vec<String> {
+    let text =
+        |run: &Nameable, key: &str| param(run, key).map(|v| v.to_string()).unwrap_or_default();
+    let names: Vec<String> = model_names(runs)
+        .into_iter()
+        .zip(runs)
+        .map(|(model, run)| {
+            format!(
+                "{model} {} {} s{}",
+                text(run, "dataset"),
+                text(run, "split"),
+                text(run, "seed")
+            )
+        })
+        .collect();
+    names
+        .iter()
+        .zip(runs)
+        .map(|(name, run)| {
+            if names.iter().filter(|n| *n == name).count() > 1 {
+                format!("{name} {}", run.run_id)
+            } else {
+                name.clone()
+            }
+        })
+        .collect()
+}
+
+/// `name` as a directory name: `/` (a path in a value) becomes `∕`, a leading dot `_`.
+pub fn as_dir_name(name: &str) -> String {
+    let safe = name.replace('/', "∕");
+    match safe.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None => safe,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        kind: &str,
+        model: &[(&str, ParamValue)],
+        off: &[&str],
+        seed: u64,
+    ) -> (Vec<(String, ParamValue)>, ModelFacts) {
+        let mut params = vec![
+            ("dataset".to_string(), ParamValue::Text("london".into())),
+            ("split".into(), ParamValue::Text("block4".into())),
+            ("seed".into(), ParamValue::Number(seed as f64)),
+            ("kind".into(), ParamValue::Text(kind.into())),
+        ];
+        params.extend(model.iter().map(|(k, v)| (format!("model.{k}"), v.clone())));
+        let facts = ModelFacts {
+            family: kind.into(),
+            modules_off: vec![],
+            inputs_off: off.iter().map(|s| s.to_string()).collect(),
+        };
+        (params, facts)
+    }
+
+    /// Only what varies within a kind is named, ablations are tags, every model has the one
+    /// style, and names are unique (two runs that differ in nothing named get their ids).
+    #[test]
+    fn names_are_short_uniform_and_unique() {
+        use ParamValue::*;
+        let runs = [
+            run(
+                "lasso",
+                &[("alpha", Number(0.01)), ("tol", Number(1e-6))],
+                &[],
+                0,
+            ),
+            run(
+                "lasso",
+                &[("alpha", Number(0.1)), ("tol", Number(1e-6))],
+                &[],
+                0,
+            ),
+            run(
+                "opencarbon",
+                &[
+                    ("lr", Number(0.002)),
+                    ("image_widths", Text("[16, 32]".into())),
+                ],
+                &[],
+                1,
+            ),
+            run(
+                "opencarbon",
+                &[
+                    ("lr", Number(0.002)),
+                    ("image_widths", Text("[16, 32]".into())),
+                ],
+                &["neighborhood"],
+                1,
+            ),
+            run("graphsage", &[("hidden", Number(64.0))], &[], 0),
+            run(
+                "graphsage",
+                &[
+                    ("hidden", Number(64.0)),
+                    ("embeddings_from", Text("results/main".into())),
+                ],
+                &[],
+                0,
+            ),
+            run("ols", &[], &[], 2),
+            run("ols", &[], &[], 2),
+        ];
+        let ids: Vec<String> = (0..runs.len()).map(|i| format!("id{i}")).collect();
+        let nameable: Vec<Nameable> = runs
+            .iter()
+            .zip(&ids)
+            .map(|((p, f), id)| Nameable {
+                run_id: id,
+                params: p,
+                facts: f,
+            })
+            .collect();
+        let names = run_names(&nameable);
+        assert_eq!(
+            names,
+            [
+                "lasso alpha=0.01 london block4 s0",
+                "lasso alpha=0.1 london block4 s0",
+                "opencarbon london block4 s1",
+                "opencarbon no-nb london block4 s1",
+                "graphsage london block4 s0",
+                "graphsage embeddings_from=results/main london block4 s0",
+                "ols london block4 s2 id6",
+                "ols london block4 s2 id7",
+            ]
+        );
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        assert_eq!(
+            as_dir_name(&names[5]),
+            "graphsage embeddings_from=results∕main london block4 s0"
+        );
+        assert_eq!(shown(&Text("[16, 32]".into())), "16/32");
+    }
+}
