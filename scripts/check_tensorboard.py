@@ -50,6 +50,12 @@ its list_session_groups / get_experiment handlers, i.e. what the HPARAMS tab is 
 - each group's hyperparameters are its run's params, and its metric values equal
   metrics.json (float32, 1e-5 relative; metrics/test_r2 must be there).
 
+Per experiment, the view of its runs by short name (`<results root>/tensorboard.runs/
+<experiment>/`, written by report), read by TensorBoard's EventMultiplexer and HParams
+backend: one run per finished run directory, each named `<kind> [<tags and the fields that
+vary>] <dataset> <split> s<seed>`, linking to exactly one run's event files, whose
+metrics/test_r2 equals that run's metrics.json; the HParams experiment record is there too.
+
 Exits 1 listing every failed check; on success prints one line per run and, per experiment,
 "experiment <name>: N session groups, H hyperparameters, M metrics, ...".
 """
@@ -365,6 +371,59 @@ def check_experiment(results, runs, problems):
             f"{len(metric_names)} metrics, metrics/test_r2 of {matched}/{len(runs)} runs = metrics.json")
 
 
+# ------------------------------------------------------------------------------ runs by name
+
+def name_fits(name, metrics):
+    """A short run name (src/track/names.rs): `<kind>[ <tag or field=value>...] <dataset>
+    <split> s<seed>`, the run id appended where two runs would share it."""
+    tail = f" {metrics['dataset']} {metrics['split']} s{metrics['seed']}"
+    stem = name[: -len(" " + metrics["run_id"])] if name.endswith(" " + metrics["run_id"]) else name
+    return name.split(" ")[0] == metrics["model_kind"] and stem.endswith(tail)
+
+
+def check_named_view(results, runs, problems):
+    """`<results root>/tensorboard.runs/<experiment>/`, read by TensorBoard: one run per
+    finished run, named by its short name, whose scalars are that run's; the HParams record
+    is there too."""
+    name = os.path.basename(os.path.normpath(results))
+    view = os.path.join(os.path.dirname(os.path.normpath(results)), "tensorboard.runs", name)
+
+    def need(ok, what):
+        if not ok:
+            problems.append(f"named view {view}: {what}")
+
+    if not os.path.isdir(view):
+        need(False, "missing (report writes it)")
+        return f"named view of {name}: missing"
+    run_tags, _, experiment = tensorboard_hparams(view)
+    listed = sorted(r for r in run_tags if r != EXPERIMENT_RUN)
+    need(EXPERIMENT_RUN in run_tags, "no _hparams experiment record")
+    need(len(experiment.hparam_infos) > 0, "TensorBoard finds no hyperparameters")
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(view)
+    multiplexer.Reload()
+    tb_runs = sorted(r for r in multiplexer.Runs() if r != EXPERIMENT_RUN)
+    need(len(tb_runs) == len(runs), f"TensorBoard lists {len(tb_runs)} runs, want {len(runs)}")
+    by_id = {}
+    for r in tb_runs:
+        folder = os.path.join(view, r)
+        targets = {os.path.basename(os.path.dirname(os.path.realpath(os.path.join(folder, f))))
+                   for f in os.listdir(folder)}
+        need(len(targets) == 1, f"run {r!r} links into {sorted(targets)}, want one run directory")
+        rid = targets.pop() if targets else None
+        by_id[rid] = r
+        metrics = json.load(open(os.path.join(results, rid, "metrics.json")))
+        need(name_fits(r, metrics), f"run {r!r} is not `{metrics['model_kind']} ... {metrics['dataset']} "
+                                    f"{metrics['split']} s{metrics['seed']}`")
+        acc = ea.EventAccumulator(folder, size_guidance={ea.SCALARS: 0})
+        acc.Reload()
+        got = acc.Scalars("metrics/test_r2")[-1].value
+        want = metrics["test"]["r2"]
+        need(close(got, want, 1e-5, 1e-30), f"run {r!r}: metrics/test_r2 {got}, its run's metrics.json {want}")
+    need(sorted(by_id) == sorted(os.path.basename(x) for x in runs), "the named runs are not the finished runs")
+    return f"named view of {name}: {len(tb_runs)} runs by name, e.g. {tb_runs[0]!r}" if tb_runs else ""
+
+
 # ------------------------------------------------------------------------------ main
 
 def finished_runs(results):
@@ -406,6 +465,14 @@ def main():
                 problems.append(f"experiment {os.path.basename(os.path.normpath(path))}: check aborted: "
                                 f"{type(e).__name__}: {e}")
                 summary = f"experiment {os.path.basename(os.path.normpath(path))}"
+            failed += problems
+            print(summary if not problems else f"{summary}: FAILED")
+            problems = []
+            summary = f"named view of {path}"
+            try:
+                summary = check_named_view(path, runs, problems)
+            except Exception as e:
+                problems.append(f"named view of {path}: check aborted: {type(e).__name__}: {e}")
             failed += problems
             print(summary if not problems else f"{summary}: FAILED")
     for p in failed:

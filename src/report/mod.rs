@@ -414,6 +414,12 @@ pub fn write_report(
         .map(|s| crate::track::records::viewer_params(&s.params))
         .collect();
     crate::track::tensorboard::write_hparams_experiment(experiment_dir, &viewer_params, &tags)?;
+    let named: Vec<(String, String)> = summaries
+        .iter()
+        .map(|s| s.metrics.run_id.clone())
+        .zip(crate::track::names::names_of(&summaries))
+        .collect();
+    crate::track::tensorboard::write_named_view(experiment_dir, &named)?;
     let mut summary = summary_frame_of(&summaries)?;
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)

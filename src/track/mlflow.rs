@@ -115,17 +115,7 @@ pub fn export(experiment_dir: &Path, name: &str, store: &Path) -> Result<Exporte
     };
     // The runs that count (`records::collect_summaries`), each under its short name.
     let summaries = records::collect_summaries(experiment_dir)?;
-    let facts: Vec<records::ModelFacts> = summaries.iter().map(|s| s.metrics.facts()).collect();
-    let nameable: Vec<super::names::Nameable> = summaries
-        .iter()
-        .zip(&facts)
-        .map(|(s, f)| super::names::Nameable {
-            run_id: &s.metrics.run_id,
-            params: &s.params,
-            facts: f,
-        })
-        .collect();
-    let names = super::names::run_names(&nameable);
+    let names = super::names::names_of(&summaries);
     for (summary, name) in summaries.iter().zip(&names) {
         let run_dir = experiment_dir.join(&summary.metrics.run_id);
         exported.histories += export_run(&run_dir, name, &exp, &id)?;

@@ -99,6 +99,21 @@ pub fn run_names(runs: &[Nameable]) -> Vec<String> {
         .collect()
 }
 
+/// The short name of each of `summaries` (the runs of one experiment that count).
+pub fn names_of(summaries: &[super::records::RunSummary]) -> Vec<String> {
+    let facts: Vec<ModelFacts> = summaries.iter().map(|s| s.metrics.facts()).collect();
+    let nameable: Vec<Nameable> = summaries
+        .iter()
+        .zip(&facts)
+        .map(|(s, f)| Nameable {
+            run_id: &s.metrics.run_id,
+            params: &s.params,
+            facts: f,
+        })
+        .collect();
+    run_names(&nameable)
+}
+
 /// `name` as a directory name: `/` (a path in a value) becomes `∕`, a leading dot `_`.
 pub fn as_dir_name(name: &str) -> String {
     let safe = name.replace('/', "∕");

@@ -235,6 +235,73 @@ fn hparam_value(value: &HParam) -> protobuf::well_known_types::Value {
     v
 }
 
+/// The folder, beside the experiments of a results directory, of the views of runs by name
+/// (its `.` keeps it apart from any experiment's name).
+pub const NAMED_VIEWS: &str = "tensorboard.runs";
+
+/// `<results>/tensorboard.runs/<experiment>/`: one folder per run, named by its short name
+/// (`names::run_names`), holding links to the run's event files, and `_hparams/` linking the
+/// experiment's HParams record; so `tensorboard --logdir results/tensorboard.runs/<experiment>`
+/// lists the runs by name while their directories stay the run ids (and `--logdir
+/// results/<experiment>` still shows each run once, by id). Rebuilt whole by each report,
+/// through a temporary sibling and a rename.
+pub fn write_named_view(
+    experiment_dir: &Path,
+    runs: &[(String, String)],
+) -> crate::error::Result<()> {
+    use crate::error::Error;
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| Error::io(&p, e)
+    };
+    let Some(results) = experiment_dir.parent() else {
+        return Ok(());
+    };
+    let experiment = experiment_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let views = results.join(NAMED_VIEWS);
+    std::fs::create_dir_all(&views).map_err(io(&views))?;
+    // Temporaries of killed reports: `<experiment>.tmp-…` and `<experiment>.old.tmp-…`
+    // (experiment names hold no `.`, so the prefix is this experiment's alone).
+    super::remove_dead_temps_of(&views, &format!("{experiment}."))?;
+    let view = views.join(&experiment);
+    let tmp = super::temp_path(&view);
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    // From <results>/tensorboard.runs/<experiment>/<name>/<file> to <results>/<experiment>/...
+    let up = Path::new("..").join("..").join("..").join(&experiment);
+    let link_events = |from: &Path, into: &Path, target: &Path| -> crate::error::Result<()> {
+        std::fs::create_dir_all(into).map_err(io(into))?;
+        for entry in std::fs::read_dir(from).map_err(io(from))?.flatten() {
+            let file = entry.file_name();
+            if file.to_string_lossy().starts_with("events.out.tfevents.") {
+                let link = into.join(&file);
+                std::os::unix::fs::symlink(target.join(&file), &link).map_err(io(&link))?;
+            }
+        }
+        Ok(())
+    };
+    for (run_id, name) in runs {
+        let dir = tmp.join(super::names::as_dir_name(name));
+        link_events(&experiment_dir.join(run_id), &dir, &up.join(run_id))?;
+    }
+    let hparams = experiment_dir.join("_hparams");
+    if hparams.is_dir() {
+        link_events(&hparams, &tmp.join("_hparams"), &up.join("_hparams"))?;
+    }
+    super::fault::point("replace a named TensorBoard view");
+    let old = super::temp_path(&views.join(format!("{experiment}.old")));
+    if view.exists() {
+        std::fs::rename(&view, &old).map_err(io(&view))?;
+    }
+    std::fs::rename(&tmp, &view).map_err(io(&view))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
 /// `HParamInfo.differs` (field 7), which tensorboard-proto's generated type predates.
 const HPARAM_INFO_DIFFERS: u32 = 7;
 

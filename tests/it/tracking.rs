@@ -148,6 +148,33 @@ fn export_mlflow_writes_the_file_store_layout() {
         read(&exp.join("tags/mlflow.experimentKind")),
         "custom_model_development"
     );
+    // MLflow's run names, and the folders of the TensorBoard view by name that report wrote,
+    // are the same six short names, each linking to its run's event file.
+    let mut mlflow_names: Vec<String> = runs
+        .iter()
+        .map(|r| read(&r.join("tags/mlflow.runName")))
+        .collect();
+    mlflow_names.sort();
+    let view = cli.path("results/tensorboard.runs/t");
+    let mut view_names: Vec<String> = std::fs::read_dir(&view)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "_hparams")
+        .collect();
+    view_names.sort();
+    assert_eq!(mlflow_names, view_names);
+    for name in &view_names {
+        assert!(name.ends_with(" s0") || name.ends_with(" s1"), "{name}");
+        let events: Vec<_> = std::fs::read_dir(view.join(name))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(events.len(), 1, "{name}");
+        assert!(
+            std::fs::metadata(&events[0]).unwrap().is_file(),
+            "{name}: dangling link"
+        );
+    }
 }
 
 /// `report --rows … --cols … --over seed` writes the pivot table as Markdown, CSV and LaTeX;
