@@ -11,7 +11,9 @@ file (tables/, figures/, _hparams/ and hidden .tmp-/.trash- dirs are not runs).
 
 Per run (EventAccumulator on the run directory):
 - the event file parses; the final-metric scalars (metrics/test_r2, ...) equal metrics.json;
-  the `config` text names the run id;
+  the `config` text names the run id and the model's kind as YAML names it (`opencarbon`, not
+  the serialised `open_carbon`), and shows OpenCarbon's fields that the job's identity leaves
+  out at their defaults;
 - HParams: the run's records are exactly `_hparams_/session_start_info` and
   `_hparams_/session_end_info` (a per-run `_hparams_/experiment` would compete with the
   experiment-level one: TensorBoard shows the first experiment record it finds and ignores the
@@ -164,6 +166,12 @@ def check_run(run, problems):
     if "config" in texts:
         t = acc.Tensors("config")[0].tensor_proto.string_val[0].decode()
         need(metrics["run_id"] in t, "config text does not name the run id")
+        need(f"kind: {metrics['model_kind']}\n" in t,
+             f"config text does not name the model's kind as YAML does ({metrics['model_kind']})")
+        if metrics["model_kind"] == "opencarbon":
+            # Fields a job's identity leaves out at their defaults are shown too.
+            for field in ("loss:", "schedule:", "ema:", "patience_mode:"):
+                need(field in t, f"config text lacks {field} (a default left out)")
 
     hp = acc.PluginTagToContent(hp_metadata.PLUGIN_NAME)
     for tag in sorted(RUN_HPARAMS_TAGS - set(hp)):

@@ -209,6 +209,14 @@ pub trait Model {
     fn check(&self) -> Vec<FieldProblem> {
         Vec::new()
     }
+    /// Every field and its value (the serialised config, unless fields are left out of it
+    /// at their defaults to keep older run ids: then with those too).
+    fn all_fields(&self) -> serde_json::Value
+    where
+        Self: Serialize,
+    {
+        serde_json::to_value(self).unwrap_or_default()
+    }
     /// What the model needs of a job's datasets beyond the dataset format (the oracle's
     /// latents.csv), checked for every pending job before any job starts, so that missing
     /// input is an input error (exit 2) rather than failed jobs.
@@ -273,6 +281,20 @@ macro_rules! model_table {
                     return <$config as Model>::LIST_FIELDS;
                 })*
                 &[]
+            }
+
+            /// Every hyperparameter with its value, the kind named as YAML names it
+            /// (`opencarbon`, not the serialised variant `open_carbon`), the fields that a
+            /// job's identity leaves out at their defaults included (`Model::all_fields`):
+            /// what a person is shown as the resolved configuration.
+            pub fn resolved_json(&self) -> serde_json::Value {
+                let mut v = match self {
+                    $(ModelConfig::$variant(c) => Model::all_fields(c)),*
+                };
+                if let serde_json::Value::Object(map) = &mut v {
+                    map.insert("kind".into(), self.kind().into());
+                }
+                v
             }
 
             pub fn check(&self) -> Vec<FieldProblem> {
@@ -396,6 +418,35 @@ mod tests {
         assert!(no_nb.allows_feature("img_mean_r") && !no_nb.allows_feature("nb_present"));
         assert_eq!(poi_only.label(), "[poi-only]");
         assert_eq!(Inputs::default().label(), "");
+    }
+
+    /// The configuration shown to a person names the kind as YAML does and holds the fields
+    /// that the job's identity (what its run id hashes) leaves out at their defaults; the
+    /// identity itself is unchanged.
+    #[test]
+    fn the_resolved_configuration_shows_every_field() {
+        let oc = ModelConfig::OpenCarbon(opencarbon::OpenCarbonConfig::default());
+        let identity = serde_json::to_value(&oc).unwrap();
+        assert_eq!(identity["kind"], "open_carbon");
+        assert!(identity.get("loss").is_none() && identity.get("ema").is_none());
+        let shown = oc.resolved_json();
+        assert_eq!(shown["kind"], "opencarbon");
+        for field in [
+            "loss",
+            "schedule",
+            "ema",
+            "augment",
+            "patience_mode",
+            "image_encoder",
+        ] {
+            assert!(shown.get(field).is_some(), "{field} missing");
+        }
+        let lasso = ModelConfig::Lasso(LassoConfig {
+            alpha: 0.1,
+            max_iter: 100,
+            tol: 1e-6,
+        });
+        assert_eq!(lasso.resolved_json()["kind"], "lasso");
     }
 }
 

@@ -32,7 +32,12 @@ fn board_summary(
 ) -> Result<()> {
     let (predictions, description) = (&fitted.predictions, &fitted.description);
     use crate::track::render::{robust_range, scatter, tile_map};
-    let yaml = serde_yaml::to_string(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
+    // The resolved configuration as a person reads it: every field, defaults included, and
+    // the model's kind as YAML names it.
+    let mut shown =
+        serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
+    shown["model"]["model"] = job.config.model.model.resolved_json();
+    let yaml = serde_yaml::to_string(&shown).map_err(|e| Error::Internal(e.to_string()))?;
     let board = run.board();
     board.text(
         "config",

@@ -333,6 +333,32 @@ impl OpenCarbonConfig {
 }
 
 impl super::Model for OpenCarbonConfig {
+    /// The serialised config leaves the recipe fields added after results existed out at
+    /// their defaults (so older run ids stayed valid); shown, they are all there.
+    fn all_fields(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        let added = serde_json::json!({
+            "image_encoder": self.image_encoder,
+            "image_blocks": self.image_blocks,
+            "loss": self.loss,
+            "schedule": self.schedule,
+            "warmup_epochs": self.warmup_epochs,
+            "step_every": self.step_every,
+            "step_gamma": self.step_gamma,
+            "ema": self.ema,
+            "clip_norm": self.clip_norm,
+            "augment": self.augment,
+            "patience_mode": self.patience_mode,
+        });
+        if let (serde_json::Value::Object(map), serde_json::Value::Object(added)) = (&mut v, added)
+        {
+            for (k, value) in added {
+                map.entry(k).or_insert(value);
+            }
+        }
+        v
+    }
+
     const KIND: &'static str = "opencarbon";
     const LIST_FIELDS: &'static [&'static str] = &LIST_FIELDS;
 
