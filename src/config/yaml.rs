@@ -59,11 +59,20 @@ pub(super) const MAX_FLOW_DEPTH: usize = 64;
 /// `?` or another opening bracket), outside quotes and comments, so `a[1` in a plain scalar
 /// does not count; block nesting is bounded by the parser itself.
 fn too_deep_flow(text: &str) -> Option<(usize, usize)> {
+    let opens_value = |p: Option<char>| p.is_none_or(|p| ":-,?[{".contains(p));
     let mut depth = 0usize;
     for (i, line) in text.lines().enumerate() {
-        let (mut quote, mut previous) = (None::<char>, None::<char>);
-        let mut chars = line.chars().enumerate().peekable();
+        // `previous`: the last significant character; `spaced`: whether whitespace (or the
+        // line's start) came just before; `in_token`: inside an anchor or tag (`&a`, `!!seq`),
+        // which leaves the position a value starts at as it was.
+        let (mut quote, mut previous, mut spaced, mut in_token) = (None::<char>, None, true, false);
+        let mut chars = line.chars().enumerate();
         while let Some((col, c)) = chars.next() {
+            if in_token {
+                in_token = !c.is_whitespace();
+                spaced = c.is_whitespace();
+                continue;
+            }
             match quote {
                 Some('"') if c == '\\' => {
                     chars.next();
@@ -72,11 +81,13 @@ fn too_deep_flow(text: &str) -> Option<(usize, usize)> {
                 Some(q) if c == q => quote = None,
                 Some(_) => {}
                 None => match c {
-                    '#' if previous.is_none_or(char::is_whitespace) => break,
-                    '"' | '\'' if previous.is_none_or(|p| " \t:,[{-?".contains(p)) => {
-                        quote = Some(c)
+                    '#' if spaced => break,
+                    '&' | '!' if spaced && opens_value(previous) => {
+                        in_token = true;
+                        continue;
                     }
-                    '[' | '{' if previous.is_none_or(|p| ":-,?[{".contains(p)) => {
+                    '"' | '\'' if opens_value(previous) => quote = Some(c),
+                    '[' | '{' if opens_value(previous) => {
                         depth += 1;
                         if depth > MAX_FLOW_DEPTH {
                             return Some((i + 1, col + 1));
@@ -85,13 +96,15 @@ fn too_deep_flow(text: &str) -> Option<(usize, usize)> {
                     '[' | '{' => {
                         // Part of a plain scalar: neither it nor what follows opens anything.
                         previous = Some('a');
+                        spaced = false;
                         continue;
                     }
                     ']' | '}' => depth = depth.saturating_sub(1),
                     _ => {}
                 },
             }
-            if !c.is_whitespace() {
+            spaced = c.is_whitespace();
+            if !spaced {
                 previous = Some(c);
             }
         }
@@ -262,5 +275,13 @@ mod tests {
         // Bracket on bracket across lines counts.
         let lines = "[\n".repeat(65);
         assert_eq!(too_deep_flow(&lines), Some((65, 1)));
+        // An anchor or a tag before the brackets does not hide them; a comment after a value
+        // does.
+        for prefix in ["&a ", "!!seq "] {
+            let hidden = format!("models: {prefix}{}{}\n", "[".repeat(65), "]".repeat(65));
+            assert!(too_deep_flow(&hidden).is_some(), "{prefix}");
+        }
+        let comment = format!("x: 1 # s: {}\n", "[".repeat(100));
+        assert_eq!(too_deep_flow(&comment), None);
     }
 }

@@ -173,6 +173,23 @@ pub mod size_limits {
     pub const LAYERS: usize = 64;
     pub const TREES: usize = 100_000;
     pub const TREE_DEPTH: usize = 64;
+    /// Weights of one network, estimated from its sizes together (each within its own limit
+    /// may still multiply past memory: 64 layers of 16384 hidden units): 2^28 f32, 1 GiB.
+    pub const WEIGHTS: f64 = 268_435_456.0;
+}
+
+/// A network whose estimated weight count (`estimate`) passes `size_limits::WEIGHTS`, as a
+/// problem of its sizes together.
+pub fn weights_problem(estimate: f64, sizes: &'static str) -> Option<FieldProblem> {
+    (estimate > size_limits::WEIGHTS).then(|| {
+        (
+            sizes,
+            format!(
+                "together ask for about {estimate:.3e} weights, more than the limit of {:.3e} (1 GiB of f32)",
+                size_limits::WEIGHTS
+            ),
+        )
+    })
 }
 
 /// A size field above its limit (`size_limits`), as a problem of that field.

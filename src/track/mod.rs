@@ -44,9 +44,15 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// `path` without a trailing `/` (its components joined again).
+fn without_trailing_slash(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
 /// Refuse `out` as the target of a new directory unless it does not exist or is empty
 /// (callers check before long work, `write_dir_atomically` again before writing).
 pub fn check_new_dir(out: &Path) -> Result<()> {
+    let out = &without_trailing_slash(out);
     let occupied = match fs::read_dir(out) {
         Ok(mut entries) => entries.next().is_some(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -67,6 +73,8 @@ pub fn check_new_dir(out: &Path) -> Result<()> {
 /// writers of `out` left are removed first. `out` must not exist, or be an empty directory
 /// (made by the user, or by a shell's mkdir).
 pub fn write_dir_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    // `city/` must get the sibling `city.tmp-…`, not `city/.tmp-…` inside it.
+    let out = &without_trailing_slash(out);
     check_new_dir(out)?;
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -524,7 +532,6 @@ pub fn clean_dead_attempts(experiment_dir: &Path) -> Result<usize> {
     Ok(cleaned)
 }
 
-/// The first 16 hex digits of the SHA-256 of `bytes`.
 /// The file of a run directory that holds the exact text its run id hashes: the job's
 /// configuration as compact JSON, in the order the program serialises it (config.yaml holds
 /// the same values, readable, with keys sorted). Lets a run be checked against its id
@@ -537,6 +544,7 @@ pub fn run_id_of(json: &str) -> String {
     content_hash(json.as_bytes())[..10].to_string()
 }
 
+/// The first 16 hex digits of the SHA-256 of `bytes`.
 pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(bytes);

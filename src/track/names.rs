@@ -114,13 +114,25 @@ pub fn names_of(summaries: &[super::records::RunSummary]) -> Vec<String> {
     run_names(&nameable)
 }
 
-/// `name` as a directory name: `/` (a path in a value) becomes `∕`, a leading dot `_`.
-pub fn as_dir_name(name: &str) -> String {
+/// Longest directory name written, in bytes (file systems allow 255).
+const MAX_DIR_NAME: usize = 200;
+
+/// `name` of run `run_id` as a directory name: `/` (a path in a value) becomes `∕`, a
+/// leading dot `_`, and a name too long for a file system is cut and ends with the run id.
+pub fn as_dir_name(name: &str, run_id: &str) -> String {
     let safe = name.replace('/', "∕");
-    match safe.strip_prefix('.') {
+    let safe = match safe.strip_prefix('.') {
         Some(rest) => format!("_{rest}"),
         None => safe,
+    };
+    if safe.len() <= MAX_DIR_NAME {
+        return safe;
     }
+    let mut cut = MAX_DIR_NAME - run_id.len() - 4;
+    while !safe.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… {run_id}", &safe[..cut])
 }
 
 #[cfg(test)]
@@ -225,8 +237,17 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), names.len());
         assert_eq!(
-            as_dir_name(&names[5]),
+            as_dir_name(&names[5], "id5"),
             "graphsage embeddings_from=results∕main london block4 s0"
+        );
+        let long = format!(
+            "opencarbon {} london block4 s0",
+            "image_widths=16/32/64 ".repeat(20)
+        );
+        let dir = as_dir_name(&long, "abcdef0123");
+        assert!(
+            dir.len() <= MAX_DIR_NAME && dir.ends_with("… abcdef0123"),
+            "{dir}"
         );
         assert_eq!(shown(&Text("[16, 32]".into())), "16/32");
     }

@@ -105,8 +105,11 @@ impl ModelFacts {
 /// them.
 fn with_facts(mut run: RunMetrics, dir: &Path) -> Result<RunMetrics> {
     if run.facts.is_none() {
-        let config: RunConfig<serde_json::Value> = read_config(dir)?;
-        run.facts = Some(ModelFacts::of_job(&run.model_kind, &config.job));
+        // A layout-1 run may lack config.yaml: then its family alone is known.
+        let job = read_config::<serde_json::Value>(dir)
+            .map(|c| c.job)
+            .unwrap_or_default();
+        run.facts = Some(ModelFacts::of_job(&run.model_kind, &job));
     }
     Ok(run)
 }
@@ -473,7 +476,10 @@ fn identity_mismatch(dir: &Path, run_id: &str, job: &serde_json::Value) -> Optio
             super::run_id_of(&text)
         ));
     }
-    match serde_json::from_str::<serde_json::Value>(&text) {
+    // Parsed by the YAML reader that read config.yaml (JSON is YAML): serde_json's own float
+    // parsing may land one ULP off for 17-digit values (a log-uniform sample), the YAML
+    // reader's is exact, so both sides hold the same f64.
+    match serde_yaml::from_str::<serde_json::Value>(&text) {
         Ok(identity) if &identity == job => None,
         _ => Some(format!(
             "its config.yaml does not hold the job its {} (and run id) names: edited?",
@@ -640,5 +646,34 @@ mod tests {
         assert!(!blind.is_full());
         let lasso = facts(job("lasso", true, true, true, true));
         assert!(lasso.is_full() && !lasso.is_full_opencarbon());
+    }
+
+    /// A run's identity file and its config.yaml agree for every float, including the
+    /// 17-digit values a log-uniform search draws (serde_json's fast float parsing reads some
+    /// of them one ULP off; the check reads job.json with the YAML reader), and an edited
+    /// config.yaml or a foreign identity is caught.
+    #[test]
+    fn a_run_identity_matches_its_config_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = serde_json::json!({"model": {"model": {"kind": "lasso",
+            "alpha": 0.0009198952848215511, "tol": 1e-6, "max_iter": 10000_u64}},
+            "fractions": [0.6, 0.2, 0.2], "seed": 18446744073709551615_u64});
+        let text = serde_json::to_string(&job).unwrap();
+        let id = crate::track::run_id_of(&text);
+        let yaml = config_yaml(&RunConfig {
+            experiment: "e".into(),
+            run_id: id.clone(),
+            job: &job,
+        })
+        .unwrap();
+        fs::write(dir.path().join("config.yaml"), &yaml).unwrap();
+        fs::write(dir.path().join(crate::track::JOB_IDENTITY), &text).unwrap();
+        let config: RunConfig<serde_json::Value> = read_config(dir.path()).unwrap();
+        assert_eq!(identity_mismatch(dir.path(), &id, &config.job), None);
+        assert!(identity_mismatch(dir.path(), "0000000000", &config.job).is_some());
+        let edited = yaml.replace("0.0009198952848215511", "0.001");
+        fs::write(dir.path().join("config.yaml"), edited).unwrap();
+        let config: RunConfig<serde_json::Value> = read_config(dir.path()).unwrap();
+        assert!(identity_mismatch(dir.path(), &id, &config.job).is_some());
     }
 }

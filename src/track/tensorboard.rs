@@ -254,6 +254,8 @@ pub fn write_named_view(
         let p = p.to_path_buf();
         move |e| Error::io(&p, e)
     };
+    // `report .` names the experiment by the directory's real name.
+    let experiment_dir = &experiment_dir.canonicalize().map_err(io(experiment_dir))?;
     let Some(results) = experiment_dir.parent() else {
         return Ok(());
     };
@@ -283,7 +285,7 @@ pub fn write_named_view(
         Ok(())
     };
     for (run_id, name) in runs {
-        let dir = tmp.join(super::names::as_dir_name(name));
+        let dir = tmp.join(super::names::as_dir_name(name, run_id));
         link_events(&experiment_dir.join(run_id), &dir, &up.join(run_id))?;
     }
     let hparams = experiment_dir.join("_hparams");
@@ -292,14 +294,22 @@ pub fn write_named_view(
     }
     super::fault::point("replace a named TensorBoard view");
     let old = super::temp_path(&views.join(format!("{experiment}.old")));
-    if view.exists() {
-        std::fs::rename(&view, &old).map_err(io(&view))?;
+    // Several processes may report at once (runs sharing a results directory end together):
+    // another one may move the view away first, or place its own (the same runs) first.
+    match std::fs::rename(&view, &old) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&view, e)),
+        _ => {}
     }
-    std::fs::rename(&tmp, &view).map_err(io(&view))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    let placed = std::fs::rename(&tmp, &view);
+    let _ = std::fs::remove_dir_all(&old);
+    match placed {
+        Ok(()) => Ok(()),
+        Err(_) if view.is_dir() => {
+            // Another report's view took the place: equally current; ours goes.
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))
+        }
+        Err(e) => Err(Error::io(&view, e)),
     }
-    Ok(())
 }
 
 /// `HParamInfo.differs` (field 7), which tensorboard-proto's generated type predates.

@@ -209,12 +209,13 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
     }
 
     let started = Instant::now();
-    let (mut failed, mut ran) = (0, 0);
+    // Counted from the closure that runs a job and from the loop over held jobs alike.
+    let (failed, ran) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
     let bar = progress::Bar::new(todo.len() as u64, "jobs").prefix(plan.experiment.name.clone());
     // Jobs another live process holds: done last, after waiting for that process, so that
     // `run` returns only when every selected job is finished (or failed).
     let mut held_elsewhere: Vec<(usize, &Job)> = Vec::new();
-    let mut run_claimed = |k: usize, job: &Job| -> Result<()> {
+    let run_claimed = |k: usize, job: &Job| -> Result<()> {
         // Another process may have finished it between our status check and the claim.
         if !options.force && plan.status(job) == JobStatus::Done {
             progress::info(&format!(
@@ -225,7 +226,7 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
             ));
             return Ok(());
         }
-        ran += 1;
+        ran.set(ran.get() + 1);
         let datasets = job_datasets(job, &prepared);
         let t = Instant::now();
         let outcome = run_job(plan, job, &datasets, options.force)?;
@@ -245,7 +246,7 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
                 eta
             )),
             Err(msg) => {
-                failed += 1;
+                failed.set(failed.get() + 1);
                 progress::info(&format!("[{}/{}] {} FAILED: {msg}", k + 1, todo.len(), job.run_id));
             }
         }
@@ -283,19 +284,44 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
             held_elsewhere.len()
         ));
     }
+    let mut failed_elsewhere = 0;
     for (k, job) in held_elsewhere {
-        // Once its holder lets go (finished, failed or died), the job is done, or ours.
+        // Once its holder lets go the job is finished (even under --force: that process ran
+        // it now), failed there (counted, not run twice), or abandoned (its holder died): ours.
         let _claimed = claim_waiting(&exp_dir, &job.run_id)?;
-        run_claimed(k, job)?;
+        match plan.status(job) {
+            JobStatus::Done => progress::info(&format!(
+                "[{}/{}] {} finished by another process",
+                k + 1,
+                todo.len(),
+                job.run_id
+            )),
+            JobStatus::Failed => {
+                failed.set(failed.get() + 1);
+                failed_elsewhere += 1;
+                progress::info(&format!(
+                    "[{}/{}] {} FAILED in another process (see its run.log)",
+                    k + 1,
+                    todo.len(),
+                    job.run_id
+                ));
+            }
+            _ => run_claimed(k, job)?,
+        }
     }
     drop(bar);
+    let (failed, ran) = (failed.get(), ran.get());
     progress::info(&format!(
         "ran {ran} jobs in {:.1} s into {}",
         started.elapsed().as_secs_f64(),
         exp_dir.display()
     ));
     if failed > 0 {
-        return Err(Error::JobsFailed { failed, total: ran });
+        // A job that failed in another process counts among the jobs this run accounts for.
+        return Err(Error::JobsFailed {
+            failed,
+            total: ran + failed_elsewhere,
+        });
     }
     Ok(ran)
 }

@@ -425,6 +425,10 @@ fn configurations_that_once_got_through() {
         &["models[0].embedding_dim: is 100000000, more than the limit of 8192"],
     );
     assert_config_rejected(
+        &model("{kind: graphsage, hidden: 16384, layers: 64, max_epochs: 5, min_epochs: 5}"),
+        &["models[0].hidden, layers: together ask for about 5.154e10 weights"],
+    );
+    assert_config_rejected(
         &model("{kind: random_forest, n_trees: 1000000000000}"),
         &["models[0].n_trees: is 1000000000000, more than the limit of 100000"],
     );

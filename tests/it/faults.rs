@@ -611,3 +611,17 @@ fn report_counts_only_the_plans_runs() {
         r.stderr
     );
 }
+
+/// A target given with a trailing slash (`city/`) is written beside itself, as `city` is:
+/// the temporary sibling was once made inside it, and the final rename then failed.
+#[test]
+fn a_target_with_a_trailing_slash_is_written_whole() {
+    let cli = Cli::in_temp_dir();
+    let r = cli.run(&["synth", "tiny", "city/", "--seed", "3"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(cli.path("city/dataset.yaml").is_file());
+    let inside = super::names_starting_with(&cli.path("city"), ".");
+    assert!(inside.is_empty(), "{inside:?}");
+    let beside = super::names_starting_with(cli.dir.path(), "city.");
+    assert!(beside.is_empty(), "{beside:?}");
+}

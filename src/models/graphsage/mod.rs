@@ -192,6 +192,11 @@ impl NodeModelSpec {
         use crate::models::{size_limits as limit, size_problem};
         p.extend(size_problem("hidden", self.hidden, limit::HIDDEN));
         p.extend(size_problem("layers", self.layers, limit::LAYERS));
+        // Per layer at most three hidden × hidden matrices (neighbour, self, max-pool).
+        let weights = 3.0 * self.layers as f64 * (self.hidden as f64).powi(2);
+        if !p.iter().any(|(f, _)| ["hidden", "layers"].contains(f)) {
+            p.extend(crate::models::weights_problem(weights, "hidden, layers"));
+        }
         p
     }
 }

@@ -39,9 +39,10 @@ pub fn find_opencarbon_run(
                 && r.split == split
                 && r.seed == seed
         })
-        .min_by_key(|r| r.job_index)
-        .map(|r| experiment_dir.join(&r.run_id))
-        .filter(|d| d.join("embeddings.csv").is_file());
+        .map(|r| (r.job_index, experiment_dir.join(&r.run_id)))
+        .filter(|(_, d)| d.join("embeddings.csv").is_file())
+        .min_by_key(|(index, _)| *index)
+        .map(|(_, d)| d);
     found.ok_or_else(|| {
         Error::Model(format!(
             "embeddings_from: {} has no finished opencarbon run with embeddings.csv for {dataset}, split {split}, seed {seed}; run that job first (list OpenCarbon before GraphSAGE in the experiment)",

@@ -283,6 +283,26 @@ impl OpenCarbonConfig {
             .into_iter()
             .filter_map(|(name, v, max)| super::size_problem(name, v, max)),
         );
+        // 3×3 convolutions between consecutive stages (each stage's blocks, two per block),
+        // for the image and POI encoders alike, and a few embedding × embedding matrices
+        // (projections, attention, fusion).
+        let widths: Vec<f64> = std::iter::once(3.0)
+            .chain(self.image_widths.iter().map(|&w| w as f64))
+            .collect();
+        let convs: f64 = widths.windows(2).map(|w| 9.0 * w[0] * w[1]).sum::<f64>()
+            * 2.0
+            * self.image_blocks.max(1) as f64;
+        let weights = 2.0 * convs + 16.0 * (self.embedding_dim as f64).powi(2);
+        let sizes_fine = !p
+            .iter()
+            .any(|(f, _)| ["embedding_dim", "image_widths", "image_blocks"].contains(f));
+        p.extend(
+            sizes_fine
+                .then(|| {
+                    super::weights_problem(weights, "image_widths, image_blocks, embedding_dim")
+                })
+                .flatten(),
+        );
         p
     }
 
