@@ -32,7 +32,9 @@ kill_after() {
   local pid=$!
   sleep "$(delay "$ms")"
   # Still running, not a zombie waiting to be reaped (which kill would also "find").
-  if [ -r "/proc/$pid/stat" ] && ! grep -q ') Z ' "/proc/$pid/stat"; then landed=$((landed + 1)); fi
+  local state
+  state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1 || true)
+  if [ -n "$state" ] && [ "$state" != Z ]; then landed=$((landed + 1)); fi
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
