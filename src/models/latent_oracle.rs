@@ -441,6 +441,7 @@ mod tests {
             split_label: "block2".into(),
             datasets: &[ds],
             rows: &rows,
+            reads_run: None,
         };
         let config = OracleConfig::default();
         config.check_datasets(&[ds])?;

@@ -158,6 +158,8 @@ pub struct JobInput<'a> {
     pub split_label: String,
     pub datasets: &'a [&'a PreparedDataset],
     pub rows: &'a [Row],
+    /// The run of this experiment whose output the job reads (`JobConfig::reads_run`).
+    pub reads_run: Option<&'a str>,
 }
 
 /// Largest sizes a configuration may ask for, checked at validation from the configuration

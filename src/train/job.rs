@@ -160,6 +160,7 @@ pub(super) fn fit_and_evaluate(
         split_label: job.config.split.label(),
         datasets,
         rows: &rows,
+        reads_run: job.config.reads_run.as_deref(),
     };
     let fitted = job.config.model.model.fit(&input, run)?;
     let fit_seconds = t.elapsed().as_secs_f64();

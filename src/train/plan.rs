@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::data::split::SplitSpec;
 use crate::data::DatasetEntry;
-use crate::models::ModelSpec;
+use crate::models::{ModelConfig, ModelSpec};
 use crate::nn::device::DeviceSpec;
 use crate::track;
 
@@ -75,6 +75,12 @@ pub struct JobConfig {
     pub seed: u64,
     pub image_size: usize,
     pub poi_raster_size: usize,
+    /// The run id of the job of this experiment whose output the job reads (GraphSAGE's
+    /// `embeddings_from: this_experiment`: the full OpenCarbon job of the same datasets,
+    /// split and seed), so that a change of that job changes this one's run id too. Absent
+    /// (and left out of the identity) for every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads_run: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +140,30 @@ impl JobStatus {
     }
 }
 
+/// For a GraphSAGE job on this experiment's embeddings, the run id of the first full
+/// OpenCarbon job planned before it on the same datasets, split and seed.
+fn embeddings_job(planned: &[Job], config: &JobConfig) -> Option<String> {
+    use crate::models::graphsage::EmbeddingsFrom;
+    let ModelConfig::GraphSage(sage) = &config.model.model else {
+        return None;
+    };
+    if sage.embeddings_from != Some(EmbeddingsFrom::ThisExperiment) {
+        return None;
+    }
+    planned
+        .iter()
+        .find(|j| {
+            let c = &j.config;
+            let json = serde_json::to_value(c).unwrap_or_default();
+            c.datasets == config.datasets
+                && c.split == config.split
+                && c.seed == config.seed
+                && track::records::ModelFacts::of_job(c.model.model.kind(), &json)
+                    .is_full_opencarbon()
+        })
+        .map(|j| j.run_id.clone())
+}
+
 /// What a job's run id hashes (`track::JOB_IDENTITY`).
 pub fn job_identity(config: &JobConfig) -> String {
     serde_json::to_string(config).expect("job configs serialise")
@@ -184,6 +214,11 @@ impl Plan {
                             seed,
                             image_size: e.image_size,
                             poi_raster_size: e.poi_raster_size,
+                            reads_run: None,
+                        };
+                        let config = JobConfig {
+                            reads_run: embeddings_job(&jobs, &config),
+                            ..config
                         };
                         let id = run_id(&config);
                         // The same job twice (`[{kind: ols}, {kind: ols}]`, `alpha: [0.1,

@@ -169,6 +169,19 @@ fn graphsage_trains_on_opencarbon_embeddings() {
     let emb = read(&oc.join("embeddings.csv"));
     assert!(emb.starts_with("dataset,x,y,e0,e1,"), "{}", &emb[..40]);
     assert_eq!(emb.lines().count(), 1 + 64, "every tile of the tiny city");
+    // The GraphSAGE job reads that OpenCarbon job: another OpenCarbon recipe is another
+    // GraphSAGE run (its run id changes with it), never the old result on new embeddings.
+    let before = cli.plan_run_ids("exp.yaml");
+    cli.write(
+        "exp.yaml",
+        &exp.replace("max_epochs: 2\n", "max_epochs: 3\n"),
+    );
+    let after = cli.plan_run_ids("exp.yaml");
+    assert_ne!(before[0], after[0], "the OpenCarbon job changed");
+    assert_ne!(
+        before[1], after[1],
+        "so the GraphSAGE job on its embeddings changed too"
+    );
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -230,10 +230,25 @@ impl crate::models::Model for GraphSageConfig {
         let embeddings = self
             .embeddings_from
             .as_ref()
-            .map(|from| {
-                let dir = from.dir(run.experiment_dir());
-                find_opencarbon_run(dir, &job.dataset_label, &job.split_label, job.seed)
-                    .map(|r| r.join("embeddings.csv"))
+            .map(|from| match (from, job.reads_run) {
+                // The job the plan tied this one to (its run id is part of this job's).
+                (EmbeddingsFrom::ThisExperiment, Some(id)) => {
+                    let dir = run.experiment_dir().join(id);
+                    let file = dir.join("embeddings.csv");
+                    if crate::track::is_done(&dir) && file.is_file() {
+                        Ok(file)
+                    } else {
+                        Err(crate::error::Error::Model(format!(
+                            "embeddings_from: this experiment has no finished opencarbon run {id} with embeddings.csv (the full OpenCarbon job of {}, split {}, seed {}); run that job first",
+                            job.dataset_label, job.split_label, job.seed
+                        )))
+                    }
+                }
+                _ => {
+                    let dir = from.dir(run.experiment_dir());
+                    find_opencarbon_run(dir, &job.dataset_label, &job.split_label, job.seed)
+                        .map(|r| r.join("embeddings.csv"))
+                }
             })
             .transpose()?;
         fit_predict(

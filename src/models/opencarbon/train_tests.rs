@@ -59,6 +59,7 @@ fn fit_on_cpu(
         split_label: "test".into(),
         datasets: &[ds],
         rows,
+        reads_run: None,
     };
     fit_predict(cfg, &job, run)
 }
