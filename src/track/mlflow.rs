@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use protobuf::Message;
 
-use super::records::{self, Manifest, RunConfig, RunMetrics};
+use super::records::{self, Manifest, RunMetrics};
 use super::{atomic_write, fault, temp_path};
 use crate::error::{Error, Result};
 
@@ -118,7 +118,7 @@ pub fn export(experiment_dir: &Path, name: &str, store: &Path) -> Result<Exporte
     let names = super::names::names_of(&summaries);
     for (summary, name) in summaries.iter().zip(&names) {
         let run_dir = experiment_dir.join(&summary.metrics.run_id);
-        exported.histories += export_run(&run_dir, name, &exp, &id)?;
+        exported.histories += export_run(&run_dir, summary, name, &exp, &id)?;
         exported.runs += 1;
     }
     Ok(exported)
@@ -126,10 +126,15 @@ pub fn export(experiment_dir: &Path, name: &str, store: &Path) -> Result<Exporte
 
 /// One run, written into a temp directory and renamed over an earlier export of it. Returns
 /// the number of per-epoch metric histories.
-fn export_run(run_dir: &Path, run_name: &str, exp: &Path, experiment_id: &str) -> Result<usize> {
-    let metrics: RunMetrics = records::read_json(run_dir, "metrics.json")?;
+fn export_run(
+    run_dir: &Path,
+    summary: &records::RunSummary,
+    run_name: &str,
+    exp: &Path,
+    experiment_id: &str,
+) -> Result<usize> {
+    let metrics = &summary.metrics;
     let manifest: Manifest = records::read_json(run_dir, "manifest.json")?;
-    let config: RunConfig<serde_json::Value> = records::read_config(run_dir)?;
     let final_dir = exp.join(&metrics.run_id);
     let tmp = temp_path(&final_dir);
     for sub in ["params", "metrics", "tags", "artifacts"] {
@@ -152,7 +157,7 @@ fn export_run(run_dir: &Path, run_name: &str, exp: &Path, experiment_id: &str) -
         fs::write(&p, text).map_err(io(&p))
     };
     write("meta.yaml", &meta)?;
-    for (key, value) in records::viewer_params(&records::run_params(&metrics, &config.job)) {
+    for (key, value) in records::viewer_params(&summary.params) {
         write(&format!("params/{key}"), &value.to_string())?;
     }
     let mut tags = vec![
@@ -202,7 +207,7 @@ fn export_run(run_dir: &Path, run_name: &str, exp: &Path, experiment_id: &str) -
             .collect();
         write(&format!("metrics/{EPOCH_PREFIX}{tag}"), &lines)?;
     }
-    copy_artifacts(run_dir, &metrics, &tmp.join("artifacts"))?;
+    copy_artifacts(run_dir, metrics, &tmp.join("artifacts"))?;
     fault::point("replace an exported MLflow run");
     match fs::remove_dir_all(&final_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&final_dir, e)),

@@ -103,15 +103,22 @@ impl ModelFacts {
 
 /// Give a run read from `dir` its facts from its config.yaml when its metrics.json predates
 /// them.
-fn with_facts(mut run: RunMetrics, dir: &Path) -> Result<RunMetrics> {
+fn with_facts(mut run: RunMetrics, dir: &Path) -> RunMetrics {
     if run.facts.is_none() {
         // A layout-1 run may lack config.yaml: then its family alone is known.
         let job = read_config::<serde_json::Value>(dir)
             .map(|c| c.job)
             .unwrap_or_default();
-        run.facts = Some(ModelFacts::of_job(&run.model_kind, &job));
+        fill_facts(&mut run, &job);
     }
-    Ok(run)
+    run
+}
+
+/// Give `run` the facts of its job `job` when its metrics.json predates them.
+fn fill_facts(run: &mut RunMetrics, job: &serde_json::Value) {
+    if run.facts.is_none() {
+        run.facts = Some(ModelFacts::of_job(&run.model_kind, job));
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -367,7 +374,7 @@ pub fn read_csv<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Vec<T>> {
 pub fn collect_runs(experiment_dir: &Path) -> Result<Vec<RunMetrics>> {
     let mut runs = finished_run_dirs(experiment_dir)?
         .iter()
-        .map(|d| with_facts(read_json::<RunMetrics>(d, "metrics.json")?, d))
+        .map(|d| Ok(with_facts(read_json::<RunMetrics>(d, "metrics.json")?, d)))
         .collect::<Result<Vec<_>>>()?;
     runs.sort_by_key(|r| (r.job_index, r.run_id.clone()));
     Ok(runs)
@@ -449,9 +456,7 @@ pub fn collect_summaries_of(
             continue;
         }
         let mut metrics = metrics;
-        if metrics.facts.is_none() {
-            metrics.facts = Some(ModelFacts::of_job(&metrics.model_kind, &config.job));
-        }
+        fill_facts(&mut metrics, &config.job);
         out.push(RunSummary {
             params: run_params(&metrics, &config.job),
             metrics,
@@ -512,13 +517,33 @@ impl std::fmt::Display for ParamValue {
 /// configuration (lists and maps as compact JSON; null fields left out). `job` is the job of
 /// `config.yaml` as JSON.
 pub fn run_params(run: &RunMetrics, job: &serde_json::Value) -> Vec<(String, ParamValue)> {
+    job_params(
+        &run.dataset,
+        &run.split,
+        run.seed,
+        &run.model,
+        &run.model_kind,
+        job,
+    )
+}
+
+/// `run_params` of a job before it has run (`plan`): its dataset and split labels, seed,
+/// model label and kind, and its resolved configuration.
+pub fn job_params(
+    dataset: &str,
+    split: &str,
+    seed: u64,
+    label: &str,
+    kind: &str,
+    job: &serde_json::Value,
+) -> Vec<(String, ParamValue)> {
     use serde_json::Value;
     let mut out = vec![
-        ("dataset".to_string(), ParamValue::Text(run.dataset.clone())),
-        ("split".into(), ParamValue::Text(run.split.clone())),
-        ("seed".into(), ParamValue::Number(run.seed as f64)),
-        ("model".into(), ParamValue::Text(run.model.clone())),
-        ("kind".into(), ParamValue::Text(run.model_kind.clone())),
+        ("dataset".to_string(), ParamValue::Text(dataset.into())),
+        ("split".into(), ParamValue::Text(split.into())),
+        ("seed".into(), ParamValue::Number(seed as f64)),
+        ("model".into(), ParamValue::Text(label.into())),
+        ("kind".into(), ParamValue::Text(kind.into())),
     ];
     for key in ["image_size", "poi_raster_size"] {
         if let Some(v) = job[key].as_f64() {

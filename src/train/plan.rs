@@ -336,31 +336,22 @@ impl Plan {
     /// and the hyperparameters that vary within the experiment), from the params and facts
     /// its records will hold.
     pub fn model_names(&self) -> Vec<String> {
-        use track::records::{run_params, ModelFacts, RunMetrics};
+        use track::records::{job_params, ModelFacts};
         let described: Vec<(Vec<(String, track::records::ParamValue)>, ModelFacts)> = self
             .jobs
             .iter()
             .map(|j| {
                 let json = serde_json::to_value(&j.config).expect("job configs serialise");
                 let kind = j.config.model.model.kind();
-                let identity = RunMetrics {
-                    run_id: j.run_id.clone(),
-                    job_index: j.index,
-                    dataset: j.dataset_label(),
-                    model: j.config.model.label(),
-                    model_kind: kind.into(),
-                    split: j.config.split.label(),
-                    seed: j.config.seed,
-                    train: None,
-                    valid: None,
-                    test: None,
-                    fit_seconds: 0.0,
-                    facts: None,
-                };
-                (
-                    run_params(&identity, &json),
-                    ModelFacts::of_job(kind, &json),
-                )
+                let params = job_params(
+                    &j.dataset_label(),
+                    &j.config.split.label(),
+                    j.config.seed,
+                    &j.config.model.label(),
+                    kind,
+                    &json,
+                );
+                (params, ModelFacts::of_job(kind, &json))
             })
             .collect();
         let nameable: Vec<track::names::Nameable> = described
