@@ -20,7 +20,8 @@ Per run (EventAccumulator on the run directory):
   others). The session start's group_name is the run id (so the HPARAMS tab has one row per
   run; runs that share a group are averaged into one row) and its hyperparameters are exactly
   the run's params (below); the session end's status is success;
-- the emission-map and scatter images are PNGs with a size. Neural runs (a model.json with
+- the emission-map and scatter images are PNGs of the labelled figures' widths (axes, units,
+  colour bars: the same drawing as report's figures). Neural runs (a model.json with
   best_epoch) also need per-epoch train/valid scalars whose best validation R² equals
   model.json's best_validation_score, and OpenCarbon runs the embedding histograms and the
   loss/gradient/learning-rate scalars.
@@ -65,6 +66,7 @@ import json
 import os
 import sys
 
+
 from tensorboard import context as tb_context
 from tensorboard.backend.event_processing import data_ingester
 from tensorboard.backend.event_processing import data_provider as tb_data_provider
@@ -80,6 +82,13 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from run_records import (RUN_DIR_NAME, close, expected_params, is_number, read_config, same_json,
                          viewer_params)
+
+# The fonts the binary looks for (track::plot::font_ready): without one it writes unlabelled
+# pictures, and their widths are not checked.
+HAS_FONT = bool(os.environ.get("OPENCARBON_FONT")) or any(os.path.isfile(p) for p in (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
+    "/Library/Fonts/Arial.ttf"))
 
 SIZE = {ea.SCALARS: 0, ea.IMAGES: 0, ea.HISTOGRAMS: 0, ea.TENSORS: 0}
 EXPERIMENT_RUN = "_hparams"  # <experiment dir>/_hparams/: the experiment-level record
@@ -190,12 +199,20 @@ def check_run(run, problems):
              f"session end status {api_pb2.Status.Name(d.session_end_info.status)}, want STATUS_SUCCESS")
 
     images = tags["images"]
-    need(any(t.startswith("maps/") for t in images), "no emission map image")
-    need("scatter/test_predicted_vs_true_log_emission" in images, "no scatter image")
+    # The labelled figures (report's maps and scatter: axes, units, colour bars) have fixed
+    # widths; the font-less fallback's pictures do not, so a width tells which was written.
+    labelled_width = {"maps/": 1200, "scatter/": 560}
+    if not HAS_FONT:
+        labelled_width = {}  # the binary found no font either: pictures without labels
+    need(any(t.startswith("maps/") for t in images), f"no emission map image among {images}")
+    need(any(t.startswith("scatter/") for t in images), f"no scatter image among {images}")
     for t in images:
         img = acc.Images(t)[-1]
         need(img.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n", f"image {t} is not a PNG")
         need(img.width > 0 and img.height > 0, f"image {t} has no size")
+        for prefix, width in labelled_width.items():
+            if t.startswith(prefix):
+                need(img.width == width, f"image {t} is {img.width} px wide, want the labelled figure's {width}")
 
     for tag, key in BEST_CHECKPOINT.items():
         if model.get(key) is not None:

@@ -5,49 +5,16 @@
 //! OpenCarbon model's first seed when the experiment has one, else the best model's).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use plotters::prelude::*;
 
 use super::file_safe;
 use super::render::ramp;
 use crate::error::{Error, Result};
+use crate::track::atomic_write;
+use crate::track::plot::{self, font_ready, map_panel, plot_err, Title, FONT};
 use crate::track::records::RunMetrics;
-
-const FONT: &str = "sans-serif";
-
-/// Register a system DejaVu Sans (or $OPENCARBON_FONT) once; false when none is found.
-fn font_ready() -> bool {
-    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *READY.get_or_init(|| {
-        let candidates = std::env::var_os("OPENCARBON_FONT")
-            .map(PathBuf::from)
-            .into_iter()
-            .chain(
-                [
-                    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-                    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-                    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-                    "/usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf",
-                    "/Library/Fonts/Arial.ttf",
-                ]
-                .map(PathBuf::from),
-            );
-        for path in candidates {
-            if let Ok(bytes) = std::fs::read(&path) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font(FONT, FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
-        }
-        false
-    })
-}
-
-fn plot_err(e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("figure: {e}"))
-}
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let m = v.iter().sum::<f64>() / v.len() as f64;
@@ -59,56 +26,21 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
     (m, s)
 }
 
-/// Labels for a figure: the `name=value` entries that every bracketed OpenCarbon label shares
-/// (its training recipe) are replaced by `*`, and returned once, so that rows differ by what
-/// differs. Labels without a shared entry come back unchanged, with an empty recipe.
-fn short_labels(models: &[&str]) -> (Vec<String>, String) {
-    let entries = |m: &str| -> Option<Vec<String>> {
-        let inner = m.strip_prefix("opencarbon[")?.split(']').next()?;
-        Some(inner.split(',').map(str::to_string).collect())
-    };
-    let bracketed: Vec<Vec<String>> = models.iter().filter_map(|m| entries(m)).collect();
-    let Some(first) = bracketed.first() else {
-        return (
-            models.iter().map(|m| m.to_string()).collect(),
-            String::new(),
-        );
-    };
-    let shared: Vec<String> = first
-        .iter()
-        .filter(|e| e.contains('=') && bracketed.iter().all(|b| b.contains(e)))
-        .cloned()
-        .collect();
-    if shared.is_empty() {
-        return (
-            models.iter().map(|m| m.to_string()).collect(),
-            String::new(),
-        );
-    }
-    let short = models
-        .iter()
-        .map(|m| match entries(m) {
-            Some(own) => {
-                let mut kept: Vec<String> =
-                    own.into_iter().filter(|e| !shared.contains(e)).collect();
-                kept.push("*".into());
-                let rest = &m["opencarbon[".len()..];
-                let after = rest.split_once(']').map_or("", |(_, a)| a);
-                format!("opencarbon[{}]{after}", kept.join(","))
-            }
-            None => m.to_string(),
-        })
-        .collect();
-    (short, format!("* = {}", shared.join(", ")))
-}
+/// Pixels between the model names and the first panel.
+const TITLE_GAP: u32 = 16;
 
 /// Test R² per model (rows) and dataset (one panel each), mean and sample std over seeds.
 fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
     let mut models: Vec<&str> = Vec::new();
     let mut datasets: Vec<&str> = Vec::new();
     let mut cells: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    // OpenCarbon's rows are coloured apart from the baselines'.
+    let mut opencarbon: Vec<&str> = Vec::new();
     for r in runs {
         let Some(t) = &r.test else { continue };
+        if r.facts().is_opencarbon() {
+            opencarbon.push(&r.model);
+        }
         if !models.contains(&r.model.as_str()) {
             models.push(&r.model);
         }
@@ -128,22 +60,22 @@ fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
         })
         .fold(f64::INFINITY, f64::min)
         .clamp(-1.0, 0.5);
-    let (names, recipe) = short_labels(&models);
-    let label_px = 10 + 7 * names.iter().map(|m| m.len()).max().unwrap_or(10) as u32;
+    let names = &models;
+    let label_px = TITLE_GAP
+        + names
+            .iter()
+            .map(|m| crate::track::plot::text_width(m, 13))
+            .collect::<Result<Vec<u32>>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(60);
     let panel_w = 300;
-    let footer = if recipe.is_empty() { 0 } else { 22 };
-    let height = 110 + 34 * models.len() as u32 + footer;
     let width = label_px + panel_w * datasets.len() as u32 + 20;
+    let title = Title::new(title, 20, width)?;
+    let height = 80 + 34 * models.len() as u32 + title.height();
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let root = root.titled(title, (FONT, 20)).map_err(plot_err)?;
-    let (_, titled_h) = root.dim_in_pixel();
-    let (root, bottom_line) = root.split_vertically(titled_h as i32 - footer as i32);
-    if !recipe.is_empty() {
-        bottom_line
-            .draw(&Text::new(recipe.clone(), (6, 4), (FONT, 12)))
-            .map_err(plot_err)?;
-    }
+    let root = title.draw(&root)?;
     let (labels, panels) = root.split_horizontally(label_px);
     let panels = panels.split_evenly((1, datasets.len()));
     for (panel, dataset) in panels.iter().zip(&datasets) {
@@ -170,7 +102,7 @@ fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
             };
             let (m, s) = mean_std(v);
             let y = (models.len() - 1 - mi) as f64;
-            let colour = if model.starts_with("opencarbon") {
+            let colour = if opencarbon.contains(model) {
                 RGBColor(31, 119, 180)
             } else {
                 RGBColor(150, 150, 150)
@@ -205,7 +137,7 @@ fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
     for (mi, name) in names.iter().enumerate() {
         let y = top + (row * (mi as f64 + 0.5)) as i32 - 7;
         labels
-            .draw(&Text::new(name.clone(), (6, y), (FONT, 13)))
+            .draw(&Text::new(name.to_string(), (6, y), (FONT, 13)))
             .map_err(plot_err)?;
     }
     root.present().map_err(plot_err)
@@ -228,165 +160,6 @@ use crate::track::records::{
 
 fn read_predictions(run_dir: &Path) -> Result<Vec<PredictionRow>> {
     read_csv(run_dir, "predictions.csv")
-}
-
-/// A map panel: one square per tile coloured on [lo, hi] with a labelled colour bar.
-fn map_panel(
-    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
-    title: &str,
-    tiles: &[(u32, u32, f64)],
-    (lo, hi): (f64, f64),
-    colour: &dyn Fn(f64) -> RGBColor,
-    unit: &str,
-) -> Result<()> {
-    let (x0, x1) = tiles
-        .iter()
-        .fold((u32::MAX, 0), |(a, b), t| (a.min(t.0), b.max(t.0)));
-    let (y0, y1) = tiles
-        .iter()
-        .fold((u32::MAX, 0), |(a, b), t| (a.min(t.1), b.max(t.1)));
-    let (map_area, bar_area) = area.split_vertically(area.dim_in_pixel().1 - 70);
-    let mut chart = ChartBuilder::on(&map_area)
-        .caption(title, (FONT, 15))
-        .margin(8)
-        .build_cartesian_2d(x0 as f64..(x1 + 1) as f64, -((y1 + 1) as f64)..-(y0 as f64))
-        .map_err(plot_err)?;
-    chart
-        .draw_series(tiles.iter().map(|&(x, y, v)| {
-            Rectangle::new(
-                [(x as f64, -(y as f64)), (x as f64 + 1.0, -(y as f64 + 1.0))],
-                colour(v).filled(),
-            )
-        }))
-        .map_err(plot_err)?;
-    let mut bar = ChartBuilder::on(&bar_area)
-        .margin_left(20)
-        .margin_right(20)
-        .x_label_area_size(34)
-        .build_cartesian_2d(lo..hi, 0.0..1.0f64)
-        .map_err(plot_err)?;
-    bar.configure_mesh()
-        .disable_mesh()
-        .disable_y_axis()
-        .x_labels(5)
-        .x_desc(unit)
-        .label_style((FONT, 11))
-        .axis_desc_style((FONT, 11))
-        .draw()
-        .map_err(plot_err)?;
-    let steps = 100;
-    bar.draw_series((0..steps).map(|i| {
-        let a = lo + (hi - lo) * i as f64 / steps as f64;
-        let b = lo + (hi - lo) * (i + 1) as f64 / steps as f64;
-        Rectangle::new([(a, 0.0), (b, 1.0)], colour((a + b) / 2.0).filled())
-    }))
-    .map_err(plot_err)?;
-    Ok(())
-}
-
-/// Maps of true, predicted and error (predicted − true) log emission of every assigned tile
-/// of `dataset` in one run.
-fn maps(path: &Path, title: &str, rows: &[&PredictionRow]) -> Result<()> {
-    let truth: Vec<(u32, u32, f64)> = rows.iter().map(|r| (r.x, r.y, r.target)).collect();
-    let pred: Vec<(u32, u32, f64)> = rows.iter().map(|r| (r.x, r.y, r.prediction)).collect();
-    let err: Vec<(u32, u32, f64)> = rows
-        .iter()
-        .map(|r| (r.x, r.y, r.prediction - r.target))
-        .collect();
-    let range = super::render::robust_range(truth.iter().map(|t| t.2));
-    let e_max = super::render::robust_range(err.iter().map(|t| t.2.abs())).1;
-    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let root = root.titled(title, (FONT, 18)).map_err(plot_err)?;
-    let panels = root.split_evenly((1, 3));
-    let viridis = move |v: f64| {
-        let c = ramp(v, range.0, range.1);
-        RGBColor(c[0], c[1], c[2])
-    };
-    // Diverging blue-white-red for the error.
-    let diverging = move |v: f64| {
-        let t = (v / e_max).clamp(-1.0, 1.0);
-        let (r, g, b) = if t < 0.0 {
-            (1.0 + t, 1.0 + t, 1.0)
-        } else {
-            (1.0, 1.0 - t, 1.0 - t)
-        };
-        RGBColor((r * 255.0) as u8, (g * 255.0) as u8, (b * 255.0) as u8)
-    };
-    let unit = "log emission (ln of the dataset's unit)";
-    map_panel(&panels[0], "true", &truth, range, &viridis, unit)?;
-    map_panel(&panels[1], "predicted", &pred, range, &viridis, unit)?;
-    map_panel(
-        &panels[2],
-        "error: predicted − true",
-        &err,
-        (-e_max, e_max),
-        &diverging,
-        "log emission difference",
-    )?;
-    root.present().map_err(plot_err)
-}
-
-/// Predicted against true log emission of the test tiles, with the 1:1 line.
-fn scatter(path: &Path, title: &str, rows: &[&PredictionRow]) -> Result<()> {
-    let test: Vec<(f64, f64)> = rows
-        .iter()
-        .filter(|r| r.split == "test")
-        .map(|r| (r.target, r.prediction))
-        .collect();
-    if test.is_empty() {
-        return Ok(());
-    }
-    let (lo, hi) = test
-        .iter()
-        .flat_map(|p| [p.0, p.1])
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-    let pad = (hi - lo).max(1e-6) * 0.05;
-    let (lo, hi) = (lo - pad, hi + pad);
-    let root = BitMapBackend::new(path, (560, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 16))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(lo..hi, lo..hi)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("true log emission")
-        .y_desc("predicted log emission")
-        .label_style((FONT, 12))
-        .axis_desc_style((FONT, 13))
-        .draw()
-        .map_err(plot_err)?;
-    chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(lo, lo), (hi, hi)],
-            RED.stroke_width(2),
-        )))
-        .map_err(plot_err)?
-        .label("1:1")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(2)));
-    chart
-        .draw_series(
-            test.iter()
-                .map(|&(t, p)| Circle::new((t, p), 3, RGBColor(31, 119, 180).mix(0.6).filled())),
-        )
-        .map_err(plot_err)?
-        .label(format!("test tiles ({})", test.len()))
-        .legend(|(x, y)| Circle::new((x + 8, y), 3, RGBColor(31, 119, 180).filled()));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 12))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)
 }
 
 /// OpenCarbon's centre-fusion weight on the POI modality per tile (modality_weights.csv) as a
@@ -414,9 +187,10 @@ fn modality_weights(path: &Path, title: &str, run_dir: &Path, city: &str) -> Res
                 .collect()
         })
         .unwrap_or_default();
-    let root = BitMapBackend::new(path, (1000, 520)).into_drawing_area();
+    let title = Title::new(title, 18, 1000)?;
+    let root = BitMapBackend::new(path, (1000, 490 + title.height())).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let root = root.titled(title, (FONT, 18)).map_err(plot_err)?;
+    let root = title.draw(&root)?;
     let (left, right) = root.split_horizontally(520);
     let colour = |v: f64| {
         let c = ramp(v, 0.0, 1.0);
@@ -476,11 +250,12 @@ fn category_importance(path: &Path, title: &str, run_dir: &Path) -> Result<bool>
         return Ok(false);
     }
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9) * 1.15;
-    let height = 90 + 26 * rows.len() as u32;
+    let title = Title::new(title, 14, 720)?;
+    let height = 70 + 26 * rows.len() as u32 + title.height();
     let root = BitMapBackend::new(path, (720, height)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 14))
+    let below = title.draw(&root)?;
+    let mut chart = ChartBuilder::on(&below)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(110)
@@ -540,10 +315,12 @@ fn atomically<T>(path: &Path, draw: impl FnOnce(&Path) -> Result<T>) -> Result<T
 
 /// Write every figure; returns (caption, path relative to the experiment dir). Nothing (and a
 /// warning) when no font is available.
+/// `units` gives each dataset label's emission unit where known.
 pub fn write_figures(
     experiment_dir: &Path,
     title: &str,
     runs: &[RunMetrics],
+    units: &[(String, String)],
 ) -> Result<Vec<(String, String)>> {
     if !font_ready() {
         crate::track::progress::warn(
@@ -609,20 +386,27 @@ pub fn write_figures(
             }
             let base = format!("{}_{}", file_safe(split), file_safe(dataset));
             let what = format!("{} (seed {seed}, run {})", run.model, run.run_id);
-            atomically(&dir.join(format!("maps_{base}.png")), |p| {
-                maps(p, &format!("{dataset}, split {split}: {what}"), &mine)
-            })?;
+            let unit = units
+                .iter()
+                .find(|(d, _)| d == dataset)
+                .map(|(_, u)| u.as_str());
+            let maps = plot::maps(&format!("{dataset}, split {split}: {what}"), &mine, unit)?;
+            let name = format!("maps_{base}.png");
+            atomic_write(&dir.join(&name), &maps.png()?)?;
             out.push((
                 format!("Maps, {dataset}, split `{split}`: {what}"),
-                format!("figures/maps_{base}.png"),
+                format!("figures/{name}"),
             ));
-            atomically(&dir.join(format!("scatter_{base}.png")), |p| {
-                scatter(p, &format!("{dataset}, {split}: {what}"), &mine)
-            })?;
-            out.push((
-                format!("Predicted vs true, {dataset}, split `{split}`: {what}"),
-                format!("figures/scatter_{base}.png"),
-            ));
+            if let Some(scatter) =
+                plot::scatter(&format!("{dataset}, {split}: {what}"), &mine, unit)?
+            {
+                let name = format!("scatter_{base}.png");
+                atomic_write(&dir.join(&name), &scatter.png()?)?;
+                out.push((
+                    format!("Predicted vs true, {dataset}, split `{split}`: {what}"),
+                    format!("figures/{name}"),
+                ));
+            }
             let importance = dir.join(format!("poi_categories_{base}.png"));
             if atomically(&importance, |p| {
                 category_importance(
@@ -651,32 +435,4 @@ pub fn write_figures(
         }
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod label_tests {
-    use super::short_labels;
-
-    #[test]
-    fn shared_recipe_entries_are_shown_once() {
-        let (short, recipe) = short_labels(&[
-            "opencarbon[lr=0.002,max_epochs=16]",
-            "opencarbon[lr=0.002,max_epochs=16][poi-only]",
-            "opencarbon[no-se,lr=0.002,max_epochs=16]",
-            "lasso(a=0.003)",
-        ]);
-        assert_eq!(
-            short,
-            [
-                "opencarbon[*]",
-                "opencarbon[*][poi-only]",
-                "opencarbon[no-se,*]",
-                "lasso(a=0.003)"
-            ]
-        );
-        assert_eq!(recipe, "* = lr=0.002, max_epochs=16");
-        let (same, none) = short_labels(&["opencarbon", "opencarbon[no-se]", "mlp"]);
-        assert_eq!(same, ["opencarbon", "opencarbon[no-se]", "mlp"]);
-        assert!(none.is_empty());
-    }
 }

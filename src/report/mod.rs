@@ -23,8 +23,30 @@ pub const TABLE_METRICS: [(&str, &str); 4] = [
     ("r2", "R²"),
     ("rmse", "RMSE"),
     ("mae", "MAE"),
-    ("mape", "MAPE"),
+    ("mape", "MAPE %"),
 ];
+
+/// A metric's value as tables show it: MAPE, stored as a fraction, in percent with one
+/// decimal; the others with three decimals.
+pub fn shown_metric(metric: &str, value: f64) -> String {
+    if metric == "mape" {
+        format!("{:.1}", 100.0 * value)
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// `mean ± std` (`pm`: the output format's ±) of a metric as tables show it.
+pub fn shown_mean_std(metric: &str, mean: f64, std: Option<f64>, pm: &str) -> String {
+    match std {
+        Some(s) => format!(
+            "{} {pm} {}",
+            shown_metric(metric, mean),
+            shown_metric(metric, s)
+        ),
+        None => shown_metric(metric, mean),
+    }
+}
 
 fn polars_err(e: PolarsError) -> Error {
     Error::Internal(format!("polars: {e}"))
@@ -245,19 +267,38 @@ pub fn tables(agg: &DataFrame) -> Result<Vec<Table>> {
     Ok(out)
 }
 
-/// A cell: mean ± std, with the number of runs only where it differs from the table's usual n.
-fn cell_text(c: &Option<Cell>, usual_n: u64) -> String {
-    let n_note = |n: &u64| {
-        if *n == usual_n {
-            String::new()
-        } else {
-            format!(" (n={n})")
-        }
-    };
+/// A cell of `metric`: mean ± std, with the number of runs only where it differs from the
+/// table's usual n.
+fn cell_text(metric: &str, c: &Option<Cell>, usual_n: u64) -> String {
     match c {
-        Some((mean, Some(std), n)) => format!("{mean:.3} ± {std:.3}{}", n_note(n)),
-        Some((mean, None, n)) => format!("{mean:.3}{}", n_note(n)),
+        Some((mean, std, n)) => {
+            let n_note = if *n == usual_n {
+                String::new()
+            } else {
+                format!(" (n={n})")
+            };
+            format!("{}{n_note}", shown_mean_std(metric, *mean, *std, "±"))
+        }
         None => "–".into(),
+    }
+}
+
+/// What RMSE and MAE are measured in: "RMSE and MAE in ln(t CO2 / year)." when every dataset
+/// of the table has that unit, each dataset's where they differ, and saying so where unknown.
+fn units_sentence(datasets: &[String], units: &[(String, String)]) -> String {
+    let unit_of = |d: &String| units.iter().find(|(n, _)| n == d).map(|(_, u)| u.as_str());
+    let mut distinct: Vec<Option<&str>> = datasets.iter().map(unit_of).collect();
+    distinct.dedup();
+    match distinct.as_slice() {
+        [Some(unit)] => format!("RMSE and MAE in ln({unit})."),
+        [None] => "RMSE and MAE in ln of the datasets' emission unit (not recorded).".into(),
+        _ => {
+            let each: Vec<String> = datasets
+                .iter()
+                .map(|d| format!("{d} ln({})", unit_of(d).unwrap_or("unit not recorded")))
+                .collect();
+            format!("RMSE and MAE in {}.", each.join(", "))
+        }
     }
 }
 
@@ -274,11 +315,13 @@ impl Table {
             .map_or(0, |(n, _)| n)
     }
 
-    pub fn markdown(&self, title: &str) -> String {
+    /// The table in Markdown; `units` gives each dataset's emission unit where known.
+    pub fn markdown(&self, title: &str, units: &[(String, String)]) -> String {
         let usual_n = self.usual_n();
         let mut s = format!(
-            "### {title}: split `{}`\n\nTest metrics on log emission, mean ± std over seeds, n = {usual_n} runs per cell unless marked. R² higher is better; RMSE, MAE, MAPE lower.\n\n| model |",
-            self.split
+            "### {title}: split `{}`\n\nTest metrics on ln emission, mean ± std over seeds, n = {usual_n} runs per cell unless marked. {} MAPE in percent of ln emission. R² higher is better; RMSE, MAE, MAPE lower.\n\n| model |",
+            self.split,
+            units_sentence(&self.datasets, units),
         );
         for d in &self.datasets {
             for (_, label) in TABLE_METRICS {
@@ -292,7 +335,13 @@ impl Table {
             write!(s, "| {model} |").unwrap();
             for di in 0..self.datasets.len() {
                 for k in 0..TABLE_METRICS.len() {
-                    write!(s, " {} |", cell_text(&self.cells[mi][di][k], usual_n)).unwrap();
+                    let metric = TABLE_METRICS[k].0;
+                    write!(
+                        s,
+                        " {} |",
+                        cell_text(metric, &self.cells[mi][di][k], usual_n)
+                    )
+                    .unwrap();
                 }
             }
             s.push('\n');
@@ -327,6 +376,22 @@ fn file_safe(label: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The emission unit of each dataset label of `summaries` (a cross-city label such as
+/// `london>beijing` included) whose datasets all record the same one.
+pub fn units_by_dataset(summaries: &[RunSummary]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for s in summaries {
+        let mut units: Vec<&String> = s.units.iter().map(|(_, u)| u).collect();
+        units.dedup();
+        if let [unit] = units.as_slice() {
+            if !out.iter().any(|(d, _)| d == &s.metrics.dataset) {
+                out.push((s.metrics.dataset.clone(), unit.to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// Say when an experiment's runs were made by several commits or by a build whose source
@@ -399,7 +464,10 @@ pub fn write_report(
         )));
     }
     check_builds(experiment_dir, &summaries, strict)?;
-    let runs: Vec<RunMetrics> = summaries.iter().map(|s| s.metrics.clone()).collect();
+    // Tables, the headline and figures show each model by the model part of its short name.
+    let shown = crate::track::names::with_model_names(&summaries);
+    let runs: Vec<RunMetrics> = shown.iter().map(|s| s.metrics.clone()).collect();
+    let units = units_by_dataset(&summaries);
     // Temp files of reports killed earlier (tables are written by temp and rename).
     crate::track::remove_dead_temps(experiment_dir)?;
     crate::track::remove_dead_temps(&experiment_dir.join("tables"))?;
@@ -414,13 +482,17 @@ pub fn write_report(
         .map(|s| crate::track::records::viewer_params(&s.params))
         .collect();
     crate::track::tensorboard::write_hparams_experiment(experiment_dir, &viewer_params, &tags)?;
+    let names = crate::track::names::names_of(&summaries);
     let named: Vec<(String, String)> = summaries
         .iter()
         .map(|s| s.metrics.run_id.clone())
-        .zip(crate::track::names::names_of(&summaries))
+        .zip(names.iter().cloned())
         .collect();
     crate::track::tensorboard::write_named_view(experiment_dir, &named)?;
-    let mut summary = summary_frame_of(&summaries)?;
+    let mut summary = summary_frame_of(&shown)?;
+    summary
+        .insert_column(1, Column::new("name".into(), names))
+        .map_err(polars_err)?;
     let mut buf = Vec::new();
     CsvWriter::new(&mut buf)
         .finish(&mut summary)
@@ -431,7 +503,7 @@ pub fn write_report(
     let tables_dir: PathBuf = experiment_dir.join("tables");
     let mut all = format!("# {title}\n\n{} finished runs.\n\n", runs.len());
     for t in tables(&agg)? {
-        let md = t.markdown(title);
+        let md = t.markdown(title, &units);
         let name = file_safe(&t.split);
         atomic_write(&tables_dir.join(format!("{name}.md")), md.as_bytes())?;
         atomic_write(&tables_dir.join(format!("{name}.csv")), t.csv().as_bytes())?;
@@ -444,7 +516,7 @@ pub fn write_report(
         all.push_str(&headline);
         all.push('\n');
     }
-    let figures = figures::write_figures(experiment_dir, title, &runs)?;
+    let figures = figures::write_figures(experiment_dir, title, &runs, &units)?;
     if !figures.is_empty() {
         all.push_str("### Figures\n\n");
         for (caption, path) in &figures {
@@ -498,7 +570,7 @@ mod tests {
         assert!((mean - 0.6).abs() < 1e-12);
         assert!((std.unwrap() - 0.02f64.sqrt()).abs() < 1e-12); // sample std of 0.5, 0.7
         assert_eq!(n, 2);
-        let md = t.markdown("x");
+        let md = t.markdown("x", &[]);
         assert!(md.contains("n = 2 runs per cell"), "{md}");
         assert!(md.contains("| ols | 0.600 ± 0.141 |"), "{md}");
         assert!(md.contains("| lasso | 0.900 (n=1) |"), "{md}");

@@ -38,8 +38,12 @@ pub struct Pivot {
     pub notes: Vec<String>,
 }
 
-/// The value of axis `name` for a run ("—" when the run has no such parameter).
+/// The value of axis `name` for a run ("—" when the run has no such parameter); the `model`
+/// axis shows the model part of the run's short name (`names::with_model_names`).
 fn axis_value(run: &RunSummary, name: &str) -> String {
+    if name == "model" {
+        return run.metrics.model.clone();
+    }
     run.params
         .iter()
         .find(|(k, _)| k == name)
@@ -67,6 +71,7 @@ fn mean_std(v: &[f64]) -> (f64, Option<f64>) {
 
 /// Build the pivot table of `runs`.
 pub fn pivot(runs: &[RunSummary], spec: &PivotSpec) -> Result<Pivot> {
+    let runs = &crate::track::names::with_model_names(runs);
     let known: Vec<String> = super::param_names(runs);
     let axes: Vec<&String> = spec
         .rows
@@ -188,8 +193,8 @@ impl Pivot {
         (0..self.col_keys.len())
             .map(|c| match self.cells.get(&(r, c)) {
                 None => String::new(),
-                Some(v) if self.best_row(c) == Some(r) => best(&format_cell(v, pm)),
-                Some(v) => plain(&format_cell(v, pm)),
+                Some(v) if self.best_row(c) == Some(r) => best(&self.format_cell(v, pm)),
+                Some(v) => plain(&self.format_cell(v, pm)),
             })
             .collect()
     }
@@ -205,9 +210,26 @@ impl Pivot {
         }
     }
 
+    /// The metric's name as the cells show it (`test_mape` in %).
+    fn metric_part(&self) -> &str {
+        self.spec.metric.split_once('_').map_or("", |(_, m)| m)
+    }
+
+    /// `mean ± std` (or `mean` for one run) as tables show the metric; `pm` is the output
+    /// format's ±.
+    fn format_cell(&self, v: &[f64], pm: &str) -> String {
+        let (mean, std) = mean_std(v);
+        super::shown_mean_std(self.metric_part(), mean, std, pm)
+    }
+
     fn caption(&self) -> String {
+        let percent = if self.metric_part() == "mape" {
+            " in %"
+        } else {
+            ""
+        };
         format!(
-            "{} ({}), mean ± sample std over {}; best per column in bold.",
+            "{}{percent} ({}), mean ± sample std over {}; best per column in bold.",
             self.spec.metric,
             if self.lower_is_better {
                 "lower is better"
@@ -321,14 +343,6 @@ impl Pivot {
     }
 }
 
-/// `mean ± std` (or `mean (n=1)`) with 3 decimals; `pm` is the ± of the output format.
-fn format_cell(v: &[f64], pm: &str) -> String {
-    match mean_std(v) {
-        (m, Some(s)) => format!("{m:.3} {pm} {s:.3}"),
-        (m, None) => format!("{m:.3}"),
-    }
-}
-
 fn csv_line(fields: &[String]) -> String {
     fields
         .iter()
@@ -390,7 +404,10 @@ mod tests {
                 valid: None,
                 test: Some(m),
                 fit_seconds: 0.0,
-                facts: None,
+                facts: Some(crate::track::records::ModelFacts {
+                    family: "lasso".into(),
+                    ..Default::default()
+                }),
             },
             params: vec![
                 ("dataset".into(), ParamValue::Text(dataset.into())),
@@ -403,6 +420,7 @@ mod tests {
             ],
             commit: None,
             dirty: None,
+            units: vec![],
         }
     }
 
@@ -427,14 +445,38 @@ mod tests {
         assert_eq!(p.row_keys.len(), 3, "b at 32 and at 64 px stay apart");
         assert!(p.notes[0].contains("image_size"), "{:?}", p.notes);
         let md = p.markdown();
-        assert!(md.contains("| a | 32 | 0.600 ± 0.141 |"), "{md}");
-        assert!(md.contains("| b | 32 | **0.900** |"), "{md}");
+        // The model axis shows short names: the kind and the field that varies.
+        assert!(
+            md.contains("| lasso alpha=0.1 | 32 | 0.600 ± 0.141 |"),
+            "{md}"
+        );
+        assert!(md.contains("| lasso alpha=0.2 | 32 | **0.900** |"), "{md}");
         let tex = p.latex();
         assert!(
             tex.contains("\\toprule") && tex.contains("$\\mathbf{0.900}$"),
             "{tex}"
         );
-        assert!(p.csv().contains("a,32,x,0.6"), "{}", p.csv());
+        assert!(p.csv().contains("lasso alpha=0.1,32,x,0.6"), "{}", p.csv());
+        // MAPE, stored as a fraction (0.1), is shown in percent; the CSV keeps the fraction.
+        let mape = pivot(
+            &runs,
+            &PivotSpec {
+                metric: "test_mape".into(),
+                ..spec.clone()
+            },
+        )
+        .unwrap();
+        assert!(
+            mape.markdown().starts_with("test_mape in %"),
+            "{}",
+            mape.markdown()
+        );
+        assert!(
+            mape.markdown().contains("| **10.0 ± 0.0** |"),
+            "{}",
+            mape.markdown()
+        );
+        assert!(mape.csv().contains(",0.1,0,2"), "{}", mape.csv());
         let bad = PivotSpec {
             rows: vec!["nope".into()],
             ..spec

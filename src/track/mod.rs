@@ -16,6 +16,7 @@ pub mod event_file;
 pub mod fault;
 pub mod mlflow;
 pub mod names;
+pub mod plot;
 pub mod progress;
 pub mod provenance;
 pub mod records;

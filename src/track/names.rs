@@ -6,7 +6,7 @@
 //! resolved configuration stays in config.yaml and the params; the run directory stays the
 //! run id.
 
-use super::records::{ModelFacts, ParamValue};
+use super::records::{ModelFacts, ParamValue, RunSummary};
 
 /// What naming one run needs: its id, params (`records::run_params`) and facts.
 pub struct Nameable<'a> {
@@ -99,8 +99,8 @@ pub fn run_names(runs: &[Nameable]) -> Vec<String> {
         .collect()
 }
 
-/// The short name of each of `summaries` (the runs of one experiment that count).
-pub fn names_of(summaries: &[super::records::RunSummary]) -> Vec<String> {
+/// `name` applied to `summaries` (the runs of one experiment that count) seen as `Nameable`s.
+fn named<T>(summaries: &[RunSummary], name: impl Fn(&[Nameable]) -> T) -> T {
     let facts: Vec<ModelFacts> = summaries.iter().map(|s| s.metrics.facts()).collect();
     let nameable: Vec<Nameable> = summaries
         .iter()
@@ -111,7 +111,26 @@ pub fn names_of(summaries: &[super::records::RunSummary]) -> Vec<String> {
             facts: f,
         })
         .collect();
-    run_names(&nameable)
+    name(&nameable)
+}
+
+/// The short name of each of `summaries` (the runs of one experiment that count).
+pub fn names_of(summaries: &[RunSummary]) -> Vec<String> {
+    named(summaries, run_names)
+}
+
+/// `summaries` as tables, figures and pivots show them: each run's `metrics.model` (the long
+/// label, which stays in the `model` param) replaced by the model part of its short name.
+pub fn with_model_names(summaries: &[RunSummary]) -> Vec<RunSummary> {
+    named(summaries, model_names)
+        .into_iter()
+        .zip(summaries)
+        .map(|(name, s)| {
+            let mut shown = s.clone();
+            shown.metrics.model = name;
+            shown
+        })
+        .collect()
 }
 
 /// Longest directory name written, in bytes (file systems allow 255).

@@ -97,7 +97,12 @@ impl ModelFacts {
     /// A full OpenCarbon (whatever its training recipe): the model the headline compares
     /// with the baselines, and whose embeddings GraphSAGE's `embeddings_from` reads.
     pub fn is_full_opencarbon(&self) -> bool {
-        self.family == "opencarbon" && self.is_full()
+        self.is_opencarbon() && self.is_full()
+    }
+
+    /// An OpenCarbon, full or ablated.
+    pub fn is_opencarbon(&self) -> bool {
+        self.family == "opencarbon"
     }
 }
 
@@ -208,6 +213,26 @@ pub struct DatasetStamp {
     pub name: String,
     pub path: String,
     pub fingerprint: String,
+    /// The emission's unit (dataset.yaml's `target.unit`). Absent from runs written before
+    /// it was recorded: `unit_of` then reads it from the dataset, if it is still there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+impl DatasetStamp {
+    /// The dataset's emission unit: the recorded one, else dataset.yaml's `target.unit` at the
+    /// recorded path (relative to where the run ran, usually where `report` runs too).
+    pub fn unit_of(&self) -> Option<String> {
+        if self.unit.is_some() {
+            return self.unit.clone();
+        }
+        let text = fs::read_to_string(Path::new(&self.path).join("dataset.yaml")).ok()?;
+        let meta: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+        meta.get("target")?
+            .get("unit")?
+            .as_str()
+            .map(str::to_string)
+    }
 }
 
 /// `config.yaml`: the resolved job. `J` is the job configuration's type for its writer and
@@ -415,6 +440,8 @@ pub struct RunSummary {
     pub params: Vec<(String, ParamValue)>,
     pub commit: Option<String>,
     pub dirty: Option<bool>,
+    /// (dataset name, emission unit) of each dataset the run read whose unit is known.
+    pub units: Vec<(String, String)>,
 }
 
 /// `RunSummary` of every finished run under `experiment_dir`, in plan order.
@@ -462,6 +489,11 @@ pub fn collect_summaries_of(
             metrics,
             commit: manifest.git_commit,
             dirty: manifest.git_dirty,
+            units: manifest
+                .datasets
+                .iter()
+                .filter_map(|d| Some((d.name.clone(), d.unit_of()?)))
+                .collect(),
         });
     }
     out.sort_by_key(|r| (r.metrics.job_index, r.metrics.run_id.clone()));

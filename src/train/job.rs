@@ -18,49 +18,15 @@ pub use crate::models::{Fitted, Row};
 
 use crate::track::tensorboard::{BEST_CHECKPOINT_TAGS, FINAL_METRIC_TAGS};
 
-/// End-of-run TensorBoard records: the resolved job as text, the final metrics as scalars
-/// and HParams, the true and predicted emission maps side by side (one per dataset, tiles
-/// outside the job grey) and the predicted-vs-true scatter of the test tiles.
-fn board_summary(
-    job: &Job,
-    params: &[(String, crate::track::tensorboard::HParam)],
+/// TensorBoard's maps (true beside predicted, tiles outside the job grey) and test scatter
+/// without a font: pictures only, no axes or labels.
+fn unlabelled_images(
     datasets: &[&PreparedDataset],
     rows: &[Row],
-    fitted: &crate::models::Fitted,
-    metrics: &[Option<Metrics>; 3],
-    run: &mut RunDir,
+    predictions: &[f64],
+    board: &mut crate::track::tensorboard::Board,
 ) -> Result<()> {
-    let (predictions, description) = (&fitted.predictions, &fitted.description);
     use crate::track::render::{robust_range, scatter, tile_map};
-    // The resolved configuration as a person reads it: every field, defaults included, and
-    // the model's kind as YAML names it.
-    let mut shown =
-        serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
-    shown["model"]["model"] = job.config.model.model.resolved_json();
-    let yaml = serde_yaml::to_string(&shown).map_err(|e| Error::Internal(e.to_string()))?;
-    let board = run.board();
-    board.text(
-        "config",
-        &format!("run `{}`\n\n```yaml\n{yaml}```", job.run_id),
-        0,
-    );
-    for (tag, _) in FINAL_METRIC_TAGS {
-        let (part, m) = tag["metrics/".len()..].split_once('_').unwrap();
-        let part = SplitPart::ALL.iter().position(|p| p.as_str() == part);
-        if let Some(v) = part
-            .and_then(|p| metrics[p].as_ref())
-            .and_then(|x| x.get(m))
-        {
-            board.scalar(tag, v, 0);
-        }
-    }
-    for (tag, key) in BEST_CHECKPOINT_TAGS {
-        if let Some(v) = description.get(key).and_then(|v| v.as_f64()) {
-            board.scalar(tag, v, 0);
-        }
-    }
-    board.hparams_session(&records::viewer_params(params), &job.run_id);
-
     for (d, ds) in datasets.iter().enumerate() {
         let n = ds.data.tiles.len();
         let (mut truth, mut pred) = (vec![None; n], vec![None; n]);
@@ -105,6 +71,100 @@ fn board_summary(
             pic.height,
             0,
         );
+    }
+    Ok(())
+}
+
+/// End-of-run TensorBoard records: the resolved job as text, the final metrics as scalars
+/// and HParams, the true and predicted emission maps side by side (one per dataset, tiles
+/// outside the job grey) and the predicted-vs-true scatter of the test tiles.
+fn board_summary(
+    job: &Job,
+    params: &[(String, crate::track::tensorboard::HParam)],
+    datasets: &[&PreparedDataset],
+    rows: &[Row],
+    fitted: &crate::models::Fitted,
+    predicted: &[PredictionRow],
+    metrics: &[Option<Metrics>; 3],
+    run: &mut RunDir,
+) -> Result<()> {
+    let description = &fitted.description;
+    // The resolved configuration as a person reads it: every field, defaults included, and
+    // the model's kind as YAML names it.
+    let mut shown =
+        serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
+    shown["model"]["model"] = job.config.model.model.resolved_json();
+    let yaml = serde_yaml::to_string(&shown).map_err(|e| Error::Internal(e.to_string()))?;
+    let board = run.board();
+    board.text(
+        "config",
+        &format!("run `{}`\n\n```yaml\n{yaml}```", job.run_id),
+        0,
+    );
+    for (tag, _) in FINAL_METRIC_TAGS {
+        let (part, m) = tag["metrics/".len()..].split_once('_').unwrap();
+        let part = SplitPart::ALL.iter().position(|p| p.as_str() == part);
+        if let Some(v) = part
+            .and_then(|p| metrics[p].as_ref())
+            .and_then(|x| x.get(m))
+        {
+            board.scalar(tag, v, 0);
+        }
+    }
+    for (tag, key) in BEST_CHECKPOINT_TAGS {
+        if let Some(v) = description.get(key).and_then(|v| v.as_f64()) {
+            board.scalar(tag, v, 0);
+        }
+    }
+    board.hparams_session(&records::viewer_params(params), &job.run_id);
+
+    // The model part of the run's short name as far as one run tells it (kind and ablation
+    // tags; the fields that vary within the experiment are only known to `report`).
+    let job_json = serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
+    let facts = records::ModelFacts::of_job(job.config.model.model.kind(), &job_json);
+    let name = crate::track::names::model_names(&[crate::track::names::Nameable {
+        run_id: &job.run_id,
+        params: &[],
+        facts: &facts,
+    }])
+    .remove(0);
+    if crate::track::plot::font_ready() {
+        // The same maps and scatter as `report`'s figures: axes, units and colour bars.
+        for ds in datasets {
+            let city = &ds.entry.name;
+            let mine: Vec<&PredictionRow> =
+                predicted.iter().filter(|r| &r.dataset == city).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let unit = Some(ds.data.meta.target.unit.as_str());
+            let what = format!(
+                "{city}: {name} (seed {}, run {})",
+                job.config.seed, job.run_id
+            );
+            let maps = crate::track::plot::maps(&what, &mine, unit)?;
+            board.image_png(
+                &format!("maps/{city}_true_predicted_error_log_emission"),
+                maps.png()?,
+                maps.width,
+                maps.height,
+                0,
+            );
+            if let Some(scatter) = crate::track::plot::scatter(&what, &mine, unit)? {
+                board.image_png(
+                    &format!("scatter/{city}_test_predicted_vs_true_log_emission"),
+                    scatter.png()?,
+                    scatter.width,
+                    scatter.height,
+                    0,
+                );
+            }
+        }
+    } else {
+        crate::track::progress::warn(
+            "no TrueType font found (DejaVu Sans or $OPENCARBON_FONT): TensorBoard's maps and scatter without axes or labels",
+        );
+        unlabelled_images(datasets, rows, &fitted.predictions, board)?;
     }
     board.flush()?;
     Ok(())
@@ -230,6 +290,7 @@ pub(super) fn fit_and_evaluate(
         datasets,
         &rows,
         &fitted,
+        &predictions,
         &[train, valid, test],
         run,
     )?;

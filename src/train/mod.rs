@@ -421,6 +421,7 @@ fn run_job(
                 name: d.entry.name.clone(),
                 path: d.path.display().to_string(),
                 fingerprint: d.fingerprint.clone(),
+                unit: Some(d.data.meta.target.unit.clone()),
             })
             .collect(),
     };

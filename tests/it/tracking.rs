@@ -22,7 +22,7 @@ fn compare_pairs_runs_by_what_they_are() {
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("| tiny | random | lasso(a=0.01) | 0."),
+        r.stdout.contains("| tiny | random | lasso alpha=0.01 | 0."),
         "{}",
         r.stdout
     );

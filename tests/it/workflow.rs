@@ -67,9 +67,21 @@ fn plan_run_rerun_and_report() {
     }
     assert!(cli.path("results/tiny_exp/summary.csv").is_file());
     let table = read(&cli.path("results/tiny_exp/tables/block2.md"));
+    // Rows by short name (the kind and what varies within it), the unit from dataset.yaml,
+    // MAPE in percent; summary.csv names each run.
     assert!(
-        table.contains("| lasso(a=0.01) |") && table.contains("tiny R²"),
+        table.contains("| lasso alpha=0.01 |")
+            && table.contains("| random_forest |")
+            && table.contains("tiny R²")
+            && table.contains("tiny MAPE % |")
+            && table.contains("RMSE and MAE in ln(t CO2 / year)."),
         "{table}"
+    );
+    let summary = read(&cli.path("results/tiny_exp/summary.csv"));
+    assert!(
+        summary.starts_with("run_id,name,dataset,model,")
+            && summary.contains(",lasso alpha=0.1 tiny block2 s1,tiny,lasso alpha=0.1,"),
+        "{summary}"
     );
     assert!(table.contains("n = 2 runs per cell"), "{table}");
 
