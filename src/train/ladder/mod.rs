@@ -111,20 +111,20 @@ fn ladder_split(plan: &Plan) -> Result<&SplitSpec> {
     }
 }
 
-/// The runs' scores by (dataset, seed): feature baselines and oracles, by model label.
+/// The runs' scores by (dataset, seed): feature baselines and oracles, by short model name.
 type RunScores = BTreeMap<(String, u64), (BTreeMap<String, Scores>, BTreeMap<String, Scores>)>;
 
 fn run_scores(plan: &Plan) -> Result<RunScores> {
     let oracle_kind = <OracleConfig as Model>::KIND;
     let mut out = RunScores::new();
     let mut ignored = std::collections::BTreeSet::new();
-    for job in &plan.jobs {
+    for (job, name) in plan.jobs.iter().zip(plan.model_names()) {
         let spec = &job.config.model;
         let kind = spec.model.kind();
         let is_baseline =
             FEATURE_BASELINE_KINDS.contains(&kind) && spec.inputs == Inputs::default();
         if kind != oracle_kind && !is_baseline {
-            ignored.insert(spec.label());
+            ignored.insert(name);
             continue;
         }
         let m: RunMetrics = read_json(&plan.run_dir(job), "metrics.json")?;
@@ -141,7 +141,7 @@ fn run_scores(plan: &Plan) -> Result<RunScores> {
         } else {
             &mut entry.0
         };
-        by_label.insert(spec.label(), scores);
+        by_label.insert(name, scores);
     }
     if !ignored.is_empty() {
         progress::warn(&format!(
