@@ -168,6 +168,9 @@ pub struct Adam<D: Storage<f32>> {
     /// Clip the gradients to this global norm before each update (PyTorch's
     /// `clip_grad_norm_` followed by the step); None: no clipping.
     pub clip_norm: Option<f32>,
+    /// Learning-rate factors by parameter-name prefix, the first match applying (a pretrained
+    /// encoder's own rate); a parameter matching none trains at `lr`.
+    pub lr_scales: Vec<(String, f32)>,
     step: i32,
     moments: Vec<(D::Vec, D::Vec)>,
 }
@@ -253,6 +256,7 @@ impl<D: LayerKernels> Adam<D> {
             eps: 1e-8,
             weight_decay,
             clip_norm: None,
+            lr_scales: Vec::new(),
             step: 0,
             moments: Vec::new(),
         }
@@ -351,7 +355,16 @@ impl<D: LayerKernels> Adam<D> {
         };
         let mut norm2 = 0.0f64;
         let want_norm = want_norm && known_norm.is_none();
-        for (k, (_, p)) in params.iter_mut().enumerate() {
+        for (k, (name, p)) in params.iter_mut().enumerate() {
+            let scaled = self
+                .lr_scales
+                .iter()
+                .find(|(prefix, _)| name.starts_with(prefix.as_str()))
+                .map(|&(_, factor)| AdamStep {
+                    lr: constants.lr * factor,
+                    ..constants
+                });
+            let constants = scaled.as_ref().unwrap_or(&constants);
             let dev = p.device();
             let (w, g) = p.buffers(grads)?;
             if self.moments.len() <= k {
@@ -362,7 +375,7 @@ impl<D: LayerKernels> Adam<D> {
                 ));
             }
             let (m, v) = &mut self.moments[k];
-            dev.adam_update(w, g, m, v, &constants, want_norm.then_some(&mut norm2))?;
+            dev.adam_update(w, g, m, v, constants, want_norm.then_some(&mut norm2))?;
         }
         Ok(known_norm.or(want_norm.then(|| norm2.sqrt() as f32)))
     }
@@ -408,11 +421,29 @@ pub type StoredTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Read a safetensors file into name → (shape, values).
 pub fn load_safetensors(path: &Path) -> Result<StoredTensors> {
+    load_safetensors_with_metadata(path).map(|(tensors, _, _)| tensors)
+}
+
+/// Read a safetensors file: its tensors, its header's metadata and its bytes' content hash
+/// (`track::content_hash`).
+pub fn load_safetensors_with_metadata(
+    path: &Path,
+) -> Result<(StoredTensors, HashMap<String, String>, String)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = ::safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::dataset(path, None, format!("not a safetensors checkpoint: {e:?}")))?;
+    let not_safetensors = |e: ::safetensors::SafeTensorError| {
+        Error::dataset(path, None, format!("not a safetensors checkpoint: {e:?}"))
+    };
+    let st = ::safetensors::SafeTensors::deserialize(&bytes).map_err(not_safetensors)?;
+    let (_, header) = ::safetensors::SafeTensors::read_metadata(&bytes).map_err(not_safetensors)?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
+        if view.dtype() != ::safetensors::Dtype::F32 {
+            return Err(Error::dataset(
+                path,
+                None,
+                format!("tensor `{name}` is {:?}, expected F32", view.dtype()),
+            ));
+        }
         let values = view
             .data()
             .chunks_exact(4)
@@ -420,7 +451,8 @@ pub fn load_safetensors(path: &Path) -> Result<StoredTensors> {
             .collect();
         out.insert(name, (view.shape().to_vec(), values));
     }
-    Ok(out)
+    let metadata = header.metadata().clone().unwrap_or_default();
+    Ok((out, metadata, crate::track::content_hash(&bytes)))
 }
 
 /// Set every parameter from a checkpoint, checking names and shapes.
@@ -430,32 +462,76 @@ pub fn restore<D: Device<f32>>(
     stored: &StoredTensors,
 ) -> Result<()> {
     for (name, p) in params.iter_mut() {
-        let (shape, values) = stored.get(name).ok_or_else(|| {
-            Error::dataset(path, None, format!("checkpoint has no tensor `{name}`"))
-        })?;
-        if *shape != p.shape() {
-            return Err(Error::dataset(
-                path,
-                None,
-                format!(
-                    "tensor `{name}` has shape {shape:?}, the model expects {:?}",
-                    p.shape()
-                ),
-            ));
+        restore_param(path, name, p, stored)?;
+    }
+    Ok(())
+}
+
+/// Set parameter `name` from `stored`, which must hold it with its shape and finite values.
+pub fn restore_param<D: Device<f32>>(
+    path: &Path,
+    name: &str,
+    p: &mut ParamRef<'_, D>,
+    stored: &StoredTensors,
+) -> Result<()> {
+    let (shape, values) = stored
+        .get(name)
+        .ok_or_else(|| Error::dataset(path, None, format!("checkpoint has no tensor `{name}`")))?;
+    if *shape != p.shape() {
+        return Err(Error::dataset(
+            path,
+            None,
+            format!(
+                "tensor `{name}` has shape {shape:?}, the model expects {:?}",
+                p.shape()
+            ),
+        ));
+    }
+    // A NaN or an infinity in one weight can make every prediction the same finite number
+    // (a softmax over it, a masked branch): refuse it here rather than trust the output.
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(Error::dataset(
+            path,
+            None,
+            format!(
+                "tensor `{name}` holds {bad} non-finite value(s) (NaN or infinite): not a checkpoint to predict with"
+            ),
+        ));
+    }
+    p.set(values);
+    Ok(())
+}
+
+/// Set the running statistics of every batch norm of `stats` (named `<layer>.bn`) from
+/// `<name>.running_mean` and `<name>.running_var` of `stored`.
+pub fn restore_running_stats<D: Device<f32>>(
+    path: &Path,
+    stats: &mut [(String, &mut BatchNorm<D>)],
+    stored: &StoredTensors,
+) -> Result<()> {
+    for (name, bn) in stats.iter_mut() {
+        for (suffix, dst) in [
+            ("running_mean", &mut bn.running_mean),
+            ("running_var", &mut bn.running_var),
+        ] {
+            let key = format!("{name}.{suffix}");
+            let (_, values) = stored.get(&key).ok_or_else(|| {
+                Error::dataset(path, None, format!("checkpoint has no tensor `{key}`"))
+            })?;
+            if values.len() != dst.shape().0 {
+                return Err(Error::dataset(
+                    path,
+                    None,
+                    format!(
+                        "`{key}` holds {} values, the model has {} channels",
+                        values.len(),
+                        dst.shape().0
+                    ),
+                ));
+            }
+            dst.copy_from(values);
         }
-        // A NaN or an infinity in one weight can make every prediction the same finite number
-        // (a softmax over it, a masked branch): refuse it here rather than trust the output.
-        let bad = values.iter().filter(|v| !v.is_finite()).count();
-        if bad > 0 {
-            return Err(Error::dataset(
-                path,
-                None,
-                format!(
-                    "tensor `{name}` holds {bad} non-finite value(s) (NaN or infinite): not a checkpoint to predict with"
-                ),
-            ));
-        }
-        p.set(values);
     }
     Ok(())
 }

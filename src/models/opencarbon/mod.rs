@@ -6,6 +6,7 @@ pub mod eval;
 pub mod inputs;
 pub mod network;
 pub mod predict;
+pub mod pretrained;
 pub mod train;
 
 use serde::{Deserialize, Serialize};
@@ -129,6 +130,35 @@ pub struct OpenCarbonConfig {
     /// `reset` (default) or `cumulative` (the authors' rule), see `PatienceMode`.
     #[serde(skip_serializing_if = "PatienceMode::is_default")]
     pub patience_mode: PatienceMode,
+    /// Pretrained weights for the `resnet` image encoder: a safetensors file in torchvision's
+    /// ResNet names (scripts/convert_torchvision_resnet.py makes one from a `.pth`), loaded
+    /// before training, its `fc` replaced by the projection and the images normalised as
+    /// the file says. A relative path is relative to where `run` runs. None: random weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_weights: Option<String>,
+    /// `fine_tune` (default): the image encoder trains with the rest; `frozen`: its body
+    /// keeps its weights and batch-norm statistics, only its projection trains.
+    #[serde(skip_serializing_if = "EncoderTraining::is_default")]
+    pub image_training: EncoderTraining,
+    /// The image encoder body's own learning rate when fine-tuning (it follows the same
+    /// schedule, scaled by image_lr / lr); None: `lr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_lr: Option<f64>,
+}
+
+/// Whether the image encoder's body trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderTraining {
+    #[default]
+    FineTune,
+    Frozen,
+}
+
+impl EncoderTraining {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl Default for OpenCarbonConfig {
@@ -162,6 +192,9 @@ impl Default for OpenCarbonConfig {
             clip_norm: 0.0,
             augment: false,
             patience_mode: PatienceMode::default(),
+            image_weights: None,
+            image_training: EncoderTraining::default(),
+            image_lr: None,
         }
     }
 }
@@ -268,6 +301,22 @@ impl OpenCarbonConfig {
         if self.batch_size == 1 {
             p.push(("batch_size", "is 1; batch norm needs at least 2".into()));
         }
+        if self.image_weights.is_some() && self.image_encoder != ImageEncoderKind::Resnet {
+            p.push((
+                "image_weights",
+                "needs `image_encoder: resnet` (the weights are a torchvision ResNet's)".into(),
+            ));
+        }
+        if let Some(lr) = self.image_lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                p.push(("image_lr", format!("is {lr}, expected a number > 0")));
+            } else if self.image_training == EncoderTraining::Frozen {
+                p.push((
+                    "image_lr",
+                    "is set, but `image_training: frozen` trains no encoder weights".into(),
+                ));
+            }
+        }
         if let Some(problem) = super::min_epochs_problem(self.min_epochs, self.max_epochs) {
             p.push(("min_epochs", problem));
         }
@@ -369,6 +418,9 @@ impl super::Model for OpenCarbonConfig {
             "clip_norm": self.clip_norm,
             "augment": self.augment,
             "patience_mode": self.patience_mode,
+            "image_weights": self.image_weights,
+            "image_training": self.image_training,
+            "image_lr": self.image_lr,
         });
         if let (serde_json::Value::Object(map), serde_json::Value::Object(added)) = (&mut v, added)
         {

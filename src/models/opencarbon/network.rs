@@ -76,14 +76,40 @@ impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
         }
     }
 
+    /// The tiles' image embeddings. A `frozen` encoder runs off the tape with its batch
+    /// norms in evaluation mode (nothing of it trains, and no gradient flows through it); only
+    /// its projection, the replaced classifier, stays on the tape.
     pub fn forward<T: Tape<f32, D> + Merge<T>>(
+        &mut self,
+        x: Tensor4<D, T>,
+        train: bool,
+        frozen: bool,
+    ) -> Tensor2<D, T> {
+        if frozen {
+            let (x, tape) = x.split_tape();
+            let pooled = self.features(x, false);
+            return self.projection().forward(pooled.put_tape(tape));
+        }
+        let pooled = self.features(x, train);
+        self.projection().forward(pooled)
+    }
+
+    /// Globally average-pooled features before the projection (N × the last width).
+    pub fn features<T: Tape<f32, D> + Merge<T>>(
         &mut self,
         x: Tensor4<D, T>,
         train: bool,
     ) -> Tensor2<D, T> {
         match self {
-            ImageEncoder::Small(e) => e.forward(x, train),
-            ImageEncoder::ResNet(e) => e.forward(x, train),
+            ImageEncoder::Small(e) => e.features(x, train),
+            ImageEncoder::ResNet(e) => e.features(x, train),
+        }
+    }
+
+    fn projection(&mut self) -> &mut Linear<D> {
+        match self {
+            ImageEncoder::Small(e) => &mut e.proj,
+            ImageEncoder::ResNet(e) => &mut e.proj,
         }
     }
 
@@ -158,7 +184,8 @@ impl<D: Device<f32> + LayerKernels> SmallCnn<D> {
         }
     }
 
-    pub fn forward<T: Tape<f32, D> + Merge<T>>(
+    /// Pooled features before the projection.
+    fn features<T: Tape<f32, D> + Merge<T>>(
         &mut self,
         mut x: Tensor4<D, T>,
         train: bool,
@@ -168,7 +195,7 @@ impl<D: Device<f32> + LayerKernels> SmallCnn<D> {
         }
         let skip = x.retaped::<T>();
         let y = self.res_b.forward(self.res_a.forward(x, train), train);
-        self.proj.forward(global_avg_pool(y + skip))
+        global_avg_pool(y + skip)
     }
 }
 
@@ -237,7 +264,8 @@ impl<D: Device<f32> + LayerKernels> ResNetEncoder<D> {
         }
     }
 
-    pub fn forward<T: Tape<f32, D> + Merge<T>>(
+    /// Pooled features before the projection (torchvision's input to `fc`).
+    pub fn features<T: Tape<f32, D> + Merge<T>>(
         &mut self,
         x: Tensor4<D, T>,
         train: bool,
@@ -247,7 +275,7 @@ impl<D: Device<f32> + LayerKernels> ResNetEncoder<D> {
         for b in &mut self.blocks {
             h = b.forward(h, train);
         }
-        self.proj.forward(global_avg_pool(h))
+        global_avg_pool(h)
     }
 }
 
@@ -364,6 +392,8 @@ pub struct OpenCarbonNet<D: Storage<f32>> {
     pub k: usize,
     pub inputs: Inputs,
     pub image: Option<ImageEncoder<D>>,
+    /// The image encoder's body does not train (`image_training: frozen`).
+    pub image_frozen: bool,
     pub poi: Option<PoiEncoder<D>>,
     pub fuse_centre: AggregateAttention<D>,
     pub nb_image: NeighbourhoodCnn<D>,
@@ -415,6 +445,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
             k: cfg.neighborhood_k,
             inputs,
             image: inputs.image.then(|| ImageEncoder::new(dev, cfg)),
+            image_frozen: cfg.image_training == super::EncoderTraining::Frozen,
             poi: inputs
                 .poi
                 .then(|| PoiEncoder::new(dev, poi_channels, poi_raster, d, cfg.se)),
@@ -449,7 +480,7 @@ impl<D: Device<f32> + LayerKernels> OpenCarbonNet<D> {
         train: bool,
     ) -> Embeddings<D, T> {
         let xs = match (&mut self.image, images) {
-            (Some(enc), Some(x)) => Some(enc.forward(x, train)),
+            (Some(enc), Some(x)) => Some(enc.forward(x, train, self.image_frozen)),
             _ => None,
         };
         let xp = match (&mut self.poi, pois) {

@@ -4,8 +4,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use dfdx::prelude::*;
-
 use super::eval::evaluate;
 use super::inputs::ImageNorm;
 use super::network::OpenCarbonNet;
@@ -14,7 +12,7 @@ use crate::data::{DatasetEntry, DatasetSource, PreparedDataset};
 use crate::error::{Error, Result};
 use crate::models::{Inputs, ModelConfig, ModelSpec};
 use crate::nn::device::{on_device, DeviceSpec, ModelDevice, OnDevice};
-use crate::nn::params::{load_safetensors, restore};
+use crate::nn::params::{load_safetensors, restore, restore_running_stats};
 use crate::track::{atomic_write, records};
 
 /// Prepares a dataset entry at (image size, POI raster size): the job runner's
@@ -200,33 +198,7 @@ impl OnDevice for Restored<'_> {
             net.params(&mut ps);
             restore(&ckpt_path, &mut ps, &stored)?;
         }
-        for (name, bn) in net.running_stats() {
-            for (suffix, dst) in [
-                ("running_mean", &mut bn.running_mean),
-                ("running_var", &mut bn.running_var),
-            ] {
-                let key = format!("{name}.{suffix}");
-                let (_, values) = stored.get(&key).ok_or_else(|| {
-                    Error::dataset(
-                        &ckpt_path,
-                        None,
-                        format!("checkpoint has no tensor `{key}`"),
-                    )
-                })?;
-                if values.len() != dst.shape().0 {
-                    return Err(Error::dataset(
-                        &ckpt_path,
-                        None,
-                        format!(
-                            "`{key}` holds {} values, the model has {} channels",
-                            values.len(),
-                            dst.shape().0
-                        ),
-                    ));
-                }
-                dst.copy_from(values);
-            }
-        }
+        restore_running_stats(&ckpt_path, &mut net.running_stats(), &stored)?;
         let targets: Vec<(usize, usize)> = (0..ds.data.tiles.len()).map(|t| (0, t)).collect();
         Ok(evaluate(&mut net, &dev, &[ds], &targets, inputs, norm).predictions)
     }

@@ -92,6 +92,38 @@ fn log_emission(datasets: &[&PreparedDataset], &(d, t): &(usize, usize)) -> f64 
     datasets[d].data.tiles[t].emission.ln()
 }
 
+/// Set `net`'s image encoder (body and batch-norm statistics) from converted torchvision
+/// weights (`pretrained`).
+pub fn load_pretrained_image<D: ModelDevice>(
+    net: &mut OpenCarbonNet<D>,
+    path: &std::path::Path,
+    weights: &super::pretrained::PretrainedImage,
+    blocks: usize,
+) -> Result<()> {
+    use super::pretrained::{is_encoder_body, renamed};
+    use crate::nn::params::{restore_param, restore_running_stats};
+    let mut params = Vec::new();
+    net.params(&mut params);
+    params.retain(|(name, _)| is_encoder_body(name));
+    let param_shapes: Vec<(String, Vec<usize>)> =
+        params.iter().map(|(n, p)| (n.clone(), p.shape())).collect();
+    let stat_channels: Vec<(String, usize)> = net
+        .running_stats()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("image."))
+        .map(|(n, bn)| (n, bn.running_mean.shape().0))
+        .collect();
+    let stored = renamed(path, weights, blocks, &param_shapes, &stat_channels)?;
+    let mut params = Vec::new();
+    net.params(&mut params);
+    for (name, p) in params.iter_mut().filter(|(n, _)| is_encoder_body(n)) {
+        restore_param(path, name, p, &stored)?;
+    }
+    let mut stats = net.running_stats();
+    stats.retain(|(name, _)| name.starts_with("image."));
+    restore_running_stats(path, &mut stats, &stored)
+}
+
 /// The network, its optimiser and data: what `nn::learner` trains (`TrainSteps`).
 pub struct Trainer<'a, D: ModelDevice> {
     cfg: &'a OpenCarbonConfig,
@@ -143,7 +175,15 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
             datasets,
             net: OpenCarbonNet::new(&dev, cfg, inputs, channels, raster),
             dev,
-            opt: Adam::new(cfg.lr as f32, cfg.weight_decay as f32),
+            opt: {
+                let mut opt = Adam::new(cfg.lr as f32, cfg.weight_decay as f32);
+                if let Some(image_lr) = cfg.image_lr {
+                    // The encoder's body at its own rate; its projection at `lr`.
+                    let factor = (image_lr / cfg.lr) as f32;
+                    opt.lr_scales = vec![("image.proj.".into(), 1.0), ("image.".into(), factor)];
+                }
+                opt
+            },
             norm: image_norm(datasets, &train),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0C_A2B0),
             train,
@@ -151,6 +191,22 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
             valid: Vec::new(),
             valid_y: Vec::new(),
         }
+    }
+
+    /// Load the image encoder's pretrained weights (`image_weights`), if any, and normalise
+    /// images as they expect instead of by the training tiles' statistics. Returns the
+    /// file's content hash.
+    pub fn with_pretrained_image(mut self) -> Result<(Self, Option<String>)> {
+        let cfg = self.cfg;
+        let Some(path) = &cfg.image_weights else {
+            return Ok((self, None));
+        };
+        let path = std::path::Path::new(path);
+        let weights = super::pretrained::read(path)?;
+        let blocks = cfg.image_blocks;
+        load_pretrained_image(&mut self.net, path, &weights, blocks)?;
+        self.norm = weights.norm.clone();
+        Ok((self, Some(weights.fingerprint)))
     }
 
     /// Validate on `valid` (dataset, tile) targets.
@@ -264,8 +320,12 @@ impl<D: ModelDevice> TrainSteps<D> for Trainer<'_, D> {
             _ => prediction_loss,
         };
         let total = loss.array() as f64;
+        let frozen = self.net.image_frozen;
         let mut ps = Vec::new();
         self.net.params(&mut ps);
+        if frozen {
+            ps.retain(|(name, _)| !super::pretrained::is_encoder_body(name));
+        }
         let grad_norm = self.opt.minimise(loss, &mut ps, want_norm)?;
         Ok(StepReport {
             losses: vec![
@@ -416,8 +476,20 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
     // hundreds of epochs moving a bias from 0 to ~10.
     let scale = TargetScale::of(datasets, &train);
     let (n_train, n_valid) = (train.len(), valid.len());
-    let mut trainer =
-        Trainer::new(cfg, inputs, seed, dev, datasets, train, scale).with_validation(valid);
+    let (trainer, weights_hash) =
+        Trainer::new(cfg, inputs, seed, dev, datasets, train, scale).with_pretrained_image()?;
+    let mut trainer = trainer.with_validation(valid);
+    if let (Some(path), Some(hash)) = (&cfg.image_weights, &weights_hash) {
+        run.log(&format!(
+            "image encoder: pretrained weights {path} (content hash {hash}), {}, images normalised by mean {:?} and std {:?}",
+            match cfg.image_training {
+                super::EncoderTraining::FineTune => "fine-tuned",
+                super::EncoderTraining::Frozen => "frozen",
+            },
+            trainer.norm.mean,
+            trainer.norm.std,
+        ));
+    }
     {
         let mut ps = Vec::new();
         trainer.net.params(&mut ps);
@@ -484,6 +556,12 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
         poi_categories: Some(datasets[0].data.meta.poi_categories.clone()),
         analysis: serde_json::Map::new(),
     };
+    if let (Some(path), Some(hash)) = (&cfg.image_weights, weights_hash) {
+        record.analysis.insert(
+            "image_weights".into(),
+            serde_json::json!({ "path": path, "content_hash": hash }),
+        );
+    }
     if let Some((gate, importance)) = se {
         let categories = &datasets[0].data.meta.poi_categories;
         let rows: Vec<CategoryImportanceRow> = categories
@@ -540,3 +618,7 @@ fn fit_predict_on<D: ModelDevice>(fit: FitPredict<'_, '_>, dev: D) -> Result<Fit
 #[cfg(test)]
 #[path = "train_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pretrained_tests.rs"]
+mod pretrained_tests;

@@ -10,7 +10,7 @@ use crate::nn::device::DeviceSpec;
 use crate::nn::layers::Tensor2;
 use crate::nn::learner;
 
-fn tiny(cache: &std::path::Path) -> PreparedDataset {
+pub(super) fn tiny(cache: &std::path::Path) -> PreparedDataset {
     let entry = DatasetEntry {
         name: "tiny".into(),
         source: DatasetSource::Preset {
@@ -28,7 +28,7 @@ const SCALE: TargetScale = TargetScale {
     std: 1.0,
 };
 
-fn small_config(epochs: usize) -> OpenCarbonConfig {
+pub(super) fn small_config(epochs: usize) -> OpenCarbonConfig {
     let mut cfg: OpenCarbonConfig = serde_yaml::from_str("{}").unwrap();
     cfg.embedding_dim = 16;
     cfg.image_widths = vec![8, 16];
@@ -44,7 +44,7 @@ fn small_config(epochs: usize) -> OpenCarbonConfig {
 }
 
 /// `fit_predict` on the CPU with every input on.
-fn fit_on_cpu(
+pub(super) fn fit_on_cpu(
     cfg: &OpenCarbonConfig,
     seed: u64,
     ds: &PreparedDataset,
@@ -64,7 +64,7 @@ fn fit_on_cpu(
     fit_predict(cfg, &job, run)
 }
 
-fn rows_for(ds: &PreparedDataset, n_train: usize, n_valid: usize) -> Vec<Row> {
+pub(super) fn rows_for(ds: &PreparedDataset, n_train: usize, n_valid: usize) -> Vec<Row> {
     let targets: Vec<usize> = (0..ds.data.tiles.len())
         .filter(|&t| ds.data.tiles[t].is_target())
         .collect();
