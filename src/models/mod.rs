@@ -9,6 +9,7 @@ pub mod gbdt;
 pub mod graphsage;
 pub mod lasso;
 pub mod latent_oracle;
+pub mod linear_probe;
 pub mod mlp;
 pub mod ols;
 pub mod opencarbon;
@@ -354,6 +355,7 @@ model_table! {
     OpenCarbon(opencarbon::OpenCarbonConfig),
     Ridge(ridge::RidgeConfig),
     Oracle(latent_oracle::OracleConfig),
+    LinearProbe(linear_probe::LinearProbeConfig),
 }
 
 /// A model's hyperparameters from YAML, with the path of the first problem.

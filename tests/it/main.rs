@@ -6,6 +6,7 @@ mod faults;
 mod import;
 mod latents;
 mod neural;
+mod pretrained;
 mod resume;
 mod scale;
 mod tracking;

@@ -442,6 +442,14 @@ impl super::Model for OpenCarbonConfig {
         OpenCarbonConfig::check(self)
     }
 
+    /// The pretrained weights file, if any, reads and fits the encoder.
+    fn check_datasets(
+        &self,
+        _datasets: &[&crate::data::PreparedDataset],
+    ) -> crate::error::Result<()> {
+        pretrained::check_file(self)
+    }
+
     fn fit(
         &self,
         job: &super::JobInput,

@@ -140,7 +140,7 @@ impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
         (convs, proj)
     }
 
-    fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>) {
+    pub fn params<'a>(&'a mut self, out: &mut Vec<(String, ParamRef<'a, D>)>) {
         let (convs, proj) = self.named_layers();
         for (name, c) in convs {
             c.params(&name, out);
@@ -148,7 +148,7 @@ impl<D: Device<f32> + LayerKernels> ImageEncoder<D> {
         proj.params("image.proj", out);
     }
 
-    fn running_stats<'a>(&'a mut self, out: &mut Vec<(String, &'a mut BatchNorm<D>)>) {
+    pub fn running_stats<'a>(&'a mut self, out: &mut Vec<(String, &'a mut BatchNorm<D>)>) {
         for (name, c) in self.named_layers().0 {
             out.push((format!("{name}.bn"), &mut c.bn));
         }

@@ -16,8 +16,11 @@
 use std::path::Path;
 
 use super::inputs::ImageNorm;
+use super::network::ImageEncoder;
 use crate::error::{Error, Result};
+use crate::nn::device::ModelDevice;
 use crate::nn::params::{load_safetensors_with_metadata, StoredTensors};
+use dfdx::shapes::HasShape;
 
 /// The metadata key of the normalisation's per-channel mean (a JSON list of 3 numbers) of
 /// pixels scaled to [0, 1]; `input_std` likewise.
@@ -173,4 +176,51 @@ pub fn renamed(
         ));
     }
     Ok(out)
+}
+
+/// Set an image encoder's body and batch-norm statistics from converted torchvision weights
+/// (`pretrained`).
+pub fn load<D: ModelDevice>(
+    encoder: &mut ImageEncoder<D>,
+    path: &Path,
+    weights: &PretrainedImage,
+    blocks: usize,
+) -> Result<()> {
+    use crate::nn::params::{restore_param, restore_running_stats};
+    let mut params = Vec::new();
+    encoder.params(&mut params);
+    params.retain(|(name, _)| is_encoder_body(name));
+    let param_shapes: Vec<(String, Vec<usize>)> =
+        params.iter().map(|(n, p)| (n.clone(), p.shape())).collect();
+    drop(params);
+    let mut stats = Vec::new();
+    encoder.running_stats(&mut stats);
+    let stat_channels: Vec<(String, usize)> = stats
+        .iter()
+        .map(|(n, bn)| (n.clone(), bn.running_mean.shape().0))
+        .collect();
+    drop(stats);
+    let stored = renamed(path, weights, blocks, &param_shapes, &stat_channels)?;
+    let mut params = Vec::new();
+    encoder.params(&mut params);
+    for (name, p) in params.iter_mut().filter(|(n, _)| is_encoder_body(n)) {
+        restore_param(path, name, p, &stored)?;
+    }
+    drop(params);
+    let mut stats = Vec::new();
+    encoder.running_stats(&mut stats);
+    restore_running_stats(path, &mut stats, &stored)
+}
+
+/// Before any job starts (exit 2 on a problem): `cfg`'s `image_weights`, if any, reads and
+/// fits its encoder (loaded into a throw-away copy on the CPU).
+pub fn check_file(cfg: &super::OpenCarbonConfig) -> Result<()> {
+    let Some(path) = &cfg.image_weights else {
+        return Ok(());
+    };
+    let path = Path::new(path);
+    let weights = read(path)?;
+    let dev: dfdx::prelude::Cpu = Default::default();
+    let mut encoder = ImageEncoder::new(&dev, cfg);
+    load(&mut encoder, path, &weights, cfg.image_blocks)
 }

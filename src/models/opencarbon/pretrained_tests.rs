@@ -98,7 +98,7 @@ fn torchvision_resnet18_weights_give_torchvisions_features() {
     let dev = Cpu::seed_from_u64(0);
     let mut net = OpenCarbonNet::new(&dev, &cfg, Inputs::default(), 4, 32);
     let weights = pretrained::read(&path).unwrap();
-    load_pretrained_image(&mut net, &path, &weights, 2).unwrap();
+    pretrained::load(net.image.as_mut().unwrap(), &path, &weights, 2).unwrap();
 
     let (batch, size) = (2usize, 64usize);
     let mut x = vec![0f32; batch * 3 * size * size];
@@ -205,7 +205,7 @@ fn weights_that_do_not_fit_are_refused() {
         4,
         32,
     );
-    let e = load_pretrained_image(&mut one_block, &path, &weights, 1)
+    let e = pretrained::load(one_block.image.as_mut().unwrap(), &path, &weights, 1)
         .unwrap_err()
         .to_string();
     assert!(
@@ -219,7 +219,7 @@ fn weights_that_do_not_fit_are_refused() {
         4,
         32,
     );
-    let e = load_pretrained_image(&mut wider, &path, &weights, 2)
+    let e = pretrained::load(wider.image.as_mut().unwrap(), &path, &weights, 2)
         .unwrap_err()
         .to_string();
     assert!(
@@ -242,7 +242,7 @@ fn weights_that_do_not_fit_are_refused() {
     );
     let weights = pretrained::read(&path).unwrap();
     let mut net = OpenCarbonNet::new(&dev, &two_blocks, Inputs::default(), 4, 32);
-    let e = load_pretrained_image(&mut net, &path, &weights, 2)
+    let e = pretrained::load(net.image.as_mut().unwrap(), &path, &weights, 2)
         .unwrap_err()
         .to_string();
     assert!(

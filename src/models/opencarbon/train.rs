@@ -92,38 +92,6 @@ fn log_emission(datasets: &[&PreparedDataset], &(d, t): &(usize, usize)) -> f64 
     datasets[d].data.tiles[t].emission.ln()
 }
 
-/// Set `net`'s image encoder (body and batch-norm statistics) from converted torchvision
-/// weights (`pretrained`).
-pub fn load_pretrained_image<D: ModelDevice>(
-    net: &mut OpenCarbonNet<D>,
-    path: &std::path::Path,
-    weights: &super::pretrained::PretrainedImage,
-    blocks: usize,
-) -> Result<()> {
-    use super::pretrained::{is_encoder_body, renamed};
-    use crate::nn::params::{restore_param, restore_running_stats};
-    let mut params = Vec::new();
-    net.params(&mut params);
-    params.retain(|(name, _)| is_encoder_body(name));
-    let param_shapes: Vec<(String, Vec<usize>)> =
-        params.iter().map(|(n, p)| (n.clone(), p.shape())).collect();
-    let stat_channels: Vec<(String, usize)> = net
-        .running_stats()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with("image."))
-        .map(|(n, bn)| (n, bn.running_mean.shape().0))
-        .collect();
-    let stored = renamed(path, weights, blocks, &param_shapes, &stat_channels)?;
-    let mut params = Vec::new();
-    net.params(&mut params);
-    for (name, p) in params.iter_mut().filter(|(n, _)| is_encoder_body(n)) {
-        restore_param(path, name, p, &stored)?;
-    }
-    let mut stats = net.running_stats();
-    stats.retain(|(name, _)| name.starts_with("image."));
-    restore_running_stats(path, &mut stats, &stored)
-}
-
 /// The network, its optimiser and data: what `nn::learner` trains (`TrainSteps`).
 pub struct Trainer<'a, D: ModelDevice> {
     cfg: &'a OpenCarbonConfig,
@@ -203,8 +171,10 @@ impl<'a, D: ModelDevice> Trainer<'a, D> {
         };
         let path = std::path::Path::new(path);
         let weights = super::pretrained::read(path)?;
-        let blocks = cfg.image_blocks;
-        load_pretrained_image(&mut self.net, path, &weights, blocks)?;
+        // Without the image input there is no encoder to load into.
+        if let Some(encoder) = self.net.image.as_mut() {
+            super::pretrained::load(encoder, path, &weights, cfg.image_blocks)?;
+        }
         self.norm = weights.norm.clone();
         Ok((self, Some(weights.fingerprint)))
     }

@@ -1,0 +1,153 @@
+//! Pretrained image encoders through the CLI: OpenCarbon fine-tuning or freezing converted
+//! torchvision weights, the linear probe of a pretrained and of a random encoder, and a weights
+//! file that does not fit, refused before any job starts.
+
+use std::collections::HashMap;
+
+use super::{read, Cli};
+
+/// A `resnet` encoder's weights with widths [4, 8] and one block per stage, in torchvision's
+/// names and layouts with the converter's metadata (scripts/convert_torchvision_resnet.py),
+/// values from a simple formula; `metadata: false` leaves the normalisation out.
+fn write_resnet_weights(cli: &Cli, rel: &str, metadata: bool) {
+    let mut tensors: Vec<(String, Vec<usize>)> = vec![("conv1.weight".into(), vec![4, 3, 7, 7])];
+    let bn = |prefix: &str, c: usize| -> Vec<(String, Vec<usize>)> {
+        ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .map(|f| (format!("{prefix}.{f}"), vec![c]))
+            .collect()
+    };
+    tensors.extend(bn("bn1", 4));
+    for (stage, cin, cout) in [(1, 4, 4), (2, 4, 8)] {
+        let p = format!("layer{stage}.0");
+        tensors.push((format!("{p}.conv1.weight"), vec![cout, cin, 3, 3]));
+        tensors.extend(bn(&format!("{p}.bn1"), cout));
+        tensors.push((format!("{p}.conv2.weight"), vec![cout, cout, 3, 3]));
+        tensors.extend(bn(&format!("{p}.bn2"), cout));
+        if cin != cout || stage > 1 {
+            tensors.push((format!("{p}.downsample.0.weight"), vec![cout, cin, 1, 1]));
+            tensors.extend(bn(&format!("{p}.downsample.1"), cout));
+        }
+    }
+    let values: Vec<Vec<u8>> = tensors
+        .iter()
+        .enumerate()
+        .map(|(t, (name, shape))| {
+            let n: usize = shape.iter().product();
+            (0..n)
+                .map(|i| {
+                    let wave = ((i * 7 + t * 13) as f32 * 0.37).sin();
+                    if name.ends_with("running_var") {
+                        1.0 + 0.5 * wave * wave
+                    } else if name.ends_with("weight") && shape.len() == 1 {
+                        1.0 + 0.1 * wave
+                    } else {
+                        0.3 * wave
+                    }
+                })
+                .flat_map(f32::to_le_bytes)
+                .collect()
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .zip(&values)
+        .map(|((name, shape), bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    let meta: HashMap<String, String> = if metadata {
+        HashMap::from([
+            ("input_mean".into(), "[0.485, 0.456, 0.406]".into()),
+            ("input_std".into(), "[0.229, 0.224, 0.225]".into()),
+        ])
+    } else {
+        HashMap::new()
+    };
+    std::fs::write(
+        cli.path(rel),
+        safetensors::serialize(views, &Some(meta)).unwrap(),
+    )
+    .unwrap();
+}
+
+const EXPERIMENT: &str = "\
+name: pre
+image_size: 32
+poi_raster_size: 32
+datasets: [{preset: tiny}]
+models:
+  - {kind: opencarbon, image_encoder: resnet, image_widths: [4, 8], image_blocks: 1, image_weights: w.safetensors, image_training: [frozen, fine_tune], embedding_dim: 8, max_epochs: 2, min_epochs: 2, valid_every: 1, batch_size: 16}
+  - {kind: linear_probe, image_encoder: resnet, image_widths: [4, 8], image_blocks: 1, image_weights: w.safetensors}
+  - {kind: linear_probe, image_encoder: resnet, image_widths: [4, 8], image_blocks: 1}
+splits: [{kind: random}]
+seeds: [0]
+";
+
+#[test]
+fn pretrained_encoders_train_and_probe() {
+    let cli = Cli::in_temp_dir();
+    write_resnet_weights(&cli, "w.safetensors", true);
+    cli.write("pre.yaml", EXPERIMENT);
+    let r = cli.run(&["run", "pre.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary = read(&cli.path("results/pre/summary.csv"));
+    assert_eq!(summary.lines().count(), 5, "4 runs: {summary}");
+    let mut probes = 0;
+    for entry in std::fs::read_dir(cli.path("results/pre"))
+        .unwrap()
+        .flatten()
+    {
+        let dir = entry.path();
+        if !dir.join("DONE").is_file() {
+            continue;
+        }
+        let log = read(&dir.join("run.log"));
+        let config = read(&dir.join("config.yaml"));
+        let model: serde_json::Value =
+            serde_json::from_str(&read(&dir.join("model.json"))).unwrap();
+        let pretrained = config.contains("image_weights: w.safetensors");
+        assert_eq!(
+            log.contains("pretrained weights w.safetensors (content hash "),
+            pretrained,
+            "{log}"
+        );
+        if config.contains("kind: linear_probe") {
+            probes += 1;
+            // The penalty is one of the defaults, chosen on validation R².
+            let alpha = model["alpha"].as_f64().unwrap();
+            let tried = model["valid_r2_by_alpha"].as_array().unwrap();
+            let best = tried
+                .iter()
+                .max_by(|a, b| {
+                    a["valid_r2"]
+                        .as_f64()
+                        .unwrap()
+                        .total_cmp(&b["valid_r2"].as_f64().unwrap())
+                })
+                .unwrap();
+            assert_eq!(best["alpha"].as_f64().unwrap(), alpha, "{model}");
+            assert_eq!(model["features"], 8);
+        } else {
+            assert!(pretrained);
+            assert!(
+                model["image_weights"]["content_hash"].is_string(),
+                "{model}"
+            );
+        }
+    }
+    assert_eq!(probes, 2);
+
+    // A file without the converter's metadata is refused before any job starts.
+    write_resnet_weights(&cli, "w.safetensors", false);
+    let r = cli.run(&["run", "pre.yaml", "--force"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("w.safetensors") && r.stderr.contains("input_mean"),
+        "{}",
+        r.stderr
+    );
+}
