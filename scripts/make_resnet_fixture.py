@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """torchvision oracle for loading pretrained ResNet weights (`image_weights`).
 
-Run: python scripts/make_resnet_fixture.py   (needs torch, torchvision, safetensors:
+Run: python scripts/make_resnet_fixture.py   (needs torch, torchvision, safetensors, PyYAML:
 scripts/requirements-torch.txt). Writes tests/fixtures/resnet18/fixture.json.
 
 A torchvision ResNet-18 gets deterministic weights and batch-norm statistics from closed-form
@@ -11,7 +11,8 @@ images of integer pixels normalised as the converted file's metadata says. The f
 the converted file's tensor names, shapes and metadata (what the Rust test writes back as a
 safetensors file) and the pooled features torchvision feeds its `fc` (2 x 512), computed in
 float32, the precision both sides run at. Nothing is random, so the file is the same on
-every run.
+every run. It also checks that the PyTorch peer (scripts/train_opencarbon_torch.py) loads the
+converted file into its own encoder with torchvision's features (issue 28 item 4).
 
 Formulas, for the t-th tensor of the converted file in sorted name order and its i-th value
 (row-major), computed in float64 and rounded to float32:
@@ -82,6 +83,29 @@ def main():
     x = (torch.from_numpy(pixels().astype(np.float32)) / 255.0 - mean) / std
     with torch.no_grad():
         features = model(x)
+    # The PyTorch peer (scripts/train_opencarbon_torch.py) loads the same converted file into
+    # its own ResNet-shaped encoder: it must give torchvision's features too.
+    import tempfile
+
+    from safetensors.torch import save_file
+    sys.argv = [sys.argv[0]]
+    import train_opencarbon_torch as peer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "w.safetensors")
+        save_file(tensors, path, metadata=metadata)
+        encoder = peer.ResNetEncoder([64, 128, 256, 512], 2, 8)
+        norm = peer.load_pretrained_image(encoder, path, 2)
+        encoder.eval()
+        h = torch.nn.functional.max_pool2d(encoder.stem(x), 3, 2, 1)
+        for block in encoder.blocks:
+            h = block(h)
+        with torch.no_grad():
+            peer_features = h.mean(dim=(2, 3))
+        assert torch.allclose(norm.mean, mean) and torch.allclose(norm.std, std)
+        gap = (peer_features - features).abs().max().item()
+        assert gap < 1e-5, f"the peer's loader gives features {gap} away from torchvision's"
+        print(f"peer's loader: max |peer - torchvision| = {gap:.2e}")
     os.makedirs(OUT, exist_ok=True)
     fixture = {
         "torch": torch.__version__,

@@ -148,6 +148,9 @@ OPENCARBON_DEFAULTS = {
     "ema": 0.0,
     "augment": False,
     "patience_mode": "reset",
+    "image_weights": None,
+    "image_training": "fine_tune",
+    "image_lr": None,
 }
 
 
@@ -453,6 +456,53 @@ class ResNetEncoder(nn.Module):
         return self.proj(h.mean(dim=(2, 3)))
 
 
+def torchvision_to_peer(name, blocks):
+    """The peer's ResNetEncoder name of a torchvision ResNet tensor (the mapping of
+    src/models/opencarbon/pretrained.rs); None for what the encoder has no place for."""
+    parts = name.split(".")
+    bn_field = {"weight": "weight", "bias": "bias", "running_mean": "running_mean",
+                "running_var": "running_var"}
+    if parts[0] in ("conv1", "bn1") and len(parts) == 2:
+        return f"stem.{'conv' if parts[0] == 'conv1' else 'bn'}.{parts[1]}"
+    if not parts[0].startswith("layer") or len(parts) < 4:
+        return None
+    k = (int(parts[0][5:]) - 1) * blocks + int(parts[1])
+    sub = {"conv1": "a.conv", "bn1": "a.bn", "conv2": "b.conv", "bn2": "b.bn",
+           "downsample.0": "down.conv", "downsample.1": "down.bn"}.get(".".join(parts[2:-1]))
+    if sub is None or parts[-1] not in bn_field:
+        return None
+    return f"blocks.{k}.{sub}.{parts[-1]}"
+
+
+def load_pretrained_image(encoder, path, blocks):
+    """Set a ResNetEncoder's body from a file of scripts/convert_torchvision_resnet.py;
+    returns the normalisation (Norm) its metadata gives. Every tensor must fit."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if "input_mean" not in meta or "input_std" not in meta:
+        raise SystemExit(f"{path}: no input_mean / input_std metadata")
+    own = encoder.state_dict()
+    body = {k for k in own if not k.startswith("proj.") and not k.endswith("num_batches_tracked")}
+    loaded = {}
+    for name, value in tensors.items():
+        target = torchvision_to_peer(name, blocks)
+        if target not in body or own[target].shape != value.shape:
+            raise SystemExit(f"{path}: `{name}` does not fit the encoder")
+        loaded[target] = value
+    if set(loaded) != body:
+        raise SystemExit(f"{path}: no tensor for {sorted(body - set(loaded))[:3]}")
+    encoder.load_state_dict(loaded, strict=False)
+    return Norm(json.loads(meta["input_mean"]), json.loads(meta["input_std"]))
+
+
+def encoder_body(net):
+    """The image encoder's modules other than its projection (frozen or own-rate)."""
+    return [m for name, m in net.image.named_children() if name != "proj"] if net.image else []
+
+
 class SqueezeExcite(nn.Module):
     def __init__(self, channels):
         super().__init__()
@@ -702,7 +752,9 @@ def load_state(net, state):
 @torch.no_grad()
 def evaluate(net, city, targets, inputs, norm):
     """Standardised predictions, evaluation mode: distinct tiles encoded once (chunks of 256),
-    then neighbourhoods gathered (chunks of 512 targets)."""
+    then neighbourhoods gathered (chunks of 512 targets). Each module's mode is restored
+    afterwards (a frozen encoder's batch norms stay in evaluation mode)."""
+    modes = [(m, m.training) for m in net.modules()]
     net.eval()
     lay = Layout(city, targets, net.block_half_size())
     xs_parts, xp_parts = [], []
@@ -719,7 +771,8 @@ def evaluate(net, city, targets, inputs, norm):
     for i in range(0, len(targets), 512):
         p, _, _ = net.head(xs, xp, lay.centres[i:i + 512], lay.slots[i:i + 512])
         out.append(p.double().numpy())
-    net.train()
+    for m, training in modes:
+        m.train(training)
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -745,14 +798,37 @@ def train_and_evaluate(cfg, inputs, city, rows, seed, log):
     if len(train) < 2:
         raise SystemExit("fewer than 2 training tiles")
     net = OpenCarbonNet(cfg, inputs, city.channels, city.raster)
-    net.train()
+    norm = image_norm(city, train)
+    if cfg["image_weights"] and net.image is not None:
+        norm = load_pretrained_image(net.image, cfg["image_weights"], cfg["image_blocks"])
+        log(f"torch peer: pretrained weights {cfg['image_weights']}, {cfg['image_training']}")
+    frozen = cfg["image_training"] == "frozen"
+    body = encoder_body(net)
+    body_params = {id(p) for m in body for p in m.parameters()}
+
+    def train_mode():
+        net.train()
+        if frozen:  # batch norms keep the loaded statistics
+            for m in body:
+                m.eval()
+
+    train_mode()
     params = list(net.parameters())
     n_tensors, n_values = len(params), sum(p.numel() for p in params)
     log(f"torch peer: {n_tensors} parameter tensors, {n_values} values; "
         f"{len(train)} train, {len(valid)} valid tiles")
-    opt = torch.optim.Adam(params, lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8,
+    rest = [p for p in params if id(p) not in body_params]
+    own = [p for p in params if id(p) in body_params]
+    if frozen:
+        for p in own:
+            p.requires_grad_(False)
+        groups = [{"params": rest, "scale": 1.0}]
+    elif cfg["image_lr"] is not None and own:
+        groups = [{"params": rest, "scale": 1.0}, {"params": own, "scale": cfg["image_lr"] / cfg["lr"]}]
+    else:
+        groups = [{"params": params, "scale": 1.0}]
+    opt = torch.optim.Adam(groups, lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8,
                            weight_decay=cfg["weight_decay"])
-    norm = image_norm(city, train)
     train_y = np.array([city.log_emission(g) for g in train])
     y_mean = float(train_y.mean())
     y_std = max(float(np.sqrt(((train_y - y_mean) ** 2).mean())), 1e-6)
@@ -787,7 +863,7 @@ def train_and_evaluate(cfg, inputs, city, rows, seed, log):
     started = time.time()
     for epoch in range(cfg["max_epochs"]):
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, epoch)
+            group["lr"] = learning_rate(cfg, epoch) * group["scale"]
         batches = make_batches(city, train, cfg["batch_size"], cfg["patch_tiles"], rng)
         loss_sum, tiles = 0.0, 0
         for batch in batches:
