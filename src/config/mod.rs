@@ -5,6 +5,7 @@
 //! before any work starts. Structural problems (unknown fields, wrong types) are found per list
 //! element, so one typo does not hide the problems of the other elements.
 
+mod pretrain;
 pub mod search;
 mod split;
 mod yaml;
@@ -55,6 +56,9 @@ struct RawExperiment {
     /// How the report's headline chooses configurations: `valid` (default) or `test`.
     #[serde(default)]
     select: crate::track::records::Select,
+    /// Self-supervised pretraining stages (`pretrain::parse_stages`).
+    #[serde(default)]
+    pretrain: Vec<Value>,
 }
 
 fn default_results_dir() -> PathBuf {
@@ -400,6 +404,14 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
             });
         }
     }
+    let pretrain = pretrain::parse_stages(
+        raw.pretrain,
+        &raw.cache_dir,
+        raw.image_size,
+        &datasets,
+        &mut problems,
+    );
+    pretrain::resolve_weights(&mut models, &pretrain, &mut problems);
     let (mut splits, mut split_datasets) = (Vec::new(), Vec::new());
     for (i, s) in raw.splits.into_iter().enumerate() {
         if let Some((spec, only)) = parse_split(s, &format!("splits[{i}]"), &names, &mut problems) {
@@ -448,6 +460,7 @@ pub fn load_experiment(file: &Path) -> Result<Experiment> {
         split_datasets,
         seeds: raw.seeds,
         select: raw.select,
+        pretrain,
     })
 }
 

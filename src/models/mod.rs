@@ -16,6 +16,7 @@ pub mod opencarbon;
 pub mod random_forest;
 mod regression_tree;
 pub mod ridge;
+pub mod ssl;
 pub mod tabular;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};

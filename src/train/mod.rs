@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod ladder;
 pub mod plan;
+pub mod pretrain;
 
 pub mod job;
 
@@ -201,6 +202,9 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
         }
     }
     check_against_data(plan, &prepared)?;
+    if !todo.is_empty() {
+        pretrain::ensure_pretrained(plan)?;
+    }
     for job in &todo {
         job.config
             .model
@@ -331,7 +335,7 @@ const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Claim `run_id`, waiting while another live process holds it (the lock's heartbeat rules
 /// decide when a silent holder is given up on).
-fn claim_waiting(exp_dir: &std::path::Path, run_id: &str) -> Result<claim::JobClaim> {
+pub(crate) fn claim_waiting(exp_dir: &std::path::Path, run_id: &str) -> Result<claim::JobClaim> {
     let mut told = false;
     loop {
         match claim::claim(exp_dir, run_id)? {
@@ -396,14 +400,38 @@ fn run_job(
             (RunStatus::Failed, Some(e.to_string()), Err(e.to_string()))
         }
     };
+    let manifest = manifest_for(
+        &run,
+        &job.run_id,
+        &plan.experiment.name,
+        (status, error),
+        job.config.seed,
+        plan.experiment.device.to_string(),
+        datasets,
+    );
+    run.finish(&manifest)?;
+    Ok(metrics)
+}
+
+/// The manifest of a run of `datasets` ending with `status` (and its error): the build, host,
+/// times and the datasets' fingerprints. Jobs and pretraining stages alike.
+pub(crate) fn manifest_for(
+    run: &RunDir,
+    run_id: &str,
+    experiment: &str,
+    (status, error): (RunStatus, Option<String>),
+    seed: u64,
+    device: String,
+    datasets: &[&PreparedDataset],
+) -> Manifest {
     let build = track::BuildStamp::current();
-    let manifest = Manifest {
+    Manifest {
         record_version: track::RECORD_VERSION,
-        run_id: job.run_id.clone(),
-        experiment: plan.experiment.name.clone(),
+        run_id: run_id.to_string(),
+        experiment: experiment.to_string(),
         status,
         error,
-        seed: job.config.seed,
+        seed,
         crate_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: build.commit.clone(),
         git_dirty: build.dirty,
@@ -411,7 +439,7 @@ fn run_job(
         host: track::host_name(),
         cpu: track::provenance::cpu_model(),
         threads: track::provenance::threads(),
-        device: plan.experiment.device.to_string(),
+        device,
         started: track::rfc3339(run.started()),
         ended: track::rfc3339(SystemTime::now()),
         wall_seconds: run.elapsed_seconds(),
@@ -424,7 +452,5 @@ fn run_job(
                 unit: Some(d.data.meta.target.unit.clone()),
             })
             .collect(),
-    };
-    run.finish(&manifest)?;
-    Ok(metrics)
+    }
 }

@@ -53,6 +53,26 @@ pub struct Experiment {
     pub seeds: Vec<u64>,
     /// How the report's headline chooses configurations and the best baseline.
     pub select: crate::track::records::Select,
+    /// Self-supervised pretraining stages run before the jobs (`pretrain:`).
+    pub pretrain: Vec<PretrainStage>,
+}
+
+/// One pretraining stage: its method and encoder, the unlabelled datasets it reads, and the
+/// cached directory it leaves its encoder in (named by a hash of all of these, so every run
+/// that names the stage shares it and a changed stage is a new directory).
+#[derive(Debug, Clone)]
+pub struct PretrainStage {
+    pub name: String,
+    pub config: crate::models::ssl::SslConfig,
+    pub unlabelled: Vec<DatasetEntry>,
+    pub dir: PathBuf,
+}
+
+impl PretrainStage {
+    /// The encoder file a model's `image_weights: pretrain:<name>` reads.
+    pub fn encoder_file(&self) -> PathBuf {
+        self.dir.join(crate::models::ssl::ENCODER_FILE)
+    }
 }
 
 impl Experiment {

@@ -151,3 +151,95 @@ fn pretrained_encoders_train_and_probe() {
         r.stderr
     );
 }
+
+const PRETRAIN: &str = "\
+name: ssl
+image_size: 32
+poi_raster_size: 32
+datasets: [{preset: tiny}]
+pretrain:
+  - {name: contrast, method: simclr, image_widths: [4, 8], image_blocks: 1, epochs: 2, batch_size: 16, unlabelled: [{preset: tiny, seed: 100}, {preset: tiny, seed: 101}]}
+  - {name: triplets, method: tile2vec, image_widths: [4, 8], image_blocks: 1, epochs: 2, batch_size: 16, unlabelled: [{preset: tiny, seed: 100}]}
+models:
+  - {kind: linear_probe, image_encoder: resnet, image_widths: [4, 8], image_blocks: 1, image_weights: [pretrain:contrast, pretrain:triplets]}
+  - {kind: opencarbon, image_encoder: resnet, image_widths: [4, 8], image_blocks: 1, image_weights: pretrain:triplets, image_training: frozen, embedding_dim: 8, max_epochs: 2, min_epochs: 2, valid_every: 1, batch_size: 16}
+splits: [{kind: random}]
+seeds: [0]
+";
+
+/// Two pretraining stages (SimCLR and Tile2Vec on other generator seeds of the preset) run
+/// once before the jobs, into cached directories the models' `pretrain:<name>` resolve to;
+/// a second run reuses them; a scored city as unlabelled data, an unknown stage and an encoder
+/// that is not the stage's are refused before anything runs.
+#[test]
+fn pretraining_stages_run_once_and_feed_the_models() {
+    let cli = Cli::in_temp_dir();
+    cli.write("ssl.yaml", PRETRAIN);
+    let r = cli.run(&["run", "ssl.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stderr.matches("pretraining `").count(), 2, "{}", r.stderr);
+    let stages: Vec<std::path::PathBuf> = std::fs::read_dir(cli.path(".cache/pretrain"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("DONE").is_file())
+        .collect();
+    assert_eq!(stages.len(), 2, "{stages:?}");
+    for stage in &stages {
+        assert!(stage.join("encoder.safetensors").is_file());
+        let log = read(&stage.join("run.log"));
+        assert!(log.contains("unlabelled tiles"), "{log}");
+        assert!(stage.join("pretrain.json").is_file());
+    }
+    let summary = read(&cli.path("results/ssl/summary.csv"));
+    assert_eq!(summary.lines().count(), 4, "3 runs: {summary}");
+    let config_of_runs: Vec<String> = std::fs::read_dir(cli.path("results/ssl"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("DONE").is_file())
+        .map(|e| read(&e.path().join("config.yaml")))
+        .collect();
+    assert!(
+        config_of_runs
+            .iter()
+            .all(|c| c.contains("image_weights: .cache/pretrain/")),
+        "{config_of_runs:?}"
+    );
+    // Cached: a forced rerun of the jobs trains no stage again.
+    let r = cli.run(&["run", "ssl.yaml", "--force"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("pretraining `"), "{}", r.stderr);
+
+    for (bad, field, words) in [
+        (
+            PRETRAIN.replace("{preset: tiny, seed: 101}", "{preset: tiny}"),
+            "pretrain[0].unlabelled[1]",
+            "also a dataset the experiment scores",
+        ),
+        (
+            PRETRAIN.replace(
+                "image_weights: pretrain:triplets,",
+                "image_weights: pretrain:nope,",
+            ),
+            "models[1].image_weights",
+            "names no pretrain stage `nope`",
+        ),
+        (
+            PRETRAIN.replace(
+                "image_widths: [4, 8], image_blocks: 1, image_weights: pretrain:triplets",
+                "image_widths: [4, 16], image_blocks: 1, image_weights: pretrain:triplets",
+            ),
+            "models[1].image_weights",
+            "this model's encoder differs",
+        ),
+    ] {
+        cli.write("bad.yaml", &bad);
+        let r = cli.run(&["plan", "bad.yaml"]);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(field) && r.stderr.contains(words),
+            "{}",
+            r.stderr
+        );
+    }
+}
