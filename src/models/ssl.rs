@@ -445,7 +445,7 @@ pub(crate) fn export_torchvision<D: ModelDevice>(
                 .map_err(|e| Error::Internal(format!("encoder tensor {n}: {e:?}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = std::collections::HashMap::from([
+    let metadata = std::collections::BTreeMap::from([
         ("format".to_string(), "torchvision-resnet".to_string()),
         (
             MEAN_KEY.to_string(),
@@ -454,8 +454,7 @@ pub(crate) fn export_torchvision<D: ModelDevice>(
         (STD_KEY.to_string(), serde_json::json!(norm.std).to_string()),
         ("source".to_string(), source.to_string()),
     ]);
-    ::safetensors::serialize(views, &Some(metadata))
-        .map_err(|e| Error::Internal(format!("encoder file: {e:?}")))
+    crate::nn::params::serialize_with_metadata(views, &metadata)
 }
 
 #[cfg(test)]

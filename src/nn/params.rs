@@ -416,6 +416,52 @@ pub fn save_safetensors<D: Device<f32>>(
     crate::track::atomic_write(path, &bytes)
 }
 
+/// `views` as safetensors bytes with `metadata`, the same bytes on every run: the
+/// safetensors crate orders metadata as its hash map iterates (differently in every
+/// process), so the header is written again with the metadata's keys sorted.
+pub fn serialize_with_metadata(
+    views: Vec<(String, ::safetensors::tensor::TensorView<'_>)>,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let failed = |what: String| Error::Internal(format!("safetensors: {what}"));
+    let plain = ::safetensors::serialize(views, &None).map_err(|e| failed(format!("{e:?}")))?;
+    let n = u64::from_le_bytes(plain[..8].try_into().map_err(|_| failed("short".into()))?) as usize;
+    let tensors: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&plain[8..8 + n]).map_err(|e| failed(e.to_string()))?;
+    let json = |v: serde_json::Value| v.to_string();
+    let sorted: serde_json::Map<String, serde_json::Value> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    // Written key by key: a `Map` may keep insertion order (serde_json's preserve_order).
+    let mut header = String::from("{\"__metadata__\":{");
+    for (i, (key, value)) in sorted.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        header.push_str(&format!(
+            "{comma}{}:{}",
+            json(key.as_str().into()),
+            json(value.clone())
+        ));
+    }
+    header.push('}');
+    for (name, info) in &tensors {
+        header.push_str(&format!(
+            ",{}:{}",
+            json(name.as_str().into()),
+            json(info.clone())
+        ));
+    }
+    header.push('}');
+    // Padded with spaces to a multiple of 8 bytes, as the crate pads its own header.
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&plain[8 + n..]);
+    Ok(out)
+}
+
 /// Stored tensors by name: (shape, values).
 pub type StoredTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 

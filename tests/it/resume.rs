@@ -115,3 +115,46 @@ fn a_killed_training_resumes_and_ends_as_an_uninterrupted_one() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     assert_eq!(finished_run(&cli, "killed"), killed);
 }
+
+/// A pretraining stage killed with SIGKILL continues from its checkpoint on the next `run`
+/// and writes the same encoder, byte for byte, as an uninterrupted stage.
+#[test]
+fn a_killed_pretraining_stage_resumes_to_the_same_encoder() {
+    let cli = Cli::in_temp_dir();
+    let experiment = |name: &str| {
+        format!(
+            "name: {name}\ncache_dir: cache_{name}\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{{preset: tiny}}]\npretrain:\n  - {{name: c, method: simclr, image_widths: [4, 8], image_blocks: 1, epochs: 60, batch_size: 16, unlabelled: [{{preset: tiny, seed: 100}}]}}\nmodels: [{{kind: lasso, alpha: 0.01}}]\nsplits: [{{kind: random}}]\nseeds: [0]\n"
+        )
+    };
+    cli.write("whole.yaml", &experiment("whole"));
+    cli.write("killed.yaml", &experiment("killed"));
+    let r = cli.run(&["run", "whole.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let stages = cli.path("cache_killed/pretrain");
+    let checkpoint = kill_at_first_checkpoint(&cli, &["-q", "run", "killed.yaml"], &stages);
+    assert!(checkpoint.is_file());
+    let r = cli.run(&["run", "killed.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let stage = |cache: &str| -> std::path::PathBuf {
+        std::fs::read_dir(cli.path(&format!("{cache}/pretrain")))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("DONE").is_file())
+            .unwrap()
+    };
+    let (whole, killed) = (stage("cache_whole"), stage("cache_killed"));
+    assert_eq!(
+        whole.file_name(),
+        killed.file_name(),
+        "the same stage, the same name"
+    );
+    let log = read(&killed.join("run.log"));
+    assert!(log.contains("resumed at epoch"), "{log}");
+    assert!(
+        std::fs::read(whole.join("encoder.safetensors")).unwrap()
+            == std::fs::read(killed.join("encoder.safetensors")).unwrap(),
+        "the resumed stage's encoder differs"
+    );
+    assert!(!checkpoint.exists(), "the checkpoint outlived the stage");
+}
