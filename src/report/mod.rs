@@ -334,8 +334,7 @@ impl Table {
         for (mi, model) in self.models.iter().enumerate() {
             write!(s, "| {model} |").unwrap();
             for di in 0..self.datasets.len() {
-                for k in 0..TABLE_METRICS.len() {
-                    let metric = TABLE_METRICS[k].0;
+                for (k, (metric, _)) in TABLE_METRICS.iter().enumerate() {
                     write!(
                         s,
                         " {} |",

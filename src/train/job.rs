@@ -78,6 +78,8 @@ fn unlabelled_images(
 /// End-of-run TensorBoard records: the resolved job as text, the final metrics as scalars
 /// and HParams, the true and predicted emission maps side by side (one per dataset, tiles
 /// outside the job grey) and the predicted-vs-true scatter of the test tiles.
+// The job, its data, the model's output and the run: each is needed, none groups the others.
+#[allow(clippy::too_many_arguments)]
 fn board_summary(
     job: &Job,
     params: &[(String, crate::track::tensorboard::HParam)],
