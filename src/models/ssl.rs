@@ -360,20 +360,16 @@ impl<D: ModelDevice> TrainSteps<D> for SslTrainer<'_, D> {
     }
 
     fn resume_state(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({
-            "rng_word_pos": self.rng.get_word_pos().to_string(),
-            "tiles": self.tiles,
-        }))
+        Some(crate::nn::resume::stream_state(
+            &self.rng,
+            "tiles",
+            &self.tiles,
+        ))
     }
 
     fn restore_resume_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let bad = || Error::Model("resume: the pretraining state is malformed".into());
-        let pos: u128 = state["rng_word_pos"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad)?;
-        self.tiles = serde_json::from_value(state["tiles"].clone()).map_err(|_| bad())?;
-        self.rng.set_word_pos(pos);
+        self.tiles =
+            crate::nn::resume::restore_stream(state, &mut self.rng, "tiles", "pretraining")?;
         Ok(())
     }
 }

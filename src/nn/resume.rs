@@ -216,6 +216,37 @@ pub fn load(dir: &Path) -> Result<Option<LearnerState>> {
     }))
 }
 
+/// What a model with a random stream and a sample order needs to resume exactly: the
+/// stream's position (its seed is the job's) and the order, under `order_key`.
+pub fn stream_state(
+    rng: &rand_chacha::ChaCha8Rng,
+    order_key: &str,
+    order: &[(usize, usize)],
+) -> serde_json::Value {
+    serde_json::json!({
+        "rng_word_pos": rng.get_word_pos().to_string(),
+        order_key: order,
+    })
+}
+
+/// Take back `stream_state`: `rng` moved to its position, and the order returned; `who`
+/// names the model in the error of a malformed state.
+pub fn restore_stream(
+    state: &serde_json::Value,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    order_key: &str,
+    who: &str,
+) -> Result<Vec<(usize, usize)>> {
+    let bad = || Error::Model(format!("resume: {who}'s state is malformed"));
+    let pos: u128 = state["rng_word_pos"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let order = serde_json::from_value(state[order_key].clone()).map_err(|_| bad())?;
+    rng.set_word_pos(pos);
+    Ok(order)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

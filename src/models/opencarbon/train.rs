@@ -311,20 +311,17 @@ impl<D: ModelDevice> TrainSteps<D> for Trainer<'_, D> {
     /// The batch order's and augmentation's random stream (its position; the seed is the
     /// job's) and the training targets' current order (random batches shuffle it in place).
     fn resume_state(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({
-            "rng_word_pos": self.rng.get_word_pos().to_string(),
-            "train_order": self.train,
-        }))
+        Some(crate::nn::resume::stream_state(
+            &self.rng,
+            "train_order",
+            &self.train,
+        ))
     }
 
     fn restore_resume_state(&mut self, state: &serde_json::Value) -> Result<()> {
-        let bad = || Error::Model("resume: OpenCarbon's state is malformed".into());
-        let pos: u128 = state["rng_word_pos"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(bad)?;
-        let order: Vec<(usize, usize)> =
-            serde_json::from_value(state["train_order"].clone()).map_err(|_| bad())?;
+        let mut rng = self.rng.clone();
+        let order =
+            crate::nn::resume::restore_stream(state, &mut rng, "train_order", "OpenCarbon")?;
         let (mut a, mut b) = (order.clone(), self.train.clone());
         a.sort_unstable();
         b.sort_unstable();
@@ -333,7 +330,7 @@ impl<D: ModelDevice> TrainSteps<D> for Trainer<'_, D> {
                 "resume: the checkpoint's training targets are not this job's".into(),
             ));
         }
-        self.rng.set_word_pos(pos);
+        self.rng = rng;
         self.train = order;
         Ok(())
     }
