@@ -261,13 +261,19 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
         }
     }
     let started = std::time::Instant::now();
+    // Whether the model has a validation set (else `best` tracks the negated training loss).
+    let mut validated = true;
     let bar = crate::track::progress::Bar::new(settings.max_epochs as u64, "epochs")
         .prefix(settings.name);
     for epoch in first_epoch..settings.max_epochs {
         bar.set(
             epoch as u64,
             best.as_ref().map_or(String::new(), |(b, e, _)| {
-                format!("best valid R² {b:.3} (epoch {e})")
+                if validated {
+                    format!("best valid R² {b:.3} (epoch {e})")
+                } else {
+                    format!("lowest train loss {:.3} (epoch {e})", -b)
+                }
             }),
         );
         let lr = settings.learning_rate.at(epoch);
@@ -297,6 +303,7 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
             None => model.validate(epoch)?,
         };
         let total = per_sample.first().map_or(f64::NAN, |(_, v)| *v);
+        validated = validation.is_some();
         let score = match validation {
             None => -total, // no validation tiles: track the training loss
             Some(v) => {
@@ -314,8 +321,13 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
         validations += 1;
         if validations % settings.log_every.max(1) == 0 {
             let name = per_sample.first().map_or("loss", |(n, _)| *n);
+            let valid = if validated {
+                format!(", valid R² {score:.4}")
+            } else {
+                String::new()
+            };
             run.log(&format!(
-                "epoch {step:>4}: train {name} {total:.4}, grad norm {grad_norm:.3}, lr {lr:.2e}, valid R² {score:.4} ({:.0} s)",
+                "epoch {step:>4}: train {name} {total:.4}, grad norm {grad_norm:.3}, lr {lr:.2e}{valid} ({:.0} s)",
                 started.elapsed().as_secs_f64()
             ));
         }
@@ -366,9 +378,14 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
     let (best_score, best_epoch, snap) =
         best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
     snap.restore(model);
-    run.log(&format!(
-        "best validation R² {best_score:.4} at epoch {best_epoch}"
-    ));
+    run.log(&if validated {
+        format!("best validation R² {best_score:.4} at epoch {best_epoch}")
+    } else {
+        format!(
+            "lowest training loss {:.4} at epoch {best_epoch} (no validation)",
+            -best_score
+        )
+    });
     Ok(Outcome {
         best_score,
         best_epoch,
