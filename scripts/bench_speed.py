@@ -6,9 +6,14 @@ ours writes), and our convolution layer against PyTorch's (scripts/bench_conv_to
 
 Run on an otherwise idle machine, from the repository root, with a Python that has torch
 (scripts/requirements-torch-peer.txt):
-    python scripts/bench_speed.py [--pairs 5] [--threads 1 2] [--only cpu32-patch conv]
+    python scripts/bench_speed.py [--pairs 5] [--threads 1 2] [--only cpu32-patch conv whole]
 (all configurations at 1 and 2 threads, except resnet256 at 2 unless named with --only:
-about 45 minutes on the 2-core machine)
+about 45 minutes on the 2-core machine, plus the whole trainings)
+`whole` is a whole training, ours (`opencarbon run` of one job: london, 4x4-block split, seed
+0, the CPU recipe configs/models/opencarbon_cpu.yaml at 32 px images and 64 px POI rasters, as
+in experiments/main.yaml) against scripts/train_opencarbon_torch.py on that run, each timed as
+its process's wall time (ours: plan, data from the cache, training, evaluation and records;
+the peer: the same after importing torch).
 Prints, per configuration and thread count, the median ratio ours / peer of the per-pair
 ratios with its min-max, and both medians in seconds; `--json F` also writes every pair.
 Ours' thread count is OPENCARBON_THREADS; the peer's torch.set_num_threads.
@@ -36,6 +41,65 @@ EPOCH_CONFIGS = {
     "cpu64-random": (CPU, 64, 0, None),
     "resnet256": (PAPER, 256, None, 32),
 }
+
+
+WHOLE_EXPERIMENT = """name: whole
+results_dir: {results}
+image_size: 32
+poi_raster_size: 64
+datasets: [{{preset: london}}]
+models: [{{use: {config}}}]
+splits: [{{kind: block, block_tiles: 4}}]
+seeds: [0]
+"""
+
+
+def main_binary():
+    """Build the release binary and return its path."""
+    out = subprocess.run(["cargo", "build", "--release", "--message-format=json"], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    for line in out.stdout.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+                and msg["target"]["name"] == "opencarbon":
+            return msg["executable"]
+    raise RuntimeError("no opencarbon executable in cargo's output")
+
+
+def whole_run_dir(results):
+    """The finished run of the whole-training experiment, if any."""
+    exp = os.path.join(results, "whole")
+    done = [os.path.join(exp, d) for d in sorted(os.listdir(exp))
+            if os.path.isfile(os.path.join(exp, d, "DONE"))] if os.path.isdir(exp) else []
+    return done[0] if done else None
+
+
+def whole_pair(exe, python, threads, tmp, order):
+    """Wall seconds of our whole training and of the peer's on the same run. The first call
+    makes the run once untimed (and with it the city's cache), so every timed run of ours
+    finds the data prepared, as the peer does."""
+    import time
+
+    results = os.path.join(tmp, "whole-results")
+    experiment = os.path.join(tmp, "whole.yaml")
+    with open(experiment, "w") as f:
+        f.write(WHOLE_EXPERIMENT.format(results=results, config=os.path.join(ROOT, CPU)))
+    ours_cmd = [exe, "-q", "run", experiment, "--force"]
+    env = {"OPENCARBON_THREADS": str(threads)}
+    if whole_run_dir(results) is None:
+        run(ours_cmd, env)
+    result = {}
+    for who in order:
+        started = time.perf_counter()
+        if who == "ours":
+            run(ours_cmd, env)
+            result["ours"] = time.perf_counter() - started
+        else:
+            out = run([python, "scripts/train_opencarbon_torch.py", "--run",
+                       whole_run_dir(results), "--threads", str(threads), "--quiet"])
+            result["peer"] = time.perf_counter() - started
+            result["peer_test_r2"] = last_json(out).get("test", {}).get("r2")
+    return result["ours"], result["peer"], result
 
 
 def bench_binaries():
@@ -97,14 +161,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--only", nargs="+", choices=[*EPOCH_CONFIGS, "conv"])
+    ap.add_argument("--only", nargs="+", choices=[*EPOCH_CONFIGS, "conv", "whole"])
     ap.add_argument("--python", default=sys.executable, help="the Python that has torch")
     ap.add_argument("--json", help="write every pair's measurements here")
     args = ap.parse_args()
-    names = args.only or [*EPOCH_CONFIGS, "conv"]
+    names = args.only or [*EPOCH_CONFIGS, "conv", "whole"]
     # The 256 px ResNet epoch takes minutes at one thread: it runs at 2 unless named.
     default_threads = {"resnet256": [t for t in args.threads if t > 1] or args.threads}
     exes = bench_binaries()
+    if "whole" in names:
+        exes["whole"] = main_binary()
     peer_version = run([args.python, "-c", "import torch; print(torch.__version__, "
                         "torch.backends.cpu.get_cpu_capability(), "
                         "'oneDNN', torch.backends.mkldnn.is_available())"]).strip()
@@ -120,6 +186,8 @@ def main():
                     order = ("ours", "peer") if i % 2 == 0 else ("peer", "ours")
                     if name == "conv":
                         o, p, raw = conv_pair(exes["conv"], args.python, threads, order)
+                    elif name == "whole":
+                        o, p, raw = whole_pair(exes["whole"], args.python, threads, tmp, order)
                     else:
                         o, p, raw = epoch_pair(exes["epoch"], args.python, name, threads,
                                                batches, order)

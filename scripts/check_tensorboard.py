@@ -203,6 +203,7 @@ def check_run(run, problems):
     # widths; the font-less fallback's pictures do not, so a width tells which was written.
     labelled_width = {"maps/": 1200, "scatter/": 560}
     if not HAS_FONT:
+        need(not os.environ.get("OPENCARBON_REQUIRE_FONT"), "OPENCARBON_REQUIRE_FONT is set but no font found")
         labelled_width = {}  # the binary found no font either: pictures without labels
     need(any(t.startswith("maps/") for t in images), f"no emission map image among {images}")
     need(any(t.startswith("scatter/") for t in images), f"no scatter image among {images}")

@@ -846,7 +846,9 @@ def train_and_evaluate(cfg, inputs, city, rows, seed, log):
         decay = min(cfg["ema"], (1.0 + n) / (10.0 + n))
         now = state_copy(net)
         for k in avg:
-            avg[k].mul_(decay).add_(now[k], alpha=1.0 - decay)
+            # As ours: the average of an unchanged value (a frozen encoder) stays that value.
+            blended = avg[k] * decay + now[k] * (1.0 - decay)
+            avg[k] = torch.where(avg[k] == now[k], avg[k], blended)
         ema[1] = n + 1
 
     def evaluated(fn):

@@ -196,8 +196,12 @@ impl Model for LinearProbeConfig {
                 crate::metrics::r2(&truth, &p.to_vec())
             };
             tried.push(serde_json::json!({ "alpha": alpha, "valid_r2": score }));
-            // The first of equal scores wins, so the choice does not depend on ties' order.
-            if best.as_ref().is_none_or(|b| score > b.1) {
+            // Ties go to the earlier penalty of the list; a NaN score (a non-finite
+            // prediction) loses to any number.
+            let better = |b: &(f64, f64, Box<dyn super::FittedModel>)| {
+                !score.is_nan() && (b.1.is_nan() || score > b.1)
+            };
+            if best.as_ref().is_none_or(better) {
                 best = Some((alpha, score, fitted));
             }
         }

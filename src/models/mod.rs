@@ -345,6 +345,17 @@ macro_rules! model_table {
     };
 }
 
+impl ModelConfig {
+    /// The image encoder's pretrained weights file, for the models that read one.
+    pub fn image_weights(&self) -> Option<&str> {
+        match self {
+            ModelConfig::OpenCarbon(c) => c.image_weights.as_deref(),
+            ModelConfig::LinearProbe(c) => c.image_weights.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 model_table! {
     Lasso(LassoConfig),
     LassoSmartcore(LassoSmartcoreConfig),

@@ -113,7 +113,11 @@ impl Snapshot {
         );
         for (avg, now) in pairs {
             for (a, x) in avg.iter_mut().zip(now) {
-                *a = decay * *a + (1.0 - decay) * x;
+                // The average of a constant is that constant: in f32 the blend may land an ulp
+                // away, which would move a frozen encoder's weights.
+                if *a != *x {
+                    *a = decay * *a + (1.0 - decay) * x;
+                }
             }
         }
     }
@@ -261,20 +265,20 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
         }
     }
     let started = std::time::Instant::now();
-    // Whether the model has a validation set (else `best` tracks the negated training loss).
-    let mut validated = true;
+    // Whether the model has a validation set (else `best` tracks the negated training loss);
+    // known after the first epoch of this attempt.
+    let mut validated: Option<bool> = None;
     let bar = crate::track::progress::Bar::new(settings.max_epochs as u64, "epochs")
         .prefix(settings.name);
     for epoch in first_epoch..settings.max_epochs {
         bar.set(
             epoch as u64,
-            best.as_ref().map_or(String::new(), |(b, e, _)| {
-                if validated {
-                    format!("best valid R² {b:.3} (epoch {e})")
-                } else {
-                    format!("lowest train loss {:.3} (epoch {e})", -b)
-                }
-            }),
+            best.as_ref()
+                .map_or(String::new(), |(b, e, _)| match validated {
+                    Some(true) => format!("best valid R² {b:.3} (epoch {e})"),
+                    Some(false) => format!("lowest train loss {:.3} (epoch {e})", -b),
+                    None => String::new(),
+                }),
         );
         let lr = settings.learning_rate.at(epoch);
         model.optimiser().lr = lr as f32;
@@ -303,7 +307,7 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
             None => model.validate(epoch)?,
         };
         let total = per_sample.first().map_or(f64::NAN, |(_, v)| *v);
-        validated = validation.is_some();
+        validated = Some(validation.is_some());
         let score = match validation {
             None => -total, // no validation tiles: track the training loss
             Some(v) => {
@@ -321,7 +325,7 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
         validations += 1;
         if validations % settings.log_every.max(1) == 0 {
             let name = per_sample.first().map_or("loss", |(n, _)| *n);
-            let valid = if validated {
+            let valid = if validated == Some(true) {
                 format!(", valid R² {score:.4}")
             } else {
                 String::new()
@@ -378,13 +382,13 @@ pub fn fit<D: Device<f32> + LayerKernels, M: TrainSteps<D>>(
     let (best_score, best_epoch, snap) =
         best.ok_or_else(|| Error::Model("no epoch was trained".into()))?;
     snap.restore(model);
-    run.log(&if validated {
-        format!("best validation R² {best_score:.4} at epoch {best_epoch}")
-    } else {
-        format!(
+    run.log(&match validated {
+        Some(true) => format!("best validation R² {best_score:.4} at epoch {best_epoch}"),
+        Some(false) => format!(
             "lowest training loss {:.4} at epoch {best_epoch} (no validation)",
             -best_score
-        )
+        ),
+        None => format!("best score {best_score:.4} at epoch {best_epoch} (resumed at the end)"),
     });
     Ok(Outcome {
         best_score,

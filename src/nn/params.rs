@@ -576,6 +576,14 @@ pub fn restore_running_stats<D: Device<f32>>(
                     ),
                 ));
             }
+            let negative_variance = suffix == "running_var" && values.iter().any(|v| *v < 0.0);
+            if values.iter().any(|v| !v.is_finite()) || negative_variance {
+                return Err(Error::dataset(
+                    path,
+                    None,
+                    format!("`{key}` holds a non-finite value or a negative variance"),
+                ));
+            }
             dst.copy_from(values);
         }
     }

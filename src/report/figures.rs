@@ -386,9 +386,10 @@ pub fn write_figures(
             }
             let base = format!("{}_{}", file_safe(split), file_safe(dataset));
             let what = format!("{} (seed {seed}, run {})", run.model, run.run_id);
+            // The maps and scatter show the (test) city's tiles: its own unit.
             let unit = units
                 .iter()
-                .find(|(d, _)| d == dataset)
+                .find(|(d, _)| d == city)
                 .map(|(_, u)| u.as_str());
             let maps = plot::maps(&format!("{dataset}, split {split}: {what}"), &mine, unit)?;
             let name = format!("maps_{base}.png");

@@ -291,7 +291,7 @@ fn units_sentence(datasets: &[String], units: &[(String, String)]) -> String {
     distinct.dedup();
     match distinct.as_slice() {
         [Some(unit)] => format!("RMSE and MAE in ln({unit})."),
-        [None] => "RMSE and MAE in ln of the datasets' emission unit (not recorded).".into(),
+        [None] => "RMSE and MAE in ln of the datasets' emission unit (not recorded, or differing between the cities of a label).".into(),
         _ => {
             let each: Vec<String> = datasets
                 .iter()
@@ -377,11 +377,18 @@ fn file_safe(label: &str) -> String {
         .collect()
 }
 
-/// The emission unit of each dataset label of `summaries` (a cross-city label such as
-/// `london>beijing` included) whose datasets all record the same one.
+/// The emission unit of each city of `summaries`, and of each dataset label (a cross-city
+/// label such as `london>beijing` included) whose cities all record the same one.
 pub fn units_by_dataset(summaries: &[RunSummary]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for s in summaries {
+        // Each city under its own name (a cross-city run's maps show its test city) ...
+        for (city, unit) in &s.units {
+            if !out.iter().any(|(d, _)| d == city) {
+                out.push((city.clone(), unit.clone()));
+            }
+        }
+        // ... and the run's dataset label, when its cities agree.
         let mut units: Vec<&String> = s.units.iter().map(|(_, u)| u).collect();
         units.dedup();
         if let [unit] = units.as_slice() {

@@ -163,9 +163,12 @@ fn board_summary(
             }
         }
     } else {
-        crate::track::progress::warn(
-            "no TrueType font found (DejaVu Sans or $OPENCARBON_FONT): TensorBoard's maps and scatter without axes or labels",
-        );
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            crate::track::progress::warn(
+                "no TrueType font found (DejaVu Sans or $OPENCARBON_FONT): TensorBoard's maps and scatter without axes or labels",
+            )
+        });
         unlabelled_images(datasets, rows, &fitted.predictions, board)?;
     }
     board.flush()?;

@@ -202,15 +202,24 @@ pub fn run_experiment(plan: &Plan, options: RunOptions) -> Result<usize> {
         }
     }
     check_against_data(plan, &prepared)?;
-    if !todo.is_empty() {
-        pretrain::ensure_pretrained(plan)?;
-    }
-    for job in &todo {
-        job.config
-            .model
-            .model
-            .check_datasets(&job_datasets(job, &prepared))?;
-    }
+    // What can be checked before pretraining is, so that a bad input stops the run before
+    // hours of it; the jobs that read a stage's encoder are checked once it exists.
+    let (after_stages, now): (Vec<&Job>, Vec<&Job>) = todo
+        .iter()
+        .partition(|job| pretrain::pending_stage_of(plan, job).is_some());
+    let check = |jobs: &[&Job]| -> Result<()> {
+        for job in jobs {
+            job.config
+                .model
+                .model
+                .check_datasets(&job_datasets(job, &prepared))?;
+        }
+        Ok(())
+    };
+    check(&now)?;
+    let scored: Vec<&PreparedDataset> = prepared.values().collect();
+    pretrain::ensure_pretrained(plan, &after_stages, &scored)?;
+    check(&after_stages)?;
 
     let started = Instant::now();
     // Counted from the closure that runs a job and from the loop over held jobs alike.

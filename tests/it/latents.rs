@@ -14,6 +14,7 @@ const CHEAP_MODELS: &[(&str, &str)] = &[
     ),
     ("ols", "{kind: ols}"),
     ("ridge", "{kind: ridge, alpha: 1.0}"),
+    ("linear_probe", "{kind: linear_probe, image_widths: [4], alphas: [1.0]}"),
     ("random_forest", "{kind: random_forest, n_trees: 8}"),
     ("gbdt", "{kind: gbdt, n_trees: 20}"),
     ("mlp", "{kind: mlp, max_epochs: 20, min_epochs: 10, patience: 5}"),

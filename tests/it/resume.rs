@@ -123,7 +123,7 @@ fn a_killed_pretraining_stage_resumes_to_the_same_encoder() {
     let cli = Cli::in_temp_dir();
     let experiment = |name: &str| {
         format!(
-            "name: {name}\ncache_dir: cache_{name}\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{{preset: tiny}}]\npretrain:\n  - {{name: c, method: simclr, image_widths: [4, 8], image_blocks: 1, epochs: 60, batch_size: 16, unlabelled: [{{preset: tiny, seed: 100}}]}}\nmodels: [{{kind: lasso, alpha: 0.01}}]\nsplits: [{{kind: random}}]\nseeds: [0]\n"
+            "name: {name}\ncache_dir: cache_{name}\nimage_size: 32\npoi_raster_size: 32\ndatasets: [{{preset: tiny}}]\npretrain:\n  - {{name: c, method: simclr, image_widths: [4, 8], image_blocks: 1, epochs: 60, batch_size: 16, unlabelled: [{{preset: tiny, seed: 100}}]}}\nmodels: [{{kind: linear_probe, image_encoder: resnet, image_widths: [4, 8], image_blocks: 1, image_weights: \"pretrain:c\"}}]\nsplits: [{{kind: random}}]\nseeds: [0]\n"
         )
     };
     cli.write("whole.yaml", &experiment("whole"));

@@ -60,6 +60,13 @@ pub fn read(path: &Path) -> Result<PretrainedImage> {
         })
     };
     let (mean, std) = (triple(MEAN_KEY)?, triple(STD_KEY)?);
+    if mean.iter().any(|m| !m.is_finite()) {
+        return Err(Error::dataset(
+            path,
+            None,
+            format!("`{MEAN_KEY}` is {mean:?}, expected finite numbers"),
+        ));
+    }
     if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         return Err(Error::dataset(
             path,

@@ -281,6 +281,8 @@ fn trained_changes(training: EncoderTraining, image_lr: Option<f64>) -> (f32, f3
     cfg.image_weights = Some(path.display().to_string());
     cfg.image_training = training;
     cfg.image_lr = image_lr;
+    // With a moving average of the weights, which must leave a frozen body as loaded too.
+    cfg.ema = 0.9;
     let mut run = RunDir::begin(&dir.path().join("runs"), "pretrained").unwrap();
     fit_on_cpu(&cfg, 3, &ds, &rows, &mut run).unwrap();
     let stored = crate::nn::params::load_safetensors(&run.path("best.safetensors")).unwrap();
@@ -311,7 +313,8 @@ fn trained_changes(training: EncoderTraining, image_lr: Option<f64>) -> (f32, f3
     (body, stats)
 }
 
-/// Frozen: the body's weights and batch-norm statistics stay as loaded, bit for bit.
+/// Frozen: the body's weights and batch-norm statistics stay as loaded, bit for bit, moving
+/// average of the weights included.
 /// Fine-tuned: the body trains, and with `image_lr` a million times below `lr` it barely
 /// moves (its statistics still follow the data: they are no learning-rate matter).
 #[test]
