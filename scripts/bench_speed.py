@@ -95,10 +95,12 @@ def whole_pair(exe, python, threads, tmp, order):
             run(ours_cmd, env)
             result["ours"] = time.perf_counter() - started
         else:
-            out = run([python, "scripts/train_opencarbon_torch.py", "--run",
-                       whole_run_dir(results), "--threads", str(threads), "--quiet"])
+            out_json = os.path.join(tmp, "peer.json")
+            run([python, "scripts/train_opencarbon_torch.py", "--run", whole_run_dir(results),
+                 "--threads", str(threads), "--quiet", "--out", out_json])
             result["peer"] = time.perf_counter() - started
-            result["peer_test_r2"] = last_json(out).get("test", {}).get("r2")
+            with open(out_json) as f:
+                result["peer_test_r2"] = json.load(f).get("test", {}).get("r2")
     return result["ours"], result["peer"], result
 
 
