@@ -410,14 +410,13 @@ pub(crate) fn export_torchvision<D: ModelDevice>(
     norm: &ImageNorm,
     source: &str,
 ) -> Result<Vec<u8>> {
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let bytes = |v: Vec<f32>| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let mut params = Vec::new();
     encoder.params(&mut params);
     for (name, p) in params.iter().filter(|(n, _)| is_encoder_body(n)) {
         let theirs = torchvision_name(name, blocks)
             .ok_or_else(|| Error::Internal(format!("no torchvision name for {name}")))?;
-        tensors.push((theirs, p.shape(), bytes(p.values())));
+        tensors.push((theirs, p.shape(), p.values()));
     }
     drop(params);
     let mut stats = Vec::new();
@@ -430,17 +429,9 @@ pub(crate) fn export_torchvision<D: ModelDevice>(
             let ours = format!("{name}.{suffix}");
             let theirs = torchvision_name(&ours, blocks)
                 .ok_or_else(|| Error::Internal(format!("no torchvision name for {ours}")))?;
-            tensors.push((theirs, vec![values.len()], bytes(values)));
+            tensors.push((theirs, vec![values.len()], values));
         }
     }
-    let views = tensors
-        .iter()
-        .map(|(n, shape, b)| {
-            ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, shape.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Internal(format!("encoder tensor {n}: {e:?}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
     let metadata = std::collections::BTreeMap::from([
         ("format".to_string(), "torchvision-resnet".to_string()),
         (
@@ -450,7 +441,7 @@ pub(crate) fn export_torchvision<D: ModelDevice>(
         (STD_KEY.to_string(), serde_json::json!(norm.std).to_string()),
         ("source".to_string(), source.to_string()),
     ]);
-    crate::nn::params::serialize_with_metadata(views, &metadata)
+    crate::nn::params::f32_safetensors(&tensors, &metadata)
 }
 
 #[cfg(test)]

@@ -388,38 +388,49 @@ pub fn save_safetensors<D: Device<f32>>(
     params: &[(String, ParamRef<'_, D>)],
     extra: &[(String, Vec<f32>)],
 ) -> Result<()> {
-    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, p) in params {
-        owned.push((
-            name.clone(),
-            p.shape(),
-            p.values().iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
-    }
-    for (name, v) in extra {
-        owned.push((
-            name.clone(),
-            vec![v.len()],
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ));
-    }
-    let views: Vec<(String, ::safetensors::tensor::TensorView<'_>)> = owned
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = params
         .iter()
-        .map(|(n, shape, bytes)| {
+        .map(|(name, p)| (name.clone(), p.shape(), p.values()))
+        .chain(
+            extra
+                .iter()
+                .map(|(name, v)| (name.clone(), vec![v.len()], v.clone())),
+        )
+        .collect();
+    let bytes = f32_safetensors(&tensors, &Default::default())?;
+    crate::track::atomic_write(path, &bytes)
+}
+
+/// f32 `tensors` (name, shape, values) as safetensors bytes, with `metadata` when it has any
+/// (`serialize_with_metadata`).
+pub fn f32_safetensors(
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let owned: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, ::safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .zip(&owned)
+        .map(|((n, shape, _), bytes)| {
             ::safetensors::tensor::TensorView::new(::safetensors::Dtype::F32, shape.clone(), bytes)
                 .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Internal(format!("checkpoint tensor {n}: {e:?}")))
+                .map_err(|e| Error::Internal(format!("tensor {n}: {e:?}")))
         })
         .collect::<Result<_>>()?;
-    let bytes = ::safetensors::serialize(views, &None)
-        .map_err(|e| Error::Internal(format!("checkpoint: {e:?}")))?;
-    crate::track::atomic_write(path, &bytes)
+    if metadata.is_empty() {
+        return ::safetensors::serialize(views, &None)
+            .map_err(|e| Error::Internal(format!("safetensors: {e:?}")));
+    }
+    serialize_with_metadata(views, metadata)
 }
 
 /// `views` as safetensors bytes with `metadata`, the same bytes on every run: the
 /// safetensors crate orders metadata as its hash map iterates (differently in every
 /// process), so the header is written again with the metadata's keys sorted.
-pub fn serialize_with_metadata(
+fn serialize_with_metadata(
     views: Vec<(String, ::safetensors::tensor::TensorView<'_>)>,
     metadata: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {

@@ -87,10 +87,11 @@ fn board_summary(
     rows: &[Row],
     fitted: &crate::models::Fitted,
     predicted: &[PredictionRow],
-    metrics: &[Option<Metrics>; 3],
+    result: &RunMetrics,
     run: &mut RunDir,
 ) -> Result<()> {
     let description = &fitted.description;
+    let metrics = [result.train, result.valid, result.test];
     // The resolved configuration as a person reads it: every field, defaults included, and
     // the model's kind as YAML names it.
     let mut shown =
@@ -122,8 +123,7 @@ fn board_summary(
 
     // The model part of the run's short name as far as one run tells it (kind and ablation
     // tags; the fields that vary within the experiment are only known to `report`).
-    let job_json = serde_json::to_value(&job.config).map_err(|e| Error::Internal(e.to_string()))?;
-    let facts = records::ModelFacts::of_job(job.config.model.model.kind(), &job_json);
+    let facts = result.facts();
     let name = crate::track::names::model_names(&[crate::track::names::Nameable {
         run_id: &job.run_id,
         params: &[],
@@ -296,7 +296,7 @@ pub(super) fn fit_and_evaluate(
         &rows,
         &fitted,
         &predictions,
-        &[train, valid, test],
+        &result,
         run,
     )?;
     run.write_json("metrics.json", &result)?;
