@@ -13,7 +13,7 @@ use super::file_safe;
 use super::render::ramp;
 use crate::error::{Error, Result};
 use crate::track::atomic_write;
-use crate::track::plot::{self, font_ready, map_panel, plot_err, Title, FONT};
+use crate::track::plot::{self, font_ready, map_panel, plot_err, titled_file, FONT};
 use crate::track::records::RunMetrics;
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -71,11 +71,7 @@ fn r2_bars(path: &Path, title: &str, runs: &[&RunMetrics]) -> Result<()> {
             .unwrap_or(60);
     let panel_w = 300;
     let width = label_px + panel_w * datasets.len() as u32 + 20;
-    let title = Title::new(title, 20, width)?;
-    let height = 80 + 34 * models.len() as u32 + title.height();
-    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let root = title.draw(&root)?;
+    let root = titled_file(path, title, 20, (width, 80 + 34 * models.len() as u32))?;
     let (labels, panels) = root.split_horizontally(label_px);
     let panels = panels.split_evenly((1, datasets.len()));
     for (panel, dataset) in panels.iter().zip(&datasets) {
@@ -187,10 +183,7 @@ fn modality_weights(path: &Path, title: &str, run_dir: &Path, city: &str) -> Res
                 .collect()
         })
         .unwrap_or_default();
-    let title = Title::new(title, 18, 1000)?;
-    let root = BitMapBackend::new(path, (1000, 490 + title.height())).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let root = title.draw(&root)?;
+    let root = titled_file(path, title, 18, (1000, 490))?;
     let (left, right) = root.split_horizontally(520);
     let colour = |v: f64| {
         let c = ramp(v, 0.0, 1.0);
@@ -250,12 +243,8 @@ fn category_importance(path: &Path, title: &str, run_dir: &Path) -> Result<bool>
         return Ok(false);
     }
     let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9) * 1.15;
-    let title = Title::new(title, 14, 720)?;
-    let height = 70 + 26 * rows.len() as u32 + title.height();
-    let root = BitMapBackend::new(path, (720, height)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let below = title.draw(&root)?;
-    let mut chart = ChartBuilder::on(&below)
+    let root = titled_file(path, title, 14, (720, 70 + 26 * rows.len() as u32))?;
+    let mut chart = ChartBuilder::on(&root)
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(110)

@@ -125,6 +125,20 @@ impl Title {
     }
 }
 
+/// A white PNG figure at `path`, `width` × `height` + the title's height, with `title` drawn
+/// at its top; the area below the title (presenting it writes the file).
+pub fn titled_file<'a>(
+    path: &'a std::path::Path,
+    title: &str,
+    title_size: u32,
+    (width, height): (u32, u32),
+) -> Result<DrawingArea<BitMapBackend<'a>, Shift>> {
+    let title = Title::new(title, title_size, width)?;
+    let root = BitMapBackend::new(path, (width, height + title.height())).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    title.draw(&root)
+}
+
 /// Draw into a white RGB picture of `width` × `height` + the title's height, under `title`.
 pub fn picture_with_title(
     title: &str,
