@@ -10,6 +10,8 @@ mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod device;
+#[cfg(test)]
+mod elementwise_tests;
 pub mod kernels;
 pub mod layers;
 pub mod learner;

@@ -57,6 +57,47 @@ impl Cpu {
     }
 }
 
+impl Cpu {
+    /// A new buffer of `numel` values, `fill(start, piece)` writing each piece (its values
+    /// start as `E::default()`). Large buffers are filled in pieces of a fixed length on
+    /// rayon's pool: the split depends on `numel` alone, never on the number of threads, and
+    /// each value is written by one call, so results are the same bits at any thread count.
+    /// (opencarbon: dfdx's element-wise ops ran on the calling thread alone, which zeroed a
+    /// new buffer and then wrote it, while the other cores waited.)
+    pub(crate) fn try_alloc_filled<E: Unit>(
+        &self,
+        numel: usize,
+        fill: impl Fn(usize, &mut [E]) + Sync,
+    ) -> Result<CachableVec<E>, CpuError> {
+        let mut data: Vec<E> = match self.cache.try_pop::<E>(numel) {
+            // SAFETY: as in `try_alloc_elem`, with length 0: no value is read before it is
+            // written below.
+            Some(allocation) => unsafe { Vec::from_raw_parts(allocation.0 as *mut E, 0, numel) },
+            None => {
+                let mut data = Vec::new();
+                data.try_reserve_exact(numel)
+                    .map_err(|_| CpuError::OutOfMemory)?;
+                data
+            }
+        };
+        let spare = &mut data.spare_capacity_mut()[..numel];
+        let init = |start: usize, piece: &mut [std::mem::MaybeUninit<E>]| {
+            piece.fill(std::mem::MaybeUninit::new(E::default()));
+            // SAFETY: every value was initialised on the line above, and MaybeUninit<E> has
+            // the layout of E.
+            let piece = unsafe { &mut *(piece as *mut [std::mem::MaybeUninit<E>] as *mut [E]) };
+            fill(start, piece);
+        };
+        super::pieces::for_each_piece(spare, init);
+        // SAFETY: every value of the first `numel` was initialised by `init`.
+        unsafe { data.set_len(numel) };
+        Ok(CachableVec {
+            data,
+            cache: self.cache.clone(),
+        })
+    }
+}
+
 impl<E: Unit> ZerosTensor<E> for Cpu {
     fn try_zeros_like<S: HasShape>(&self, src: &S) -> Result<Tensor<S::Shape, E, Self>, Self::Err> {
         let shape = *src.shape();

@@ -4,6 +4,7 @@ use crate::{
     tensor::{Cpu, Tensor, Tensorlike, ZerosTensor},
     tensor_ops::utilities::reduction_utils::index_for_reductions,
 };
+use crate::tensor::cpu::pieces::{for_each_output_piece, for_each_piece, trailing_block};
 
 #[cfg(feature = "f16")]
 impl super::SumKernel<crate::dtypes::AMP<crate::dtypes::f16>> for Cpu {
@@ -70,6 +71,26 @@ impl super::SumKernel<crate::dtypes::AMP<crate::dtypes::f16>> for Cpu {
     }
 }
 
+
+/// (opencarbon) The number of values summed into each output value when a dense input is
+/// summed over its trailing axes (at least one axis, not all of them), else None.
+fn trailing_reduction<Src: Shape, Dst: Shape, Ax: Axes>(
+    shape: &Src,
+    strides: &Src::Concrete,
+    buf_len: usize,
+) -> Option<usize>
+where
+    Src: ReduceShapeTo<Dst, Ax>,
+{
+    let axes: std::vec::Vec<isize> = Ax::as_array().into_iter().collect();
+    let d = Src::NUM_DIMS as isize;
+    let trailing = !axes.is_empty()
+        && (axes.len() as isize) < d
+        && axes.iter().enumerate().all(|(k, &a)| a == d - axes.len() as isize + k as isize);
+    let dense = trailing_block(shape, strides, buf_len) == Some(1);
+    (trailing && dense).then(|| <Src as HasAxes<Ax>>::size(shape)).filter(|&r| r > 0)
+}
+
 impl<E: Dtype + NotMixedPrecision> super::SumKernel<E> for Cpu {
     fn forward<Src: Shape, Dst: Shape, Ax: Axes>(
         &self,
@@ -79,6 +100,30 @@ impl<E: Dtype + NotMixedPrecision> super::SumKernel<E> for Cpu {
     where
         Src: ReduceShapeTo<Dst, Ax>,
     {
+        // (opencarbon) A dense input summed over its trailing axes: each output value is the
+        // sum of one block of consecutive values, from zero in order as below, so the blocks
+        // are split across rayon's pool (`pieces`) without changing a bit.
+        if let Some(r) = trailing_reduction::<Src, Dst, Ax>(&inp.shape, &inp.strides, inp.data.len()) {
+            let src: &[E] = &inp.data;
+            let mut data = self.try_alloc_elem::<E>(dst.num_elements(), Default::default())?;
+            for_each_output_piece(data.data.as_mut_slice(), r, |j0, piece| {
+                for (jj, o) in piece.iter_mut().enumerate() {
+                    let mut tmp: E = Default::default();
+                    for v in &src[(j0 + jj) * r..][..r] {
+                        tmp += *v;
+                    }
+                    *o = tmp;
+                }
+            });
+            return Ok(Tensor {
+                id: crate::tensor::unique_id(),
+                data: std::sync::Arc::new(data),
+                shape: dst,
+                strides: dst.strides(),
+                device: self.clone(),
+                tape: Default::default(),
+            });
+        }
         let mut out = self.try_zeros_like(&dst)?;
         if Dst::NUM_DIMS == 0 {
             debug_assert_eq!(out.data.len(), 1);
@@ -112,6 +157,16 @@ impl<E: Dtype + NotMixedPrecision> super::SumKernel<E> for Cpu {
     where
         Src: ReduceShapeTo<Dst, Ax>,
     {
+        if let Some(r) = trailing_reduction::<Src, Dst, Ax>(inp.shape(), &inp.strides(), inp.len()) {
+            // Value i of the input gets output value i / r's gradient (one addition each).
+            let go: &[E] = grad_out;
+            for_each_piece(grad_inp.as_mut_slice(), |start, piece| {
+                for (k, g) in piece.iter_mut().enumerate() {
+                    *g += go[(start + k) / r];
+                }
+            });
+            return Ok(());
+        }
         if Dst::NUM_DIMS == 0 {
             debug_assert_eq!(grad_out.len(), 1);
             let v = grad_out[0];

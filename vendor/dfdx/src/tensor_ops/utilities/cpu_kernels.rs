@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 
 use super::ops::{BinaryKernel, UnaryKernel};
+use crate::tensor::cpu::pieces::{for_each_block_piece, for_each_piece, trailing_block};
 use crate::{
     shapes::{Dtype, Shape},
     tensor::{
@@ -43,7 +44,73 @@ pub trait BinaryDerivative<E>: std::fmt::Debug {
     }
 }
 
-impl<E: Dtype, Op: UnaryDerivative<E>> UnaryKernel<Op, E> for Cpu {
+/// How value i of a tensor lies in its buffer, if at i / block (`pieces::trailing_block`:
+/// dense for block 1, else broadcast over trailing axes).
+fn block_of<S: Shape, E: Dtype>(t: &impl Tensorlike<S, E, Cpu>) -> Option<usize> {
+    trailing_block(t.shape(), &t.strides(), t.len())
+}
+
+/// `own[k] = f(own[k], value start + k of the other operand)` (a buffer with its block).
+fn map_in_place<E: Dtype>(own: &mut [E], start: usize, (other, b): (&[E], usize), f: impl Fn(&E, &E) -> E) {
+    let mut k = 0;
+    while k < own.len() {
+        let j = (start + k) / b;
+        let end = ((j + 1) * b - start).min(own.len());
+        if b == 1 {
+            // Dense: one run for the whole piece.
+            for (o, v) in own.iter_mut().zip(&other[start..]) {
+                *o = f(o, v);
+            }
+            return;
+        }
+        for o in &mut own[k..end] {
+            *o = f(o, &other[j]);
+        }
+        k = end;
+    }
+}
+
+/// `out[k] = f(l value start + k, r value start + k)` for the operands' values
+/// (buffers with their blocks), in runs over which a broadcast value is constant.
+fn map2<E: Dtype>(
+    out: &mut [E],
+    start: usize,
+    (l, bl): (&[E], usize),
+    (r, br): (&[E], usize),
+    f: impl Fn(&E, &E) -> E,
+) {
+    match (bl, br) {
+        (1, 1) => {
+            for (o, (a, b)) in out.iter_mut().zip(l[start..].iter().zip(&r[start..])) {
+                *o = f(a, b);
+            }
+        }
+        (1, b) | (b, 1) => {
+            let mut k = 0;
+            while k < out.len() {
+                let j = (start + k) / b;
+                let end = ((j + 1) * b - start).min(out.len());
+                for t in k..end {
+                    let i = start + t;
+                    out[t] = if bl == 1 { f(&l[i], &r[j]) } else { f(&l[j], &r[i]) };
+                }
+                k = end;
+            }
+        }
+        _ => {
+            for (k, o) in out.iter_mut().enumerate() {
+                let i = start + k;
+                *o = f(&l[i / bl], &r[i / br]);
+            }
+        }
+    }
+}
+
+// (opencarbon) The element-wise kernels below run on rayon's pool in pieces of a fixed
+// length (`pieces`) when every operand is dense; each value is the same expression as in the
+// serial loops, so the bits do not change. Broadcast operands keep dfdx's serial loops: their
+// gradients are sums whose order those loops fix.
+impl<E: Dtype, Op: UnaryDerivative<E> + Sync> UnaryKernel<Op, E> for Cpu {
     const BACKWARD_WITHOUT_INP: bool = Op::DF_USES_FX;
     const BACKWARD_WITHOUT_DATA: bool = Op::HAS_CONST_DF;
 
@@ -52,30 +119,38 @@ impl<E: Dtype, Op: UnaryDerivative<E>> UnaryKernel<Op, E> for Cpu {
         op: Op,
         inp: Cow<Tensor<S, E, Self>>,
     ) -> Result<Tensor<S, E, Self>, Self::Err> {
-        let mut out = match inp {
+        // The whole buffer is mapped: the output keeps the input's strides.
+        match inp {
             Cow::Borrowed(inp) => {
-                // allocate a new data buffer
-                Tensor {
+                // A new buffer written from the input's (dfdx copied the input, then mapped
+                // the copy in place).
+                let src: &[E] = &inp.data;
+                let data = self.try_alloc_filled(src.len(), |start, piece| {
+                    for (o, x) in piece.iter_mut().zip(&src[start..]) {
+                        *o = op.f(x);
+                    }
+                })?;
+                Ok(Tensor {
                     id: unique_id(),
-                    data: inp.data.clone(),
+                    data: std::sync::Arc::new(data),
                     shape: inp.shape,
                     strides: inp.strides,
                     device: self.clone(),
                     tape: Default::default(),
-                }
+                })
             }
             Cow::Owned(mut inp) => {
                 // re-use the data buffer
                 inp.id = unique_id();
-                inp
+                let buf = std::sync::Arc::make_mut(&mut inp.data).data.as_mut_slice();
+                for_each_piece(buf, |_, piece| {
+                    for x in piece.iter_mut() {
+                        *x = op.f(x);
+                    }
+                });
+                Ok(inp)
             }
-        };
-        // NOTE: we can iterate over buf here because we know inp & out
-        // have exact same strides due to clone.
-        for x in out.buf_iter_mut() {
-            *x = op.f(x);
         }
-        Ok(out)
     }
     fn backward<S: Shape>(
         &self,
@@ -85,22 +160,24 @@ impl<E: Dtype, Op: UnaryDerivative<E>> UnaryKernel<Op, E> for Cpu {
         out: &impl Tensorlike<S, E, Self>,
         grad_out: &Self::Vec,
     ) -> Result<(), Self::Err> {
+        let go: &[E] = grad_out;
+        let grad_inp = grad_inp.as_mut_slice();
         match (inp.data(), out.data()) {
             (None, None) => {
                 let df = op.const_df();
-                for (i, x) in grad_inp.iter_mut().enumerate() {
-                    *x += df * grad_out[i];
-                }
+                for_each_piece(grad_inp, |start, piece| {
+                    for (x, g) in piece.iter_mut().zip(&go[start..]) {
+                        *x += df * *g;
+                    }
+                });
             }
-            (None, Some(out)) => {
-                for (i, x) in grad_inp.iter_mut().enumerate() {
-                    *x += op.df(&out[i]) * grad_out[i];
-                }
-            }
-            (Some(inp), None) => {
-                for (i, x) in grad_inp.iter_mut().enumerate() {
-                    *x += op.df(&inp[i]) * grad_out[i];
-                }
+            (None, Some(data)) | (Some(data), None) => {
+                let data: &[E] = data;
+                for_each_piece(grad_inp, |start, piece| {
+                    for ((x, d), g) in piece.iter_mut().zip(&data[start..]).zip(&go[start..]) {
+                        *x += op.df(d) * *g;
+                    }
+                });
             }
             _ => unreachable!(),
         }
@@ -108,7 +185,7 @@ impl<E: Dtype, Op: UnaryDerivative<E>> UnaryKernel<Op, E> for Cpu {
     }
 }
 
-impl<E: Dtype, Op: BinaryDerivative<E>> BinaryKernel<Op, E> for Cpu {
+impl<E: Dtype, Op: BinaryDerivative<E> + Sync> BinaryKernel<Op, E> for Cpu {
     const BACKWARD_WITHOUT_DATA: bool = Op::HAS_CONST_DF;
     fn forward<S: Shape>(
         &self,
@@ -117,6 +194,23 @@ impl<E: Dtype, Op: BinaryDerivative<E>> BinaryKernel<Op, E> for Cpu {
         rhs: Cow<Tensor<S, E, Self>>,
     ) -> Result<Tensor<S, E, Self>, Self::Err> {
         match (lhs, rhs) {
+            (Cow::Borrowed(lhs), Cow::Borrowed(rhs))
+                if block_of(lhs).is_some() && block_of(rhs).is_some() =>
+            {
+                let l = (lhs.data.as_slice(), block_of(lhs).unwrap());
+                let r = (rhs.data.as_slice(), block_of(rhs).unwrap());
+                let data = self.try_alloc_filled(lhs.shape.num_elements(), |start, piece| {
+                    map2(piece, start, l, r, |a, b| op.f(a, b))
+                })?;
+                Ok(Tensor {
+                    id: unique_id(),
+                    data: std::sync::Arc::new(data),
+                    shape: lhs.shape,
+                    strides: lhs.shape.strides(),
+                    device: self.clone(),
+                    tape: Default::default(),
+                })
+            }
             (Cow::Borrowed(lhs), Cow::Borrowed(rhs)) => {
                 let mut out = self.try_zeros_like(&lhs.shape)?;
                 let mut lhs_iter = lhs.iter();
@@ -136,6 +230,14 @@ impl<E: Dtype, Op: BinaryDerivative<E>> BinaryKernel<Op, E> for Cpu {
                     let rhs_count = std::sync::Arc::strong_count(&rhs.data);
                     if rhs_valid && (rhs_count == 1 || !lhs_valid || lhs_count != 1) {
                         rhs.id = unique_id();
+                        if let Some(bl) = block_of(&lhs) {
+                            let l: &[E] = &lhs.data;
+                            let buf = std::sync::Arc::make_mut(&mut rhs.data).data.as_mut_slice();
+                            for_each_piece(buf, |start, piece| {
+                                map_in_place(piece, start, (l, bl), |own, other| op.f(other, own))
+                            });
+                            return Ok(rhs);
+                        }
                         let mut lhs_idx = NdIndex::new(lhs.shape, lhs.strides);
                         for r in rhs.buf_iter_mut() {
                             *r = op.f(&lhs.data[lhs_idx.next().unwrap()], r);
@@ -143,6 +245,14 @@ impl<E: Dtype, Op: BinaryDerivative<E>> BinaryKernel<Op, E> for Cpu {
                         Ok(rhs)
                     } else {
                         lhs.id = unique_id();
+                        if let Some(br) = block_of(&rhs) {
+                            let r: &[E] = &rhs.data;
+                            let buf = std::sync::Arc::make_mut(&mut lhs.data).data.as_mut_slice();
+                            for_each_piece(buf, |start, piece| {
+                                map_in_place(piece, start, (r, br), |own, other| op.f(own, other))
+                            });
+                            return Ok(lhs);
+                        }
                         let mut rhs_idx = NdIndex::new(rhs.shape, rhs.strides);
                         for l in lhs.buf_iter_mut() {
                             *l = op.f(l, &rhs.data[rhs_idx.next().unwrap()]);
@@ -170,7 +280,75 @@ impl<E: Dtype, Op: BinaryDerivative<E>> BinaryKernel<Op, E> for Cpu {
         grad_rhs: &mut Self::Vec,
         grad_out: &Self::Vec,
     ) -> Result<(), Self::Err> {
-        match (lhs.data(), rhs.data()) {
+        let go: &[E] = grad_out;
+        let n = go.len();
+        let (bl, br) = (block_of(lhs), block_of(rhs));
+        let fits = |block: Option<usize>, grad: &Self::Vec| {
+            block.filter(|&b| grad.len() * b == n)
+        };
+        let (bl, br) = (fits(bl, grad_lhs), fits(br, grad_rhs));
+        let (lbuf, rbuf) = (lhs.data(), rhs.data());
+        if lbuf.is_some() != rbuf.is_some() {
+            unreachable!();
+        }
+        // The derivatives at value i, from the operands' values (l, r) or constant.
+        let (dx, dy) = match lbuf {
+            None => (op.const_dfdx(), op.const_dfdy()),
+            Some(_) => (E::default(), E::default()),
+        };
+        let deriv = |li: usize, ri: usize| match (lbuf, rbuf) {
+            (Some(l), Some(r)) => (op.dfdx(&l[li], &r[ri]), op.dfdy(&l[li], &r[ri])),
+            _ => (dx, dy),
+        };
+        match (bl, br) {
+            (Some(1), Some(1)) => {
+                let (gl, gr) = (grad_lhs.as_mut_slice(), grad_rhs.as_mut_slice());
+                for_each_block_piece(gl, gr, 1, n, |start, gl, gr| {
+                    for (k, (dl, dr)) in gl.iter_mut().zip(gr.iter_mut()).enumerate() {
+                        let i = start + k;
+                        let (a, b) = deriv(i, i);
+                        *dl += a * go[i];
+                        *dr += b * go[i];
+                    }
+                });
+                return Ok(());
+            }
+            // One operand dense, the other broadcast over trailing axes: the broadcast
+            // operand's gradient value j is the sum over its block, in order, made by one
+            // call (as dfdx's loop below adds it).
+            (Some(1), Some(b)) => {
+                let (gl, gr) = (grad_lhs.as_mut_slice(), grad_rhs.as_mut_slice());
+                for_each_block_piece(gl, gr, b, n, |j0, gl, gr| {
+                    for (jj, dr) in gr.iter_mut().enumerate() {
+                        let j = j0 + jj;
+                        for t in 0..b {
+                            let i = j * b + t;
+                            let (a, c) = deriv(i, j);
+                            gl[jj * b + t] += a * go[i];
+                            *dr += c * go[i];
+                        }
+                    }
+                });
+                return Ok(());
+            }
+            (Some(b), Some(1)) => {
+                let (gl, gr) = (grad_lhs.as_mut_slice(), grad_rhs.as_mut_slice());
+                for_each_block_piece(gr, gl, b, n, |j0, gr, gl| {
+                    for (jj, dl) in gl.iter_mut().enumerate() {
+                        let j = j0 + jj;
+                        for t in 0..b {
+                            let i = j * b + t;
+                            let (a, c) = deriv(j, i);
+                            *dl += a * go[i];
+                            gr[jj * b + t] += c * go[i];
+                        }
+                    }
+                });
+                return Ok(());
+            }
+            _ => {}
+        }
+        match (lbuf, rbuf) {
             (Some(lhs_buf), Some(rhs_buf)) => {
                 let mut lhs_idx = NdIndex::new(*lhs.shape(), lhs.strides());
                 let mut rhs_idx = NdIndex::new(*rhs.shape(), rhs.strides());
