@@ -2,7 +2,10 @@
 //! pass registered on the tape (convolution, max pooling, batch norm, neighbour
 //! aggregation, sparse first-layer convolution).
 
-use dfdx::prelude::{Device, Gradients, HasShape, PutTape, ReshapeTo, SplitTape, Tape};
+use dfdx::tensor::Tensorlike;
+use dfdx::prelude::{
+    Device, Gradients, HasShape, PutTape, ReshapeTo, SplitTape, Tape,
+};
 
 use super::*;
 use crate::data::graph::NeighbourLists;
@@ -55,12 +58,24 @@ pub fn conv2d<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
             input_grad,
             grad_out,
         )?;
-        if let Some(gx) = &gr.x {
-            dev.accumulate(grads.get_or_alloc_mut(&x_ghost)?, gx);
+        let ConvGrads { x: gx, w: gw, bias: gb } = gr;
+        if let Some(gx) = gx {
+            add_grad(&dev, grads, &x_ghost, gx)?;
         }
-        add_param_grads(&dev, grads, &w_param, b_param.as_ref(), &gr)
+        add_param_grads(&dev, grads, &w_param, b_param.as_ref(), gw, gb)
     });
     Ok(y.put_tape(tape))
+}
+
+/// Adds a layer's gradient `g` to `t`'s, taking `g`'s buffer as it when `t` has none yet
+/// (no zeroed buffer to allocate and add to).
+fn add_grad<D: LayerKernels, S: dfdx::shapes::Shape>(
+    dev: &D,
+    grads: &mut Gradients<f32, D>,
+    t: &impl Tensorlike<S, f32, D>,
+    g: dfdx::prelude::Tensor<S, f32, D>,
+) -> Result<(), D::Err> {
+    grads.add_or_insert(t, g, |dst, src| dev.accumulate(dst, src))
 }
 
 fn add_param_grads<D: LayerKernels>(
@@ -68,11 +83,12 @@ fn add_param_grads<D: LayerKernels>(
     grads: &mut Gradients<f32, D>,
     w: &Tensor4<D>,
     bias: Option<&Tensor1<D>>,
-    gr: &ConvGrads<D>,
+    gw: Tensor4<D>,
+    gb: Option<Tensor1<D>>,
 ) -> Result<(), D::Err> {
-    dev.accumulate(grads.get_or_alloc_mut(w)?, &gr.w);
-    if let (Some(b), Some(gb)) = (bias, &gr.bias) {
-        dev.accumulate(grads.get_or_alloc_mut(b)?, gb);
+    add_grad(dev, grads, w, gw)?;
+    if let (Some(b), Some(gb)) = (bias, gb) {
+        add_grad(dev, grads, b, gb)?;
     }
     Ok(())
 }
@@ -113,8 +129,7 @@ pub fn max_pool2d<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
     tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
         let grad_out = grads.get_or_alloc_mut(&y_ghost)?;
         let gx = dev.max_pool2d_backward(&g, &saved, grad_out)?;
-        dev.accumulate(grads.get_or_alloc_mut(&x_ghost)?, &gx);
-        Ok(())
+        add_grad(&dev, grads, &x_ghost, gx)
     });
     Ok(y.put_tape(tape))
 }
@@ -148,10 +163,9 @@ pub fn batch_norm<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
     tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
         let grad_out = grads.get_or_alloc_mut(&y_ghost)?;
         let (gx, gg, gb) = dev.batch_norm_backward(shape, &saved, &g_param, train, grad_out)?;
-        dev.accumulate(grads.get_or_alloc_mut(&x_ghost)?, &gx);
-        dev.accumulate(grads.get_or_alloc_mut(&g_param)?, &gg);
-        dev.accumulate(grads.get_or_alloc_mut(&b_param)?, &gb);
-        Ok(())
+        add_grad(&dev, grads, &x_ghost, gx)?;
+        add_grad(&dev, grads, &g_param, gg)?;
+        add_grad(&dev, grads, &b_param, gb)
     });
     Ok((y.put_tape(tape), stats))
 }
@@ -179,8 +193,7 @@ pub fn aggregate<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
     tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
         let grad_out = grads.get_or_alloc_mut(&y_ghost)?;
         let gh = dev.aggregate_backward(&lists, &saved, shape, how, grad_out)?;
-        dev.accumulate(grads.get_or_alloc_mut(&h_ghost)?, &gh);
-        Ok(())
+        add_grad(&dev, grads, &h_ghost, gh)
     });
     Ok(y.put_tape(tape))
 }
@@ -220,7 +233,7 @@ pub fn sparse_conv2d<D: LayerKernels, T: Tape<f32, D>>(
     tape.add_backward_op(move |grads: &mut Gradients<f32, D>| {
         let grad_out = grads.get_or_alloc_mut(&y_ghost)?;
         let gr = dev.sparse_conv2d_backward(&g, &x, b_param.is_some(), grad_out)?;
-        add_param_grads(&dev, grads, &w_param, b_param.as_ref(), &gr)
+        add_param_grads(&dev, grads, &w_param, b_param.as_ref(), gr.w, gr.bias)
     });
     Ok(y.put_tape(tape))
 }

@@ -60,6 +60,30 @@ impl<E, D: Storage<E>> Gradients<E, D> {
         Ok(())
     }
 
+    /// (opencarbon) Adds `grad` to `t`'s gradient with `add`, or, when `t` has none yet and
+    /// `grad` is laid out like `t`'s buffer, makes `grad`'s buffer that gradient. A layer
+    /// whose gradient is a new buffer then skips allocating a zeroed one and adding to it
+    /// (a zero-filled buffer and a pass over it on the calling thread).
+    pub fn add_or_insert<S: Shape>(
+        &mut self,
+        t: &impl Tensorlike<S, E, D>,
+        grad: Tensor<S, E, D>,
+        add: impl FnOnce(&mut D::Vec, &Tensor<S, E, D>),
+    ) -> Result<(), D::Err> {
+        let fits = grad.strides == t.strides() && grad.len() == t.len();
+        match self.gradient_by_id.entry(t.id()) {
+            std::collections::btree_map::Entry::Vacant(e) if fits => {
+                let buf = std::sync::Arc::try_unwrap(grad.data).unwrap_or_else(|shared| (*shared).clone());
+                e.insert(buf);
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                add(e.insert(t.try_alloc_grad()?), &grad);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => add(e.get_mut(), &grad),
+        }
+        Ok(())
+    }
+
     /// Drops all gradients except for the ids specified in the parameter.
     pub fn retain_leafs(&mut self, ids: &[UniqueId]) {
         self.leaf_ids

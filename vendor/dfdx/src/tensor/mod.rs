@@ -158,7 +158,7 @@ mod raw_storage; // PATCH (opencarbon): see raw_storage.rs
 
 pub(crate) use ghost::GhostTensor;
 pub(crate) use storage_traits::{OneFillStorage, ZeroFillStorage};
-pub(crate) use tensorlike::Tensorlike;
+pub use tensorlike::Tensorlike;
 
 pub use cpu::{Cpu, CpuError};
 #[cfg(not(feature = "cuda"))]
