@@ -38,6 +38,10 @@ pub struct Conv2dGeometry {
 /// Target size of one chunk's im2col buffer, in floats (768 KiB, within a 1 MiB L2).
 const CHUNK_COLS: usize = 192 << 10;
 
+/// Chunks a batch is cut into at least: the neighbourhood CNN's 3×3 pictures fit one chunk
+/// of CHUNK_COLS, which then ran on one thread while the others waited.
+const MIN_CHUNKS: usize = 4;
+
 /// Below this many multiply-adds a call runs on the calling thread (spawning costs more).
 const PARALLEL_MIN_MACS: usize = 4 << 20;
 
@@ -71,10 +75,14 @@ impl Conv2dGeometry {
         self.out_height() * self.out_width()
     }
 
-    /// Samples per chunk so that the im2col buffer stays near CHUNK_COLS floats (at least
-    /// one sample).
+    /// Samples per chunk so that the im2col buffer stays near CHUNK_COLS floats, and the
+    /// batch makes at least MIN_CHUNKS chunks where it has that many samples (at least one
+    /// sample). Fixed by the shape alone, so the weight gradient's per-chunk sums, added in
+    /// chunk order, do not depend on the number of threads.
     fn chunk(&self) -> usize {
-        (CHUNK_COLS / (self.patch_len() * self.out_pixels()).max(1)).clamp(1, self.batch.max(1))
+        (CHUNK_COLS / (self.patch_len() * self.out_pixels()).max(1))
+            .min(self.batch.div_ceil(MIN_CHUNKS))
+            .clamp(1, self.batch.max(1))
     }
 
     fn macs(&self) -> usize {
