@@ -345,13 +345,6 @@ fn backward_by(
         "no AVX-512F here"
     );
     let (p, ckk, co) = (g.out_pixels(), g.patch_len(), g.out_channels);
-    if let Some(gb) = grads.bias.as_deref_mut() {
-        for n in 0..g.batch {
-            for (o, b) in gb.iter_mut().enumerate() {
-                *b += gy[(n * co + o) * p..][..p].iter().sum::<f32>();
-            }
-        }
-    }
     let chunk = g.chunk();
     let n_chunks = g.batch.div_ceil(chunk);
     let in_len = g.in_channels * g.height * g.width;
@@ -389,14 +382,16 @@ fn backward_by(
             .collect(),
         None => (0..n_chunks).map(|_| None).collect(),
     };
-    // Each chunk's gW, summed into grads.w in chunk order below. One buffer from the calling
-    // thread: allocated by the workers, they came from their own glibc arenas, whose heaps
-    // are unmapped when empty and faulted in again by the next call.
+    // Each chunk's gW and bias gradient, summed into grads.w and grads.bias in chunk order
+    // below (the bias's sums ran on the calling thread alone, while the others waited). One
+    // buffer from the calling thread: allocated by the workers, they came from their own
+    // glibc arenas, whose heaps are unmapped when empty and faulted in again by the next call.
     let gw_len = co * ckk;
-    let mut partial_gw: Vec<f32> = Vec::with_capacity(n_chunks * gw_len);
+    let part_len = gw_len + if grads.bias.is_some() { co } else { 0 };
+    let mut partial_gw: Vec<f32> = Vec::with_capacity(n_chunks * part_len);
     let items: Vec<_> = gx_parts
         .into_iter()
-        .zip(partial_gw.spare_capacity_mut()[..n_chunks * gw_len].chunks_mut(gw_len))
+        .zip(partial_gw.spare_capacity_mut()[..n_chunks * part_len].chunks_mut(part_len))
         .collect();
     for_each_chunk(
         items,
@@ -421,7 +416,13 @@ fn backward_by(
             let n0 = ci * chunk;
             let s = chunk.min(g.batch - n0);
             let np = s * p;
-            let gw = zeroed(gw);
+            let (gw, gb) = zeroed(gw).split_at_mut(gw_len);
+            for si in 0..s {
+                let gy_s = &gy[(n0 + si) * co * p..][..co * p];
+                for (b, plane) in gb.iter_mut().zip(gy_s.chunks_exact(p)) {
+                    *b += lane_sum(plane);
+                }
+            }
             // Per sample, so that each sample's contribution to gW is summed on its own and
             // added in sample order (the order every earlier result was computed in).
             if direct_gw {
@@ -480,8 +481,31 @@ fn backward_by(
         },
     );
     // SAFETY: every chunk's part was initialised by `zeroed` above.
-    unsafe { partial_gw.set_len(n_chunks * gw_len) };
-    for gw in partial_gw.chunks(gw_len) {
+    unsafe { partial_gw.set_len(n_chunks * part_len) };
+    for part in partial_gw.chunks(part_len) {
+        let (gw, gb) = part.split_at(gw_len);
         grads.w.iter_mut().zip(gw).for_each(|(d, v)| *d += v);
+        if let Some(bias) = grads.bias.as_deref_mut() {
+            bias.iter_mut().zip(gb).for_each(|(d, v)| *d += v);
+        }
     }
+}
+
+/// Σ values in 16 partial sums (value k to sum k mod 16), added in order at the end:
+/// independent chains the compiler keeps in vector registers, where one running sum waited
+/// for each addition. The order depends on the length alone.
+fn lane_sum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let lanes = values.chunks_exact(LANES);
+    let rest = lanes.remainder();
+    for c in lanes {
+        for k in 0..LANES {
+            acc[k] += c[k];
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(rest) {
+        *a += v;
+    }
+    acc.iter().sum()
 }
