@@ -153,7 +153,9 @@ pub fn batch_norm_forward(
         Some((m, v)) => (0..ch).map(|c| (m[c] as f64, v[c] as f64)).collect(),
         None => per_channel(shape, |c| {
             let mut sum = 0.0f64;
-            planes(shape, c, |r| sum += lane_sum(&x[r.clone()], &x[r], |v, _| v));
+            planes(shape, c, |r| {
+                sum += lane_sum(&x[r.clone()], &x[r], |v, _| v)
+            });
             let mean = sum / count;
             let mut sq = 0.0f64;
             planes(shape, c, |r| {
@@ -239,6 +241,31 @@ pub fn batch_norm_backward(
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn lane_sums_are_the_same_bits_on_both_paths_and_near_the_exact_sum() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // 1031: a length with a remainder after the lanes.
+        let a: Vec<f32> = (0..1031).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let b: Vec<f32> = (0..1031).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let f = |x: f64, y: f64| x * y - 0.25;
+        let portable = lane_sum_portable(&a, &b, f);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F is present.
+            let wide = unsafe { lane_sum_avx512(&a, &b, f) };
+            assert_eq!(wide.to_bits(), portable.to_bits());
+        }
+        // The lanes by hand: value k in partial sum k mod LANES, the partial sums in order.
+        let mut lanes = [0.0f64; LANES];
+        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+            lanes[k % LANES] += f(*x as f64, *y as f64);
+        }
+        let by_hand = lanes.iter().fold(0.0f64, |s, v| s + v);
+        assert_eq!(portable.to_bits(), by_hand.to_bits());
+        let sequential: f64 = a.iter().zip(&b).map(|(x, y)| f(*x as f64, *y as f64)).sum();
+        assert!((portable - sequential).abs() < 1e-9 * (1.0 + sequential.abs()));
+    }
 
     #[test]
     fn gradients_match_finite_differences_in_both_modes() {

@@ -2,10 +2,8 @@
 //! pass registered on the tape (convolution, max pooling, batch norm, neighbour
 //! aggregation, sparse first-layer convolution).
 
+use dfdx::prelude::{Device, Gradients, HasShape, PutTape, ReshapeTo, SplitTape, Tape};
 use dfdx::tensor::Tensorlike;
-use dfdx::prelude::{
-    Device, Gradients, HasShape, PutTape, ReshapeTo, SplitTape, Tape,
-};
 
 use super::*;
 use crate::data::graph::NeighbourLists;
@@ -58,7 +56,11 @@ pub fn conv2d<D: LayerKernels + Device<f32>, T: Tape<f32, D>>(
             input_grad,
             grad_out,
         )?;
-        let ConvGrads { x: gx, w: gw, bias: gb } = gr;
+        let ConvGrads {
+            x: gx,
+            w: gw,
+            bias: gb,
+        } = gr;
         if let Some(gx) = gx {
             add_grad(&dev, grads, &x_ghost, gx)?;
         }
