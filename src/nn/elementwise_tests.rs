@@ -124,3 +124,29 @@ fn dense_ops_and_trailing_sums_give_the_serial_bits_at_any_thread_count() {
     assert_eq!(run.out, bits(&pooled));
     assert_eq!(run.grads, vec![bits(&gx), bits(&gx)]);
 }
+
+#[test]
+fn a_large_sum_to_a_scalar_is_the_same_at_any_thread_count() {
+    let (n, c, h, w) = SHAPE;
+    let x = values(n * c * h * w, 7);
+    let run = same_at_one_and_two_threads(|| {
+        let dev = Cpu::default();
+        let xt: Tensor<Shape4, f32, Cpu> = dev.tensor_from_vec(x.clone(), SHAPE);
+        let total = (xt.clone().leaky_traced() * 3.0).sum();
+        let out = vec![total.array()];
+        let g = total.backward();
+        Run {
+            out: bits(&out),
+            grads: vec![bits(&g.get(&xt).as_vec())],
+        }
+    });
+    // One running sum per piece of 2^14 values, the pieces' sums added in order; each
+    // gradient value 0 + 1 · 3 (the product's backward after the sum's).
+    let pieces: Vec<f32> = x
+        .chunks(1 << 14)
+        .map(|p| p.iter().fold(0.0f32, |s, v| s + v * 3.0))
+        .collect();
+    let total = pieces.iter().fold(0.0f32, |s, v| s + v);
+    assert_eq!(run.out, bits(&[total]));
+    assert_eq!(run.grads, vec![bits(&vec![3.0f32; x.len()])]);
+}

@@ -50,6 +50,24 @@ pub(crate) fn for_each_block_piece<T: Send, U: Send>(
     }
 }
 
+/// Σ values of a buffer, from zero: in one running sum below `PARALLEL_MIN` values (dfdx's
+/// order), else one running sum per piece on rayon's pool and the pieces' sums added in
+/// order (an order fixed by the length alone).
+pub(crate) fn sum_all<E: crate::dtypes::Dtype>(buf: &[E]) -> E {
+    let run = |part: &[E]| {
+        let mut tmp: E = Default::default();
+        for v in part {
+            tmp += *v;
+        }
+        tmp
+    };
+    if buf.len() < PARALLEL_MIN {
+        return run(buf);
+    }
+    let sums: std::vec::Vec<E> = buf.par_chunks(PIECE).map(run).collect();
+    run(&sums)
+}
+
 /// `f(first, piece)` over pieces of `out`, each of whose values stands for `block` values of
 /// work (a reduction's output), with pieces of about `PIECE` values of work; parallel when
 /// the whole is at least `PARALLEL_MIN` values of work.

@@ -4,7 +4,7 @@ use crate::{
     tensor::{Cpu, Tensor, Tensorlike, ZerosTensor},
     tensor_ops::utilities::reduction_utils::index_for_reductions,
 };
-use crate::tensor::cpu::pieces::{for_each_output_piece, for_each_piece, trailing_block};
+use crate::tensor::cpu::pieces::{for_each_output_piece, for_each_piece, sum_all, trailing_block};
 
 #[cfg(feature = "f16")]
 impl super::SumKernel<crate::dtypes::AMP<crate::dtypes::f16>> for Cpu {
@@ -128,10 +128,8 @@ impl<E: Dtype + NotMixedPrecision> super::SumKernel<E> for Cpu {
         if Dst::NUM_DIMS == 0 {
             debug_assert_eq!(out.data.len(), 1);
             let scale = E::from_usize(inp.shape.num_elements() / inp.data.len()).unwrap();
-            let mut tmp: E = Default::default();
-            for v in inp.buf_iter() {
-                tmp += *v;
-            }
+            // (opencarbon) Large buffers in pieces on rayon's pool (`pieces::sum_all`).
+            let tmp = sum_all(inp.data.as_slice());
             std::sync::Arc::get_mut(&mut out.data).unwrap()[0] = tmp * scale;
         } else {
             let num_elems_reduced = <Src as HasAxes<Ax>>::size(&inp.shape);
@@ -171,9 +169,11 @@ impl<E: Dtype + NotMixedPrecision> super::SumKernel<E> for Cpu {
             debug_assert_eq!(grad_out.len(), 1);
             let v = grad_out[0];
             let scale = E::from_usize(inp.shape().num_elements() / inp.len()).unwrap();
-            for i in grad_inp.iter_mut() {
-                *i += v * scale;
-            }
+            for_each_piece(grad_inp.as_mut_slice(), |_, piece| {
+                for i in piece.iter_mut() {
+                    *i += v * scale;
+                }
+            });
         } else {
             let num_elems_reduced = <Src as HasAxes<Ax>>::size(inp.shape());
             let mut idx = index_for_reductions::<Src, Ax>(*inp.shape(), inp.strides());
