@@ -3,6 +3,7 @@
 //! non-zeros rather than the picture size; the dense kernels in conv/ are the reference.
 
 use super::conv::Conv2dGeometry;
+use super::parallel::for_each_chunk;
 
 /// A batch of sparse input pictures (POI rasters: most cells are empty), as (sample, channel,
 /// row, col, value) entries with no repeated cell.
@@ -36,9 +37,36 @@ fn taps(i: usize, g: &Conv2dGeometry, out_len: usize) -> impl Iterator<Item = (u
     })
 }
 
+/// Samples per piece of work: fixed, so that the weight gradient's per-piece sums (added in
+/// piece order) do not depend on the number of threads.
+const SAMPLES_PER_PIECE: usize = 16;
+
+/// The batch's entries cut at every `SAMPLES_PER_PIECE`-th sample: (first sample, entries)
+/// per piece. Entries come sorted by sample (`opencarbon::inputs` builds them tile by tile);
+/// otherwise one piece holds them all.
+fn pieces(x: &SparseBatch) -> Vec<(usize, &[(u32, u16, u16, u16, f32)])> {
+    let sorted = x.entries.windows(2).all(|w| w[0].0 <= w[1].0);
+    if !sorted {
+        return vec![(0, &x.entries[..])];
+    }
+    let mut out = Vec::new();
+    let mut rest = &x.entries[..];
+    for n0 in (0..x.batch.max(1)).step_by(SAMPLES_PER_PIECE) {
+        let end = rest.partition_point(|e| (e.0 as usize) < n0 + SAMPLES_PER_PIECE);
+        let (here, later) = rest.split_at(end);
+        out.push((n0, here));
+        rest = later;
+    }
+    out
+}
+
+/// Below this many entries the work stays on the calling thread.
+const PARALLEL_MIN_ENTRIES: usize = 2048;
+
 /// Forward pass of a convolution whose input is sparse: each non-zero input value adds its
 /// weights to the outputs it reaches, so the cost follows the number of non-zeros, not the
-/// picture size. Same result as `conv2d_forward` on `x.to_dense()`.
+/// picture size. Same result as `conv2d_forward` on `x.to_dense()`. Pieces of samples run on
+/// the pool; each output value receives its terms in entry order, as on one thread.
 pub fn sparse_conv2d_forward(
     g: &Conv2dGeometry,
     x: &SparseBatch,
@@ -48,29 +76,51 @@ pub fn sparse_conv2d_forward(
     let (oh, ow, k, co) = (g.out_height(), g.out_width(), g.kernel, g.out_channels);
     let p = oh * ow;
     let mut y = vec![0.0f32; g.output_len()];
-    if let Some(b) = bias {
-        for n in 0..g.batch {
-            for o in 0..co {
-                y[(n * co + o) * p..][..p].fill(b[o]);
-            }
-        }
+    let pieces = pieces(x);
+    let sample = co * p;
+    // Each piece's slice of the output: its samples' rows (the last piece takes the rest).
+    let mut parts = Vec::with_capacity(pieces.len());
+    let mut rest = &mut y[..];
+    for (i, &(n0, entries)) in pieces.iter().enumerate() {
+        let take = if i + 1 == pieces.len() {
+            rest.len()
+        } else {
+            pieces[i + 1].0 * sample - n0 * sample
+        };
+        let (here, later) = std::mem::take(&mut rest).split_at_mut(take);
+        parts.push((n0, entries, here));
+        rest = later;
     }
-    for &(n, c, r, col, v) in &x.entries {
-        for (ki, oy) in taps(r as usize, g, oh) {
-            for (kj, ox) in taps(col as usize, g, ow) {
-                let out = (n as usize * co) * p + oy * ow + ox;
-                let wi = (c as usize * k + ki) * k + kj;
-                let wstride = g.in_channels * k * k;
-                for o in 0..co {
-                    y[out + o * p] += v * w[o * wstride + wi];
+    let wstride = g.in_channels * k * k;
+    for_each_chunk(
+        parts,
+        x.entries.len() >= PARALLEL_MIN_ENTRIES,
+        || (),
+        |_, _, (n0, entries, y)| {
+            if let Some(b) = bias {
+                for (o, plane) in y.chunks_mut(p).enumerate() {
+                    plane.fill(b[o % co]);
                 }
             }
-        }
-    }
+            for &(n, c, r, col, v) in entries {
+                for (ki, oy) in taps(r as usize, g, oh) {
+                    for (kj, ox) in taps(col as usize, g, ow) {
+                        let out = (n as usize - n0) * sample + oy * ow + ox;
+                        let wi = (c as usize * k + ki) * k + kj;
+                        for o in 0..co {
+                            y[out + o * p] += v * w[o * wstride + wi];
+                        }
+                    }
+                }
+            }
+        },
+    );
     y
 }
 
-/// Weight and bias gradients of `sparse_conv2d_forward` (the input is data: no gradient).
+/// Weight and bias gradients of `sparse_conv2d_forward` (the input is data: no gradient),
+/// accumulated (+=) into `gw` and `gb`. Each piece of samples sums its own gradients on the
+/// pool; the pieces' sums are added in piece order.
 pub fn sparse_conv2d_backward(
     g: &Conv2dGeometry,
     x: &SparseBatch,
@@ -79,24 +129,48 @@ pub fn sparse_conv2d_backward(
     gb: Option<&mut [f32]>,
 ) {
     let (oh, ow, k, co) = (g.out_height(), g.out_width(), g.kernel, g.out_channels);
-    let p = oh * ow;
-    if let Some(gb) = gb {
-        for n in 0..g.batch {
-            for (o, b) in gb.iter_mut().enumerate() {
-                *b += gy[(n * co + o) * p..][..p].iter().sum::<f32>();
-            }
-        }
-    }
+    let (p, sample) = (oh * ow, co * oh * ow);
     let wstride = g.in_channels * k * k;
-    for &(n, c, r, col, v) in &x.entries {
-        for (ki, oy) in taps(r as usize, g, oh) {
-            for (kj, ox) in taps(col as usize, g, ow) {
-                let out = (n as usize * co) * p + oy * ow + ox;
-                let wi = (c as usize * k + ki) * k + kj;
-                for o in 0..co {
-                    gw[o * wstride + wi] += v * gy[out + o * p];
+    let with_bias = gb.is_some();
+    let pieces = pieces(x);
+    let bounds: Vec<(usize, usize)> = (0..pieces.len())
+        .map(|i| {
+            let end = pieces.get(i + 1).map_or(g.batch, |next| next.0);
+            (pieces[i].0, end)
+        })
+        .collect();
+    let items: Vec<_> = pieces.into_iter().zip(bounds).collect();
+    let partial = for_each_chunk(
+        items,
+        x.entries.len() >= PARALLEL_MIN_ENTRIES,
+        || (),
+        |_, _, ((_, entries), (n0, n1))| {
+            let mut pw = vec![0.0f32; gw.len()];
+            let mut pb = vec![0.0f32; if with_bias { co } else { 0 }];
+            for n in n0..n1 {
+                for (b, plane) in pb.iter_mut().zip(gy[n * sample..][..sample].chunks(p)) {
+                    *b += plane.iter().sum::<f32>();
                 }
             }
+            for &(n, c, r, col, v) in entries {
+                for (ki, oy) in taps(r as usize, g, oh) {
+                    for (kj, ox) in taps(col as usize, g, ow) {
+                        let out = n as usize * sample + oy * ow + ox;
+                        let wi = (c as usize * k + ki) * k + kj;
+                        for o in 0..co {
+                            pw[o * wstride + wi] += v * gy[out + o * p];
+                        }
+                    }
+                }
+            }
+            (pw, pb)
+        },
+    );
+    let mut gb = gb;
+    for (pw, pb) in partial {
+        gw.iter_mut().zip(&pw).for_each(|(d, v)| *d += v);
+        if let Some(gb) = gb.as_deref_mut() {
+            gb.iter_mut().zip(&pb).for_each(|(d, v)| *d += v);
         }
     }
 }
@@ -110,9 +184,15 @@ mod tests {
     #[test]
     fn sparse_convolution_equals_the_dense_one() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        for (size, k, s, p) in [(20, 7, 3, 3), (9, 3, 2, 1), (8, 3, 1, 0)] {
+        // The last geometry has 40 samples in 3 pieces and enough entries to go parallel.
+        for (batch, count, (size, k, s, p)) in [
+            (3, 25, (20, 7, 3, 3)),
+            (3, 25, (9, 3, 2, 1)),
+            (3, 25, (8, 3, 1, 0)),
+            (40, 6000, (20, 7, 3, 3)),
+        ] {
             let g = Conv2dGeometry {
-                batch: 3,
+                batch,
                 in_channels: 4,
                 height: size,
                 width: size,
@@ -122,15 +202,15 @@ mod tests {
                 padding: p,
             };
             let mut x = SparseBatch {
-                batch: 3,
+                batch,
                 channels: 4,
                 size,
                 entries: vec![],
             };
             let mut seen = std::collections::HashSet::new();
-            for _ in 0..25 {
+            for _ in 0..count {
                 let e = (
-                    rng.gen_range(0..3u32),
+                    rng.gen_range(0..batch as u32),
                     rng.gen_range(0..4u16),
                     rng.gen_range(0..size as u16),
                     rng.gen_range(0..size as u16),
@@ -140,6 +220,7 @@ mod tests {
                         .push((e.0, e.1, e.2, e.3, rng.gen_range(0.1..2.0)));
                 }
             }
+            x.entries.sort_by_key(|e| e.0);
             let w: Vec<f32> = (0..g.weight_len())
                 .map(|_| rng.gen_range(-1.0..1.0))
                 .collect();
