@@ -12,8 +12,11 @@ pub struct SparseBatch {
     pub batch: usize,
     pub channels: usize,
     pub size: usize,
-    pub entries: Vec<(u32, u16, u16, u16, f32)>,
+    pub entries: Vec<SparseEntry>,
 }
+
+/// One non-zero input value: (sample, channel, row, col, value).
+pub type SparseEntry = (u32, u16, u16, u16, f32);
 
 impl SparseBatch {
     pub fn to_dense(&self) -> Vec<f32> {
@@ -44,7 +47,7 @@ const SAMPLES_PER_PIECE: usize = 16;
 /// The batch's entries cut at every `SAMPLES_PER_PIECE`-th sample: (first sample, entries)
 /// per piece. Entries come sorted by sample (`opencarbon::inputs` builds them tile by tile);
 /// otherwise one piece holds them all.
-fn pieces(x: &SparseBatch) -> Vec<(usize, &[(u32, u16, u16, u16, f32)])> {
+fn pieces(x: &SparseBatch) -> Vec<(usize, &[SparseEntry])> {
     let sorted = x.entries.windows(2).all(|w| w[0].0 <= w[1].0);
     if !sorted {
         return vec![(0, &x.entries[..])];
