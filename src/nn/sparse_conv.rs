@@ -44,20 +44,21 @@ fn taps(i: usize, g: &Conv2dGeometry, out_len: usize) -> impl Iterator<Item = (u
 /// piece order) do not depend on the number of threads.
 const SAMPLES_PER_PIECE: usize = 16;
 
-/// The batch's entries cut at every `SAMPLES_PER_PIECE`-th sample: (first sample, entries)
-/// per piece. Entries come sorted by sample (`opencarbon::inputs` builds them tile by tile);
+/// The batch's entries cut at every `SAMPLES_PER_PIECE`-th sample: (samples, entries) per
+/// piece. Entries come sorted by sample (`opencarbon::inputs` builds them tile by tile);
 /// otherwise one piece holds them all.
-fn pieces(x: &SparseBatch) -> Vec<(usize, &[SparseEntry])> {
+fn pieces(x: &SparseBatch) -> Vec<(std::ops::Range<usize>, &[SparseEntry])> {
     let sorted = x.entries.windows(2).all(|w| w[0].0 <= w[1].0);
     if !sorted {
-        return vec![(0, &x.entries[..])];
+        return vec![(0..x.batch, &x.entries[..])];
     }
     let mut out = Vec::new();
     let mut rest = &x.entries[..];
     for n0 in (0..x.batch.max(1)).step_by(SAMPLES_PER_PIECE) {
-        let end = rest.partition_point(|e| (e.0 as usize) < n0 + SAMPLES_PER_PIECE);
+        let n1 = (n0 + SAMPLES_PER_PIECE).min(x.batch);
+        let end = rest.partition_point(|e| (e.0 as usize) < n1);
         let (here, later) = rest.split_at(end);
-        out.push((n0, here));
+        out.push((n0..n1, here));
         rest = later;
     }
     out
@@ -79,19 +80,13 @@ pub fn sparse_conv2d_forward(
     let (oh, ow, k, co) = (g.out_height(), g.out_width(), g.kernel, g.out_channels);
     let p = oh * ow;
     let mut y = vec![0.0f32; g.output_len()];
-    let pieces = pieces(x);
     let sample = co * p;
-    // Each piece's slice of the output: its samples' rows (the last piece takes the rest).
-    let mut parts = Vec::with_capacity(pieces.len());
+    // Each piece's slice of the output: its samples' rows.
+    let mut parts = Vec::new();
     let mut rest = &mut y[..];
-    for (i, &(n0, entries)) in pieces.iter().enumerate() {
-        let take = if i + 1 == pieces.len() {
-            rest.len()
-        } else {
-            pieces[i + 1].0 * sample - n0 * sample
-        };
-        let (here, later) = std::mem::take(&mut rest).split_at_mut(take);
-        parts.push((n0, entries, here));
+    for (samples, entries) in pieces(x) {
+        let (here, later) = std::mem::take(&mut rest).split_at_mut(samples.len() * sample);
+        parts.push((samples.start, entries, here));
         rest = later;
     }
     let wstride = g.in_channels * k * k;
@@ -135,22 +130,14 @@ pub fn sparse_conv2d_backward(
     let (p, sample) = (oh * ow, co * oh * ow);
     let wstride = g.in_channels * k * k;
     let with_bias = gb.is_some();
-    let pieces = pieces(x);
-    let bounds: Vec<(usize, usize)> = (0..pieces.len())
-        .map(|i| {
-            let end = pieces.get(i + 1).map_or(g.batch, |next| next.0);
-            (pieces[i].0, end)
-        })
-        .collect();
-    let items: Vec<_> = pieces.into_iter().zip(bounds).collect();
     let partial = for_each_chunk(
-        items,
+        pieces(x),
         x.entries.len() >= PARALLEL_MIN_ENTRIES,
         || (),
-        |_, _, ((_, entries), (n0, n1))| {
+        |_, _, (samples, entries)| {
             let mut pw = vec![0.0f32; gw.len()];
             let mut pb = vec![0.0f32; if with_bias { co } else { 0 }];
-            for n in n0..n1 {
+            for n in samples {
                 for (b, plane) in pb.iter_mut().zip(gy[n * sample..][..sample].chunks(p)) {
                     *b += plane.iter().sum::<f32>();
                 }

@@ -50,6 +50,29 @@ fn block_of<S: Shape, E: Dtype>(t: &impl Tensorlike<S, E, Cpu>) -> Option<usize>
     trailing_block(t.shape(), &t.strides(), t.len())
 }
 
+/// Gradients of a binary op whose `dense` operand has a value per output and whose
+/// `blocked` operand one per `b` consecutive outputs: `d(i, j)` gives the two derivatives at
+/// output i (j = i / b). Each blocked value's sum is made by one call, in order.
+fn blocked_backward<E: Dtype>(
+    dense: &mut [E],
+    blocked: &mut [E],
+    b: usize,
+    go: &[E],
+    d: impl Fn(usize, usize) -> (E, E) + Sync,
+) {
+    for_each_block_piece(dense, blocked, b, go.len(), |j0, dense, blocked| {
+        for (jj, db) in blocked.iter_mut().enumerate() {
+            let j = j0 + jj;
+            for t in 0..b {
+                let i = j * b + t;
+                let (a, c) = d(i, j);
+                dense[jj * b + t] += a * go[i];
+                *db += c * go[i];
+            }
+        }
+    });
+}
+
 /// `own[k] = f(own[k], value start + k of the other operand)` (a buffer with its block).
 fn map_in_place<E: Dtype>(own: &mut [E], start: usize, (other, b): (&[E], usize), f: impl Fn(&E, &E) -> E) {
     let mut k = 0;
@@ -318,31 +341,14 @@ impl<E: Dtype, Op: BinaryDerivative<E> + Sync> BinaryKernel<Op, E> for Cpu {
             // call (as dfdx's loop below adds it).
             (Some(1), Some(b)) => {
                 let (gl, gr) = (grad_lhs.as_mut_slice(), grad_rhs.as_mut_slice());
-                for_each_block_piece(gl, gr, b, n, |j0, gl, gr| {
-                    for (jj, dr) in gr.iter_mut().enumerate() {
-                        let j = j0 + jj;
-                        for t in 0..b {
-                            let i = j * b + t;
-                            let (a, c) = deriv(i, j);
-                            gl[jj * b + t] += a * go[i];
-                            *dr += c * go[i];
-                        }
-                    }
-                });
+                blocked_backward(gl, gr, b, go, |i, j| deriv(i, j));
                 return Ok(());
             }
             (Some(b), Some(1)) => {
                 let (gl, gr) = (grad_lhs.as_mut_slice(), grad_rhs.as_mut_slice());
-                for_each_block_piece(gr, gl, b, n, |j0, gr, gl| {
-                    for (jj, dl) in gl.iter_mut().enumerate() {
-                        let j = j0 + jj;
-                        for t in 0..b {
-                            let i = j * b + t;
-                            let (a, c) = deriv(j, i);
-                            *dl += a * go[i];
-                            gr[jj * b + t] += c * go[i];
-                        }
-                    }
+                blocked_backward(gr, gl, b, go, |i, j| {
+                    let (dl, dr) = deriv(j, i);
+                    (dr, dl)
                 });
                 return Ok(());
             }
