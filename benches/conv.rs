@@ -4,22 +4,47 @@
 //! same shape, same thread count), which prints its own time and, given ours, the ratio.
 //! Also prints the forward pass alone in GFLOP/s against this machine's f32 FMA peak at the
 //! same thread count, measured by a small loop of independent vector FMAs (issue 25).
+//! `--shape N,C,H,O,K,S,P` times another layer (batch, input channels, picture side, output
+//! channels, kernel, stride, padding), e.g. the POI encoder's second layer
+//! `--shape 256,32,22,32,7,3,1`; `--no-peak` skips the FMA loop.
 
 use std::time::Instant;
 
 use dfdx::prelude::*;
+use opencarbon::nn::conv::Conv2dGeometry;
 use opencarbon::nn::conv2d;
+
+mod common;
+use common::arg;
 
 fn main() {
     opencarbon::nn::reuse_large_allocations();
     opencarbon::nn::use_thread_setting().expect("OPENCARBON_THREADS");
     let dev = Cpu::seed_from_u64(0);
-    let (n, c, h, o) = (288, 32, 16, 32);
+    let shape: Vec<usize> = arg("--shape")
+        .unwrap_or("288,32,16,32,3,1,1".into())
+        .split(',')
+        .map(|v| v.parse().expect("--shape: N,C,H,O,K,S,P, whole numbers"))
+        .collect();
+    let [n, c, h, o, k, stride, pad] = shape[..] else {
+        panic!("--shape: N,C,H,O,K,S,P (7 numbers)");
+    };
+    let geometry = Conv2dGeometry {
+        batch: n,
+        in_channels: c,
+        height: h,
+        width: h,
+        out_channels: o,
+        kernel: k,
+        stride,
+        padding: pad,
+    };
+    geometry.check().expect("--shape");
     let x: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(n, c, h, h));
-    let w: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(o, c, 3, 3));
+    let w: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(o, c, k, k));
     let b: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(o,));
     let step = || {
-        let y = conv2d(x.leaky_trace(), &w, Some(&b), 1, 1, true).unwrap();
+        let y = conv2d(x.leaky_trace(), &w, Some(&b), stride, pad, true).unwrap();
         let g = y.sum().backward();
         g.get(&w).as_vec()[0]
     };
@@ -34,7 +59,7 @@ fn main() {
         .collect();
     ms.sort_by(f64::total_cmp);
     println!(
-        "conv2d 3x3 32->32, batch 288, 16x16, forward+backward: median {:.1} ms, min {:.1} ms per step ({} steps)",
+        "conv2d {k}x{k} {c}->{o}, stride {stride}, padding {pad}, batch {n}, {h}x{h}, forward+backward: median {:.1} ms, min {:.1} ms per step ({} steps)",
         ms[ms.len() / 2],
         ms[0],
         ms.len()
@@ -42,7 +67,7 @@ fn main() {
 
     // The forward pass alone, without a tape, against the FMA peak.
     let forward = || {
-        conv2d(x.clone(), &w, Some(&b), 1, 1, true)
+        conv2d(x.clone(), &w, Some(&b), stride, pad, true)
             .unwrap()
             .as_vec()[0]
     };
@@ -55,9 +80,16 @@ fn main() {
         })
         .collect();
     fwd.sort_by(f64::total_cmp);
-    let flops = 2.0 * (n * o * h * h * c * 9) as f64;
+    let flops = 2.0 * geometry.macs() as f64;
     let threads = rayon::current_num_threads();
     let achieved = flops / fwd[fwd.len() / 2] / 1e9;
+    if std::env::args().any(|a| a == "--no-peak") {
+        println!(
+            "forward only: median {:.2} ms = {achieved:.1} GFLOP/s",
+            fwd[fwd.len() / 2] * 1000.0
+        );
+        return;
+    }
     let peak = fma_peak_gflops(threads);
     println!(
         "forward only: median {:.1} ms = {achieved:.1} GFLOP/s; f32 FMA peak at {threads} thread(s) {peak:.1} GFLOP/s; share {:.0} %",

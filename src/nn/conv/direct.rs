@@ -22,6 +22,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use super::broadcast;
 use super::columns::{col2im, copy_strided};
 use super::Conv2dGeometry;
 
@@ -68,10 +69,10 @@ pub(super) fn strip_len(g: &Conv2dGeometry) -> usize {
 
 /// The picture with its zero border, and the geometry to index it.
 pub(super) struct Padded<'a> {
-    data: &'a [f32],
+    pub(super) data: &'a [f32],
     /// Padded height and width.
-    ph: usize,
-    pw: usize,
+    pub(super) ph: usize,
+    pub(super) pw: usize,
 }
 
 /// Sample `n` of `x` with `g.padding` zeros on every side, written into `buf` (or `x` itself
@@ -112,7 +113,7 @@ pub(super) fn padded_len(g: &Conv2dGeometry) -> usize {
 
 /// Where column row j = (c·k + ki)·k + kj starts in the padded picture: its value at output
 /// pixel (oy, ox) is at that offset + oy·stride·pw + ox·stride.
-fn column_origin(g: &Conv2dGeometry, p: &Padded, j: usize) -> usize {
+pub(super) fn column_origin(g: &Conv2dGeometry, p: &Padded, j: usize) -> usize {
     let k = g.kernel;
     let (c, ki, kj) = (j / (k * k), j / k % k, j % k);
     (c * p.ph + ki) * p.pw + kj
@@ -168,9 +169,10 @@ pub(super) fn forward_sample(
     }
 }
 
-/// Whether `weight_grad_sample` handles this geometry (3×3 kernels; others keep im2col).
+/// Whether `weight_grad_sample` handles this geometry (3×3 kernels, and others with output
+/// channels in pairs of vectors; the rest keep im2col).
 pub(super) fn weight_grad_fits(g: &Conv2dGeometry) -> bool {
-    g.kernel == 3
+    g.kernel == 3 || broadcast::fits(g)
 }
 
 /// Output channels rounded up to whole vectors of 16: the row length of the transposed
@@ -191,7 +193,8 @@ pub(super) fn weight_grad_begin(g: &Conv2dGeometry, gw_t: &mut [f32]) {
     gw_t[..weight_grad_scratch(g).1].fill(0.0);
 }
 
-/// gwᵀ [ckk, co] += (this sample's columns) [ckk, p] · gy_sᵀ [p, co] for a 3×3 kernel.
+/// gwᵀ [ckk, co] += (this sample's columns) [ckk, p] · gy_sᵀ [p, co]: for a 3×3 kernel by
+/// `taps3`, for others by `broadcast::weight_grad_sample`.
 ///
 /// Each accumulator vector holds 16 output channels of one column row, so the picture's
 /// values are broadcast straight from the padded picture (three row pointers, the taps at
@@ -200,12 +203,16 @@ pub(super) fn weight_grad_begin(g: &Conv2dGeometry, gw_t: &mut [f32]) {
 /// matrixmultiply does for gW += gy_s · columnsᵀ.
 pub(super) fn weight_grad_sample(
     g: &Conv2dGeometry,
+    layout: &broadcast::Layout,
     x: &Padded,
     gy_s: &[f32],
     gw_t: &mut [f32],
     gy_t: &mut [f32],
 ) {
-    assert!(weight_grad_fits(g), "3×3 kernels only");
+    assert!(
+        weight_grad_fits(g),
+        "3×3 kernels or channels in pairs of vectors"
+    );
     let (oh, ow) = (g.out_height(), g.out_width());
     let (co, p, cop) = (g.out_channels, oh * ow, channels_padded(g));
     let gy_t = &mut gy_t[..p * cop];
@@ -219,6 +226,10 @@ pub(super) fn weight_grad_sample(
         }
     }
     let gw_t = &mut gw_t[..g.patch_len() * cop];
+    if g.kernel != 3 {
+        broadcast::weight_grad_sample(g, layout, x, gy_t, gw_t);
+        return;
+    }
     let plane = x.ph * x.pw;
     // The last value the kernel reads: tap (2, 2) at the last output pixel.
     let last = ((oh - 1) * x.pw + (ow - 1)) * g.stride + 2 * x.pw + 2;

@@ -9,11 +9,12 @@
 //! (matrixmultiply, which has AVX-512 kernels). The chunking does not depend on the number
 //! of threads, and per-chunk weight gradients are summed in chunk order, so results are
 //! identical whatever the core count. On x86-64 with AVX-512F, pictures with at least as
-//! many output pixels as output channels take the kernels of `direct.rs` instead, which
-//! need no whole column matrix and give the same bits (see `Gemms`).
+//! many output pixels as output channels take the kernels of `direct.rs` and `broadcast.rs`
+//! instead, which need no whole column matrix (see `Gemms`).
 
 use std::mem::MaybeUninit;
 
+mod broadcast;
 mod columns;
 mod direct;
 #[cfg(test)]
@@ -85,7 +86,8 @@ impl Conv2dGeometry {
             .clamp(1, self.batch.max(1))
     }
 
-    fn macs(&self) -> usize {
+    /// Multiply-adds of the forward pass.
+    pub fn macs(&self) -> usize {
         self.batch * self.out_pixels() * self.patch_len() * self.out_channels
     }
 
@@ -140,7 +142,9 @@ impl<'a> Mat<'a> {
 /// How a call lays out its GEMMs. Each output value is the same sum over the same terms in
 /// the same order on every path (the GEMM's blocking splits rows and columns, never a value's
 /// sum, and `direct` repeats matrixmultiply's operations), so results do not depend on
-/// the path; the tests check the bits.
+/// the path; the tests check the bits. The exception is `broadcast`, taken by `Direct` for
+/// layers whose channels come in pairs of vectors: its own fixed order, checked against the
+/// GEMM path within rounding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gemms {
     /// One GEMM per chunk of samples through a copy in chunk layout. Wins for the
@@ -150,10 +154,14 @@ enum Gemms {
     /// One GEMM per sample, reading and writing the sample's own rows in place (large
     /// pictures: the chunk-layout copies were about 8 % of the convolution layer's time).
     PerSample,
-    /// Per sample, with `direct`'s kernels: the forward GEMM reads the padded picture (no
-    /// im2col buffer), the weight gradient of 3×3 kernels too (other kernels: im2col and
-    /// the GEMM as `PerSample`), and the input gradient makes 16 column rows at a time for
-    /// col2im. Only where `direct::available()`.
+    /// Per sample, with the AVX-512 kernels of `direct` and `broadcast`, which read the
+    /// padded picture (no im2col buffer). Forward: `broadcast` where the output channels
+    /// come in pairs of vectors, else `direct`'s tiles. Weight gradient: `direct::taps3` for
+    /// 3×3 kernels, `broadcast` for others with output channels in pairs of vectors, else
+    /// im2col and the GEMM as `PerSample`. Input gradient: `broadcast` where the input
+    /// channels come in pairs of vectors, else 16 column rows at a time by `direct`'s tiles,
+    /// added back by col2im. Only where `direct::available()`. `broadcast` sums in its own
+    /// order; the others give the GEMM path's bits.
     Direct,
 }
 
@@ -226,8 +234,11 @@ fn forward_by(
     let items: Vec<&mut [MaybeUninit<f32>]> = y.spare_capacity_mut()[..g.output_len()]
         .chunks_mut(chunk * co * p)
         .collect();
-    // W in the direct kernel's panels, packed once per call.
+    // W in the direct kernel's panels, or Wᵀ for the broadcast kernel, packed once per call.
+    let by_channels = path == Gemms::Direct && broadcast::fits(g);
+    let layout = by_channels.then(|| broadcast::Layout::new(g));
     let w_panels = match path {
+        Gemms::Direct if by_channels => broadcast::pack_wt(g, w),
         Gemms::Direct => direct::pack_panels(w, (co, ckk), (ckk, 1)),
         _ => Vec::new(),
     };
@@ -244,7 +255,11 @@ fn forward_by(
         || match path {
             Gemms::Direct => (
                 scratch(direct::padded_len(g)),
-                scratch(direct::strip_len(g)),
+                scratch(if by_channels {
+                    broadcast::scratch_len(g)
+                } else {
+                    direct::strip_len(g)
+                }),
             ),
             Gemms::PerSample => (scratch(ckk * chunk * p), scratch(0)),
             Gemms::PerChunk => (scratch(ckk * chunk * p), scratch(co * chunk * p)),
@@ -257,8 +272,12 @@ fn forward_by(
                 Gemms::Direct => {
                     for (si, y_s) in y_chunk.chunks_mut(co * p).enumerate() {
                         let xp = direct::padded(g, x, n0 + si, cols);
-                        direct::forward_sample(g, &xp, &w_panels, y_s, out);
-                        add_bias(y_s);
+                        if let Some(layout) = &layout {
+                            broadcast::forward_sample(g, layout, &xp, &w_panels, bias, y_s, out);
+                        } else {
+                            direct::forward_sample(g, &xp, &w_panels, y_s, out);
+                            add_bias(y_s);
+                        }
                     }
                     return;
                 }
@@ -364,12 +383,17 @@ fn backward_by(
     } else {
         (0, 0, 0)
     };
-    // Wᵀ in the direct input gradient's panels, packed once per call.
-    let wt_panels = if path == Gemms::Direct && input_grad {
+    // The input gradient by channels (`broadcast`) where the input channels come in pairs
+    // of vectors, else by `direct`'s tiles and col2im; its weights packed once per call.
+    let gx_by_channels = path == Gemms::Direct && input_grad && broadcast::input_grad_fits(g);
+    let wt_panels = if gx_by_channels {
+        broadcast::pack_taps(g, w)
+    } else if path == Gemms::Direct && input_grad {
         direct::pack_panels(w, (ckk, co), (1, ckk))
     } else {
         Vec::new()
     };
+    let layout = (path == Gemms::Direct).then(|| broadcast::Layout::new(g));
     // Each chunk owns its samples' slice of the input gradient, when there is one.
     let gx_parts: Vec<Option<InputGrad<'_>>> = match grads.x.take() {
         Some(InputGrad::AddTo(gx)) => gx
@@ -403,11 +427,17 @@ fn backward_by(
                 scratch(direct_padded),
             );
             // The columns, for gW and gcols, unless gW is direct (then so is the input
-            // gradient); the direct input gradient reuses the buffer (after gW) for its rows.
+            // gradient); the direct input gradient reuses the buffer (after gW) for its rows
+            // or its padded gradient.
+            let gx_scratch = if gx_by_channels {
+                broadcast::input_grad_scratch(g)
+            } else {
+                direct::input_grad_scratch(g)
+            };
             let cols_len = match (!direct_gw, path == Gemms::Direct && input_grad) {
-                (true, true) => (ckk * chunk * p).max(direct::input_grad_scratch(g)),
+                (true, true) => (ckk * chunk * p).max(gx_scratch),
                 (true, false) => ckk * chunk * p,
-                (false, true) => direct::input_grad_scratch(g),
+                (false, true) => gx_scratch,
                 (false, false) => 0,
             };
             (scratch(cols_len), scratch(gy_t_len), direct)
@@ -430,7 +460,8 @@ fn backward_by(
                 for si in 0..s {
                     let gy_s = &gy[(n0 + si) * co * p..][..co * p];
                     let xp = direct::padded(g, x, n0 + si, d_padded);
-                    direct::weight_grad_sample(g, &xp, gy_s, d_gw_t, d_gy_t);
+                    let layout = layout.as_ref().expect("the direct path's layout");
+                    direct::weight_grad_sample(g, layout, &xp, gy_s, d_gw_t, d_gy_t);
                 }
                 direct::weight_grad_end(g, d_gw_t, gw);
             } else {
@@ -443,6 +474,22 @@ fn backward_by(
                 }
             }
             if let Some(gx) = gx_chunk {
+                if gx_by_channels {
+                    let layout = layout.as_ref().expect("the direct path's layout");
+                    let samples: Vec<InputGrad> = match gx {
+                        InputGrad::AddTo(gx) => {
+                            gx.chunks_exact_mut(in_len).map(InputGrad::AddTo).collect()
+                        }
+                        InputGrad::New(gx) => {
+                            gx.chunks_exact_mut(in_len).map(InputGrad::New).collect()
+                        }
+                    };
+                    for (si, gx_s) in samples.into_iter().enumerate() {
+                        let gy_s = &gy[(n0 + si) * co * p..][..co * p];
+                        broadcast::input_grad_sample(g, layout, &wt_panels, gy_s, gx_s, cols);
+                    }
+                    return;
+                }
                 let gx = match gx {
                     InputGrad::AddTo(gx) => gx,
                     InputGrad::New(gx) => zeroed(gx),

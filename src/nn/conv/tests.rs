@@ -1,5 +1,6 @@
-//! The convolution's tests: every GEMM layout against the others bit for bit, against the
-//! definition, and against finite differences.
+//! The convolution's tests: every GEMM layout against the others bit for bit (the
+//! channel-vector kernels within rounding), against the definition, and against finite
+//! differences.
 
 use super::*;
 use rand::{Rng, SeedableRng};
@@ -100,7 +101,8 @@ const CASES: [Conv2dGeometry; 5] = [
 ];
 
 /// Every GEMM layout (one per chunk, one per sample, the direct kernels where this
-/// machine has them) gives the same bits, forward and backward, on every test geometry,
+/// machine has them; none of these geometries has channels in pairs of vectors, which take
+/// `broadcast`, tested below) gives the same bits, forward and backward, on every test geometry,
 /// on one with a large batch (several chunks, partial last one), on ones whose reductions
 /// span several of matrixmultiply's blocks, and on the branches of the direct kernels
 /// (listed below); an input gradient written into new memory is the one added to zeros,
@@ -369,4 +371,140 @@ fn chunked_batches_give_the_same_result() {
     let one = Conv2dGeometry { batch: 1, ..g };
     let last = conv2d_forward(&one, &x[39 * one.input_len()..], &w, None);
     assert_eq!(&y[39 * one.output_len()..], &last[..]);
+}
+
+/// The kernels with channels along the vector (`broadcast`: forward and weight gradient
+/// where the output channels come in pairs of vectors, input gradient where the input
+/// channels do) against the GEMM path, within rounding (they sum in another order), and the
+/// forward pass against the definition: the POI encoder's 7×7 stride-3 layer (36 pixels:
+/// blocks of 8 and a tail of 4), the residual layers, stride 2 with 25 pixels (a tail of 1),
+/// a 1×1 shortcut, a picture wider than high, 16 input or output channels (one pass here,
+/// the other on the tiles), and a batch of several chunks on the pool. Scratch buffers are
+/// poisoned first: no value left in them may reach a result.
+#[test]
+fn channel_vector_kernels_match_the_gemm_path() {
+    if !direct::available() {
+        eprintln!("no AVX-512F here: the channel-vector kernels are not tested");
+        return;
+    }
+    let poi = Conv2dGeometry {
+        batch: 3,
+        in_channels: 32,
+        height: 22,
+        width: 22,
+        out_channels: 32,
+        kernel: 7,
+        stride: 3,
+        padding: 1,
+    };
+    let cases = [
+        poi,
+        Conv2dGeometry {
+            in_channels: 64,
+            out_channels: 64,
+            height: 8,
+            width: 8,
+            kernel: 3,
+            stride: 1,
+            ..poi
+        },
+        Conv2dGeometry {
+            height: 9,
+            width: 9,
+            kernel: 3,
+            stride: 2,
+            ..poi
+        },
+        Conv2dGeometry {
+            out_channels: 64,
+            height: 9,
+            width: 9,
+            kernel: 1,
+            stride: 2,
+            padding: 0,
+            ..poi
+        },
+        Conv2dGeometry {
+            height: 7,
+            width: 10,
+            kernel: 5,
+            stride: 1,
+            padding: 2,
+            ..poi
+        },
+        Conv2dGeometry {
+            in_channels: 16,
+            height: 12,
+            width: 12,
+            kernel: 3,
+            stride: 2,
+            ..poi
+        },
+        Conv2dGeometry {
+            out_channels: 16,
+            height: 12,
+            width: 12,
+            kernel: 3,
+            stride: 1,
+            ..poi
+        },
+        Conv2dGeometry { batch: 40, ..poi },
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for g in cases {
+        assert!(
+            broadcast::fits(&g) || broadcast::input_grad_fits(&g),
+            "{g:?} takes the kernels under test"
+        );
+        let (x, w, b) = (
+            random(g.input_len(), &mut rng),
+            random(g.weight_len(), &mut rng),
+            random(g.out_channels, &mut rng),
+        );
+        let gy = random(g.output_len(), &mut rng);
+        let run = |path: Gemms| {
+            let y = forward_by(&g, &x, &w, Some(&b), path);
+            let (mut gx, mut gw, mut gb) =
+                (vec![0.5; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+            let grads = Conv2dGrads {
+                x: Some(InputGrad::AddTo(&mut gx)),
+                w: &mut gw,
+                bias: Some(&mut gb),
+            };
+            backward_by(&g, &x, &w, &gy, grads, path);
+            let mut fresh: Vec<f32> = Vec::with_capacity(x.len());
+            let mut gw2 = vec![0.0; w.len()];
+            let grads = Conv2dGrads {
+                x: Some(InputGrad::New(&mut fresh.spare_capacity_mut()[..x.len()])),
+                w: &mut gw2,
+                bias: None,
+            };
+            backward_by(&g, &x, &w, &gy, grads, path);
+            // SAFETY: `InputGrad::New` has every value written.
+            unsafe { fresh.set_len(x.len()) };
+            [y, gx, fresh, gw, gb]
+        };
+        for mut buf in (0..4).map(|_| scratch(1 << 18)).collect::<Vec<_>>() {
+            buf.fill(f32::NAN);
+        }
+        let got = run(Gemms::Direct);
+        let want = run(Gemms::PerChunk);
+        let names = ["y", "gx added", "gx new", "gw", "gb"];
+        for ((got, want), name) in got.iter().zip(&want).zip(names) {
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (i, (a, e)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (a - e).abs() <= 1e-5 * scale,
+                    "{g:?} {name}[{i}]: {a} against {e} (scale {scale})"
+                );
+            }
+        }
+        let reference = naive(&g, &x, &w, &b);
+        for (a, e) in got[0].iter().zip(&reference) {
+            assert!(
+                (a - e).abs() < 1e-4 * (1.0 + e.abs()),
+                "{g:?} y: {a} vs {e}"
+            );
+        }
+    }
 }
