@@ -529,14 +529,40 @@ fn backward_by(
     );
     // SAFETY: every chunk's part was initialised by `zeroed` above.
     unsafe { partial_gw.set_len(n_chunks * part_len) };
-    for part in partial_gw.chunks(part_len) {
-        let (gw, gb) = part.split_at(gw_len);
-        grads.w.iter_mut().zip(gw).for_each(|(d, v)| *d += v);
-        if let Some(bias) = grads.bias.as_deref_mut() {
-            bias.iter_mut().zip(gb).for_each(|(d, v)| *d += v);
+    // Each value gets its chunks' parts in chunk order; pieces of the weight gradient run on
+    // the pool (the POI encoder's 7×7 layer adds 84 parts of 50 000 values per call, which
+    // ran on the calling thread alone while the others waited).
+    let pieces: Vec<(usize, &mut [f32])> = grads
+        .w
+        .chunks_mut(REDUCE_PIECE)
+        .enumerate()
+        .map(|(i, piece)| (i * REDUCE_PIECE, piece))
+        .collect();
+    for_each_chunk(
+        pieces,
+        n_chunks * gw_len >= REDUCE_PARALLEL_MIN,
+        || (),
+        |_, _, (start, piece)| {
+            for part in partial_gw.chunks(part_len) {
+                let part = &part[start..][..piece.len()];
+                piece.iter_mut().zip(part).for_each(|(d, v)| *d += v);
+            }
+        },
+    );
+    if let Some(bias) = grads.bias.as_deref_mut() {
+        for part in partial_gw.chunks(part_len) {
+            bias.iter_mut()
+                .zip(&part[gw_len..])
+                .for_each(|(d, v)| *d += v);
         }
     }
 }
+
+/// Values of the weight gradient one thread sums over the chunks' parts at a time.
+const REDUCE_PIECE: usize = 4096;
+
+/// Below this many additions the chunks' parts are summed on the calling thread.
+const REDUCE_PARALLEL_MIN: usize = 1 << 18;
 
 /// Σ values in 16 partial sums (value k to sum k mod 16), added in order at the end:
 /// independent chains the compiler keeps in vector registers, where one running sum waited
