@@ -27,11 +27,8 @@ use std::arch::x86_64::*;
 
 use std::mem::MaybeUninit;
 
-use super::direct::{column_origin, Padded};
+use super::picture::{column_origin, Padded, W};
 use super::{Conv2dGeometry, InputGrad};
-
-/// Lanes of one vector.
-const W: usize = 16;
 
 /// Channels per accumulator row: two vectors.
 const CHANNELS: usize = 2 * W;

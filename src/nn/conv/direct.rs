@@ -22,16 +22,13 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::broadcast;
 use super::columns::{col2im, copy_strided};
+use super::picture::{channels_padded, column_origin, Padded, W};
 use super::Conv2dGeometry;
 
 /// matrixmultiply's block length along the reduction for f32 (`S_KC` in 0.3.11, pinned in
 /// Cargo.toml; its build reads `MATMUL_SGEMM_KC`, which must stay unset).
 const KC: usize = 256;
-
-/// Rows and columns of one tile; both operands are packed in panels of this width.
-const W: usize = 16;
 
 /// Whether this machine runs the kernels here (x86-64 with AVX-512F). Elsewhere the caller
 /// keeps im2col + matrixmultiply.
@@ -65,58 +62,6 @@ pub(super) fn pack_panels(a: &[f32], (m, k): (usize, usize), (rs, ks): (usize, u
 /// Length of the column strip `forward_sample` packs.
 pub(super) fn strip_len(g: &Conv2dGeometry) -> usize {
     g.patch_len() * W
-}
-
-/// The picture with its zero border, and the geometry to index it.
-pub(super) struct Padded<'a> {
-    pub(super) data: &'a [f32],
-    /// Padded height and width.
-    pub(super) ph: usize,
-    pub(super) pw: usize,
-}
-
-/// Sample `n` of `x` with `g.padding` zeros on every side, written into `buf` (or `x` itself
-/// when there is no padding).
-pub(super) fn padded<'a>(
-    g: &Conv2dGeometry,
-    x: &'a [f32],
-    n: usize,
-    buf: &'a mut [f32],
-) -> Padded<'a> {
-    let plane = g.height * g.width;
-    let sample = &x[n * g.in_channels * plane..][..g.in_channels * plane];
-    let (ph, pw) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
-    if g.padding == 0 {
-        return Padded {
-            data: sample,
-            ph,
-            pw,
-        };
-    }
-    let buf = &mut buf[..g.in_channels * ph * pw];
-    buf.fill(0.0);
-    for (c, src) in sample.chunks(plane).enumerate() {
-        for (y, row) in src.chunks(g.width).enumerate() {
-            buf[(c * ph + y + g.padding) * pw + g.padding..][..g.width].copy_from_slice(row);
-        }
-    }
-    Padded { data: buf, ph, pw }
-}
-
-/// Length of the buffer `padded` needs (none without padding: the input is used as it is).
-pub(super) fn padded_len(g: &Conv2dGeometry) -> usize {
-    match g.padding {
-        0 => 0,
-        pad => g.in_channels * (g.height + 2 * pad) * (g.width + 2 * pad),
-    }
-}
-
-/// Where column row j = (c·k + ki)·k + kj starts in the padded picture: its value at output
-/// pixel (oy, ox) is at that offset + oy·stride·pw + ox·stride.
-pub(super) fn column_origin(g: &Conv2dGeometry, p: &Padded, j: usize) -> usize {
-    let k = g.kernel;
-    let (c, ki, kj) = (j / (k * k), j / k % k, j % k);
-    (c * p.ph + ki) * p.pw + kj
 }
 
 /// Forward pass of one sample: y_s [co, OH·OW] = W · columns, without bias. `w_panels` is W
@@ -169,67 +114,19 @@ pub(super) fn forward_sample(
     }
 }
 
-/// Whether `weight_grad_sample` handles this geometry (3×3 kernels, and others with output
-/// channels in pairs of vectors; the rest keep im2col).
-pub(super) fn weight_grad_fits(g: &Conv2dGeometry) -> bool {
-    g.kernel == 3 || broadcast::fits(g)
-}
-
-/// Output channels rounded up to whole vectors of 16: the row length of the transposed
-/// output gradient and of the transposed weight gradient.
-fn channels_padded(g: &Conv2dGeometry) -> usize {
-    g.out_channels.div_ceil(W) * W
-}
-
-/// Scratch lengths the weight gradient needs: (transposed output gradient of one sample,
-/// transposed weight gradient of one chunk).
-pub(super) fn weight_grad_scratch(g: &Conv2dGeometry) -> (usize, usize) {
-    let p = g.out_height() * g.out_width();
-    (p * channels_padded(g), g.patch_len() * channels_padded(g))
-}
-
-/// Start a chunk's weight gradient: zero its transposed accumulator gwᵀ [ckk, co (padded)].
-pub(super) fn weight_grad_begin(g: &Conv2dGeometry, gw_t: &mut [f32]) {
-    gw_t[..weight_grad_scratch(g).1].fill(0.0);
-}
-
-/// gwᵀ [ckk, co] += (this sample's columns) [ckk, p] · gy_sᵀ [p, co]: for a 3×3 kernel by
-/// `taps3`, for others by `broadcast::weight_grad_sample`.
+/// gwᵀ [ckk, co] += (this sample's columns) [ckk, p] · gy_sᵀ [p, co] for a 3×3 kernel, from
+/// the transposed output gradient `gy_t` [p, co (padded)] (`picture::transpose_output_grad`).
 ///
 /// Each accumulator vector holds 16 output channels of one column row, so the picture's
 /// values are broadcast straight from the padded picture (three row pointers, the taps at
-/// fixed offsets) and the column matrix is never formed; only gy_s is transposed, into
-/// `gy_t`. Per value: FMA chains from +0 over blocks of KC pixels, each added to gwᵀ, as
-/// matrixmultiply does for gW += gy_s · columnsᵀ.
-pub(super) fn weight_grad_sample(
-    g: &Conv2dGeometry,
-    layout: &broadcast::Layout,
-    x: &Padded,
-    gy_s: &[f32],
-    gw_t: &mut [f32],
-    gy_t: &mut [f32],
-) {
-    assert!(
-        weight_grad_fits(g),
-        "3×3 kernels or channels in pairs of vectors"
-    );
+/// fixed offsets) and the column matrix is never formed. Per value: FMA chains from +0 over
+/// blocks of KC pixels, each added to gwᵀ, as matrixmultiply does for gW += gy_s · columnsᵀ.
+pub(super) fn weight_grad_sample(g: &Conv2dGeometry, x: &Padded, gy_t: &[f32], gw_t: &mut [f32]) {
+    assert!(g.kernel == 3, "3×3 kernels only");
     let (oh, ow) = (g.out_height(), g.out_width());
-    let (co, p, cop) = (g.out_channels, oh * ow, channels_padded(g));
-    let gy_t = &mut gy_t[..p * cop];
-    if co < cop {
-        gy_t.fill(0.0);
-    }
-    // Read along the planes, write across: each pixel's row of cop values stays in L1.
-    for (o, plane) in gy_s.chunks_exact(p).enumerate() {
-        for (v, row) in plane.iter().zip(gy_t[o..].iter_mut().step_by(cop)) {
-            *row = *v;
-        }
-    }
+    let (p, cop) = (oh * ow, channels_padded(g));
+    let gy_t = &gy_t[..p * cop];
     let gw_t = &mut gw_t[..g.patch_len() * cop];
-    if g.kernel != 3 {
-        broadcast::weight_grad_sample(g, layout, x, gy_t, gw_t);
-        return;
-    }
     let plane = x.ph * x.pw;
     // The last value the kernel reads: tap (2, 2) at the last output pixel.
     let last = ((oh - 1) * x.pw + (ow - 1)) * g.stride + 2 * x.pw + 2;
@@ -264,17 +161,6 @@ pub(super) fn weight_grad_sample(
             #[cfg(not(target_arch = "x86_64"))]
             unreachable!("conv::direct is used only on x86-64 with AVX-512F");
             v0 += if pair { 2 * W } else { W };
-        }
-    }
-}
-
-/// Finish a chunk's weight gradient: gw [co, ckk] = gwᵀ (gw held zeros, so each value is
-/// the one accumulated in gwᵀ).
-pub(super) fn weight_grad_end(g: &Conv2dGeometry, gw_t: &[f32], gw: &mut [f32]) {
-    let (ckk, cop) = (g.patch_len(), channels_padded(g));
-    for (o, row) in gw.chunks_exact_mut(ckk).enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = gw_t[j * cop + o];
         }
     }
 }

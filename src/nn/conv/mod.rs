@@ -17,6 +17,7 @@ use std::mem::MaybeUninit;
 mod broadcast;
 mod columns;
 mod direct;
+mod picture;
 #[cfg(test)]
 mod tests;
 
@@ -254,7 +255,7 @@ fn forward_by(
         g.macs() >= PARALLEL_MIN_MACS,
         || match path {
             Gemms::Direct => (
-                scratch(direct::padded_len(g)),
+                scratch(picture::padded_len(g)),
                 scratch(if by_channels {
                     broadcast::scratch_len(g)
                 } else {
@@ -271,7 +272,7 @@ fn forward_by(
             match path {
                 Gemms::Direct => {
                     for (si, y_s) in y_chunk.chunks_mut(co * p).enumerate() {
-                        let xp = direct::padded(g, x, n0 + si, cols);
+                        let xp = picture::padded(g, x, n0 + si, cols);
                         if let Some(layout) = &layout {
                             broadcast::forward_sample(g, layout, &xp, &w_panels, bias, y_s, out);
                         } else {
@@ -376,10 +377,12 @@ fn backward_by(
     };
     // The direct weight gradient (3×3 kernels) and its scratch: the transposed output
     // gradient, the transposed weight gradient and the padded picture.
-    let direct_gw = path == Gemms::Direct && direct::weight_grad_fits(g);
+    // The weight gradient without columns: `direct::taps3` for 3×3 kernels, `broadcast` for
+    // others whose output channels it takes.
+    let direct_gw = path == Gemms::Direct && (g.kernel == 3 || broadcast::fits(g));
     let (direct_gy_t, direct_gw_t, direct_padded) = if direct_gw {
-        let (t, pn) = direct::weight_grad_scratch(g);
-        (t, pn, direct::padded_len(g))
+        let (t, pn) = picture::weight_grad_scratch(g);
+        (t, pn, picture::padded_len(g))
     } else {
         (0, 0, 0)
     };
@@ -456,14 +459,19 @@ fn backward_by(
             // Per sample, so that each sample's contribution to gW is summed on its own and
             // added in sample order (the order every earlier result was computed in).
             if direct_gw {
-                direct::weight_grad_begin(g, d_gw_t);
+                picture::weight_grad_begin(g, d_gw_t);
                 for si in 0..s {
                     let gy_s = &gy[(n0 + si) * co * p..][..co * p];
-                    let xp = direct::padded(g, x, n0 + si, d_padded);
-                    let layout = layout.as_ref().expect("the direct path's layout");
-                    direct::weight_grad_sample(g, layout, &xp, gy_s, d_gw_t, d_gy_t);
+                    let xp = picture::padded(g, x, n0 + si, d_padded);
+                    let gy_t = picture::transpose_output_grad(g, gy_s, d_gy_t);
+                    if g.kernel == 3 {
+                        direct::weight_grad_sample(g, &xp, gy_t, d_gw_t);
+                    } else {
+                        let layout = layout.as_ref().expect("the direct path's layout");
+                        broadcast::weight_grad_sample(g, layout, &xp, gy_t, d_gw_t);
+                    }
                 }
-                direct::weight_grad_end(g, d_gw_t, gw);
+                picture::weight_grad_end(g, d_gw_t, gw);
             } else {
                 im2col(g, x, n0, s, cols);
                 for si in 0..s {

@@ -45,6 +45,50 @@ fn naive(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
     y
 }
 
+/// One layer's passes on `path`: the output, the input gradient added onto values `gx0`,
+/// the input gradient written into new memory, and the weight and bias gradients.
+struct Passes {
+    y: Vec<f32>,
+    gx: Vec<f32>,
+    gx_new: Vec<f32>,
+    gw: Vec<f32>,
+    gb: Vec<f32>,
+}
+
+fn passes(
+    g: &Conv2dGeometry,
+    (x, w, b): (&[f32], &[f32], &[f32]),
+    gy: &[f32],
+    gx0: f32,
+    path: Gemms,
+) -> Passes {
+    let y = forward_by(g, x, w, Some(b), path);
+    let (mut gx, mut gw, mut gb) = (vec![gx0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+    let grads = Conv2dGrads {
+        x: Some(InputGrad::AddTo(&mut gx)),
+        w: &mut gw,
+        bias: Some(&mut gb),
+    };
+    backward_by(g, x, w, gy, grads, path);
+    let mut gx_new: Vec<f32> = Vec::with_capacity(x.len());
+    let mut gw2 = vec![0.0; w.len()];
+    let grads = Conv2dGrads {
+        x: Some(InputGrad::New(&mut gx_new.spare_capacity_mut()[..x.len()])),
+        w: &mut gw2,
+        bias: None,
+    };
+    backward_by(g, x, w, gy, grads, path);
+    // SAFETY: `InputGrad::New` has every value written.
+    unsafe { gx_new.set_len(x.len()) };
+    Passes {
+        y,
+        gx,
+        gx_new,
+        gw,
+        gb,
+    }
+}
+
 /// The last two are wider, with one and two padded positions per row and whole padded
 /// rows.
 const CASES: [Conv2dGeometry; 5] = [
@@ -201,27 +245,15 @@ fn every_gemm_layout_gives_the_same_bits() {
         let gy = random(g.output_len(), &mut rng);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
         let run = |path: Gemms| {
-            let y = forward_by(&g, &x, &w, Some(&b), path);
-            let (mut gx, mut gw, mut gb) =
-                (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
-            let grads = Conv2dGrads {
-                x: Some(InputGrad::AddTo(&mut gx)),
-                w: &mut gw,
-                bias: Some(&mut gb),
-            };
-            backward_by(&g, &x, &w, &gy, grads, path);
+            let Passes {
+                y,
+                gx,
+                gx_new,
+                gw,
+                gb,
+            } = passes(&g, (&x, &w, &b), &gy, 0.0, path);
             // Into new memory: the same values as added to zeros.
-            let mut fresh: Vec<f32> = Vec::with_capacity(x.len());
-            let (mut gw2, mut gb2) = (vec![0.0; w.len()], vec![0.0; b.len()]);
-            let grads = Conv2dGrads {
-                x: Some(InputGrad::New(&mut fresh.spare_capacity_mut()[..x.len()])),
-                w: &mut gw2,
-                bias: Some(&mut gb2),
-            };
-            backward_by(&g, &x, &w, &gy, grads, path);
-            // SAFETY: `InputGrad::New` has every value written.
-            unsafe { fresh.set_len(x.len()) };
-            assert_eq!(bits(&fresh), bits(&gx), "{g:?}: new memory");
+            assert_eq!(bits(&gx_new), bits(&gx), "{g:?}: new memory");
             // Without an input gradient (a first layer): the same weight gradient.
             let mut gw3 = vec![0.0; w.len()];
             let grads = Conv2dGrads {
@@ -463,26 +495,8 @@ fn channel_vector_kernels_match_the_gemm_path() {
         );
         let gy = random(g.output_len(), &mut rng);
         let run = |path: Gemms| {
-            let y = forward_by(&g, &x, &w, Some(&b), path);
-            let (mut gx, mut gw, mut gb) =
-                (vec![0.5; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
-            let grads = Conv2dGrads {
-                x: Some(InputGrad::AddTo(&mut gx)),
-                w: &mut gw,
-                bias: Some(&mut gb),
-            };
-            backward_by(&g, &x, &w, &gy, grads, path);
-            let mut fresh: Vec<f32> = Vec::with_capacity(x.len());
-            let mut gw2 = vec![0.0; w.len()];
-            let grads = Conv2dGrads {
-                x: Some(InputGrad::New(&mut fresh.spare_capacity_mut()[..x.len()])),
-                w: &mut gw2,
-                bias: None,
-            };
-            backward_by(&g, &x, &w, &gy, grads, path);
-            // SAFETY: `InputGrad::New` has every value written.
-            unsafe { fresh.set_len(x.len()) };
-            [y, gx, fresh, gw, gb]
+            let p = passes(&g, (&x, &w, &b), &gy, 0.5, path);
+            [p.y, p.gx, p.gx_new, p.gw, p.gb]
         };
         for mut buf in (0..4).map(|_| scratch(1 << 18)).collect::<Vec<_>>() {
             buf.fill(f32::NAN);
