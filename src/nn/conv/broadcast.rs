@@ -253,6 +253,11 @@ impl Product<'_> {
     fn blocks(&self, out: &mut [f32], out_row: impl Fn(usize) -> usize) {
         let ch = self.channels;
         assert!(ch.is_multiple_of(CHANNELS), "channels in pairs of vectors");
+        #[cfg(target_arch = "x86_64")]
+        debug_assert!(
+            std::arch::is_x86_feature_detected!("avx512f"),
+            "the caller chose these kernels without AVX-512F"
+        );
         let reach = |offsets: &[usize]| offsets.iter().max().copied().unwrap_or(0);
         assert!(
             self.walk.is_empty()
@@ -332,8 +337,9 @@ struct Block<'a> {
 unsafe fn block<const P: usize>(args: &Block) {
     let held: [usize; P] = std::array::from_fn(|i| args.held[i]);
     let mut acc = [[_mm512_setzero_ps(); 2]; P];
-    let mut row = args.rows;
-    for &at in args.walk {
+    for (t, &at) in args.walk.iter().enumerate() {
+        // Row t, at the block's first channel (never a pointer past the rows' end).
+        let row = args.rows.add(t * args.ld);
         let base = args.picture.add(at);
         let r0 = _mm512_loadu_ps(row);
         let r1 = _mm512_loadu_ps(row.add(W));
@@ -342,7 +348,6 @@ unsafe fn block<const P: usize>(args: &Block) {
             a[0] = _mm512_fmadd_ps(xv, r0, a[0]);
             a[1] = _mm512_fmadd_ps(xv, r1, a[1]);
         }
-        row = row.add(args.ld);
     }
     for (a, &r) in acc.iter().zip(args.out_rows) {
         let out = args.out.add(r * args.ld);

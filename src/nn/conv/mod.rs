@@ -360,6 +360,22 @@ fn backward_by(
     path: Gemms,
 ) {
     assert_eq!(gy.len(), g.output_len(), "conv2d output-gradient length");
+    assert_eq!(x.len(), g.input_len(), "conv2d input length");
+    assert_eq!(w.len(), g.weight_len(), "conv2d weight length");
+    assert_eq!(
+        grads.w.len(),
+        g.weight_len(),
+        "conv2d weight-gradient length"
+    );
+    if let Some(bias) = &grads.bias {
+        assert_eq!(bias.len(), g.out_channels, "conv2d bias-gradient length");
+    }
+    let gx_len = match &grads.x {
+        Some(InputGrad::AddTo(gx)) => gx.len(),
+        Some(InputGrad::New(gx)) => gx.len(),
+        None => g.input_len(),
+    };
+    assert_eq!(gx_len, g.input_len(), "conv2d input-gradient length");
     assert!(
         path != Gemms::Direct || direct::available(),
         "no AVX-512F here"

@@ -46,13 +46,15 @@ fn naive(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
 }
 
 /// One layer's passes on `path`: the output, the input gradient added onto values `gx0`,
-/// the input gradient written into new memory, and the weight and bias gradients.
+/// the input gradient written into new memory, the weight and bias gradients, and the weight
+/// gradient of a pass without an input gradient (a first layer).
 struct Passes {
     y: Vec<f32>,
     gx: Vec<f32>,
     gx_new: Vec<f32>,
     gw: Vec<f32>,
     gb: Vec<f32>,
+    gw_alone: Vec<f32>,
 }
 
 fn passes(
@@ -80,12 +82,20 @@ fn passes(
     backward_by(g, x, w, gy, grads, path);
     // SAFETY: `InputGrad::New` has every value written.
     unsafe { gx_new.set_len(x.len()) };
+    let mut gw_alone = vec![0.0; w.len()];
+    let grads = Conv2dGrads {
+        x: None,
+        w: &mut gw_alone,
+        bias: None,
+    };
+    backward_by(g, x, w, gy, grads, path);
     Passes {
         y,
         gx,
         gx_new,
         gw,
         gb,
+        gw_alone,
     }
 }
 
@@ -251,18 +261,12 @@ fn every_gemm_layout_gives_the_same_bits() {
                 gx_new,
                 gw,
                 gb,
+                gw_alone,
             } = passes(&g, (&x, &w, &b), &gy, 0.0, path);
             // Into new memory: the same values as added to zeros.
             assert_eq!(bits(&gx_new), bits(&gx), "{g:?}: new memory");
             // Without an input gradient (a first layer): the same weight gradient.
-            let mut gw3 = vec![0.0; w.len()];
-            let grads = Conv2dGrads {
-                x: None,
-                w: &mut gw3,
-                bias: None,
-            };
-            backward_by(&g, &x, &w, &gy, grads, path);
-            assert_eq!(bits(&gw3), bits(&gw), "{g:?}: no input gradient");
+            assert_eq!(bits(&gw_alone), bits(&gw), "{g:?}: no input gradient");
             (bits(&y), bits(&gx), bits(&gw), bits(&gb))
         };
         let reference = run(Gemms::PerChunk);
@@ -411,8 +415,11 @@ fn chunked_batches_give_the_same_result() {
 /// forward pass against the definition: the POI encoder's 7×7 stride-3 layer (36 pixels:
 /// blocks of 8 and a tail of 4), the residual layers, stride 2 with 25 pixels (a tail of 1),
 /// a 1×1 shortcut, a picture wider than high, 16 input or output channels (one pass here,
-/// the other on the tiles), and a batch of several chunks on the pool. Scratch buffers are
-/// poisoned first: no value left in them may reach a result.
+/// the other on the tiles), a batch of several chunks on the pool, 3 input channels (the
+/// weight gradient's tails of 2 and 1 column rows) and 16 output channels with 5×5 taps (the
+/// input gradient here beside im2col's weight gradient); with and without an input gradient.
+/// Also the weight gradient against the definition. Scratch buffers are poisoned first: no
+/// value left in them may reach a result.
 #[test]
 fn channel_vector_kernels_match_the_gemm_path() {
     if !direct::available() {
@@ -481,6 +488,27 @@ fn channel_vector_kernels_match_the_gemm_path() {
             ..poi
         },
         Conv2dGeometry { batch: 40, ..poi },
+        // 3 input channels, 7×7: 147 column rows, so the weight gradient's blocks end in
+        // tails of 2 and 1.
+        Conv2dGeometry {
+            in_channels: 3,
+            height: 20,
+            width: 20,
+            stride: 2,
+            padding: 3,
+            ..poi
+        },
+        // 16 output channels, 5×5: the input gradient here, the weight gradient by im2col
+        // (whose columns share the scratch buffer with the padded input gradient).
+        Conv2dGeometry {
+            out_channels: 16,
+            height: 12,
+            width: 12,
+            kernel: 5,
+            stride: 1,
+            padding: 2,
+            ..poi
+        },
     ];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     for g in cases {
@@ -496,14 +524,14 @@ fn channel_vector_kernels_match_the_gemm_path() {
         let gy = random(g.output_len(), &mut rng);
         let run = |path: Gemms| {
             let p = passes(&g, (&x, &w, &b), &gy, 0.5, path);
-            [p.y, p.gx, p.gx_new, p.gw, p.gb]
+            [p.y, p.gx, p.gx_new, p.gw, p.gb, p.gw_alone]
         };
         for mut buf in (0..4).map(|_| scratch(1 << 18)).collect::<Vec<_>>() {
             buf.fill(f32::NAN);
         }
         let got = run(Gemms::Direct);
         let want = run(Gemms::PerChunk);
-        let names = ["y", "gx added", "gx new", "gw", "gb"];
+        let names = ["y", "gx added", "gx new", "gw", "gb", "gw alone"];
         for ((got, want), name) in got.iter().zip(&want).zip(names) {
             let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for (i, (a, e)) in got.iter().zip(want).enumerate() {
@@ -520,5 +548,50 @@ fn channel_vector_kernels_match_the_gemm_path() {
                 "{g:?} y: {a} vs {e}"
             );
         }
+        // The weight gradient against the definition, in f64: independent of the chunks'
+        // parts and of their summation in pieces (the POI layer's 50 176 values, in several
+        // chunks at batch 40).
+        let reference = naive_weight_grad(&g, &x, &gy);
+        let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (a, e)) in got[3].iter().zip(&reference).enumerate() {
+            assert!(
+                (*a as f64 - e).abs() <= 1e-5 * scale,
+                "{g:?} gw[{i}]: {a} vs {e}"
+            );
+        }
     }
+}
+
+/// gW[o][c][ki][kj] = Σ over samples and output pixels of gy · x at the tap, in f64.
+fn naive_weight_grad(g: &Conv2dGeometry, x: &[f32], gy: &[f32]) -> Vec<f64> {
+    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
+    let mut gw = vec![0.0f64; g.weight_len()];
+    for n in 0..g.batch {
+        for o in 0..g.out_channels {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let d = gy[((n * g.out_channels + o) * oh + oy) * ow + ox] as f64;
+                    for c in 0..g.in_channels {
+                        for ki in 0..k {
+                            let iy = (oy * g.stride + ki) as isize - g.padding as isize;
+                            if iy < 0 || iy >= g.height as isize {
+                                continue;
+                            }
+                            for kj in 0..k {
+                                let ix = (ox * g.stride + kj) as isize - g.padding as isize;
+                                if ix < 0 || ix >= g.width as isize {
+                                    continue;
+                                }
+                                let xv = x[((n * g.in_channels + c) * g.height + iy as usize)
+                                    * g.width
+                                    + ix as usize] as f64;
+                                gw[((o * g.in_channels + c) * k + ki) * k + kj] += d * xv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    gw
 }
