@@ -27,7 +27,7 @@ use std::arch::x86_64::*;
 
 use std::mem::MaybeUninit;
 
-use super::picture::{column_origin, Padded, W};
+use super::picture::{padded_size, Layout, Padded, W};
 use super::{Conv2dGeometry, InputGrad};
 
 /// Channels per accumulator row: two vectors.
@@ -45,33 +45,6 @@ pub(super) fn fits(g: &Conv2dGeometry) -> bool {
 /// Whether the input gradient runs here: input channels in whole pairs of vectors.
 pub(super) fn input_grad_fits(g: &Conv2dGeometry) -> bool {
     g.in_channels.is_multiple_of(CHANNELS) && g.in_channels > 0 && g.out_channels > 0
-}
-
-/// Offsets in the padded picture, fixed by the geometry: computed once per call.
-pub(super) struct Layout {
-    /// Column row j = (c·k + ki)·k + kj starts at origins[j] (its value at the first pixel).
-    origins: Vec<usize>,
-    /// Output pixel p reads column rows at origin + pixels[p].
-    pixels: Vec<usize>,
-    /// Padded width.
-    pw: usize,
-}
-
-impl Layout {
-    pub(super) fn new(g: &Conv2dGeometry) -> Self {
-        let (ph, pw) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
-        let frame = Padded { data: &[], ph, pw };
-        let ow = g.out_width();
-        Layout {
-            origins: (0..g.patch_len())
-                .map(|j| column_origin(g, &frame, j))
-                .collect(),
-            pixels: (0..g.out_height() * ow)
-                .map(|p| (p / ow * pw + p % ow) * g.stride)
-                .collect(),
-            pw,
-        }
-    }
 }
 
 /// Wᵀ [ckk, co] from W [co, ckk], the layout `forward_sample` reads.
@@ -108,7 +81,8 @@ pub(super) fn scratch_len(g: &Conv2dGeometry) -> usize {
 /// Length of the scratch `input_grad_sample` needs: the padded input gradient as
 /// [padded pixels, channels].
 pub(super) fn input_grad_scratch(g: &Conv2dGeometry) -> usize {
-    (g.height + 2 * g.padding) * (g.width + 2 * g.padding) * g.in_channels
+    let (ph, pw) = padded_size(g);
+    ph * pw * g.in_channels
 }
 
 /// Forward pass of one sample: y_s [co, OH·OW] = W · columns (+ bias), from Wᵀ (`pack_wt`).
@@ -132,7 +106,7 @@ pub(super) fn forward_sample(
         channels: co,
         accumulate: false,
     };
-    product.run(yt, 0);
+    product.run(yt);
     // [pixels, channels] → [channels, pixels], with the bias.
     for (o, plane) in y_s.chunks_exact_mut(p).enumerate() {
         let b = bias.map_or(0.0, |b| b[o]);
@@ -160,7 +134,7 @@ pub(super) fn weight_grad_sample(
         channels: co,
         accumulate: true,
     };
-    product.run(&mut gw_t[..ckk * co], 0);
+    product.run(&mut gw_t[..ckk * co]);
 }
 
 /// The input gradient of one sample from its output gradient gy_s [co, OH·OW] and the taps'
@@ -177,25 +151,19 @@ pub(super) fn input_grad_sample(
 ) {
     let (ci, co, p) = (g.in_channels, g.out_channels, layout.pixels.len());
     assert!(input_grad_fits(g), "input channels in pairs of vectors");
-    let gx_len = match &gx_s {
-        InputGrad::AddTo(gx) => gx.len(),
-        InputGrad::New(gx) => gx.len(),
-    };
     assert!(
-        gy_s.len() == co * p && gx_len == ci * g.height * g.width,
+        gy_s.len() == co * p && gx_s.len() == ci * g.height * g.width,
         "operand lengths"
     );
     let padded = &mut padded[..input_grad_scratch(g)];
     padded.fill(0.0);
-    let planes: Vec<usize> = (0..co).map(|o| o * p).collect();
-    let pixels: Vec<usize> = (0..p).collect();
     for (t, weights) in taps.chunks_exact(co * ci).enumerate() {
         // Tap t = ki·k + kj is column row t of channel 0: its origin is the padded pixel
         // that output pixel 0 reads through it.
         let product = Product {
             picture: gy_s,
-            walk: &planes,
-            held: &pixels,
+            walk: &layout.planes,
+            held: &layout.pixel_index,
             rows: weights,
             channels: ci,
             accumulate: true,
@@ -239,10 +207,9 @@ struct Product<'a> {
 }
 
 impl Product<'_> {
-    /// Output row i at out row `first + i`.
-    fn run(&self, out: &mut [f32], first: usize) {
-        let rows: Vec<usize> = (first..first + self.held.len()).collect();
-        self.blocks(out, |i| rows[i]);
+    /// Output row i at out row i.
+    fn run(&self, out: &mut [f32]) {
+        self.blocks(out, |i| i);
     }
 
     /// Output row i at out row `base + at[i]`.

@@ -23,7 +23,7 @@
 use std::arch::x86_64::*;
 
 use super::columns::{col2im, copy_strided};
-use super::picture::{channels_padded, column_origin, Padded, W};
+use super::picture::{channels_padded, Padded, W};
 use super::Conv2dGeometry;
 
 /// matrixmultiply's block length along the reduction for f32 (`S_KC` in 0.3.11, pinned in
@@ -64,10 +64,12 @@ pub(super) fn strip_len(g: &Conv2dGeometry) -> usize {
     g.patch_len() * W
 }
 
-/// Forward pass of one sample: y_s [co, OH·OW] = W · columns, without bias. `w_panels` is W
-/// from `pack_panels`; `strip` holds `g.patch_len() · 16` values of scratch.
+/// Forward pass of one sample: y_s [co, OH·OW] = W · columns, without bias. `origins` are the
+/// column rows' (`picture::Layout`); `w_panels` is W from `pack_panels`; `strip` holds
+/// `g.patch_len() · 16` values of scratch.
 pub(super) fn forward_sample(
     g: &Conv2dGeometry,
+    origins: &[usize],
     x: &Padded,
     w_panels: &[f32],
     y_s: &mut [f32],
@@ -76,7 +78,6 @@ pub(super) fn forward_sample(
     let (oh, ow, s) = (g.out_height(), g.out_width(), g.stride);
     let (ckk, co, p) = (g.patch_len(), g.out_channels, oh * ow);
     let strip = &mut strip[..ckk * W];
-    let origins: Vec<usize> = (0..ckk).map(|j| column_origin(g, x, j)).collect();
     for j0 in (0..p).step_by(W) {
         // Lanes past n are never read (the tile kernel masks them), so stay unwritten.
         let n = W.min(p - j0);
@@ -85,7 +86,7 @@ pub(super) fn forward_sample(
             // The 16 pixels lie in one output row: one run of the picture per column row
             // (its own branch: a run of constant length compiles to vector moves).
             let at = oy * s * x.pw + ox * s;
-            for (dst, &o) in strip.chunks_exact_mut(W).zip(&origins) {
+            for (dst, &o) in strip.chunks_exact_mut(W).zip(origins) {
                 copy_strided(&x.data[o + at..], dst, s);
             }
         } else {
@@ -100,7 +101,7 @@ pub(super) fn forward_sample(
                 count += 1;
                 lane += len;
             }
-            for (dst, &o) in strip.chunks_exact_mut(W).zip(&origins) {
+            for (dst, &o) in strip.chunks_exact_mut(W).zip(origins) {
                 for &(lane, len, at) in &runs[..count] {
                     copy_strided(&x.data[o + at..], &mut dst[lane..][..len], s);
                 }

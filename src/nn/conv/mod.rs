@@ -23,6 +23,7 @@ mod tests;
 
 use super::parallel::{for_each_chunk, scratch, zeroed};
 use columns::{col2im, im2col};
+use picture::Layout;
 
 /// The sizes of one convolution call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +238,7 @@ fn forward_by(
         .collect();
     // W in the direct kernel's panels, or Wᵀ for the broadcast kernel, packed once per call.
     let by_channels = path == Gemms::Direct && broadcast::fits(g);
-    let layout = by_channels.then(|| broadcast::Layout::new(g));
+    let layout = (path == Gemms::Direct).then(|| Layout::new(g));
     let w_panels = match path {
         Gemms::Direct if by_channels => broadcast::pack_wt(g, w),
         Gemms::Direct => direct::pack_panels(w, (co, ckk), (ckk, 1)),
@@ -271,12 +272,13 @@ fn forward_by(
             let np = s * p;
             match path {
                 Gemms::Direct => {
+                    let layout = layout.as_ref().expect("the direct path's layout");
                     for (si, y_s) in y_chunk.chunks_mut(co * p).enumerate() {
                         let xp = picture::padded(g, x, n0 + si, cols);
-                        if let Some(layout) = &layout {
+                        if by_channels {
                             broadcast::forward_sample(g, layout, &xp, &w_panels, bias, y_s, out);
                         } else {
-                            direct::forward_sample(g, &xp, &w_panels, y_s, out);
+                            direct::forward_sample(g, &layout.origins, &xp, &w_panels, y_s, out);
                             add_bias(y_s);
                         }
                     }
@@ -332,6 +334,29 @@ pub enum InputGrad<'a> {
     New(&'a mut [MaybeUninit<f32>]),
 }
 
+impl<'a> InputGrad<'a> {
+    /// Values it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            InputGrad::AddTo(gx) => gx.len(),
+            InputGrad::New(gx) => gx.len(),
+        }
+    }
+
+    /// Whether it holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Cut into consecutive parts of `len` values (the last may be shorter), of its kind.
+    fn split(self, len: usize) -> Vec<InputGrad<'a>> {
+        match self {
+            InputGrad::AddTo(gx) => gx.chunks_mut(len).map(InputGrad::AddTo).collect(),
+            InputGrad::New(gx) => gx.chunks_mut(len).map(InputGrad::New).collect(),
+        }
+    }
+}
+
 /// Gradients of a convolution, the weight's and bias's accumulated (+=) into their buffers.
 pub struct Conv2dGrads<'a> {
     pub x: Option<InputGrad<'a>>,
@@ -370,12 +395,9 @@ fn backward_by(
     if let Some(bias) = &grads.bias {
         assert_eq!(bias.len(), g.out_channels, "conv2d bias-gradient length");
     }
-    let gx_len = match &grads.x {
-        Some(InputGrad::AddTo(gx)) => gx.len(),
-        Some(InputGrad::New(gx)) => gx.len(),
-        None => g.input_len(),
-    };
-    assert_eq!(gx_len, g.input_len(), "conv2d input-gradient length");
+    if let Some(gx) = &grads.x {
+        assert_eq!(gx.len(), g.input_len(), "conv2d input-gradient length");
+    }
     assert!(
         path != Gemms::Direct || direct::available(),
         "no AVX-512F here"
@@ -412,17 +434,11 @@ fn backward_by(
     } else {
         Vec::new()
     };
-    let layout = (path == Gemms::Direct).then(|| broadcast::Layout::new(g));
+    // The offsets of the channel-vector kernels, where they run.
+    let layout = (gx_by_channels || (direct_gw && g.kernel != 3)).then(|| Layout::new(g));
     // Each chunk owns its samples' slice of the input gradient, when there is one.
     let gx_parts: Vec<Option<InputGrad<'_>>> = match grads.x.take() {
-        Some(InputGrad::AddTo(gx)) => gx
-            .chunks_mut(chunk * in_len)
-            .map(|c| Some(InputGrad::AddTo(c)))
-            .collect(),
-        Some(InputGrad::New(gx)) => gx
-            .chunks_mut(chunk * in_len)
-            .map(|c| Some(InputGrad::New(c)))
-            .collect(),
+        Some(gx) => gx.split(chunk * in_len).into_iter().map(Some).collect(),
         None => (0..n_chunks).map(|_| None).collect(),
     };
     // Each chunk's gW and bias gradient, summed into grads.w and grads.bias in chunk order
@@ -483,7 +499,7 @@ fn backward_by(
                     if g.kernel == 3 {
                         direct::weight_grad_sample(g, &xp, gy_t, d_gw_t);
                     } else {
-                        let layout = layout.as_ref().expect("the direct path's layout");
+                        let layout = layout.as_ref().expect("the channel-vector kernels' layout");
                         broadcast::weight_grad_sample(g, layout, &xp, gy_t, d_gw_t);
                     }
                 }
@@ -499,16 +515,8 @@ fn backward_by(
             }
             if let Some(gx) = gx_chunk {
                 if gx_by_channels {
-                    let layout = layout.as_ref().expect("the direct path's layout");
-                    let samples: Vec<InputGrad> = match gx {
-                        InputGrad::AddTo(gx) => {
-                            gx.chunks_exact_mut(in_len).map(InputGrad::AddTo).collect()
-                        }
-                        InputGrad::New(gx) => {
-                            gx.chunks_exact_mut(in_len).map(InputGrad::New).collect()
-                        }
-                    };
-                    for (si, gx_s) in samples.into_iter().enumerate() {
+                    let layout = layout.as_ref().expect("the channel-vector kernels' layout");
+                    for (si, gx_s) in gx.split(in_len).into_iter().enumerate() {
                         let gy_s = &gy[(n0 + si) * co * p..][..co * p];
                         broadcast::input_grad_sample(g, layout, &wt_panels, gy_s, gx_s, cols);
                     }

@@ -1,6 +1,6 @@
 //! Where a convolution's values lie, shared by its AVX-512 kernels (`direct`, `broadcast`):
-//! the picture with its zero border, where each column row starts in it, and the transposed
-//! layouts of the weight gradient.
+//! the picture with its zero border, the offsets of column rows and output pixels in it, and
+//! the transposed layouts of the weight gradient.
 
 use super::Conv2dGeometry;
 
@@ -25,7 +25,7 @@ pub(super) fn padded<'a>(
 ) -> Padded<'a> {
     let plane = g.height * g.width;
     let sample = &x[n * g.in_channels * plane..][..g.in_channels * plane];
-    let (ph, pw) = (g.height + 2 * g.padding, g.width + 2 * g.padding);
+    let (ph, pw) = padded_size(g);
     if g.padding == 0 {
         return Padded {
             data: sample,
@@ -43,20 +43,58 @@ pub(super) fn padded<'a>(
     Padded { data: buf, ph, pw }
 }
 
+/// Height and width of the picture with its zero border.
+pub(super) fn padded_size(g: &Conv2dGeometry) -> (usize, usize) {
+    (g.height + 2 * g.padding, g.width + 2 * g.padding)
+}
+
 /// Length of the buffer `padded` needs (none without padding: the input is used as it is).
 pub(super) fn padded_len(g: &Conv2dGeometry) -> usize {
     match g.padding {
         0 => 0,
-        pad => g.in_channels * (g.height + 2 * pad) * (g.width + 2 * pad),
+        _ => {
+            let (ph, pw) = padded_size(g);
+            g.in_channels * ph * pw
+        }
     }
 }
 
-/// Where column row j = (c·k + ki)·k + kj starts in the padded picture: its value at output
-/// pixel (oy, ox) is at that offset + oy·stride·pw + ox·stride.
-pub(super) fn column_origin(g: &Conv2dGeometry, p: &Padded, j: usize) -> usize {
-    let k = g.kernel;
-    let (c, ki, kj) = (j / (k * k), j / k % k, j % k);
-    (c * p.ph + ki) * p.pw + kj
+/// Offsets fixed by the geometry, computed once per call: in the padded picture, and in a
+/// sample's output gradient [co, OH·OW] (which the channel-vector input gradient reads).
+pub(super) struct Layout {
+    /// Column row j = (c·k + ki)·k + kj starts at origins[j] (its value at the first output
+    /// pixel).
+    pub(super) origins: Vec<usize>,
+    /// Output pixel p reads column rows at origin + pixels[p].
+    pub(super) pixels: Vec<usize>,
+    /// Padded width.
+    pub(super) pw: usize,
+    /// Output channel o's plane starts at planes[o] = o·OH·OW in the output gradient.
+    pub(super) planes: Vec<usize>,
+    /// Output pixel p is at pixel_index[p] = p within a plane.
+    pub(super) pixel_index: Vec<usize>,
+}
+
+impl Layout {
+    pub(super) fn new(g: &Conv2dGeometry) -> Self {
+        let (ph, pw) = padded_size(g);
+        let (k, ow) = (g.kernel, g.out_width());
+        let p = g.out_height() * ow;
+        Layout {
+            origins: (0..g.patch_len())
+                .map(|j| {
+                    let (c, ki, kj) = (j / (k * k), j / k % k, j % k);
+                    (c * ph + ki) * pw + kj
+                })
+                .collect(),
+            pixels: (0..p)
+                .map(|px| (px / ow * pw + px % ow) * g.stride)
+                .collect(),
+            pw,
+            planes: (0..g.out_channels).map(|o| o * p).collect(),
+            pixel_index: (0..p).collect(),
+        }
+    }
 }
 
 /// Output channels rounded up to whole vectors of 16: the row length of the transposed

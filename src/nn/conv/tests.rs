@@ -9,15 +9,16 @@ fn random(n: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<f32> {
     (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
 }
 
-/// The definition, written as directly as possible.
-fn naive(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+/// Every term of the convolution's definition, as (output index, input index, weight index):
+/// for each output value in order, its taps (c, ki, kj) in order that land inside the
+/// picture.
+fn for_each_term(g: &Conv2dGeometry, mut term: impl FnMut(usize, usize, usize)) {
     let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
-    let mut y = vec![0.0; g.output_len()];
     for n in 0..g.batch {
         for o in 0..g.out_channels {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut acc = b[o] as f64;
+                    let yi = ((n * g.out_channels + o) * oh + oy) * ow + ox;
                     for c in 0..g.in_channels {
                         for ki in 0..k {
                             for kj in 0..k {
@@ -28,21 +29,29 @@ fn naive(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
                                     && (iy as usize) < g.height
                                     && (ix as usize) < g.width
                                 {
-                                    acc += (x[((n * g.in_channels + c) * g.height + iy as usize)
+                                    let xi = ((n * g.in_channels + c) * g.height + iy as usize)
                                         * g.width
-                                        + ix as usize]
-                                        * w[((o * g.in_channels + c) * k + ki) * k + kj])
-                                        as f64;
+                                        + ix as usize;
+                                    term(yi, xi, ((o * g.in_channels + c) * k + ki) * k + kj);
                                 }
                             }
                         }
                     }
-                    y[((n * g.out_channels + o) * oh + oy) * ow + ox] = acc as f32;
                 }
             }
         }
     }
-    y
+}
+
+/// The definition, written as directly as possible: each output from its bias, its terms
+/// added in f64.
+fn naive(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f32> {
+    let plane = g.out_height() * g.out_width();
+    let mut y: Vec<f64> = (0..g.output_len())
+        .map(|i| b[i / plane % g.out_channels] as f64)
+        .collect();
+    for_each_term(g, |yi, xi, wi| y[yi] += (x[xi] * w[wi]) as f64);
+    y.into_iter().map(|v| v as f32).collect()
 }
 
 /// One layer's passes on `path`: the output, the input gradient added onto values `gx0`,
@@ -564,34 +573,7 @@ fn channel_vector_kernels_match_the_gemm_path() {
 
 /// gW[o][c][ki][kj] = Σ over samples and output pixels of gy · x at the tap, in f64.
 fn naive_weight_grad(g: &Conv2dGeometry, x: &[f32], gy: &[f32]) -> Vec<f64> {
-    let (oh, ow, k) = (g.out_height(), g.out_width(), g.kernel);
     let mut gw = vec![0.0f64; g.weight_len()];
-    for n in 0..g.batch {
-        for o in 0..g.out_channels {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let d = gy[((n * g.out_channels + o) * oh + oy) * ow + ox] as f64;
-                    for c in 0..g.in_channels {
-                        for ki in 0..k {
-                            let iy = (oy * g.stride + ki) as isize - g.padding as isize;
-                            if iy < 0 || iy >= g.height as isize {
-                                continue;
-                            }
-                            for kj in 0..k {
-                                let ix = (ox * g.stride + kj) as isize - g.padding as isize;
-                                if ix < 0 || ix >= g.width as isize {
-                                    continue;
-                                }
-                                let xv = x[((n * g.in_channels + c) * g.height + iy as usize)
-                                    * g.width
-                                    + ix as usize] as f64;
-                                gw[((o * g.in_channels + c) * k + ki) * k + kj] += d * xv;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    for_each_term(g, |yi, xi, wi| gw[wi] += gy[yi] as f64 * x[xi] as f64);
     gw
 }
